@@ -1,0 +1,36 @@
+# corio_add_layer_tests(<tests_dir>)
+#
+# For every direct subfolder D of <tests_dir> that holds at least one *_test.cpp, builds one GoogleTest
+# executable corio_${D}_tests from tests/D/*.cpp (the *_test.cpp files plus any helper .cpp files there),
+# links it to corio::corio and GoogleTest, and registers each test case with ctest under the label D.
+# Folders without *_test.cpp (e.g. tests/install/) are ignored. New layers need no CMake change.
+function(corio_add_layer_tests tests_dir)
+  file(GLOB _children RELATIVE "${tests_dir}" "${tests_dir}/*")
+  list(SORT _children)
+  foreach(_layer IN LISTS _children)
+    set(_dir "${tests_dir}/${_layer}")
+    if(NOT IS_DIRECTORY "${_dir}")
+      continue()
+    endif()
+    file(GLOB _tests CONFIGURE_DEPENDS "${_dir}/*_test.cpp")
+    if(NOT _tests)
+      continue()
+    endif()
+    # Everything in the folder: the *_test.cpp files and their helpers.
+    file(GLOB _sources CONFIGURE_DEPENDS "${_dir}/*.cpp")
+
+    set(_target corio_${_layer}_tests)
+    add_executable(${_target} ${_sources})
+    target_include_directories(${_target} PRIVATE "${_dir}")
+    target_link_libraries(${_target} PRIVATE corio::corio GTest::gtest GTest::gtest_main)
+    if(TARGET GTest::gmock)
+      target_link_libraries(${_target} PRIVATE GTest::gmock)
+    endif()
+    target_compile_options(${_target} PRIVATE
+      $<$<OR:$<CXX_COMPILER_ID:GNU>,$<CXX_COMPILER_ID:Clang>>:-Wall -Wextra>)
+    gtest_discover_tests(${_target}
+      DISCOVERY_MODE PRE_TEST
+      PROPERTIES LABELS ${_layer} TIMEOUT 120)
+    message(STATUS "corio: tests/${_layer}: ${_target}")
+  endforeach()
+endfunction()

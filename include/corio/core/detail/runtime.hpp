@@ -1,0 +1,281 @@
+// The runtime's shared machinery: promises' common part, the trampoline, scheduled-task state, waiters and
+// the loop core. Everything here is private to corio (namespace detail); the public face is Task,
+// TaskHandle and EventLoop.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "corio/core/detail/frame_allocator.hpp"
+#include "corio/core/detail/intrusive_list.hpp"
+#include "corio/core/detail/ready_queue.hpp"
+#include "corio/core/detail/timer_heap.hpp"
+#include "corio/core/errors.hpp"
+
+namespace corio::detail {
+
+class TaskStateBase;
+class LoopCore;
+
+// Where a coroutine was created: captured by the promise's constructor default arguments, which the
+// compiler evaluates in the coroutine itself (works with g++ and clang alike).
+struct SourceLoc {
+  const char* function = "";
+  const char* file = "";
+  unsigned line = 0;
+  static constexpr SourceLoc current(const char* fn = __builtin_FUNCTION(),
+                                     const char* file = __builtin_FILE(),
+                                     unsigned line = __builtin_LINE()) noexcept {
+    return SourceLoc{fn, file, line};
+  }
+};
+
+// Constant-stack transfers. Awaiting a Task, or a Task finishing, never resumes a coroutine from inside
+// another one's resume(): it leaves the next coroutine here and returns, and the loop's resume_chain()
+// resumes it. That is symmetric transfer done by hand, so a million nested or sequential awaits run in
+// constant native stack even where the compiler emits no tail call (-O0, sanitizers).
+inline thread_local std::coroutine_handle<> tl_transfer = nullptr;
+
+inline void resume_chain(std::coroutine_handle<> h) {
+  h.resume();
+  while (tl_transfer) {
+    std::coroutine_handle<> next = tl_transfer;
+    tl_transfer = nullptr;
+    next.resume();
+  }
+}
+
+// The part of every corio promise the runtime needs without knowing the result type.
+struct PromiseBase : PooledAlloc {
+  explicit PromiseBase(SourceLoc loc) noexcept : loc_(loc) {}
+
+  std::coroutine_handle<> continuation_;  // who awaits this coroutine; null for a task's root
+  PromiseBase* parent_ = nullptr;         // continuation_'s promise when it is a corio one (introspection)
+  TaskStateBase* root_ = nullptr;         // set when this coroutine is the root of a scheduled task
+  std::exception_ptr exc_;
+  SourceLoc loc_;
+  bool started_ = false;        // awaited (or scheduled) once; a second await is an error
+  bool cancelled_exc_ = false;  // exc_ holds a CancelledError (only tracked for task roots)
+};
+
+// Something that finishes tasks' awaits: a watcher is told, synchronously, when a task is done.
+// Internal combinators use it; user callbacks go through add_done_callback and are scheduled instead.
+struct DoneWatcher : ListNode {
+  virtual void on_done(TaskStateBase& task) = 0;
+
+ protected:
+  ~DoneWatcher() = default;
+};
+
+// A leaf a task is suspended at: a timer, a lock's waiter list, a child task, a socket. Invariant: while a
+// task is suspended here, task_->waiter_ == this; wake() clears it and schedules the task, so a waiter is
+// woken at most once.
+struct Waiter {
+  TaskStateBase* task_ = nullptr;
+  std::coroutine_handle<> handle_;
+  PromiseBase* promise_ = nullptr;  // the awaiting coroutine's promise, for introspection
+
+  Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+
+  // TaskHandle::cancel reached this waiter. Return true when the waiter took charge of the cancellation
+  // (it will wake the task, which then sees CancelledError or whatever the waiter decides); false leaves
+  // the task marked to throw CancelledError at its next resumption.
+  virtual bool cancel() = 0;
+  // One line for awaiting()/dump_tasks(): "sleep until 12.503", "task 'Task-4'".
+  virtual void describe(std::string& out) const = 0;
+
+  // Registers with the running task; call from await_suspend. If the task already has a cancellation
+  // pending, cancel() runs at once, as asyncio cancels the future a task yields while _must_cancel is set.
+  template <class P>
+  void suspend_on(std::coroutine_handle<P> h);
+  inline void wake() noexcept;
+  // Call first in await_resume: throws CancelledError if the task was cancelled while this waiter could no
+  // longer take it (after being woken, before running), or a leaf's cancel() marked it so.
+  inline void throw_if_cancelled();
+  // Waiter::cancel() for the simple leaves: mark, wake.
+  inline bool cancel_and_wake() noexcept;
+  bool suspended() const noexcept;
+
+ protected:
+  inline ~Waiter();
+};
+
+// Work enqueued by call_soon / call_later. Reference-counted between the loop and the user's Handle.
+struct CallbackNode : ReadyNode, TimerNode {
+  LoopCore* loop_ = nullptr;
+  std::uint32_t refs_ = 1;  // the loop's reference while queued or in the timer heap
+  bool cancelled_ = false;
+
+  virtual ~CallbackNode() = default;
+  virtual void invoke() = 0;
+  void run_ready() override;
+  void discard() noexcept override { release(); }
+  void fire() override;
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+};
+
+template <class F>
+struct FnCallback final : CallbackNode {
+  explicit FnCallback(F f) : f_(std::move(f)) {}
+  void invoke() override { f_(); }
+  F f_;
+};
+
+// The state of a task scheduled with create_task (asyncio.Task). Owned by references: the loop holds one
+// while the task is pending, each TaskHandle one more. Loop-thread only, so the count is not atomic.
+class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
+ public:
+  enum class Status : std::uint8_t { pending, finished, failed, cancelled };
+
+  explicit TaskStateBase(LoopCore& loop) noexcept;
+  virtual ~TaskStateBase();
+
+  LoopCore* loop_;
+  std::uint32_t refs_ = 1;
+  Status status_ = Status::pending;
+  bool started_ = false;        // its first step ran (or it was cancelled before it)
+  bool queued_ = false;         // in the ready queue
+  bool must_cancel_ = false;    // throw CancelledError at the next resumption (asyncio's _must_cancel)
+  bool exc_retrieved_ = false;  // somebody looked at exc_: no "never retrieved" report
+  int cancel_requests_ = 0;     // cancelling()
+  std::uint64_t id_ = 0;
+  Waiter* waiter_ = nullptr;        // what the task is suspended at; null while ready or running
+  std::coroutine_handle<> resume_;  // where the next step resumes
+  std::exception_ptr exc_;
+  std::unique_ptr<std::string> name_;        // null: "Task-<id>"
+  std::unique_ptr<std::string> cancel_msg_;  // null: no message
+  IntrusiveList<DoneWatcher> watchers_;
+  struct UserCallback;
+  UserCallback* callbacks_ = nullptr;  // add_done_callback, scheduled with call_soon when done
+
+  void add_ref() noexcept { ++refs_; }
+  void release() noexcept {
+    if (--refs_ == 0) delete this;
+  }
+  bool done() const noexcept { return status_ != Status::pending; }
+  std::string name() const;
+  std::string cancel_message() const { return cancel_msg_ ? *cancel_msg_ : std::string(); }
+  bool cancel(std::string msg);
+  int uncancel() noexcept;
+  // Throws what result() would for a task that did not finish with a value.
+  void check_result();
+  std::string awaiting() const;
+  void dump(std::string& out) const;
+  void add_callback(std::unique_ptr<CallbackNode> cb);
+
+  // Called by the root coroutine's final suspend: takes the result, destroys the frame, finishes.
+  void complete(PromiseBase& root) noexcept;
+  // The loop is closing while the task is pending: destroy the frame, mark it cancelled, drop the loop's
+  // reference.
+  void abandon() noexcept;
+
+  void run_ready() override;
+  void discard() noexcept override { queued_ = false; }
+
+ protected:
+  virtual void take_value(PromiseBase& root) = 0;
+  virtual std::coroutine_handle<> frame() noexcept = 0;
+  virtual void destroy_frame() noexcept = 0;
+  virtual PromiseBase* root_promise() noexcept = 0;
+
+ private:
+  void finish() noexcept;
+};
+
+// The loop's scheduling core, shared by EventLoop and the runtime's internals.
+class LoopCore {
+ public:
+  ReadyQueue ready_;
+  TimerHeap timers_;
+  TaskStateBase* current_ = nullptr;    // the task whose step is running
+  IntrusiveList<TaskStateBase> tasks_;  // every pending task
+  std::uint64_t next_task_id_ = 1;
+  bool debug_ = false;
+  bool virtual_time_ = false;
+  std::int64_t virtual_now_ = 0;
+  std::int64_t slow_callback_ns_ = 100'000'000;
+  int inhibit_auto_advance_ = 0;  // work outside the loop (threads) that virtual time must not jump past
+
+  // The loop running on this thread, if any.
+  static thread_local LoopCore* running_;
+
+  std::int64_t now_ns() const noexcept;
+
+  void schedule(TaskStateBase& t) noexcept {
+    if (!t.queued_) {
+      t.queued_ = true;
+      ready_.push(t);
+    }
+  }
+  void enqueue(CallbackNode& n) noexcept { ready_.push(n); }
+  void add_timer(TimerNode& n, std::int64_t when_ns) {
+    n.when_ns_ = when_ns;
+    timers_.push(n);
+  }
+  void adopt(TaskStateBase& t) noexcept {
+    t.id_ = next_task_id_++;
+    tasks_.push_back(t);
+    schedule(t);
+  }
+  static LoopCore& current_loop();  // throws RuntimeError outside a running loop
+  static TaskStateBase& current_task_or_throw();
+};
+
+struct TaskStateBase::UserCallback {
+  UserCallback* next;
+  std::unique_ptr<CallbackNode> node;
+};
+
+// ---- inline definitions ----
+
+template <class P>
+void Waiter::suspend_on(std::coroutine_handle<P> h) {
+  handle_ = h;
+  if constexpr (std::is_base_of_v<PromiseBase, P>) promise_ = &h.promise();
+  TaskStateBase& t = LoopCore::current_task_or_throw();
+  task_ = &t;
+  t.waiter_ = this;
+  if (t.must_cancel_) {
+    t.must_cancel_ = false;
+    if (!cancel()) t.must_cancel_ = true;
+  }
+}
+
+inline bool Waiter::suspended() const noexcept { return task_ && task_->waiter_ == this; }
+
+inline void Waiter::wake() noexcept {
+  TaskStateBase* t = task_;
+  t->waiter_ = nullptr;
+  t->resume_ = handle_;
+  t->loop_->schedule(*t);
+}
+
+inline void Waiter::throw_if_cancelled() {
+  if (task_ && task_->must_cancel_) {
+    task_->must_cancel_ = false;
+    throw CancelledError(task_->cancel_message());
+  }
+}
+
+inline bool Waiter::cancel_and_wake() noexcept {
+  task_->must_cancel_ = true;
+  wake();
+  return true;
+}
+
+inline Waiter::~Waiter() {
+  if (task_ && task_->waiter_ == this) task_->waiter_ = nullptr;
+}
+
+}  // namespace corio::detail

@@ -1,0 +1,187 @@
+// EventLoop: one per thread, runs one coroutine at a time (asyncio's event loop).
+//
+// One turn of the loop, in the order the code does it (asyncio's _run_once; docs/design.md walks it):
+//   1. poll for I/O, blocking until the next timer is due when nothing is ready (never when something is);
+//      callbacks sent from other threads are taken in here;
+//   2. move the timers due by now to the ready queue;
+//   3. run exactly the items that were ready at this point, FIFO; what they make ready waits for the
+//      next turn. So sleep(0s) yields exactly one turn and create_task runs the first step next turn.
+// Everything not marked thread-safe must be called on the loop's thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "corio/core/detail/poller.hpp"
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/errors.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+namespace corio {
+
+struct RunOptions {
+  bool debug = false;                    // also CORIO_DEBUG=1
+  Backend backend = Backend::automatic;  // CORIO_BACKEND=epoll|io_uring overrides automatic
+  bool virtual_time = false;  // the clock stands still and jumps to the next timer whenever nothing is ready
+                              // and no I/O is pending: timeouts in tests run instantly and deterministically
+};
+
+// A callback scheduled with call_soon. Copyable reference; cancel() before it runs and it never runs.
+class Handle {
+ public:
+  Handle() noexcept = default;
+  explicit Handle(detail::CallbackNode* n) noexcept : n_(n) {
+    if (n_) n_->add_ref();
+  }
+  Handle(const Handle& o) noexcept : Handle(o.n_) {}
+  Handle& operator=(Handle o) noexcept {
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~Handle() {
+    if (n_) n_->release();
+  }
+  void cancel() noexcept;
+  bool cancelled() const noexcept { return n_ && n_->cancelled_; }
+
+ protected:
+  detail::CallbackNode* n_ = nullptr;
+};
+
+// A callback scheduled with call_later/call_at; cancelling it removes it from the timer heap at once.
+class TimerHandle : public Handle {
+ public:
+  using Handle::Handle;
+  // Due time on the loop's clock (seconds, as EventLoop::time()).
+  double when() const noexcept { return n_ ? static_cast<double>(n_->when_ns_) / 1e9 : 0.0; }
+};
+
+class EventLoop : private detail::LoopCore {
+ public:
+  explicit EventLoop(RunOptions options = {});
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The loop's clock in seconds (monotonic; under virtual time, the virtual clock).
+  double time() const noexcept { return static_cast<double>(now_ns()) / 1e9; }
+
+  // f() runs on a later turn, after everything scheduled before it (FIFO).
+  template <class F>
+  Handle call_soon(F f) {
+    auto* n = new detail::FnCallback<F>(std::move(f));
+    n->loop_ = this;
+    enqueue(*n);
+    return Handle(n);
+  }
+  // f() runs once `delay` has passed (seconds or any std::chrono::duration).
+  template <class F>
+  TimerHandle call_later(double delay_seconds, F f) {
+    return call_at_ns(now_ns() + static_cast<std::int64_t>(delay_seconds * 1e9), std::move(f));
+  }
+  template <class Rep, class Period, class F>
+  TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F f) {
+    return call_at_ns(now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count(),
+                      std::move(f));
+  }
+  // f() runs when time() reaches `when`.
+  template <class F>
+  TimerHandle call_at(double when, F f) {
+    return call_at_ns(static_cast<std::int64_t>(when * 1e9), std::move(f));
+  }
+  // Thread-safe: f() runs on the loop's thread on a later turn; wakes the loop if it is sleeping.
+  template <class F>
+  void call_soon_threadsafe(F f) {
+    post_remote(std::make_unique<detail::FnCallback<F>>(std::move(f)));
+  }
+
+  // Runs the loop until stop() is called (the current turn completes first).
+  void run_forever();
+  // Schedules `main` as a task and runs the loop until it is done; returns its value or rethrows.
+  template <class T>
+  T run_until_complete(Task<T> main) {
+    TaskHandle<T> h = spawn(std::move(main));
+    run_until_done(*h.state());
+    h.state()->exc_retrieved_ = true;
+    return detail::state_cast<T>(h.state())->take();
+  }
+  void stop() noexcept { stopping_ = true; }
+  bool is_running() const noexcept { return running_thread_loop_; }
+  // Destroys the tasks still pending (debug mode lists them) and drops queued callbacks. run() cancels the
+  // leftovers and waits for them before it closes, so with run() nothing is pending here.
+  void close();
+  bool is_closed() const noexcept { return closed_; }
+
+  void set_debug(bool on) noexcept { debug_ = on; }
+  bool get_debug() const noexcept { return debug_; }
+  // Debug mode logs callbacks and task steps that take longer than this (default 0.1 s).
+  void set_slow_callback_duration(double seconds) noexcept {
+    slow_callback_ns_ = static_cast<std::int64_t>(seconds * 1e9);
+  }
+  double slow_callback_duration() const noexcept { return static_cast<double>(slow_callback_ns_) / 1e9; }
+  Backend backend() const noexcept { return poller_->backend(); }
+  bool virtual_time() const noexcept { return virtual_time_; }
+
+  // Internal: the backend (the io layer downcasts it), the loop core, cleanup hooks run by run() before
+  // close (the thread pool's shutdown), and run()'s driver.
+  detail::Poller& poller() noexcept { return *poller_; }
+  static EventLoop& from_core(detail::LoopCore& core) noexcept { return static_cast<EventLoop&>(core); }
+  detail::LoopCore& core() noexcept { return *this; }
+  void add_shutdown_hook(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+  void run_until_done(detail::TaskStateBase& task);
+  void shutdown_and_close() noexcept;
+  template <class T>
+  TaskHandle<T> spawn(Task<T> main) {
+    ActivateScope scope(*this);
+    return create_task(std::move(main));
+  }
+
+ private:
+  friend class Handle;
+
+  // Makes this the thread's loop for create_task outside run_forever (run() creates the main task so).
+  struct ActivateScope {
+    explicit ActivateScope(EventLoop& l);
+    ~ActivateScope();
+    detail::LoopCore* prev_;
+  };
+
+  template <class F>
+  TimerHandle call_at_ns(std::int64_t when_ns, F f) {
+    auto* n = new detail::FnCallback<F>(std::move(f));
+    n->loop_ = this;
+    add_timer(*n, when_ns);
+    return TimerHandle(n);
+  }
+  void post_remote(std::unique_ptr<detail::CallbackNode> n);
+  void run_once();
+  std::size_t poll_io(std::int64_t timeout_ns);
+  std::size_t drain_remote();
+  void cancel_all_tasks();
+
+  std::unique_ptr<detail::Poller> poller_;
+  std::vector<std::function<void()>> shutdown_hooks_;
+  bool stopping_ = false;
+  bool closed_ = false;
+  bool running_thread_loop_ = false;
+
+  // Cross-thread queue. Memory ordering: post_remote stores remote_pending_ then loads sleeping_; the loop
+  // stores sleeping_ then loads remote_pending_ before it blocks. Both seq_cst, so at least one side sees
+  // the other: either the loop does not block, or the poster wakes it (one eventfd write, only then).
+  std::mutex remote_mu_;
+  std::vector<std::unique_ptr<detail::CallbackNode>> remote_;
+  std::atomic<bool> remote_pending_{false};
+  std::atomic<bool> sleeping_{false};
+};
+
+// The loop running on this thread; throws RuntimeError outside one.
+EventLoop& get_running_loop();
+
+}  // namespace corio

@@ -1,0 +1,164 @@
+// Task<T>: a lazy coroutine, the C++ form of an asyncio coroutine object.
+//
+// Calling a coroutine function returns a Task and runs nothing. `co_await task` runs it inside the awaiting
+// task (no scheduling, no allocation beyond the frame) and yields its result or rethrows its exception.
+// A Task is move-only and awaited at most once: awaiting it twice, or awaiting a moved-from Task, throws
+// InvalidStateError. Destroying a Task that never ran destroys its frame; in debug mode that is reported
+// ("coroutine 'f' was never awaited"). To run a Task concurrently, give it to create_task().
+//
+// Contract of `co_await task`: the awaiting coroutine suspends, the task's coroutine runs on the same
+// thread at once (through the loop's trampoline, in constant stack), and the awaiting coroutine resumes
+// as soon as the task finishes. Cancellation of the awaiting task reaches whatever the inner task awaits.
+#pragma once
+
+#include <coroutine>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/errors.hpp"
+
+namespace corio {
+
+template <class T = void>
+class Task;
+
+namespace detail {
+
+// Defined in src/core: whether "never awaited" reports are on (the running loop's debug flag, or
+// CORIO_DEBUG=1 with no loop running).
+bool debug_enabled() noexcept;
+void report_never_awaited(const PromiseBase& p) noexcept;
+
+struct FinalAwaiter {
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) noexcept {
+    PromiseBase& p = h.promise();
+    if (p.root_)
+      p.root_->complete(p);  // may destroy this frame: touch nothing after
+    else
+      tl_transfer = p.continuation_;
+  }
+  void await_resume() const noexcept {}
+};
+
+template <class T>
+struct PromiseStorage : PromiseBase {
+  using PromiseBase::PromiseBase;
+  std::optional<T> value_;
+  template <class U>
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
+  T take() {
+    if (exc_) std::rethrow_exception(exc_);
+    return std::move(*value_);
+  }
+};
+
+template <>
+struct PromiseStorage<void> : PromiseBase {
+  using PromiseBase::PromiseBase;
+  void return_void() noexcept {}
+  void take() {
+    if (exc_) std::rethrow_exception(exc_);
+  }
+};
+
+template <class T>
+struct Promise final : PromiseStorage<T> {
+  explicit Promise(SourceLoc loc = SourceLoc::current()) noexcept : PromiseStorage<T>(loc) {}
+
+  Task<T> get_return_object() noexcept;
+  std::suspend_always initial_suspend() const noexcept { return {}; }
+  FinalAwaiter final_suspend() const noexcept { return {}; }
+  void unhandled_exception() noexcept {
+    this->exc_ = std::current_exception();
+    if (this->root_) {
+      try {
+        throw;
+      } catch (const CancelledError&) {
+        this->cancelled_exc_ = true;
+      } catch (...) {
+      }
+    }
+  }
+};
+
+template <class T>
+struct TaskAwaiter {
+  std::coroutine_handle<Promise<T>> h_;
+
+  bool await_ready() const {
+    if (!h_) throw InvalidStateError("co_await on a Task that was moved from");
+    if (h_.promise().started_) throw InvalidStateError("co_await on a Task that was already awaited");
+    return false;
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> caller) noexcept {
+    Promise<T>& p = h_.promise();
+    p.started_ = true;
+    p.continuation_ = caller;
+    if constexpr (std::is_base_of_v<PromiseBase, P>) p.parent_ = &caller.promise();
+    tl_transfer = h_;
+  }
+  T await_resume() { return h_.promise().take(); }
+};
+
+template <class T>
+class TaskState;
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Task {
+  static_assert(!std::is_reference_v<T>, "Task<T&> is not supported: return a pointer or a value");
+
+ public:
+  using promise_type = detail::Promise<T>;
+  using value_type = T;
+
+  Task() noexcept = default;
+  Task(Task&& other) noexcept : h_(std::exchange(other.h_, nullptr)) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      reset();
+      h_ = std::exchange(other.h_, nullptr);
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() { reset(); }
+
+  // True while this object holds a coroutine (not moved from).
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+  explicit operator bool() const noexcept { return valid(); }
+
+  detail::TaskAwaiter<T> operator co_await() const& noexcept { return {h_}; }
+  detail::TaskAwaiter<T> operator co_await() const&& noexcept { return {h_}; }
+
+ private:
+  friend struct detail::Promise<T>;
+  friend class detail::TaskState<T>;
+  explicit Task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+
+  void reset() noexcept {
+    if (h_) {
+      if (!h_.promise().started_ && detail::debug_enabled()) detail::report_never_awaited(h_.promise());
+      h_.destroy();
+      h_ = nullptr;
+    }
+  }
+
+  std::coroutine_handle<promise_type> h_;
+};
+
+template <class T>
+Task<T> detail::Promise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+
+}  // namespace corio

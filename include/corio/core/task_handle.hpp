@@ -1,0 +1,214 @@
+// TaskHandle<T> and create_task: running a Task concurrently (asyncio.Task / asyncio.create_task).
+//
+// create_task(task) schedules the task's first step for the loop's next turn and returns a handle. The loop
+// keeps the task alive until it finishes whether or not anybody holds a handle (unlike asyncio, a
+// fire-and-forget task is never collected mid-flight). Handles are copyable shared references; a
+// default-constructed handle refers to no task. Everything here is called on the loop's thread.
+//
+// Contract of `co_await handle`: returns at once if the task is done; otherwise the awaiting task suspends
+// and is resumed by the loop on the turn after the task finishes. Cancelling the awaiting task cancels the
+// awaited one (as awaiting an asyncio.Task does); the awaiter then gets the task's outcome.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/errors.hpp"
+#include "corio/core/task.hpp"
+
+namespace corio {
+
+template <class T = void>
+class TaskHandle;
+
+namespace detail {
+
+template <class T>
+class TaskState final : public TaskStateBase {
+ public:
+  TaskState(LoopCore& loop, Task<T>&& task) noexcept : TaskStateBase(loop), task_(std::move(task)) {
+    task_.h_.promise().root_ = this;
+    task_.h_.promise().started_ = true;
+  }
+
+  static bool already_awaited(const Task<T>& t) noexcept { return t.h_.promise().started_; }
+
+  // The value of a task that finished (throws its exception, CancelledError, or InvalidStateError).
+  T get() {
+    check_result();
+    if constexpr (!std::is_void_v<T>) return *value_;
+  }
+  T take() {
+    check_result();
+    if constexpr (!std::is_void_v<T>) return std::move(*value_);
+  }
+
+ protected:
+  void take_value(PromiseBase& root) override {
+    if constexpr (!std::is_void_v<T>) value_.emplace(std::move(*static_cast<Promise<T>&>(root).value_));
+  }
+  std::coroutine_handle<> frame() noexcept override { return task_.h_; }
+  void destroy_frame() noexcept override { task_ = Task<T>(); }
+  PromiseBase* root_promise() noexcept override { return task_.h_ ? &task_.h_.promise() : nullptr; }
+
+ private:
+  Task<T> task_;
+  struct Empty {};
+  [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
+};
+
+// `co_await handle`: waits for another scheduled task.
+template <class T, bool Move>
+struct HandleAwaiter final : Waiter, DoneWatcher {
+  explicit HandleAwaiter(TaskStateBase* s) : s_(s) {}
+  TaskStateBase* s_;
+
+  bool await_ready() const {
+    if (!s_) throw InvalidStateError("co_await on an empty TaskHandle");
+    return s_->done();
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    if (LoopCore::running_ && LoopCore::running_->current_ == s_)
+      throw RuntimeError("a task cannot await itself");
+    s_->watchers_.push_back(*this);
+    suspend_on(h);
+  }
+  T await_resume() {
+    throw_if_cancelled();
+    auto* st = static_cast<TaskState<T>*>(s_);
+    st->exc_retrieved_ = true;
+    if constexpr (Move)
+      return st->take();
+    else
+      return st->get();
+  }
+  void on_done(TaskStateBase&) override { wake(); }
+  bool cancel() override {
+    s_->cancel(task_->cancel_message());
+    return true;
+  }
+  void describe(std::string& out) const override { out += "task '" + s_->name() + "'"; }
+};
+
+template <class T>
+TaskState<T>* state_cast(TaskStateBase* s) noexcept {
+  return static_cast<TaskState<T>*>(s);
+}
+
+}  // namespace detail
+
+template <class T>
+class TaskHandle {
+ public:
+  using value_type = T;
+
+  TaskHandle() noexcept = default;
+  TaskHandle(const TaskHandle& o) noexcept : s_(o.s_) {
+    if (s_) s_->add_ref();
+  }
+  TaskHandle(TaskHandle&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  // Any handle converts to TaskHandle<void>, a type-erased view of the same task.
+  template <class U>
+  requires(std::is_void_v<T> && !std::is_void_v<U>) TaskHandle(const TaskHandle<U>& o)
+  noexcept : TaskHandle(o.state()) {}
+  TaskHandle& operator=(TaskHandle o) noexcept {
+    std::swap(s_, o.s_);
+    return *this;
+  }
+  ~TaskHandle() {
+    if (s_) s_->release();
+  }
+
+  // Asks the task to stop: the co_await it is suspended at (or its next one) throws CancelledError(msg).
+  // Returns false if the task is already done.
+  bool cancel(std::string msg = {}) { return state_or_throw()->cancel(std::move(msg)); }
+  bool done() const { return state_or_throw()->done(); }
+  // True once CancelledError escaped the task's coroutine (not merely when cancel() was called).
+  bool cancelled() const { return state_or_throw()->status_ == detail::TaskStateBase::Status::cancelled; }
+  // The task's value; throws its exception, CancelledError if it was cancelled, InvalidStateError if it is
+  // not done yet.
+  T result() const {
+    auto* s = detail::state_cast<T>(state_or_throw());
+    s->exc_retrieved_ = true;
+    return s->get();
+  }
+  // The exception the task ended with (null if it returned a value); CancelledError if it was cancelled,
+  // InvalidStateError if it is not done.
+  std::exception_ptr exception() const {
+    detail::TaskStateBase* s = state_or_throw();
+    if (!s->done()) throw InvalidStateError("exception(): the task is not done");
+    if (s->status_ == detail::TaskStateBase::Status::cancelled) s->check_result();
+    s->exc_retrieved_ = true;
+    return s->exc_;
+  }
+  // f(TaskHandle<T>) runs on the loop (scheduled with call_soon, never inline) once the task is done.
+  template <class F>
+  void add_done_callback(F f) {
+    detail::TaskStateBase* s = state_or_throw();
+    TaskHandle self(*this);
+    auto cb = std::make_unique<detail::FnCallback<std::function<void()>>>(
+        std::function<void()>([f = std::move(f), self = std::move(self)]() mutable { f(self); }));
+    s->add_callback(std::move(cb));
+  }
+  int cancelling() const { return state_or_throw()->cancel_requests_; }
+  int uncancel() { return state_or_throw()->uncancel(); }
+  std::string get_name() const { return state_or_throw()->name(); }
+  void set_name(std::string name) {
+    state_or_throw()->name_ = std::make_unique<std::string>(std::move(name));
+  }
+  // What the task waits on now: "sleep until 12.503", "task 'Task-7'", "gather of 3 (1 done)", ...;
+  // "running", "ready", or "done" when it waits on nothing.
+  std::string awaiting() const { return state_or_throw()->awaiting(); }
+
+  auto operator co_await() const& { return detail::HandleAwaiter<T, false>(s_); }
+  auto operator co_await() && { return detail::HandleAwaiter<T, true>(s_); }
+
+  explicit operator bool() const noexcept { return s_ != nullptr; }
+  friend bool operator==(const TaskHandle& a, const TaskHandle& b) noexcept { return a.s_ == b.s_; }
+
+  // Internal: the shared state (null for an empty handle).
+  detail::TaskStateBase* state() const noexcept { return s_; }
+  explicit TaskHandle(detail::TaskStateBase* s) noexcept : s_(s) {
+    if (s_) s_->add_ref();
+  }
+
+ private:
+  detail::TaskStateBase* state_or_throw() const {
+    if (!s_) throw InvalidStateError("empty TaskHandle");
+    return s_;
+  }
+  detail::TaskStateBase* s_ = nullptr;
+};
+
+// Schedules `task` to run concurrently; its first step runs on the loop's next turn. Default name:
+// "Task-<n>". Throws RuntimeError outside a running loop, InvalidStateError for a moved-from or already
+// awaited Task.
+template <class T>
+TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
+  if (!task.valid()) throw InvalidStateError("create_task() on a Task that was moved from");
+  if (detail::TaskState<T>::already_awaited(task))
+    throw InvalidStateError("create_task() on a Task that was already awaited");
+  detail::LoopCore& loop = detail::LoopCore::current_loop();
+  auto* s = new detail::TaskState<T>(loop, std::move(task));
+  if (!name.empty()) s->name_ = std::make_unique<std::string>(std::move(name));
+  loop.adopt(*s);
+  TaskHandle<T> h(s);
+  return h;
+}
+
+// The task whose step is running (an empty handle outside any task); throws RuntimeError with no loop.
+TaskHandle<void> current_task();
+// Every task of the running loop that is not done yet.
+std::vector<TaskHandle<void>> all_tasks();
+// Every live task: name, state, and its chain of awaits (innermost first), one block per task.
+std::string dump_tasks();
+
+}  // namespace corio

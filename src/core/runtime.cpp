@@ -1,0 +1,549 @@
+// Non-template parts of the core runtime: the frame allocator's slow path, logging, task state, the loop.
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+#include "corio/core/event_loop.hpp"
+#include "corio/core/log.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task_handle.hpp"
+
+namespace corio {
+
+// ---------------------------------------------------------------- logging
+
+namespace {
+std::function<void(std::string_view)>& log_sink() {
+  static std::function<void(std::string_view)> sink;
+  return sink;
+}
+}  // namespace
+
+std::function<void(std::string_view)> set_log_handler(std::function<void(std::string_view)> handler) {
+  return std::exchange(log_sink(), std::move(handler));
+}
+
+void detail::log(std::string_view message) {
+  if (auto& sink = log_sink()) {
+    sink(message);
+    return;
+  }
+  std::fprintf(stderr, "corio: %.*s\n", static_cast<int>(message.size()), message.data());
+}
+
+std::string ExceptionGroup::describe(const std::string& msg, const std::vector<std::exception_ptr>& excs) {
+  std::string out =
+      msg + " (" + std::to_string(excs.size()) + " sub-exception" + (excs.size() == 1 ? "" : "s");
+  for (const auto& e : excs) {
+    out += "; ";
+    try {
+      std::rethrow_exception(e);
+    } catch (const CancelledError& c) {
+      out += std::string("CancelledError: ") + c.what();
+    } catch (const std::exception& x) {
+      out += x.what();
+    } catch (...) {
+      out += "unknown exception";
+    }
+  }
+  return out + ")";
+}
+
+namespace detail {
+
+// ---------------------------------------------------------------- frame allocator
+
+thread_local FrameAllocator::FreeBlock* FrameAllocator::heads_[FrameAllocator::kClasses] = {};
+
+void* FrameAllocator::refill(std::size_t cls) {
+  // Gives the thread's pooled blocks back when the thread ends; registered on the first slow-path call so
+  // the fast path never pays for a TLS guard.
+  struct Cleaner {
+    ~Cleaner() {
+      for (auto& head : heads_) {
+        while (FreeBlock* b = head) {
+          head = b->next;
+          ::operator delete(b);
+        }
+      }
+    }
+  };
+  static thread_local Cleaner cleaner;
+  (void)cleaner;
+  return ::operator new(cls* kGranule);
+}
+
+// ---------------------------------------------------------------- debug
+
+namespace {
+bool env_debug() {
+  static const bool on = [] {
+    const char* v = std::getenv("CORIO_DEBUG");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
+std::string format_loc(const SourceLoc& loc) {
+  std::string out = "'";
+  out += loc.function;
+  out += "' (";
+  out += loc.file;
+  out += ":" + std::to_string(loc.line) + ")";
+  return out;
+}
+}  // namespace
+
+bool debug_enabled() noexcept { return LoopCore::running_ ? LoopCore::running_->debug_ : env_debug(); }
+
+void report_never_awaited(const PromiseBase& p) noexcept {
+  try {
+    log("coroutine " + format_loc(p.loc_) + " was never awaited");
+  } catch (...) {
+  }
+}
+
+// ---------------------------------------------------------------- loop core
+
+thread_local LoopCore* LoopCore::running_ = nullptr;
+
+std::int64_t LoopCore::now_ns() const noexcept {
+  if (virtual_time_) return virtual_now_;
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+LoopCore& LoopCore::current_loop() {
+  if (!running_) throw RuntimeError("no running event loop");
+  return *running_;
+}
+
+TaskStateBase& LoopCore::current_task_or_throw() {
+  LoopCore& loop = current_loop();
+  if (!loop.current_) throw RuntimeError("corio awaitable used outside a task of the running loop");
+  return *loop.current_;
+}
+
+void CallbackNode::run_ready() {
+  if (!cancelled_) {
+    std::int64_t start = loop_->debug_ ? loop_->now_ns() : 0;
+    try {
+      invoke();
+    } catch (const CancelledError&) {
+      log("CancelledError escaped a callback");
+    } catch (const std::exception& e) {
+      log(std::string("Exception in callback: ") + e.what());
+    } catch (...) {
+      log("Exception in callback: unknown exception");
+    }
+    if (loop_->debug_) {
+      std::int64_t took = loop_->now_ns() - start;
+      if (took >= loop_->slow_callback_ns_)
+        log("Executing callback took " + std::to_string(static_cast<double>(took) / 1e9) + " seconds");
+    }
+  }
+  release();
+}
+
+void CallbackNode::fire() { loop_->enqueue(*this); }
+
+// ---------------------------------------------------------------- task state
+
+TaskStateBase::TaskStateBase(LoopCore& loop) noexcept : loop_(&loop) {}
+
+TaskStateBase::~TaskStateBase() {
+  if (status_ == Status::failed && !exc_retrieved_) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(exc_);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    try {
+      log("Task exception was never retrieved: task '" + name() + "': " + what);
+    } catch (...) {
+    }
+  }
+  while (callbacks_) {
+    UserCallback* c = callbacks_;
+    callbacks_ = c->next;
+    delete c;
+  }
+}
+
+std::string TaskStateBase::name() const { return name_ ? *name_ : "Task-" + std::to_string(id_); }
+
+bool TaskStateBase::cancel(std::string msg) {
+  if (done()) return false;
+  ++cancel_requests_;
+  if (!msg.empty()) cancel_msg_ = std::make_unique<std::string>(std::move(msg));
+  if (waiter_ && waiter_->cancel()) return true;
+  must_cancel_ = true;
+  return true;
+}
+
+int TaskStateBase::uncancel() noexcept {
+  if (cancel_requests_ > 0) --cancel_requests_;
+  if (cancel_requests_ == 0) must_cancel_ = false;
+  return cancel_requests_;
+}
+
+void TaskStateBase::check_result() {
+  switch (status_) {
+    case Status::pending:
+      throw InvalidStateError("result(): task '" + name() + "' is not done");
+    case Status::cancelled:
+      exc_retrieved_ = true;
+      if (exc_) std::rethrow_exception(exc_);
+      throw CancelledError(cancel_message());
+    case Status::failed:
+      exc_retrieved_ = true;
+      std::rethrow_exception(exc_);
+    case Status::finished:
+      return;
+  }
+}
+
+void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
+  cb->loop_ = loop_;
+  if (done()) {
+    loop_->enqueue(*cb.release());
+    return;
+  }
+  // Keep registration order: append.
+  auto* node = new UserCallback{nullptr, std::move(cb)};
+  UserCallback** tail = &callbacks_;
+  while (*tail) tail = &(*tail)->next;
+  *tail = node;
+}
+
+void TaskStateBase::run_ready() {
+  queued_ = false;
+  if (done()) return;
+  LoopCore& loop = *loop_;
+  loop.current_ = this;
+  if (!started_) {
+    started_ = true;
+    if (must_cancel_) {
+      // Cancelled before its first step: the body never runs (asyncio throws into the unstarted coroutine).
+      must_cancel_ = false;
+      exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
+      status_ = Status::cancelled;
+      destroy_frame();
+      finish();
+      loop.current_ = nullptr;
+      return;
+    }
+    resume_ = frame();
+  }
+  std::coroutine_handle<> h = std::exchange(resume_, nullptr);
+  if (loop.debug_) {
+    add_ref();
+    std::int64_t start = loop.now_ns();
+    resume_chain(h);
+    std::int64_t took = loop.now_ns() - start;
+    if (took >= loop.slow_callback_ns_)
+      log("Executing task '" + name() + "' took " + std::to_string(static_cast<double>(took) / 1e9) +
+          " seconds");
+    loop.current_ = nullptr;
+    release();
+    return;
+  }
+  resume_chain(h);
+  loop.current_ = nullptr;
+}
+
+void TaskStateBase::complete(PromiseBase& root) noexcept {
+  if (root.exc_) {
+    exc_ = root.exc_;
+    status_ = root.cancelled_exc_ ? Status::cancelled : Status::failed;
+  } else if (must_cancel_) {
+    // Cancelled while running, then returned without awaiting again: asyncio ends such a task cancelled.
+    must_cancel_ = false;
+    exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
+    status_ = Status::cancelled;
+  } else {
+    take_value(root);
+    status_ = Status::finished;
+  }
+  destroy_frame();
+  finish();
+}
+
+void TaskStateBase::finish() noexcept {
+  ListNode::unlink();  // leave the loop's list of pending tasks
+  while (DoneWatcher* w = watchers_.pop_front()) w->on_done(*this);
+  while (callbacks_) {
+    UserCallback* c = callbacks_;
+    callbacks_ = c->next;
+    loop_->enqueue(*c->node.release());
+    delete c;
+  }
+  release();  // the loop's reference
+}
+
+void TaskStateBase::abandon() noexcept {
+  ListNode::unlink();
+  while (watchers_.pop_front()) {
+  }
+  if (status_ == Status::pending) {
+    status_ = Status::cancelled;
+    exc_ = std::make_exception_ptr(CancelledError("event loop closed"));
+    exc_retrieved_ = true;
+  }
+  destroy_frame();
+  release();
+}
+
+std::string TaskStateBase::awaiting() const {
+  if (done()) return "done";
+  if (waiter_) {
+    std::string out;
+    waiter_->describe(out);
+    return out;
+  }
+  if (loop_->current_ == this) return "running";
+  return started_ ? "ready" : "not started";
+}
+
+void TaskStateBase::dump(std::string& out) const {
+  out += "Task '" + name() + "' (";
+  out += done() ? "done" : (started_ ? "pending" : "not started");
+  if (cancel_requests_) out += ", cancelling=" + std::to_string(cancel_requests_);
+  out += ")\n  awaiting: " + awaiting() + "\n";
+  // The chain of coroutines, innermost first.
+  const PromiseBase* p = waiter_ ? waiter_->promise_ : nullptr;
+  for (; p; p = p->parent_) {
+    out += "  in ";
+    out += p->loc_.function;
+    out += " (";
+    out += p->loc_.file;
+    out += ":" + std::to_string(p->loc_.line) + ")\n";
+  }
+}
+
+// ---------------------------------------------------------------- sleep
+
+void SleepAwaiter::describe(std::string& out) const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "sleep until %.3f", static_cast<double>(when_ns_) / 1e9);
+  out += buf;
+}
+
+Task<> sleep_ns(std::int64_t ns) { co_await SleepAwaiter(ns); }
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- event loop
+
+namespace {
+Backend backend_from_env(Backend requested) {
+  if (requested != Backend::automatic) return requested;
+  const char* v = std::getenv("CORIO_BACKEND");
+  if (!v || !*v) return requested;
+  if (std::strcmp(v, "epoll") == 0) return Backend::epoll;
+  if (std::strcmp(v, "io_uring") == 0) return Backend::io_uring;
+  throw RuntimeError(std::string("CORIO_BACKEND=") + v + ": expected epoll or io_uring");
+}
+}  // namespace
+
+EventLoop::EventLoop(RunOptions options) {
+  debug_ = options.debug || detail::debug_enabled();
+  virtual_time_ = options.virtual_time;
+  poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
+}
+
+EventLoop::~EventLoop() { close(); }
+
+EventLoop::ActivateScope::ActivateScope(EventLoop& l) : prev_(running_) { running_ = &l; }
+EventLoop::ActivateScope::~ActivateScope() { running_ = prev_; }
+
+void Handle::cancel() noexcept {
+  if (!n_ || n_->cancelled_) return;
+  n_->cancelled_ = true;
+  if (n_->scheduled()) {
+    n_->loop_->timers_.remove(*n_);
+    n_->release();  // the heap's reference
+  }
+}
+
+void EventLoop::post_remote(std::unique_ptr<detail::CallbackNode> n) {
+  n->loop_ = this;
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    remote_.push_back(std::move(n));
+    remote_pending_.store(true, std::memory_order_seq_cst);
+  }
+  if (sleeping_.load(std::memory_order_seq_cst)) poller_->wake();
+}
+
+std::size_t EventLoop::drain_remote() {
+  if (!remote_pending_.load(std::memory_order_acquire)) return 0;
+  std::vector<std::unique_ptr<detail::CallbackNode>> batch;
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    batch.swap(remote_);
+    remote_pending_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& n : batch) enqueue(*n.release());
+  return batch.size();
+}
+
+std::size_t EventLoop::poll_io(std::int64_t timeout_ns) {
+  if (timeout_ns != 0) {
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (remote_pending_.load(std::memory_order_seq_cst)) timeout_ns = 0;
+  }
+  std::size_t n = poller_->poll(timeout_ns);
+  sleeping_.store(false, std::memory_order_relaxed);
+  return n + drain_remote();
+}
+
+void EventLoop::run_once() {
+  std::int64_t timeout;
+  if (!ready_.empty() || stopping_)
+    timeout = 0;
+  else if (!timers_.empty())
+    timeout = std::max<std::int64_t>(0, timers_.top()->when_ns_ - now_ns());
+  else
+    timeout = -1;
+
+  if (virtual_time_ && timeout != 0 && inhibit_auto_advance_ == 0) {
+    // Nothing is ready: let I/O that is already there in, then jump the clock to the next timer.
+    std::size_t n = poll_io(0);
+    if (n == 0 && ready_.empty()) {
+      if (!timers_.empty())
+        virtual_now_ = std::max(virtual_now_, timers_.top()->when_ns_);
+      else
+        poll_io(-1);
+    }
+  } else {
+    poll_io(virtual_time_ && timeout != 0 ? -1 : timeout);
+  }
+
+  const std::int64_t end = now_ns();
+  while (!timers_.empty() && timers_.top()->when_ns_ <= end) timers_.pop()->fire();
+
+  for (std::size_t n = ready_.size(); n > 0; --n) ready_.pop()->run_ready();
+}
+
+void EventLoop::run_forever() {
+  if (closed_) throw RuntimeError("Event loop is closed");
+  if (running_thread_loop_) throw RuntimeError("This event loop is already running");
+  if (running_ && running_ != this)
+    throw RuntimeError("Cannot run the event loop while another loop is running");
+  detail::LoopCore* prev = running_;
+  running_ = this;
+  running_thread_loop_ = true;
+  struct Restore {
+    EventLoop* self;
+    detail::LoopCore* prev;
+    ~Restore() {
+      self->running_thread_loop_ = false;
+      self->stopping_ = false;
+      running_ = prev;
+    }
+  } restore{this, prev};
+  for (;;) {
+    run_once();
+    if (stopping_) break;
+  }
+}
+
+void EventLoop::run_until_done(detail::TaskStateBase& task) {
+  struct StopWhenDone final : detail::DoneWatcher {
+    EventLoop* loop;
+    void on_done(detail::TaskStateBase&) override { loop->stop(); }
+  } watcher;
+  watcher.loop = this;
+  if (task.done()) return;
+  task.watchers_.push_back(watcher);
+  run_forever();
+  if (!task.done()) throw RuntimeError("Event loop stopped before the task completed");
+}
+
+void EventLoop::cancel_all_tasks() {
+  std::vector<TaskHandle<void>> to_cancel;
+  tasks_.for_each([&](detail::TaskStateBase& t) { to_cancel.emplace_back(&t); });
+  if (to_cancel.empty()) return;
+  for (auto& t : to_cancel) t.cancel();
+  for (auto& t : to_cancel) run_until_done(*t.state());
+  for (auto& t : to_cancel) {
+    detail::TaskStateBase* s = t.state();
+    if (s->status_ == detail::TaskStateBase::Status::failed && !s->exc_retrieved_) {
+      std::string what = "unknown exception";
+      try {
+        std::rethrow_exception(s->exc_);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      s->exc_retrieved_ = true;
+      detail::log("unhandled exception during run() shutdown: task '" + s->name() + "': " + what);
+    }
+  }
+}
+
+void EventLoop::shutdown_and_close() noexcept {
+  try {
+    cancel_all_tasks();
+  } catch (const std::exception& e) {
+    detail::log(std::string("error while cancelling leftover tasks: ") + e.what());
+  } catch (...) {
+  }
+  for (auto& hook : shutdown_hooks_) {
+    try {
+      hook();
+    } catch (...) {
+    }
+  }
+  shutdown_hooks_.clear();
+  close();
+}
+
+void EventLoop::close() {
+  if (running_thread_loop_) throw RuntimeError("Cannot close a running event loop");
+  if (closed_) return;
+  closed_ = true;
+  ActivateScope scope(*this);  // frames being destroyed may look at the loop
+  if (!tasks_.empty() && debug_) {
+    std::string out = "event loop closed with " + std::to_string(tasks_.size()) + " pending task(s):\n";
+    tasks_.for_each([&](detail::TaskStateBase& t) { t.dump(out); });
+    detail::log(out);
+  }
+  while (!ready_.empty()) ready_.pop()->discard();
+  while (detail::TaskStateBase* t = tasks_.front()) t->abandon();
+  while (!ready_.empty()) ready_.pop()->discard();
+  while (!timers_.empty()) timers_.pop()->discard();
+  std::vector<std::unique_ptr<detail::CallbackNode>> rest;
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    rest.swap(remote_);
+  }
+}
+
+EventLoop& get_running_loop() { return EventLoop::from_core(detail::LoopCore::current_loop()); }
+
+TaskHandle<void> current_task() {
+  detail::LoopCore& loop = detail::LoopCore::current_loop();
+  return TaskHandle<void>(loop.current_);
+}
+
+std::vector<TaskHandle<void>> all_tasks() {
+  std::vector<TaskHandle<void>> out;
+  detail::LoopCore::current_loop().tasks_.for_each([&](detail::TaskStateBase& t) { out.emplace_back(&t); });
+  return out;
+}
+
+std::string dump_tasks() {
+  std::string out;
+  detail::LoopCore::current_loop().tasks_.for_each([&](detail::TaskStateBase& t) { t.dump(out); });
+  return out;
+}
+
+}  // namespace corio
