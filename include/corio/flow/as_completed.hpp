@@ -1,0 +1,91 @@
+// as_completed: yield running tasks in the order they finish (asyncio.as_completed). Cancels nothing.
+//
+//   auto gen = corio::as_completed(handles);
+//   while (auto h = co_await gen.next()) use(co_await *h);
+//
+// Tasks already done come first, in input order. Each next() suspends the consumer until one more task
+// is done; the loop resumes it on the turn after that. Cancelling the consumer stops the waiting only.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "corio/core/async_generator.hpp"
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/task_handle.hpp"
+
+namespace corio {
+namespace detail {
+
+// Collects the indices of tasks as they finish; next() waits for one more.
+class CompletionQueue {
+ public:
+  explicit CompletionQueue(const std::vector<TaskStateBase*>& tasks) : watches_(new Watch[tasks.size()]) {
+    order_.reserve(tasks.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (tasks[i]->done()) {
+        order_.push_back(i);
+        continue;
+      }
+      watches_[i].owner = this;
+      watches_[i].index = i;
+      tasks[i]->watchers_.push_back(watches_[i]);
+    }
+  }
+
+  struct Next final : Waiter {
+    CompletionQueue* q;
+    explicit Next(CompletionQueue* queue) : q(queue) {}
+    bool await_ready() const noexcept { return q->consumed_ < q->order_.size(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      q->waiter_ = this;
+      suspend_on(h);
+    }
+    std::size_t await_resume() {
+      q->waiter_ = nullptr;
+      throw_if_cancelled();
+      return q->order_[q->consumed_++];
+    }
+    bool cancel() override { return cancel_and_wake(); }
+    void describe(std::string& out) const override {
+      out += "as_completed (" + std::to_string(q->order_.size()) + " done)";
+    }
+  };
+  Next next() noexcept { return Next(this); }
+
+ private:
+  struct Watch final : DoneWatcher {
+    CompletionQueue* owner = nullptr;
+    std::size_t index = 0;
+    void on_done(TaskStateBase&) override {
+      owner->order_.push_back(index);
+      if (owner->waiter_ && owner->waiter_->suspended()) owner->waiter_->wake();
+    }
+  };
+
+  std::unique_ptr<Watch[]> watches_;
+  std::vector<std::size_t> order_;
+  std::size_t consumed_ = 0;
+  Next* waiter_ = nullptr;
+};
+
+}  // namespace detail
+
+template <class T>
+AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
+  for (const auto& h : tasks)
+    if (!h) throw InvalidStateError("as_completed(): empty TaskHandle");
+  std::vector<detail::TaskStateBase*> states;
+  states.reserve(tasks.size());
+  for (const auto& h : tasks) states.push_back(h.state());
+  detail::CompletionQueue queue(states);
+  for (std::size_t n = 0; n < tasks.size(); ++n) {
+    std::size_t i = co_await queue.next();
+    co_yield tasks[i];
+  }
+}
+
+}  // namespace corio

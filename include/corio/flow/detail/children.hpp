@@ -1,0 +1,158 @@
+// Shared pieces of the combinators: turning an argument into a scheduled child, and waiting on a set of
+// children with asyncio's gather semantics.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+namespace corio::detail {
+
+template <class T>
+using value_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+// The value type of a combinator argument: Task<T> or TaskHandle<T>.
+template <class T>
+struct child_value {};
+template <class T>
+struct child_value<Task<T>> {
+  using type = T;
+};
+template <class T>
+struct child_value<TaskHandle<T>> {
+  using type = T;
+};
+template <class A>
+using child_value_t = typename child_value<std::decay_t<A>>::type;
+
+template <class T>
+TaskHandle<T> to_handle(Task<T>&& t) {
+  return create_task(std::move(t));
+}
+template <class T>
+TaskHandle<T> to_handle(const TaskHandle<T>& h) {
+  if (!h) throw InvalidStateError("empty TaskHandle given to a combinator");
+  return h;
+}
+
+// The result of a finished child, void mapped to monostate (moves out when `take`).
+template <class T>
+value_or_monostate<T> child_result(const TaskHandle<T>& h) {
+  auto* s = state_cast<T>(h.state());
+  s->exc_retrieved_ = true;
+  if constexpr (std::is_void_v<T>) {
+    s->get();
+    return {};
+  } else {
+    return s->take();
+  }
+}
+
+inline bool failed_or_cancelled(const TaskStateBase& t) noexcept {
+  return t.status_ == TaskStateBase::Status::failed || t.status_ == TaskStateBase::Status::cancelled;
+}
+
+// Waits until every child is done. fail_fast (gather): the first child that fails (or is cancelled) makes
+// the others be cancelled, and await_resume rethrows its exception once all have ended. An outside
+// cancellation cancels every child, waits for all of them, then throws CancelledError.
+// Resumed by the loop on the turn after the last child finished.
+class ChildrenWaiter final : public Waiter {
+ public:
+  ChildrenWaiter(std::vector<TaskStateBase*> children, bool fail_fast)
+      : children_(std::move(children)), fail_fast_(fail_fast) {}
+
+  bool await_ready() {
+    for (TaskStateBase* c : children_) {
+      if (!c->done())
+        ++remaining_;
+      else
+        note_failure(*c);
+    }
+    if (remaining_ > 0 && first_failed_) cancel_pending("");
+    if (remaining_ == 0) finish_all();
+    return remaining_ == 0;
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    watches_ = std::make_unique<Watch[]>(children_.size());
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      if (children_[i]->done()) continue;
+      watches_[i].owner = this;
+      children_[i]->watchers_.push_back(watches_[i]);
+    }
+    suspend_on(h);
+  }
+  // Throws CancelledError (outside cancellation) or the first failure; returns when all succeeded.
+  void await_resume() {
+    throw_if_cancelled();
+    if (outer_cancelled_) throw CancelledError(task_ ? task_->cancel_message() : std::string());
+    if (first_failed_) first_failed_->check_result();
+  }
+
+  bool cancel() override {
+    outer_cancelled_ = true;
+    cancel_pending(task_->cancel_message());
+    return true;
+  }
+  void describe(std::string& out) const override {
+    out += (fail_fast_ ? "gather of " : "gather_settled of ") + std::to_string(children_.size()) + " (" +
+           std::to_string(children_.size() - remaining_) + " done)";
+  }
+
+ private:
+  struct Watch final : DoneWatcher {
+    ChildrenWaiter* owner = nullptr;
+    void on_done(TaskStateBase& t) override { owner->child_done(t); }
+  };
+
+  void note_failure(TaskStateBase& c) {
+    if (fail_fast_ && !first_failed_ && !outer_cancelled_ && failed_or_cancelled(c)) first_failed_ = &c;
+  }
+  void child_done(TaskStateBase& c) {
+    --remaining_;
+    bool was_failing = first_failed_ != nullptr;
+    note_failure(c);
+    if (!was_failing && first_failed_ && remaining_ > 0) cancel_pending("");
+    if (remaining_ == 0) {
+      finish_all();
+      wake();
+    }
+  }
+  void cancel_pending(const std::string& msg) {
+    for (TaskStateBase* c : children_)
+      if (!c->done()) c->cancel(msg);
+  }
+  // The combinator observes every child's outcome: none of them is "never retrieved".
+  void finish_all() noexcept {
+    for (TaskStateBase* c : children_) c->exc_retrieved_ = true;
+  }
+
+  std::vector<TaskStateBase*> children_;
+  std::unique_ptr<Watch[]> watches_;
+  std::size_t remaining_ = 0;
+  bool fail_fast_;
+  bool outer_cancelled_ = false;
+  TaskStateBase* first_failed_ = nullptr;
+};
+
+template <class... Hs>
+std::vector<TaskStateBase*> states_of(const Hs&... hs) {
+  return {hs.state()...};
+}
+template <class T>
+std::vector<TaskStateBase*> states_of_vector(const std::vector<TaskHandle<T>>& hs) {
+  std::vector<TaskStateBase*> out;
+  out.reserve(hs.size());
+  for (const auto& h : hs) out.push_back(h.state());
+  return out;
+}
+
+}  // namespace corio::detail

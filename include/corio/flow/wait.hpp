@@ -1,0 +1,128 @@
+// wait: wait for a set of running tasks until a condition holds (asyncio.wait). Cancels nothing.
+//
+// Returns when the condition of `return_when` holds or the timeout passes, whichever is first: done and
+// pending, each in input order. first_exception returns when a task ends with an exception (not a
+// cancellation) or all are done. Cancelling the awaiting task stops the waiting (CancelledError) and
+// leaves the tasks running. An empty input throws std::invalid_argument, as asyncio raises ValueError.
+// The awaiting task is resumed by the loop on the turn after the condition first held.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/flow/detail/children.hpp"
+
+namespace corio {
+
+enum class ReturnWhen { first_completed, first_exception, all_completed };
+
+template <class T>
+struct WaitResult {
+  std::vector<TaskHandle<T>> done;
+  std::vector<TaskHandle<T>> pending;
+};
+
+namespace detail {
+
+class WaitWaiter final : public Waiter, public TimerNode {
+ public:
+  WaitWaiter(std::vector<TaskStateBase*> tasks, ReturnWhen when, std::optional<std::int64_t> timeout_ns)
+      : tasks_(std::move(tasks)), when_(when), timeout_ns_(timeout_ns) {}
+  ~WaitWaiter() { stop_watching(); }
+
+  bool await_ready() const noexcept {
+    if (timeout_ns_ && *timeout_ns_ <= 0) return true;
+    return satisfied();
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    loop_ = &LoopCore::current_loop();
+    watches_ = std::make_unique<Watch[]>(tasks_.size());
+    for (std::size_t i = 0; i < tasks_.size(); ++i) {
+      if (tasks_[i]->done()) continue;
+      watches_[i].owner = this;
+      tasks_[i]->watchers_.push_back(watches_[i]);
+    }
+    if (timeout_ns_) {
+      std::int64_t now = loop_->now_ns();
+      constexpr std::int64_t kMax = INT64_MAX / 2;
+      loop_->add_timer(*this, *timeout_ns_ >= kMax - now ? kMax : now + *timeout_ns_);
+    }
+    suspend_on(h);
+  }
+  void await_resume() { throw_if_cancelled(); }
+
+  void fire() override {
+    stop_watching();
+    wake();
+  }
+  bool cancel() override {
+    stop_watching();
+    return cancel_and_wake();
+  }
+  void describe(std::string& out) const override {
+    std::size_t done = 0;
+    for (auto* t : tasks_) done += t->done();
+    out += "wait for " + std::to_string(tasks_.size()) + " tasks (" + std::to_string(done) + " done)";
+  }
+
+ private:
+  struct Watch final : DoneWatcher {
+    WaitWaiter* owner = nullptr;
+    void on_done(TaskStateBase&) override {
+      if (owner->satisfied()) {
+        owner->stop_watching();
+        owner->wake();
+      }
+    }
+  };
+
+  bool satisfied() const noexcept {
+    std::size_t done = 0;
+    for (const TaskStateBase* t : tasks_) {
+      if (!t->done()) continue;
+      ++done;
+      if (when_ == ReturnWhen::first_completed) return true;
+      if (when_ == ReturnWhen::first_exception && t->status_ == TaskStateBase::Status::failed) return true;
+    }
+    return done == tasks_.size();
+  }
+  void stop_watching() noexcept {
+    if (watches_)
+      for (std::size_t i = 0; i < tasks_.size(); ++i) watches_[i].unlink();
+    if (scheduled()) loop_->timers_.remove(*this);
+  }
+
+  std::vector<TaskStateBase*> tasks_;
+  ReturnWhen when_;
+  std::optional<std::int64_t> timeout_ns_;
+  LoopCore* loop_ = nullptr;
+  std::unique_ptr<Watch[]> watches_;
+};
+
+}  // namespace detail
+
+template <class T>
+Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen return_when = ReturnWhen::all_completed,
+                         std::optional<std::chrono::nanoseconds> timeout = {}) {
+  if (tasks.empty()) throw std::invalid_argument("wait(): the set of tasks is empty");
+  for (const auto& h : tasks)
+    if (!h) throw InvalidStateError("wait(): empty TaskHandle");
+  std::optional<std::int64_t> timeout_ns;
+  if (timeout) timeout_ns = timeout->count();
+  detail::WaitWaiter waiter(detail::states_of_vector(tasks), return_when, timeout_ns);
+  co_await waiter;
+  WaitResult<T> out;
+  for (auto& h : tasks) (h.state()->done() ? out.done : out.pending).push_back(std::move(h));
+  co_return out;
+}
+
+}  // namespace corio

@@ -1,0 +1,112 @@
+// wait_for: await with a deadline (asyncio.wait_for).
+//
+// Runs the awaitable (Task<T>, scheduled as a child task, or a TaskHandle<T>) and returns its result. When
+// the timeout passes first, the inner work is cancelled and wait_for waits until it has ended, then throws
+// TimeoutError — never leaving it running behind. If the inner work swallows that cancellation and returns
+// a value, that value is returned; if it ends with another exception, that exception propagates. A
+// cancellation of the awaiting task cancels the inner work, waits for it, and throws CancelledError — it
+// wins over a timeout arriving at the same time. A timeout <= 0 cancels work that is not done yet at once.
+//
+// The awaiting task is resumed by the loop on the turn after the inner work ended.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/flow/detail/children.hpp"
+
+namespace corio {
+namespace detail {
+
+class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher {
+ public:
+  WaitForWaiter(TaskStateBase& child, std::int64_t timeout_ns) : child_(&child), timeout_ns_(timeout_ns) {}
+  ~WaitForWaiter() {
+    if (scheduled()) loop_->timers_.remove(*this);
+  }
+
+  bool await_ready() const noexcept { return child_->done(); }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    loop_ = &LoopCore::current_loop();
+    child_->watchers_.push_back(*this);
+    suspend_on(h);
+    if (outer_cancelled_) return;
+    if (timeout_ns_ <= 0) {
+      fire();
+    } else {
+      std::int64_t now = loop_->now_ns();
+      constexpr std::int64_t kMax = INT64_MAX / 2;
+      loop_->add_timer(*this, timeout_ns_ >= kMax - now ? kMax : now + timeout_ns_);
+    }
+  }
+  // After it returns, the child is done: the caller takes its result. Throws CancelledError or TimeoutError.
+  void await_resume() {
+    throw_if_cancelled();
+    if (outer_cancelled_) throw CancelledError(task_->cancel_message());
+    if (timed_out_ && child_->status_ == TaskStateBase::Status::cancelled) {
+      child_->exc_retrieved_ = true;
+      throw TimeoutError("wait_for: timed out and the inner work was cancelled");
+    }
+  }
+
+  void fire() override {
+    timed_out_ = true;
+    child_->cancel({});
+  }
+  bool cancel() override {
+    outer_cancelled_ = true;
+    if (scheduled()) loop_->timers_.remove(*this);
+    child_->cancel(task_->cancel_message());
+    return true;
+  }
+  void on_done(TaskStateBase&) override {
+    if (scheduled()) loop_->timers_.remove(*this);
+    wake();
+  }
+  void describe(std::string& out) const override {
+    out += "wait_for task '" + child_->name() + "'";
+    if (scheduled()) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, " until %.3f", static_cast<double>(when_ns_) / 1e9);
+      out += buf;
+    } else if (timed_out_) {
+      out += " (timed out, cancelling)";
+    }
+  }
+
+ private:
+  TaskStateBase* child_;
+  LoopCore* loop_ = nullptr;
+  std::int64_t timeout_ns_;
+  bool timed_out_ = false;
+  bool outer_cancelled_ = false;
+};
+
+template <class T>
+Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns) {
+  WaitForWaiter waiter(*h.state(), timeout_ns);
+  co_await waiter;
+  h.state()->exc_retrieved_ = true;
+  co_return detail::state_cast<T>(h.state())->take();
+}
+
+}  // namespace detail
+
+// Awaits `task` for at most `timeout`; see above.
+template <class T, class Rep, class Period>
+Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
+  co_return co_await detail::wait_for_handle(
+      create_task(std::move(task)), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
+}
+template <class T, class Rep, class Period>
+Task<T> wait_for(TaskHandle<T> handle, std::chrono::duration<Rep, Period> timeout) {
+  co_return co_await detail::wait_for_handle(
+      detail::to_handle(handle), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
+}
+
+}  // namespace corio
