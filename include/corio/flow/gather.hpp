@@ -101,7 +101,8 @@ Task<std::vector<Outcome<T>>> gather_settled_handles(std::vector<TaskHandle<T>> 
 template <class... As>
 requires(sizeof...(As) >
          0) Task<std::tuple<detail::value_or_monostate<detail::child_value_t<As>>...>> gather(As... args) {
-  auto hs = std::make_tuple(detail::to_handle(std::move(args))...);
+  // Braced initialisation evaluates left to right: children are scheduled in argument order.
+  std::tuple<TaskHandle<detail::child_value_t<As>>...> hs{detail::to_handle(std::move(args))...};
   detail::ChildrenWaiter waiter(std::apply([](auto&... h) { return detail::states_of(h...); }, hs),
                                 /*fail_fast=*/true);
   co_await waiter;

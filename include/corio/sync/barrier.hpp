@@ -1,0 +1,37 @@
+// Barrier: wait until n tasks have arrived (asyncio.Barrier).
+#pragma once
+
+#include <cstddef>
+
+#include "corio/core/task.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+
+namespace corio {
+
+class Barrier {
+ public:
+  explicit Barrier(std::size_t parties);
+  Barrier(const Barrier&) = delete;
+  Barrier& operator=(const Barrier&) = delete;
+
+  // Arrives and suspends until `parties` tasks have arrived; returns this task's arrival index (0 for the
+  // first). The last to arrive releases all and does not suspend. Throws BrokenBarrierError if the barrier
+  // is broken (abort) or reset while waiting. A cancelled waiter leaves (its arrival is undone).
+  Task<std::size_t> wait();
+  // Wakes every waiter with BrokenBarrierError and makes the barrier empty and usable again.
+  Task<> reset();
+  // Breaks the barrier: every waiter and every later wait() throws BrokenBarrierError (until reset()).
+  Task<> abort();
+
+  std::size_t parties() const noexcept { return parties_; }
+  std::size_t n_waiting() const noexcept { return waiters_.size(); }
+  bool broken() const noexcept { return broken_; }
+
+ private:
+  std::size_t parties_;
+  std::size_t count_ = 0;
+  bool broken_ = false;
+  detail::WaitList waiters_;
+};
+
+}  // namespace corio

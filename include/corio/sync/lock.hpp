@@ -1,0 +1,50 @@
+// Lock: a FIFO, non-reentrant mutual-exclusion lock for tasks (asyncio.Lock).
+#pragma once
+
+#include <utility>
+
+#include "corio/core/task.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+
+namespace corio {
+
+class Lock;
+
+// Releases its Lock when destroyed (unless moved from).
+class [[nodiscard]] LockGuard {
+ public:
+  explicit LockGuard(Lock& lock) noexcept : lock_(&lock) {}
+  LockGuard(LockGuard&& o) noexcept : lock_(std::exchange(o.lock_, nullptr)) {}
+  LockGuard& operator=(LockGuard&& o) noexcept;
+  ~LockGuard();
+  // Releases now instead of at destruction.
+  void release();
+
+ private:
+  Lock* lock_;
+};
+
+class Lock {
+ public:
+  Lock() = default;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  // Takes the lock. Returns at once when it is free and nobody waits; otherwise suspends until release()
+  // hands the lock to this task (strict FIFO: the lock goes to the longest waiter, never to a newcomer),
+  // resumed by the loop on the next turn. Cancelled while waiting: CancelledError and no lock; cancelled
+  // after the lock was handed over but before running: the lock passes on to the next waiter.
+  Task<> acquire();
+  // Releases the lock (hands it to the first waiter if any). Throws RuntimeError if it is not locked.
+  void release();
+  bool locked() const noexcept { return locked_; }
+  // acquire(), then a guard that releases on destruction.
+  Task<LockGuard> scoped();
+
+ private:
+  // Invariant: locked_ stays true while the lock is handed from release() to a woken waiter.
+  bool locked_ = false;
+  detail::WaitList waiters_;
+};
+
+}  // namespace corio

@@ -1,0 +1,42 @@
+// Semaphore and BoundedSemaphore (asyncio.Semaphore / BoundedSemaphore).
+#pragma once
+
+#include <cstddef>
+
+#include "corio/core/task.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+
+namespace corio {
+
+class Semaphore {
+ public:
+  explicit Semaphore(std::size_t value = 1) noexcept : value_(value) {}
+  Semaphore(const Semaphore&) = delete;
+  Semaphore& operator=(const Semaphore&) = delete;
+
+  // Takes a permit. Returns at once if one is free and nobody waits; otherwise suspends until release()
+  // hands a permit to this task. Strictly FIFO: a new acquire never jumps ahead of waiters (CPython
+  // #90155). Cancelled after the permit was handed over but before running: the permit passes on.
+  Task<> acquire();
+  // Returns a permit: to the first waiter if any, else to the pool.
+  void release() noexcept;
+  // True when acquire() would suspend.
+  bool locked() const noexcept { return value_ == 0 || !waiters_.empty(); }
+  std::size_t value() const noexcept { return value_; }
+
+ protected:
+  std::size_t value_;
+  detail::WaitList waiters_;
+};
+
+// A Semaphore whose release() above the initial value throws corio::Error.
+class BoundedSemaphore : public Semaphore {
+ public:
+  explicit BoundedSemaphore(std::size_t value = 1) noexcept : Semaphore(value), bound_(value) {}
+  void release();
+
+ private:
+  std::size_t bound_;
+};
+
+}  // namespace corio

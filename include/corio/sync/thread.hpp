@@ -1,0 +1,141 @@
+// Thread offload: to_thread (asyncio.to_thread) and run_coroutine_threadsafe.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+namespace corio {
+namespace detail {
+
+// A pool of worker threads owned by one event loop; threads start on demand up to the size. Thread-safe.
+class ThreadPool {
+ public:
+  explicit ThreadPool(std::size_t max_threads);
+  ~ThreadPool();  // finishes queued jobs, joins every thread
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  void submit(std::function<void()> job);
+  std::size_t max_threads() const noexcept { return max_threads_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::size_t max_threads_;
+};
+
+// The running loop's pool, created on first use; run() joins it before closing the loop.
+ThreadPool& loop_thread_pool();
+
+// Result slot shared by the awaiting task (loop thread) and the worker. The worker writes result/error
+// before posting completion with call_soon_threadsafe, whose queue mutex orders that write before the
+// loop's read; `waiter` is touched on the loop thread only.
+template <class R>
+struct ThreadCall {
+  std::optional<std::conditional_t<std::is_void_v<R>, char, R>> value;
+  std::exception_ptr error;
+  Waiter* waiter = nullptr;
+  bool done = false;
+};
+
+template <class R>
+struct ThreadAwaiter final : Waiter {
+  std::shared_ptr<ThreadCall<R>> call;
+  std::function<void()> job;
+
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    suspend_on(h);
+    if (!suspended()) return;  // cancelled before it started: nothing was submitted
+    call->waiter = this;
+    LoopCore& loop = *task_->loop_;
+    ++loop.inhibit_auto_advance_;
+    loop_thread_pool().submit(std::move(job));
+  }
+  R await_resume() {
+    throw_if_cancelled();
+    if (call->error) std::rethrow_exception(call->error);
+    if constexpr (!std::is_void_v<R>) return std::move(*call->value);
+  }
+  bool cancel() override {
+    call->waiter = nullptr;  // the thread keeps running; its result is dropped
+    return cancel_and_wake();
+  }
+  void describe(std::string& out) const override { out += "to_thread call"; }
+};
+
+}  // namespace detail
+
+// Runs f(args...) on the loop's thread pool (default size min(32, cores + 4); see set_to_thread_workers)
+// and returns its result; exceptions cross back intact. The awaiting task suspends and is resumed by the
+// loop on a turn after the call returned. Cancelling it stops the waiting only: the thread runs the call
+// to its end and the result is dropped safely. Under virtual time the clock does not jump while a call runs.
+template <class F, class... Args>
+Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f, Args... args) {
+  using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;
+  auto call = std::make_shared<detail::ThreadCall<R>>();
+  EventLoop* loop = &get_running_loop();
+  detail::ThreadAwaiter<R> awaiter;
+  awaiter.call = call;
+  awaiter.job = [call, loop, fn = std::move(f), tup = std::make_tuple(std::move(args)...)]() mutable {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        std::apply(fn, std::move(tup));
+        call->value.emplace('\0');
+      } else {
+        call->value.emplace(std::apply(fn, std::move(tup)));
+      }
+    } catch (...) {
+      call->error = std::current_exception();
+    }
+    loop->call_soon_threadsafe([call, loop] {
+      call->done = true;
+      --loop->core().inhibit_auto_advance_;
+      if (call->waiter && call->waiter->suspended()) call->waiter->wake();
+    });
+  };
+  co_return co_await awaiter;
+}
+
+// Sets the size of the running loop's thread pool; call before the first to_thread.
+void set_to_thread_workers(std::size_t n);
+
+// From another thread: schedules `task` on `loop` (thread-safe) and returns a future for its result.
+// Exceptions (CancelledError included) reach the future intact.
+template <class T>
+std::future<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
+  auto promise = std::make_shared<std::promise<T>>();
+  std::future<T> future = promise->get_future();
+  auto bridge = [](Task<T> t, std::shared_ptr<std::promise<T>> p) -> Task<> {
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await t;
+        p->set_value();
+      } else {
+        p->set_value(co_await t);
+      }
+    } catch (...) {
+      p->set_exception(std::current_exception());
+    }
+  };
+  loop.call_soon_threadsafe([bridge, t = std::make_shared<Task<T>>(std::move(task)), promise]() mutable {
+    (void)create_task(bridge(std::move(*t), promise));
+  });
+  return future;
+}
+
+}  // namespace corio

@@ -1,0 +1,173 @@
+// Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier. Each waits through detail::WaitList; the
+// pattern after every park is the same: on CancelledError, a grant that already arrived is passed on.
+#include <exception>
+
+#include "corio/core/errors.hpp"
+#include "corio/sync/barrier.hpp"
+#include "corio/sync/condition.hpp"
+#include "corio/sync/event.hpp"
+#include "corio/sync/lock.hpp"
+#include "corio/sync/semaphore.hpp"
+
+namespace corio {
+
+// ---------------------------------------------------------------- Lock
+
+Task<> Lock::acquire() {
+  if (!locked_ && waiters_.empty()) {
+    locked_ = true;
+    co_return;
+  }
+  detail::WaitList::Node node(waiters_, "lock");
+  try {
+    co_await node;
+  } catch (const CancelledError&) {
+    if (node.granted) release();  // the lock was handed to us: hand it on
+    throw;
+  }
+}
+
+void Lock::release() {
+  if (!locked_) throw RuntimeError("Lock is not acquired");
+  if (!waiters_.wake_one()) locked_ = false;
+}
+
+Task<LockGuard> Lock::scoped() {
+  co_await acquire();
+  co_return LockGuard(*this);
+}
+
+LockGuard& LockGuard::operator=(LockGuard&& o) noexcept {
+  if (this != &o) {
+    if (lock_) lock_->release();
+    lock_ = std::exchange(o.lock_, nullptr);
+  }
+  return *this;
+}
+
+LockGuard::~LockGuard() {
+  if (lock_) lock_->release();
+}
+
+void LockGuard::release() {
+  if (lock_) std::exchange(lock_, nullptr)->release();
+}
+
+// ---------------------------------------------------------------- Event
+
+void Event::set() noexcept {
+  if (set_) return;
+  set_ = true;
+  waiters_.wake_all();
+}
+
+Task<> Event::wait() {
+  if (set_) co_return;
+  detail::WaitList::Node node(waiters_, "event");
+  co_await node;
+}
+
+// ---------------------------------------------------------------- Condition
+
+Task<> Condition::wait() {
+  if (!lock_->locked()) throw RuntimeError("Condition::wait() without holding the lock");
+  lock_->release();
+  std::exception_ptr cancelled;
+  {
+    detail::WaitList::Node node(waiters_, "condition");
+    try {
+      co_await node;
+    } catch (const CancelledError&) {
+      cancelled = std::current_exception();
+      if (node.granted) waiters_.wake_one();  // notified, then cancelled: pass the notification on
+    }
+  }
+  // Re-acquire the lock even when cancelled, as asyncio does: the caller's `finally: release()` relies on it.
+  for (;;) {
+    try {
+      co_await lock_->acquire();
+      break;
+    } catch (const CancelledError&) {
+      cancelled = std::current_exception();
+    }
+  }
+  if (cancelled) std::rethrow_exception(cancelled);
+}
+
+void Condition::notify(std::size_t n) {
+  if (!lock_->locked()) throw RuntimeError("Condition::notify() without holding the lock");
+  for (std::size_t i = 0; i < n && waiters_.wake_one(); ++i) {
+  }
+}
+
+void Condition::notify_all() { notify(waiters_.size()); }
+
+// ---------------------------------------------------------------- Semaphore
+
+Task<> Semaphore::acquire() {
+  if (value_ > 0 && waiters_.empty()) {
+    --value_;
+    co_return;
+  }
+  detail::WaitList::Node node(waiters_, "semaphore");
+  try {
+    co_await node;
+  } catch (const CancelledError&) {
+    if (node.granted) Semaphore::release();  // the permit was handed to us: hand it on
+    throw;
+  }
+}
+
+void Semaphore::release() noexcept {
+  if (!waiters_.wake_one()) ++value_;
+}
+
+void BoundedSemaphore::release() {
+  if (waiters_.empty() && value_ >= bound_) throw Error("BoundedSemaphore released too many times");
+  Semaphore::release();
+}
+
+// ---------------------------------------------------------------- Barrier
+
+namespace {
+constexpr int kBroken = 1;
+}
+
+Barrier::Barrier(std::size_t parties) : parties_(parties) {
+  if (parties == 0) throw Error("Barrier needs at least one party");
+}
+
+Task<std::size_t> Barrier::wait() {
+  if (broken_) throw BrokenBarrierError();
+  std::size_t index = count_++;
+  if (count_ == parties_) {
+    count_ = 0;
+    waiters_.wake_all();
+    co_return index;
+  }
+  detail::WaitList::Node node(waiters_, "barrier");
+  try {
+    co_await node;
+  } catch (const CancelledError&) {
+    if (!node.granted) --count_;  // leave before the barrier filled: undo the arrival
+    throw;
+  }
+  if (node.status == kBroken) throw BrokenBarrierError();
+  co_return index;
+}
+
+Task<> Barrier::reset() {
+  waiters_.wake_all(kBroken);
+  count_ = 0;
+  broken_ = false;
+  co_return;
+}
+
+Task<> Barrier::abort() {
+  broken_ = true;
+  count_ = 0;
+  waiters_.wake_all(kBroken);
+  co_return;
+}
+
+}  // namespace corio

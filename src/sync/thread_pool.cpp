@@ -1,0 +1,99 @@
+// The loop's thread pool for to_thread.
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "corio/sync/thread.hpp"
+
+namespace corio::detail {
+
+struct ThreadPool::Impl {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> jobs;  // guarded by mu
+  std::vector<std::thread> threads;        // guarded by mu
+  std::size_t idle = 0;                    // guarded by mu
+  bool stopping = false;                   // guarded by mu
+
+  void work() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      ++idle;
+      cv.wait(lock, [&] { return stopping || !jobs.empty(); });
+      --idle;
+      if (jobs.empty()) return;  // stopping, and nothing left to do
+      std::function<void()> job = std::move(jobs.front());
+      jobs.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+};
+
+ThreadPool::ThreadPool(std::size_t max_threads)
+    : impl_(new Impl), max_threads_(std::max<std::size_t>(1, max_threads)) {}
+
+ThreadPool::~ThreadPool() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    threads.swap(impl_->threads);
+  }
+  impl_->cv.notify_all();
+  for (auto& t : threads) t.join();
+}
+
+void ThreadPool::submit(std::function<void()> job) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->jobs.push_back(std::move(job));
+  if (impl_->idle < impl_->jobs.size() && impl_->threads.size() < max_threads_)
+    impl_->threads.emplace_back([impl = impl_.get()] { impl->work(); });
+  impl_->cv.notify_one();
+}
+
+namespace {
+struct LoopPool {
+  LoopCore* owner = nullptr;
+  std::unique_ptr<ThreadPool> pool;
+  std::size_t size = 0;  // 0: default
+};
+thread_local LoopPool tl_pool;
+
+std::size_t default_workers() {
+  unsigned cores = std::thread::hardware_concurrency();
+  return std::min<std::size_t>(32, (cores ? cores : 1) + 4);
+}
+}  // namespace
+
+ThreadPool& loop_thread_pool() {
+  EventLoop& loop = get_running_loop();
+  if (tl_pool.owner != &loop.core() || !tl_pool.pool) {
+    tl_pool.pool = std::make_unique<ThreadPool>(tl_pool.size ? tl_pool.size : default_workers());
+    tl_pool.owner = &loop.core();
+    loop.add_shutdown_hook([] {
+      tl_pool.pool.reset();  // joins: every call has returned before the loop closes
+      tl_pool.owner = nullptr;
+    });
+  }
+  return *tl_pool.pool;
+}
+
+}  // namespace corio::detail
+
+namespace corio {
+
+void set_to_thread_workers(std::size_t n) {
+  detail::tl_pool.size = n;
+  if (detail::tl_pool.pool && detail::tl_pool.pool->max_threads() != n) {
+    // Not started yet for this loop, or resized: a new pool applies from the next call.
+    detail::tl_pool.pool.reset();
+    detail::tl_pool.owner = nullptr;
+  }
+}
+
+}  // namespace corio
