@@ -54,28 +54,6 @@ std::string ExceptionGroup::describe(const std::string& msg, const std::vector<s
 
 namespace detail {
 
-// ---------------------------------------------------------------- frame allocator
-
-thread_local FrameAllocator::FreeBlock* FrameAllocator::heads_[FrameAllocator::kClasses] = {};
-
-void* FrameAllocator::refill(std::size_t cls) {
-  // Gives the thread's pooled blocks back when the thread ends; registered on the first slow-path call so
-  // the fast path never pays for a TLS guard.
-  struct Cleaner {
-    ~Cleaner() {
-      for (auto& head : heads_) {
-        while (FreeBlock* b = head) {
-          head = b->next;
-          ::operator delete(b);
-        }
-      }
-    }
-  };
-  static thread_local Cleaner cleaner;
-  (void)cleaner;
-  return ::operator new(cls* kGranule);
-}
-
 // ---------------------------------------------------------------- debug
 
 namespace {
@@ -92,7 +70,9 @@ std::string format_loc(const SourceLoc& loc) {
   out += loc.function;
   out += "' (";
   out += loc.file;
-  out += ":" + std::to_string(loc.line) + ")";
+  out += ':';
+  out += std::to_string(loc.line);
+  out += ')';
   return out;
 }
 }  // namespace
@@ -288,6 +268,7 @@ void TaskStateBase::finish() noexcept {
 }
 
 void TaskStateBase::abandon() noexcept {
+  add_ref();  // dropping the done callbacks below may drop the last handle to this task
   ListNode::unlink();
   while (watchers_.pop_front()) {
   }
@@ -297,6 +278,14 @@ void TaskStateBase::abandon() noexcept {
     exc_retrieved_ = true;
   }
   destroy_frame();
+  // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
+  // would keep the task (and what they captured) alive forever.
+  while (callbacks_) {
+    UserCallback* c = callbacks_;
+    callbacks_ = c->next;
+    delete c;
+  }
+  release();  // the loop's reference
   release();
 }
 
@@ -323,7 +312,9 @@ void TaskStateBase::dump(std::string& out) const {
     out += p->loc_.function;
     out += " (";
     out += p->loc_.file;
-    out += ":" + std::to_string(p->loc_.line) + ")\n";
+    out += ':';
+    out += std::to_string(p->loc_.line);
+    out += ")\n";
   }
 }
 

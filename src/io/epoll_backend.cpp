@@ -1,23 +1,43 @@
-// The epoll backend of the loop's poller: an epoll instance with an eventfd for cross-thread wake-ups.
-// The io layer's operations (sockets, pipes) register here too; until then it only sleeps and wakes.
+// The epoll backend: readiness-based, edge-triggered. Each operation first tries its system call
+// (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop retries
+// the list's head when epoll reports the descriptor ready. Every descriptor is registered once, for both
+// directions, the first time an operation on it has to wait.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
-#include "corio/core/detail/poller.hpp"
 #include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/io/backend.hpp"
 
 namespace corio::detail {
 namespace {
 
-class EpollPoller final : public Poller {
+bool is_read_side(OpCode c) noexcept {
+  switch (c) {
+    case OpCode::recv:
+    case OpCode::read:
+    case OpCode::accept:
+    case OpCode::recvfrom:
+    case OpCode::poll_in:
+      return true;
+    default:
+      return false;
+  }
+}
+
+class EpollBackend final : public IoBackend {
  public:
-  EpollPoller() {
+  EpollBackend() {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
     wakefd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -28,17 +48,96 @@ class EpollPoller final : public Poller {
     }
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.ptr = nullptr;  // null marks the wake-up fd
+    ev.data.u64 = kWakeKey;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
+    scratch_.resize(64 * 1024);
   }
-  ~EpollPoller() override {
+  ~EpollBackend() override {
     ::close(wakefd_);
     ::close(epfd_);
   }
 
   Backend backend() const noexcept override { return Backend::epoll; }
+  std::size_t pending() const noexcept override { return pending_; }
+
+  bool try_now(IoOp& op) override {
+    if (op.code == OpCode::poll_in || op.code == OpCode::poll_out) return false;
+    if (FdEntry* e = entry_if(op.fd)) {
+      // Never jump ahead of operations already waiting in the same direction.
+      if (!(is_read_side(op.code) ? e->readers : e->writers).empty()) return false;
+    }
+    if (op.code == OpCode::connect) {
+      int r = ::connect(op.fd, op.addr, op.addrlen);
+      if (r == 0) {
+        op.result = 0;
+        return true;
+      }
+      if (errno == EINPROGRESS || errno == EAGAIN) {
+        just_tried_ = &op;
+        return false;
+      }
+      op.result = -errno;
+      return true;
+    }
+    std::int64_t r = attempt(op);
+    if (r == -EAGAIN || r == -EWOULDBLOCK) {
+      just_tried_ = &op;
+      return false;
+    }
+    op.result = r;
+    return true;
+  }
+
+  void submit(IoOp& op) override {
+    FdEntry& e = entry(op.fd);
+    if (!e.registered) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.data.u64 = static_cast<std::uint64_t>(op.fd);
+      if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, op.fd, &ev) < 0) {
+        op.result = -errno;
+        op.pending = true;
+        ++pending_;
+        done_.push_back(op);
+        return;
+      }
+      e.registered = true;
+      ++registered_;
+    }
+    op.pending = true;
+    ++pending_;
+    (is_read_side(op.code) ? e.readers : e.writers).push_back(op);
+    // Edge-triggered: an op that did not just fail with EAGAIN may already be satisfiable, and no new
+    // edge would come for it. Retry such descriptors after the next poll.
+    if (just_tried_ != &op) dirty_.push_back(op.fd);
+    just_tried_ = nullptr;
+  }
+
+  void cancel(IoOp& op) noexcept override {
+    if (!op.pending || in_done(op)) return;
+    op.unlink();
+    op.result = -ECANCELED;
+    done_.push_back(op);  // completes on the next poll: complete() never runs inside cancel()
+  }
+
+  void forget(int fd) noexcept override {
+    FdEntry* e = entry_if(fd);
+    if (!e) return;
+    while (IoOp* op = e->readers.front()) cancel(*op);
+    while (IoOp* op = e->writers.front()) cancel(*op);
+    if (e->registered) {
+      ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+      e->registered = false;
+      --registered_;
+    }
+  }
 
   std::size_t poll(std::int64_t timeout_ns) override {
+    std::size_t handled = finish_done();
+    if (handled || !dirty_.empty()) timeout_ns = 0;
+    // A non-blocking poll with no descriptor registered can only find a wake-up, and cross-thread posts are
+    // already seen through the loop's remote_pending_ flag: skip the system call.
+    if (timeout_ns == 0 && registered_ == 0) return handled;
     int timeout_ms;
     if (timeout_ns < 0)
       timeout_ms = -1;
@@ -46,21 +145,28 @@ class EpollPoller final : public Poller {
       timeout_ms = 0;
     else
       timeout_ms = static_cast<int>(std::min<std::int64_t>((timeout_ns + 999'999) / 1'000'000, 1 << 30));
-    epoll_event events[128];
-    int n = ::epoll_wait(epfd_, events, 128, timeout_ms);
+    epoll_event events[256];
+    int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
     if (n < 0) {
-      if (errno == EINTR) return 0;
-      throw std::system_error(errno, std::generic_category(), "epoll_wait");
+      if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "epoll_wait");
+      n = 0;
     }
-    std::size_t handled = 0;
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.ptr == nullptr) {
+      if (events[i].data.u64 == kWakeKey) {
         std::uint64_t v;
         while (::read(wakefd_, &v, sizeof v) > 0) {
         }
         continue;
       }
-      ++handled;
+      int fd = static_cast<int>(events[i].data.u64);
+      std::uint32_t ev = events[i].events;
+      if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) handled += run_list(fd, true);
+      if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) handled += run_list(fd, false);
+    }
+    if (!dirty_.empty()) {
+      std::vector<int> dirty;
+      dirty.swap(dirty_);
+      for (int fd : dirty) handled += run_list(fd, true) + run_list(fd, false);
     }
     return handled;
   }
@@ -72,16 +178,141 @@ class EpollPoller final : public Poller {
   }
 
  private:
+  static constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
+
+  struct FdEntry {
+    IntrusiveList<IoOp> readers;
+    IntrusiveList<IoOp> writers;
+    bool registered = false;
+  };
+
+  FdEntry* entry_if(int fd) noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
+  }
+  FdEntry& entry(int fd) {
+    if (static_cast<std::size_t>(fd) >= fds_.size())
+      fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
+    if (!fds_[fd]) fds_[fd] = std::make_unique<FdEntry>();
+    return *fds_[fd];
+  }
+  bool in_done(IoOp& op) noexcept {
+    bool found = false;
+    done_.for_each([&](IoOp& o) { found = found || &o == &op; });
+    return found;
+  }
+
+  // The system call of `op`, as -errno on failure.
+  std::int64_t attempt(IoOp& op) {
+    ssize_t r = 0;
+    switch (op.code) {
+      case OpCode::recv:
+        if (op.buf) {
+          r = ::recv(op.fd, op.buf, op.len, op.flags);
+        } else {
+          r = ::recv(op.fd, scratch_.data(), std::min(op.len ? op.len : scratch_.size(), scratch_.size()),
+                     op.flags);
+          op.data = scratch_.data();
+        }
+        break;
+      case OpCode::read:
+        if (op.buf) {
+          r = ::read(op.fd, op.buf, op.len);
+        } else {
+          r = ::read(op.fd, scratch_.data(), std::min(op.len ? op.len : scratch_.size(), scratch_.size()));
+          op.data = scratch_.data();
+        }
+        break;
+      case OpCode::send:
+        r = ::send(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
+        break;
+      case OpCode::sendv: {
+        msghdr msg{};
+        msg.msg_iov = const_cast<iovec*>(op.iov);
+        msg.msg_iovlen = static_cast<std::size_t>(op.iovcnt);
+        r = ::sendmsg(op.fd, &msg, MSG_NOSIGNAL);
+        break;
+      }
+      case OpCode::write:
+        r = ::write(op.fd, op.buf, op.len);
+        break;
+      case OpCode::accept: {
+        socklen_t len = op.addrlen;
+        r = ::accept4(op.fd, op.addr, op.addr ? &len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (r >= 0) op.addrlen = len;
+        break;
+      }
+      case OpCode::recvfrom: {
+        socklen_t len = op.addrlen;
+        r = ::recvfrom(op.fd, op.buf, op.len, op.flags, op.addr, op.addr ? &len : nullptr);
+        if (r >= 0) op.addrlen = len;
+        break;
+      }
+      case OpCode::sendto:
+        r = ::sendto(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL, op.addr, op.addrlen);
+        break;
+      case OpCode::connect: {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+        if (err == EINPROGRESS || err == EALREADY) return -EAGAIN;
+        return -err;
+      }
+      case OpCode::poll_in:
+      case OpCode::poll_out:
+        return 0;
+    }
+    return r < 0 ? -errno : r;
+  }
+
+  // Retries the head of one direction's list until an op would block again.
+  std::size_t run_list(int fd, bool readers) {
+    std::size_t n = 0;
+    for (;;) {
+      FdEntry* e = entry_if(fd);
+      if (!e) return n;
+      IoOp* op = (readers ? e->readers : e->writers).front();
+      if (!op) return n;
+      std::int64_t r = attempt(*op);
+      if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
+      op->unlink();
+      op->result = r;
+      op->pending = false;
+      --pending_;
+      ++n;
+      op->complete();  // only enqueues (wakes a task) or consumes op->data at once
+    }
+  }
+
+  std::size_t finish_done() {
+    std::size_t n = 0;
+    while (IoOp* op = done_.pop_front()) {
+      op->pending = false;
+      --pending_;
+      ++n;
+      op->complete();
+    }
+    return n;
+  }
+
   int epfd_ = -1;
   int wakefd_ = -1;
+  std::size_t registered_ = 0;  // descriptors registered besides the wake-up eventfd
+  std::size_t pending_ = 0;     // ops submitted and not completed
+  std::vector<std::unique_ptr<FdEntry>> fds_;
+  IntrusiveList<IoOp> done_;  // cancelled or failed at submission: complete on the next poll
+  std::vector<int> dirty_;
+  IoOp* just_tried_ = nullptr;  // the op whose try_now just hit EAGAIN (no retry needed at submit)
+  std::vector<char> scratch_;   // receive buffer for ops without their own
 };
 
 }  // namespace
 
 std::unique_ptr<Poller> make_poller(Backend requested, bool /*debug*/) {
   if (requested == Backend::io_uring)
-    throw RuntimeError("the io_uring backend is not available in this build (issue: io_uring backend)");
-  return std::make_unique<EpollPoller>();
+    throw RuntimeError("the io_uring backend is not available in this build yet (CORIO_BACKEND=io_uring)");
+  return std::make_unique<EpollBackend>();
 }
+
+IoBackend& io_backend() { return static_cast<IoBackend&>(get_running_loop().poller()); }
 
 }  // namespace corio::detail

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -84,7 +85,7 @@ class EventLoop : private detail::LoopCore {
   // f() runs once `delay` has passed (seconds or any std::chrono::duration).
   template <class F>
   TimerHandle call_later(double delay_seconds, F f) {
-    return call_at_ns(now_ns() + static_cast<std::int64_t>(delay_seconds * 1e9), std::move(f));
+    return call_at_ns(now_ns() + seconds_to_ns(delay_seconds), std::move(f));
   }
   template <class Rep, class Period, class F>
   TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F f) {
@@ -94,7 +95,7 @@ class EventLoop : private detail::LoopCore {
   // f() runs when time() reaches `when`.
   template <class F>
   TimerHandle call_at(double when, F f) {
-    return call_at_ns(static_cast<std::int64_t>(when * 1e9), std::move(f));
+    return call_at_ns(seconds_to_ns(when), std::move(f));
   }
   // Thread-safe: f() runs on the loop's thread on a later turn; wakes the loop if it is sleeping.
   template <class F>
@@ -153,6 +154,9 @@ class EventLoop : private detail::LoopCore {
     detail::LoopCore* prev_;
   };
 
+  // Rounds to the nearest nanosecond: truncating would make call_at(1.001) due at 1.000999999, so the
+  // callback would run while time() < when.
+  static std::int64_t seconds_to_ns(double s) noexcept { return std::llround(s * 1e9); }
   template <class F>
   TimerHandle call_at_ns(std::int64_t when_ns, F f) {
     auto* n = new detail::FnCallback<F>(std::move(f));

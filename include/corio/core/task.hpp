@@ -109,6 +109,8 @@ struct TaskAwaiter {
 
 template <class T>
 class TaskState;
+template <class T>
+class ScheduledTask;
 
 }  // namespace detail
 
@@ -142,7 +144,7 @@ class [[nodiscard]] Task {
 
  private:
   friend struct detail::Promise<T>;
-  friend class detail::TaskState<T>;
+  friend class detail::ScheduledTask<T>;
   explicit Task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
   void reset() noexcept {

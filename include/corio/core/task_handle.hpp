@@ -30,39 +30,68 @@ class TaskHandle;
 
 namespace detail {
 
-template <class T>
-class TaskState final : public TaskStateBase {
+// The result side of a task's state. Every TaskState<T> derives from TaskState<void>, so a TaskHandle<void>
+// viewing any task (and code generic over T, with T = void) can downcast to TaskState<void> legitimately.
+template <>
+class TaskState<void> : public TaskStateBase {
  public:
-  TaskState(LoopCore& loop, Task<T>&& task) noexcept : TaskStateBase(loop), task_(std::move(task)) {
+  explicit TaskState(LoopCore& loop) noexcept : TaskStateBase(loop) {}
+  // Throws the task's exception, CancelledError, or InvalidStateError if it did not finish with a value.
+  void get() { check_result(); }
+  void take() { check_result(); }
+
+ protected:
+  void take_value(PromiseBase&) override {}
+};
+
+template <class T>
+class TaskState : public TaskState<void> {
+ public:
+  explicit TaskState(LoopCore& loop) noexcept : TaskState<void>(loop) {}
+  // The value of a task that finished (throws its exception, CancelledError, or InvalidStateError).
+  T get() {
+    check_result();
+    return *value_;
+  }
+  T take() {
+    check_result();
+    return std::move(*value_);
+  }
+
+ protected:
+  void take_value(PromiseBase& root) override {
+    value_.emplace(std::move(*static_cast<Promise<T>&>(root).value_));
+  }
+
+ private:
+  std::optional<T> value_;
+};
+
+// The state of a task scheduled with create_task: owns its root coroutine.
+template <class T>
+class ScheduledTask final : public TaskState<T> {
+ public:
+  ScheduledTask(LoopCore& loop, Task<T>&& task) noexcept : TaskState<T>(loop), task_(std::move(task)) {
     task_.h_.promise().root_ = this;
     task_.h_.promise().started_ = true;
   }
 
   static bool already_awaited(const Task<T>& t) noexcept { return t.h_.promise().started_; }
 
-  // The value of a task that finished (throws its exception, CancelledError, or InvalidStateError).
-  T get() {
-    check_result();
-    if constexpr (!std::is_void_v<T>) return *value_;
-  }
-  T take() {
-    check_result();
-    if constexpr (!std::is_void_v<T>) return std::move(*value_);
-  }
-
  protected:
-  void take_value(PromiseBase& root) override {
-    if constexpr (!std::is_void_v<T>) value_.emplace(std::move(*static_cast<Promise<T>&>(root).value_));
-  }
   std::coroutine_handle<> frame() noexcept override { return task_.h_; }
   void destroy_frame() noexcept override { task_ = Task<T>(); }
   PromiseBase* root_promise() noexcept override { return task_.h_ ? &task_.h_.promise() : nullptr; }
 
  private:
   Task<T> task_;
-  struct Empty {};
-  [[no_unique_address]] std::conditional_t<std::is_void_v<T>, Empty, std::optional<T>> value_;
 };
+
+// The result side of any task's state (TaskState<void> for a type-erased view).
+template <class T>
+TaskState<T>* state_cast(TaskStateBase* s) noexcept {
+  return static_cast<TaskState<T>*>(s);
+}
 
 // `co_await handle`: waits for another scheduled task.
 template <class T, bool Move>
@@ -83,7 +112,7 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
   }
   T await_resume() {
     throw_if_cancelled();
-    auto* st = static_cast<TaskState<T>*>(s_);
+    auto* st = state_cast<T>(s_);
     st->exc_retrieved_ = true;
     if constexpr (Move)
       return st->take();
@@ -97,11 +126,6 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
   }
   void describe(std::string& out) const override { out += "task '" + s_->name() + "'"; }
 };
-
-template <class T>
-TaskState<T>* state_cast(TaskStateBase* s) noexcept {
-  return static_cast<TaskState<T>*>(s);
-}
 
 }  // namespace detail
 
@@ -194,10 +218,10 @@ class TaskHandle {
 template <class T>
 TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
   if (!task.valid()) throw InvalidStateError("create_task() on a Task that was moved from");
-  if (detail::TaskState<T>::already_awaited(task))
+  if (detail::ScheduledTask<T>::already_awaited(task))
     throw InvalidStateError("create_task() on a Task that was already awaited");
   detail::LoopCore& loop = detail::LoopCore::current_loop();
-  auto* s = new detail::TaskState<T>(loop, std::move(task));
+  auto* s = new detail::ScheduledTask<T>(loop, std::move(task));
   if (!name.empty()) s->name_ = std::make_unique<std::string>(std::move(name));
   loop.adopt(*s);
   TaskHandle<T> h(s);

@@ -1,0 +1,74 @@
+// The one seam to the OS for I/O: operations submitted to the loop's backend (epoll or io_uring).
+//
+// Completion-style on purpose, so both backends fit: an IoOp describes one system call (recv, send, read,
+// write, accept, connect, or a readiness wait); the backend completes it exactly once by setting `result`
+// (>= 0, or -errno) and calling complete() on the loop's thread, on a later turn than submit(). The op and
+// the memory it points to must stay alive until then. cancel() asks for prompt completion with -ECANCELED
+// (an op that raced to completion keeps its real result). The epoll backend tries the system call first,
+// in try_now(), and waits for readiness only on EAGAIN; an io_uring backend submits instead.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "corio/core/detail/intrusive_list.hpp"
+#include "corio/core/detail/poller.hpp"
+
+namespace corio::detail {
+
+enum class OpCode : std::uint8_t {
+  recv,      // recv(fd, buf, len, flags); buf == nullptr: into the backend's buffer, see data
+  send,      // send(fd, buf, len, flags | MSG_NOSIGNAL)
+  sendv,     // sendmsg(fd, iov[iovcnt], MSG_NOSIGNAL)
+  read,      // read(fd, buf, len); buf == nullptr as for recv
+  write,     // write(fd, buf, len)
+  accept,    // accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC); result = the new fd
+  connect,   // connect(fd, addr, addrlen) on a non-blocking socket; result = 0
+  recvfrom,  // recvfrom(fd, buf, len, flags, addr, addrlen)
+  sendto,    // sendto(fd, buf, len, flags | MSG_NOSIGNAL, addr, addrlen)
+  poll_in,   // wait until readable; result = 0
+  poll_out,  // wait until writable; result = 0
+};
+
+struct IoOp : ListNode {
+  OpCode code = OpCode::poll_in;
+  int fd = -1;
+  int flags = 0;
+  void* buf = nullptr;
+  std::size_t len = 0;
+  const iovec* iov = nullptr;
+  int iovcnt = 0;
+  sockaddr* addr = nullptr;    // accept/recvfrom: filled in; connect/sendto: read
+  socklen_t addrlen = 0;       // in: capacity or length; out: length
+  std::int64_t result = 0;     // >= 0 or -errno, valid once completed
+  const char* data = nullptr;  // recv/read into the backend's buffer: the bytes, valid in complete()
+  bool pending = false;        // submitted and not completed yet
+
+  // Called once, on the loop's thread, when the op is done.
+  virtual void complete() = 0;
+
+ protected:
+  ~IoOp() = default;
+};
+
+class IoBackend : public Poller {
+ public:
+  // Runs the operation now if it can finish without waiting (epoll) and returns true with `result` set;
+  // complete() is not called then. Returns false if it must be submitted.
+  virtual bool try_now(IoOp& op) = 0;
+  // Starts the operation; complete() follows on a later turn.
+  virtual void submit(IoOp& op) = 0;
+  // Asks a pending operation to complete promptly with -ECANCELED.
+  virtual void cancel(IoOp& op) noexcept = 0;
+  // The descriptor is about to be closed: pending ops on it complete with -ECANCELED.
+  virtual void forget(int fd) noexcept = 0;
+};
+
+// The running loop's backend; throws RuntimeError outside a running loop.
+IoBackend& io_backend();
+
+}  // namespace corio::detail

@@ -1,0 +1,74 @@
+// Awaitable I/O operations on a descriptor: one system call each, through the loop's backend.
+//
+// Contract: `co_await io_op(...)` returns the system call's result (>= 0) or -errno; it never throws for
+// an I/O error (callers turn -errno into typed errors). If the call can complete at once (epoll: tried
+// first) there is no suspension; otherwise the task suspends and is resumed by the loop on the turn the
+// backend completes the op. Cancellation cancels the op promptly and throws CancelledError; an accepted
+// descriptor that raced the cancellation is closed, never leaked.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/io/backend.hpp"
+
+namespace corio::detail {
+
+void close_fd(int fd) noexcept;  // forget in the backend, then close (a no-op for fd < 0)
+
+class IoAwaiter final : public Waiter, public IoOp {
+ public:
+  IoAwaiter(OpCode c, int fd_, void* buf_ = nullptr, std::size_t len_ = 0, int flags_ = 0,
+            sockaddr* addr_ = nullptr, socklen_t addrlen_ = 0) noexcept {
+    code = c;
+    fd = fd_;
+    buf = buf_;
+    len = len_;
+    flags = flags_;
+    addr = addr_;
+    addrlen = addrlen_;
+  }
+  ~IoAwaiter() {
+    if (pending && be_) be_->cancel(*this);
+  }
+
+  bool await_ready() {
+    be_ = &io_backend();
+    return be_->try_now(*this);
+  }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    be_->submit(*this);
+    suspend_on(h);
+  }
+  std::int64_t await_resume() {
+    if (cancel_requested_ && code == OpCode::accept && result >= 0) {
+      close_fd(static_cast<int>(result));
+      result = -ECANCELED;
+    }
+    throw_if_cancelled();
+    return result;
+  }
+  void complete() override {
+    if (cancel_requested_) task_->must_cancel_ = true;
+    wake();
+  }
+  bool cancel() override {
+    cancel_requested_ = true;
+    be_->cancel(*this);
+    return true;
+  }
+  void describe(std::string& out) const override;
+
+ private:
+  IoBackend* be_ = nullptr;
+  bool cancel_requested_ = false;
+};
+
+}  // namespace corio::detail

@@ -1,0 +1,29 @@
+// Socket helpers shared by the network layer: creation, options, addresses. POSIX calls only; whatever
+// depends on the backend goes through corio::detail::IoBackend.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+
+#include "corio/core/task.hpp"
+#include "corio/net/dns.hpp"
+
+namespace corio::detail {
+
+// A non-blocking, close-on-exec socket; throws OSError.
+int open_socket(int family, int type, int protocol = 0);
+// "127.0.0.1:80", "[::1]:80", or a Unix path.
+std::string format_sockaddr(const sockaddr* addr, socklen_t len);
+std::string peer_name(int fd);
+std::string sock_name(int fd);
+std::uint16_t local_port(int fd);
+void set_nodelay(int fd) noexcept;
+// Connects a non-blocking socket; returns 0 or -errno. The awaiting task suspends until the kernel
+// answers; cancellation abandons the attempt (the caller closes the socket).
+Task<int> connect_socket(int fd, const sockaddr* addr, socklen_t len);
+// Accepts one connection; returns the new descriptor or -errno.
+Task<int> accept_socket(int listen_fd);
+
+}  // namespace corio::detail

@@ -1,0 +1,117 @@
+// TCP and Unix streams: StreamReader / StreamWriter and open_connection (asyncio's streams API).
+//
+// A connection is one reader and one writer sharing the connection's state; the connection closes when
+// both are gone (after flushing what was written) or when the writer is closed. Loop-thread only.
+//
+// Reading: data arrives in the reader's buffer as the reads it makes return; each read suspends the task
+// only when the buffer cannot answer it, and is resumed by the loop on the turn the data (or EOF, or an
+// error) arrived. Only one task may wait on a reader at a time (RuntimeError otherwise). Cancelling a read
+// loses nothing: bytes that arrived stay in the buffer for the next read.
+// Writing: write() never blocks, it sends what the socket takes at once and buffers the rest, which is
+// flushed in the background. drain() waits only while more than the high-water mark (64 KiB) is buffered,
+// until it falls to the low-water mark (16 KiB), and throws once the peer is gone.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "corio/core/task.hpp"
+#include "corio/net/errors.hpp"
+
+namespace corio {
+
+namespace detail {
+class StreamState;
+}
+
+class StreamReader {
+ public:
+  static constexpr std::size_t kDefaultLimit = 64 * 1024;
+
+  StreamReader() = default;
+  explicit StreamReader(std::shared_ptr<detail::StreamState> s) noexcept;
+  StreamReader(StreamReader&& o) noexcept = default;
+  StreamReader& operator=(StreamReader&& o) noexcept;
+  ~StreamReader();
+
+  // Up to n bytes (at least one, unless at EOF: then ""); n = npos reads until EOF.
+  Task<std::string> read(std::size_t n = npos);
+  // One line including its "\n"; at EOF the partial line without it ("" once nothing is left).
+  // A line longer than the limit throws LimitOverrunError and leaves the data in the buffer.
+  Task<std::string> readline();
+  // Exactly n bytes; EOF first throws IncompleteReadError carrying partial() (which is consumed).
+  Task<std::string> readexactly(std::size_t n);
+  // Data up to and including `sep`. EOF first: IncompleteReadError with everything read; more than the
+  // limit without finding sep: LimitOverrunError, data kept.
+  Task<std::string> readuntil(std::string_view sep = "\n");
+  // EOF was received and the buffer is empty.
+  bool at_eof() const noexcept;
+  std::size_t limit() const noexcept;
+  void set_limit(std::size_t limit) noexcept;
+
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+ private:
+  std::shared_ptr<detail::StreamState> s_;
+};
+
+class StreamWriter {
+ public:
+  static constexpr std::size_t kHighWater = 64 * 1024;
+  static constexpr std::size_t kLowWater = 16 * 1024;
+
+  StreamWriter() = default;
+  explicit StreamWriter(std::shared_ptr<detail::StreamState> s) noexcept;
+  StreamWriter(StreamWriter&& o) noexcept = default;
+  StreamWriter& operator=(StreamWriter&& o) noexcept;
+  ~StreamWriter();
+
+  // Queues data; never blocks. Throws RuntimeError after close() or write_eof().
+  void write(std::string_view data);
+  // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
+  // ConnectionResetError, BrokenPipeError) once the peer is gone.
+  Task<> drain();
+  // Half-close: after the buffered data, the peer reads EOF; reading goes on.
+  void write_eof();
+  bool can_write_eof() const noexcept { return true; }
+  // Closes the connection once the buffered data is flushed; reads then see EOF.
+  void close();
+  bool is_closing() const noexcept;
+  // Waits until the connection is closed.
+  Task<> wait_closed();
+  // The peer's address ("127.0.0.1:5000", "[::1]:5000", or the Unix socket path; "" if unknown).
+  std::string peername() const;
+  // Bytes written but not yet sent.
+  std::size_t buffered() const noexcept;
+
+ private:
+  std::shared_ptr<detail::StreamState> s_;
+};
+
+struct ConnectOptions {
+  bool tls = false;  // TLS arrives with the tls layer; true throws corio::Error until then
+  // Per address tried; TimeoutError when every address timed out.
+  std::optional<std::chrono::nanoseconds> timeout;
+};
+
+// Connects over TCP, trying each address host resolves to in turn, with TCP_NODELAY. Throws GaiError
+// when host cannot be resolved, the connection error of the last address tried otherwise (e.g.
+// ConnectionRefusedError "connect to 127.0.0.1:1: Connection refused").
+Task<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, std::uint16_t port,
+                                                            ConnectOptions options = {});
+Task<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path);
+
+namespace detail {
+// Wraps a connected non-blocking descriptor (socket or pipe) into a reader/writer pair sharing one state.
+std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer);
+std::shared_ptr<StreamState> make_stream_state(int fd, bool is_socket, std::string peer);
+}  // namespace detail
+
+}  // namespace corio

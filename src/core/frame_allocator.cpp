@@ -1,0 +1,47 @@
+// The frame allocator's slow path: carving blocks from chunks.
+#include "corio/core/detail/frame_allocator.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <vector>
+
+namespace corio::detail {
+
+thread_local FrameAllocator::FreeBlock* FrameAllocator::heads_[FrameAllocator::kClasses] = {};
+thread_local char* FrameAllocator::bump_ = nullptr;
+thread_local char* FrameAllocator::bump_end_ = nullptr;
+
+namespace {
+constexpr std::size_t kFirstChunk = 4096;
+constexpr std::size_t kMaxChunk = 1 << 20;
+thread_local std::size_t tl_next_chunk = kFirstChunk;
+
+// Every chunk ever made, so they stay reachable (see the header: blocks may sit on any thread's list).
+std::mutex chunks_mu;
+std::vector<void*>* chunks = new std::vector<void*>();
+}  // namespace
+
+void* FrameAllocator::refill(std::size_t cls) {
+  const std::size_t size = cls * kGranule;
+  if (static_cast<std::size_t>(bump_end_ - bump_) < size) {
+    // The rest of the old chunk would be wasted; give it to the free lists in the largest classes it fits.
+    while (bump_ && static_cast<std::size_t>(bump_end_ - bump_) >= kGranule) {
+      std::size_t rest_cls = std::min<std::size_t>((bump_end_ - bump_) / kGranule, kClasses - 1);
+      auto* b = reinterpret_cast<FreeBlock*>(bump_);
+      b->next = heads_[rest_cls];
+      heads_[rest_cls] = b;
+      bump_ += rest_cls * kGranule;
+    }
+    std::size_t chunk = tl_next_chunk;
+    tl_next_chunk = std::min(kMaxChunk, tl_next_chunk * 2);
+    bump_ = static_cast<char*>(::operator new(chunk));
+    bump_end_ = bump_ + chunk;
+    std::lock_guard<std::mutex> lock(chunks_mu);
+    chunks->push_back(bump_);
+  }
+  void* p = bump_;
+  bump_ += size;
+  return p;
+}
+
+}  // namespace corio::detail

@@ -1,0 +1,145 @@
+// getaddrinfo on a small dedicated thread pool, with numeric hosts answered at once and concurrent
+// identical lookups sharing one query.
+#include "corio/net/dns.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "corio/core/event_loop.hpp"
+#include "corio/net/errors.hpp"
+#include "corio/net/socket.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+#include "corio/sync/thread.hpp"
+
+namespace corio {
+
+std::string AddrInfo::host() const {
+  std::string s = detail::format_sockaddr(reinterpret_cast<const sockaddr*>(&addr), addrlen);
+  std::size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return s;
+  s.resize(colon);
+  if (!s.empty() && s.front() == '[') s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+std::uint16_t AddrInfo::port() const {
+  if (family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+  if (family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  return 0;
+}
+
+std::string AddrInfo::to_string() const {
+  return detail::format_sockaddr(reinterpret_cast<const sockaddr*>(&addr), addrlen);
+}
+
+namespace detail {
+namespace {
+
+struct Answer {
+  int rc = 0;
+  std::vector<AddrInfo> addrs;
+};
+
+Answer lookup_blocking(const std::string& host, const std::string& service, int socktype, int flags) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = socktype;
+  hints.ai_flags = flags | AI_ADDRCONFIG;
+  addrinfo* res = nullptr;
+  Answer a;
+  a.rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res);
+  if (a.rc != 0) return a;
+  for (addrinfo* p = res; p; p = p->ai_next) {
+    AddrInfo ai;
+    ai.family = p->ai_family;
+    ai.socktype = p->ai_socktype;
+    ai.protocol = p->ai_protocol;
+    ai.addrlen = p->ai_addrlen;
+    std::memcpy(&ai.addr, p->ai_addr, p->ai_addrlen);
+    a.addrs.push_back(ai);
+  }
+  ::freeaddrinfo(res);
+  return a;
+}
+
+// A query in flight, shared by every task that asked the same question meanwhile.
+struct Lookup {
+  bool done = false;
+  Answer answer;
+  WaitList waiters;
+};
+
+struct DnsState {
+  LoopCore* owner = nullptr;
+  std::unique_ptr<ThreadPool> pool;
+  std::map<std::string, std::shared_ptr<Lookup>> in_flight;
+};
+thread_local DnsState tl_dns;
+
+DnsState& dns_state() {
+  EventLoop& loop = get_running_loop();
+  if (tl_dns.owner != &loop.core()) {
+    tl_dns.pool = std::make_unique<ThreadPool>(4);
+    tl_dns.in_flight.clear();
+    tl_dns.owner = &loop.core();
+    loop.add_shutdown_hook([] {
+      tl_dns.pool.reset();
+      tl_dns.in_flight.clear();
+      tl_dns.owner = nullptr;
+    });
+  }
+  return tl_dns;
+}
+
+}  // namespace
+
+Task<std::vector<AddrInfo>> resolve(std::string host, std::string service, int socktype, int flags) {
+  // Numeric hosts (and no host) never block: answer without a thread.
+  unsigned char buf[sizeof(in6_addr)];
+  bool numeric = host.empty() || ::inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+                 ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+  if (numeric) {
+    Answer a = lookup_blocking(host, service, socktype, flags | AI_NUMERICHOST);
+    if (a.rc != 0) throw GaiError(a.rc, host, service);
+    co_return std::move(a.addrs);
+  }
+  DnsState& dns = dns_state();
+  std::string key = host + '\n' + service + '\n' + std::to_string(socktype) + '\n' + std::to_string(flags);
+  std::shared_ptr<Lookup> lookup;
+  if (auto it = dns.in_flight.find(key); it != dns.in_flight.end()) {
+    lookup = it->second;
+  } else {
+    lookup = std::make_shared<Lookup>();
+    dns.in_flight.emplace(key, lookup);
+    EventLoop* loop = &get_running_loop();
+    ++loop->core().inhibit_auto_advance_;
+    dns.pool->submit([lookup, loop, key, host, service, socktype, flags] {
+      Answer a = lookup_blocking(host, service, socktype, flags);
+      loop->call_soon_threadsafe([lookup, loop, key, a = std::move(a)]() mutable {
+        --loop->core().inhibit_auto_advance_;
+        lookup->answer = std::move(a);
+        lookup->done = true;
+        if (tl_dns.owner == &loop->core()) tl_dns.in_flight.erase(key);
+        lookup->waiters.wake_all();
+      });
+    });
+  }
+  while (!lookup->done) {
+    WaitList::Node node(lookup->waiters, "getaddrinfo");
+    co_await node;
+  }
+  if (lookup->answer.rc != 0) throw GaiError(lookup->answer.rc, host, service);
+  co_return lookup->answer.addrs;
+}
+
+}  // namespace detail
+
+Task<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string service) {
+  co_return co_await detail::resolve(std::move(host), std::move(service), SOCK_STREAM, 0);
+}
+
+}  // namespace corio

@@ -1,0 +1,228 @@
+// Servers: one accept task per listening socket, one task per connection.
+#include "corio/net/server.hpp"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "corio/core/log.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/io/operations.hpp"
+#include "corio/net/errors.hpp"
+#include "corio/net/socket.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+
+namespace corio {
+namespace detail {
+
+class ServerState : public std::enable_shared_from_this<ServerState> {
+ public:
+  ServerState(StreamHandler handler, ServerOptions options, bool is_unix)
+      : handler_(std::move(handler)), options_(options), unix_(is_unix) {}
+  ~ServerState() { close_listeners(); }
+
+  StreamHandler handler_;  // fixed address for the server's whole life
+  ServerOptions options_;
+  bool unix_;
+  std::string unix_path_;
+  std::vector<int> listeners_;
+  std::vector<TaskHandle<void>> acceptors_;
+  std::size_t active_ = 0;
+  std::size_t accepting_ = 0;  // accept loops not yet finished
+  bool closed_ = false;
+  WaitList idle_waiters_;   // wait_closed: no listener and no connection left
+  WaitList slot_waiters_;   // accept loops waiting for a connection slot (options.limit)
+  WaitList close_waiters_;  // serve_forever
+
+  void start() {
+    for (int fd : listeners_) {
+      ++accepting_;
+      acceptors_.push_back(create_task(accept_loop(shared_from_this(), fd), "server accept"));
+    }
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    for (auto& a : acceptors_) a.cancel();
+    close_listeners();
+    slot_waiters_.wake_all();
+    close_waiters_.wake_all();
+    maybe_idle();
+  }
+  void close_listeners() noexcept {
+    for (int fd : listeners_) close_fd(fd);
+    listeners_.clear();
+    if (!unix_path_.empty()) {
+      ::unlink(unix_path_.c_str());
+      unix_path_.clear();
+    }
+  }
+  void maybe_idle() {
+    if (idle()) idle_waiters_.wake_all();
+  }
+  bool idle() const noexcept { return closed_ && active_ == 0 && accepting_ == 0; }
+
+  static Task<> accept_loop(std::shared_ptr<ServerState> self, int lfd) {
+    struct Exit {
+      ServerState* s;
+      ~Exit() {
+        --s->accepting_;
+        s->maybe_idle();
+      }
+    } on_exit{self.get()};
+    bool logged_exhaustion = false;
+    while (!self->closed_) {
+      while (self->options_.limit && self->active_ >= self->options_.limit && !self->closed_) {
+        WaitList::Node node(self->slot_waiters_, "server connection limit");
+        co_await node;
+      }
+      if (self->closed_) break;
+      int fd = co_await accept_socket(lfd);
+      if (fd >= 0) {
+        logged_exhaustion = false;
+        if (!self->unix_) set_nodelay(fd);
+        ++self->active_;
+        create_task(serve_connection(self, fd), "connection " + peer_name(fd));
+        continue;
+      }
+      int err = -fd;
+      if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        // Out of descriptors: the pending connection stays in the backlog; try again once some are freed.
+        if (!logged_exhaustion)
+          log(std::string("server: accept failed (") + std::strerror(err) + "), backing off");
+        logged_exhaustion = true;
+        co_await sleep(std::chrono::milliseconds(100));
+        continue;
+      }
+      if (err == ECONNABORTED || err == EINTR || err == EPROTO || err == EPERM) continue;
+      if (err == EBADF || err == EINVAL || err == ECANCELED) break;  // the listener was closed
+      log(std::string("server: accept failed: ") + std::strerror(err));
+      co_await sleep(std::chrono::milliseconds(100));
+    }
+  }
+
+  static Task<> serve_connection(std::shared_ptr<ServerState> self, int fd) {
+    std::string peer = self->unix_ ? std::string("unix client") : peer_name(fd);
+    try {
+      auto [reader, writer] = make_stream(fd, true, peer);
+      co_await self->handler_(std::move(reader), std::move(writer));
+    } catch (const CancelledError&) {
+      self->connection_ended();
+      throw;
+    } catch (const std::exception& e) {
+      log("server: handler for " + peer + " failed: " + e.what());
+    } catch (...) {
+      log("server: handler for " + peer + " failed: unknown exception");
+    }
+    self->connection_ended();
+  }
+
+  void connection_ended() {
+    --active_;
+    slot_waiters_.wake_one();
+    maybe_idle();
+  }
+};
+
+namespace {
+struct FdGuard {
+  int fd;
+  ~FdGuard() { close_fd(fd); }
+  int release() { return std::exchange(fd, -1); }
+};
+}  // namespace
+
+}  // namespace detail
+
+Server::~Server() {
+  if (s_ && s_.use_count() == 1) s_->close();
+}
+
+std::uint16_t Server::port() const {
+  if (!s_ || s_->listeners_.empty()) return 0;
+  return detail::local_port(s_->listeners_.front());
+}
+
+void Server::close() {
+  if (s_) s_->close();
+}
+
+bool Server::is_serving() const noexcept { return s_ && !s_->closed_; }
+
+std::size_t Server::active_connections() const noexcept { return s_ ? s_->active_ : 0; }
+
+Task<> Server::wait_closed() {
+  if (!s_) co_return;
+  auto s = s_;
+  while (!s->idle()) {
+    detail::WaitList::Node node(s->idle_waiters_, "server wait_closed");
+    co_await node;
+  }
+}
+
+Task<> Server::serve_forever() {
+  if (!s_) co_return;
+  auto s = s_;
+  try {
+    while (!s->closed_) {
+      detail::WaitList::Node node(s->close_waiters_, "serve_forever");
+      co_await node;
+    }
+  } catch (const CancelledError&) {
+    s->close();
+    throw;
+  }
+}
+
+Task<Server> start_server(StreamHandler handler, std::string host, std::uint16_t port,
+                          ServerOptions options) {
+  std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_STREAM, AI_PASSIVE);
+  auto state = std::make_shared<detail::ServerState>(std::move(handler), options, false);
+  for (AddrInfo ai : addrs) {
+    // Port 0 on several addresses: the others get the port the first one was given.
+    if (port == 0 && !state->listeners_.empty()) {
+      std::uint16_t p = htons(detail::local_port(state->listeners_.front()));
+      if (ai.family == AF_INET) reinterpret_cast<sockaddr_in*>(&ai.addr)->sin_port = p;
+      if (ai.family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&ai.addr)->sin6_port = p;
+    }
+    detail::FdGuard fd{detail::open_socket(ai.family, SOCK_STREAM, ai.protocol)};
+    int one = 1;
+    ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (options.reuse_port) ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (ai.family == AF_INET6) ::setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (::bind(fd.fd, reinterpret_cast<const sockaddr*>(&ai.addr), ai.addrlen) < 0)
+      detail::throw_os_error(errno, "bind " + ai.to_string());
+    if (::listen(fd.fd, options.backlog) < 0) detail::throw_os_error(errno, "listen " + ai.to_string());
+    state->listeners_.push_back(fd.release());
+  }
+  state->start();
+  co_return Server(std::move(state));
+}
+
+Task<Server> start_unix_server(StreamHandler handler, std::string path, ServerOptions options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) throw OSError(ENAMETOOLONG, "bind " + path + ": path too long");
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());  // stale socket file
+  auto state = std::make_shared<detail::ServerState>(std::move(handler), options, true);
+  detail::FdGuard fd{detail::open_socket(AF_UNIX, SOCK_STREAM)};
+  if (::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+    detail::throw_os_error(errno, "bind " + path);
+  if (::listen(fd.fd, options.backlog) < 0) detail::throw_os_error(errno, "listen " + path);
+  state->listeners_.push_back(fd.release());
+  state->unix_path_ = path;
+  state->start();
+  co_return Server(std::move(state));
+}
+
+}  // namespace corio

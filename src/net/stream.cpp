@@ -1,0 +1,434 @@
+// StreamState: one connection's buffers and its two background operations (the read that fills the
+// reader's buffer, the write that flushes the writer's). Operations complete into the state, not into an
+// awaiting frame, so a cancelled read never loses bytes and writes go on with nobody awaiting.
+#include "corio/net/stream.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "corio/core/detail/runtime.hpp"
+#include "corio/io/backend.hpp"
+#include "corio/io/operations.hpp"
+#include "corio/sync/detail/wait_list.hpp"
+
+namespace corio {
+namespace detail {
+
+class StreamState : public std::enable_shared_from_this<StreamState> {
+ public:
+  StreamState(int fd, bool is_socket, std::string peer)
+      : fd_(fd), socket_(is_socket), peer_(std::move(peer)), be_(&io_backend()) {
+    read_op_.owner = this;
+    write_op_.owner = this;
+  }
+  ~StreamState() { close_now(); }
+
+  // ---- reading
+  int fd_;
+  bool socket_;
+  std::string peer_;
+  IoBackend* be_;
+  std::string rbuf_;
+  std::size_t rpos_ = 0;  // rbuf_[rpos_..] is unread
+  bool eof_ = false;
+  std::exception_ptr rerr_;
+  std::size_t limit_ = StreamReader::kDefaultLimit;
+  Waiter* reader_ = nullptr;  // the one task waiting for data
+  int users_ = 0;             // StreamReader/StreamWriter objects alive
+
+  std::size_t available() const noexcept { return rbuf_.size() - rpos_; }
+  std::string_view unread() const noexcept { return std::string_view(rbuf_).substr(rpos_); }
+  std::string take(std::size_t n) {
+    n = std::min(n, available());
+    std::string out = rbuf_.substr(rpos_, n);
+    rpos_ += n;
+    if (rpos_ == rbuf_.size()) {
+      rbuf_.clear();
+      rpos_ = 0;
+    } else if (rpos_ > 64 * 1024 && rpos_ > rbuf_.size() / 2) {
+      rbuf_.erase(0, rpos_);
+      rpos_ = 0;
+    }
+    return out;
+  }
+
+  struct ReadOp final : IoOp {
+    StreamState* owner = nullptr;
+    std::shared_ptr<StreamState> keep;  // alive while pending
+    void complete() override {
+      auto self = std::move(keep);
+      owner->on_read(result, data);
+    }
+  } read_op_;
+
+  void commit_read(std::int64_t r, const char* data) {
+    if (r > 0) {
+      rbuf_.append(data ? data : "", static_cast<std::size_t>(r));
+    } else if (r == 0) {
+      eof_ = true;
+    } else if (r != -ECANCELED) {
+      rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
+      eof_ = true;
+    }
+  }
+  void on_read(std::int64_t r, const char* data) {
+    commit_read(r, data);
+    if (reader_ && reader_->suspended()) {
+      if (r == -ECANCELED && fd_ >= 0)
+        start_read();  // a new reader waits for a cancelled op: go again
+      else
+        reader_->wake();
+    }
+  }
+  void prepare_read_op() {
+    read_op_.code = socket_ ? OpCode::recv : OpCode::read;
+    read_op_.fd = fd_;
+    read_op_.buf = nullptr;
+    read_op_.len = 64 * 1024;
+    read_op_.flags = 0;
+    read_op_.data = nullptr;
+  }
+  void start_read() {
+    if (read_op_.pending) return;
+    prepare_read_op();
+    read_op_.keep = shared_from_this();
+    be_->submit(read_op_);
+  }
+
+  // Waits for one more chunk (or EOF or an error) to arrive in the buffer.
+  struct FillAwaiter final : Waiter {
+    StreamState* s;
+    explicit FillAwaiter(StreamState* st) : s(st) {}
+    ~FillAwaiter() {
+      if (s->reader_ == this) s->reader_ = nullptr;
+    }
+    bool await_ready() {
+      if (s->reader_)
+        throw RuntimeError("read() called while another task is already waiting for incoming data");
+      if (s->eof_ || s->fd_ < 0) return true;
+      if (!s->read_op_.pending) {
+        s->prepare_read_op();
+        if (s->be_->try_now(s->read_op_)) {
+          s->commit_read(s->read_op_.result, s->read_op_.data);
+          return true;
+        }
+      }
+      return false;
+    }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+      s->reader_ = this;
+      if (!s->read_op_.pending) {
+        s->read_op_.keep = s->shared_from_this();
+        s->be_->submit(s->read_op_);
+      }
+      suspend_on(h);
+    }
+    void await_resume() {
+      if (s->reader_ == this) s->reader_ = nullptr;
+      throw_if_cancelled();
+    }
+    bool cancel() override {
+      s->reader_ = nullptr;
+      if (s->read_op_.pending) s->be_->cancel(s->read_op_);  // epoll: nothing was read; data is never lost
+      return cancel_and_wake();
+    }
+    void describe(std::string& out) const override {
+      out += "read from " + (s->peer_.empty() ? "stream" : s->peer_);
+    }
+  };
+
+  void throw_read_error() {
+    if (rerr_) std::rethrow_exception(rerr_);
+  }
+
+  // ---- writing
+  std::string wbuf_;      // queued behind the write in flight
+  std::string inflight_;  // what the write op is sending
+  std::size_t inflight_pos_ = 0;
+  bool eof_requested_ = false;
+  bool eof_sent_ = false;
+  bool close_requested_ = false;
+  bool closed_ = false;
+  bool paused_ = false;  // above the high-water mark; drain waits until the low one
+  std::exception_ptr werr_;
+  WaitList drain_waiters_;
+  WaitList close_waiters_;
+
+  struct WriteOp final : IoOp {
+    StreamState* owner = nullptr;
+    std::shared_ptr<StreamState> keep;
+    void complete() override {
+      auto self = std::move(keep);
+      owner->on_write(result);
+    }
+  } write_op_;
+
+  std::size_t buffered() const noexcept { return wbuf_.size() + inflight_.size() - inflight_pos_; }
+
+  void write(std::string_view data) {
+    if (close_requested_ || closed_) throw RuntimeError("write() on a closed StreamWriter");
+    if (eof_requested_) throw RuntimeError("write() after write_eof()");
+    if (werr_ || data.empty()) return;  // the peer is gone: drain() reports it
+    if (!write_op_.pending && buffered() == 0) {
+      write_op_.code = socket_ ? OpCode::send : OpCode::write;
+      write_op_.fd = fd_;
+      write_op_.buf = const_cast<char*>(data.data());
+      write_op_.len = data.size();
+      write_op_.flags = 0;
+      if (be_->try_now(write_op_)) {
+        if (write_op_.result < 0) {
+          fail_write(static_cast<int>(-write_op_.result));
+          return;
+        }
+        data.remove_prefix(static_cast<std::size_t>(write_op_.result));
+        if (data.empty()) return;
+      }
+    }
+    wbuf_.append(data);
+    if (!write_op_.pending) start_write();
+    if (buffered() > StreamWriter::kHighWater) paused_ = true;
+  }
+
+  void start_write() {
+    if (inflight_pos_ == inflight_.size()) {
+      inflight_.clear();
+      inflight_pos_ = 0;
+      inflight_.swap(wbuf_);
+    }
+    if (inflight_.empty()) return;
+    write_op_.code = socket_ ? OpCode::send : OpCode::write;
+    write_op_.fd = fd_;
+    write_op_.buf = inflight_.data() + inflight_pos_;
+    write_op_.len = inflight_.size() - inflight_pos_;
+    write_op_.flags = 0;
+    write_op_.keep = shared_from_this();
+    be_->submit(write_op_);
+  }
+
+  void on_write(std::int64_t r) {
+    if (r == -ECANCELED) return;
+    if (r < 0) {
+      fail_write(static_cast<int>(-r));
+      return;
+    }
+    inflight_pos_ += static_cast<std::size_t>(r);
+    if (fd_ >= 0 && buffered() > 0) start_write();
+    if (paused_ && buffered() <= StreamWriter::kLowWater) {
+      paused_ = false;
+      drain_waiters_.wake_all();
+    }
+    if (buffered() == 0) flushed();
+  }
+
+  void fail_write(int err) {
+    werr_ = make_os_error(err, "write to " + (peer_.empty() ? "stream" : peer_));
+    wbuf_.clear();
+    inflight_.clear();
+    inflight_pos_ = 0;
+    paused_ = false;
+    drain_waiters_.wake_all();
+    if (close_requested_) close_now();
+  }
+
+  // Everything written has been sent: carry out a pending half-close or close.
+  void flushed() {
+    if (eof_requested_ && !eof_sent_ && fd_ >= 0) {
+      eof_sent_ = true;
+      if (socket_) ::shutdown(fd_, SHUT_WR);
+    }
+    if (close_requested_) close_now();
+  }
+
+  void write_eof() {
+    eof_requested_ = true;
+    if (buffered() == 0) flushed();
+  }
+
+  void close() {
+    if (close_requested_) return;
+    close_requested_ = true;
+    if (buffered() == 0 || werr_) close_now();
+  }
+
+  void close_now() noexcept {
+    if (fd_ < 0) return;
+    int fd = fd_;
+    be_->forget(fd);  // pending ops complete with -ECANCELED on the next poll
+    ::close(fd);
+    fd_ = -1;
+    closed_ = true;
+    eof_ = true;
+    close_waiters_.wake_all();
+    drain_waiters_.wake_all();
+    if (reader_ && reader_->suspended()) reader_->wake();
+  }
+
+  void drop_user() {
+    if (--users_ == 0) {
+      // Nobody can read or write any more: close once the buffered data is flushed.
+      if (read_op_.pending) be_->cancel(read_op_);
+      close();
+    }
+  }
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- StreamReader
+
+StreamReader::StreamReader(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {
+  if (s_) ++s_->users_;
+}
+StreamReader& StreamReader::operator=(StreamReader&& o) noexcept {
+  if (this != &o) {
+    if (s_) s_->drop_user();
+    s_ = std::move(o.s_);
+  }
+  return *this;
+}
+StreamReader::~StreamReader() {
+  if (s_) s_->drop_user();
+}
+
+namespace {
+detail::StreamState& state_or_throw(const std::shared_ptr<detail::StreamState>& s) {
+  if (!s) throw InvalidStateError("stream object was moved from");
+  return *s;
+}
+}  // namespace
+
+Task<std::string> StreamReader::read(std::size_t n) {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  if (n == 0) co_return std::string();
+  if (n == npos) {
+    while (!s.eof_) co_await detail::StreamState::FillAwaiter(&s);
+    if (s.available() == 0) s.throw_read_error();
+    co_return s.take(s.available());
+  }
+  if (s.available() == 0 && !s.eof_) co_await detail::StreamState::FillAwaiter(&s);
+  if (s.available() == 0) s.throw_read_error();
+  co_return s.take(n);
+}
+
+Task<std::string> StreamReader::readuntil(std::string_view sep) {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  if (sep.empty()) throw Error("readuntil(): the separator is empty");
+  std::size_t searched = 0;
+  for (;;) {
+    std::string_view buf = s.unread();
+    std::size_t start = searched > sep.size() ? searched - sep.size() + 1 : 0;
+    std::size_t at = buf.find(sep, start);
+    if (at != std::string_view::npos) {
+      if (at > s.limit_)
+        throw LimitOverrunError("readuntil(): separator found, but the chunk exceeds the limit", at);
+      co_return s.take(at + sep.size());
+    }
+    searched = buf.size();
+    if (buf.size() > s.limit_)
+      throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit", buf.size());
+    if (s.eof_) {
+      s.throw_read_error();
+      std::string partial = s.take(s.available());
+      std::size_t expected = partial.size() + sep.size();
+      throw IncompleteReadError(std::move(partial), expected);
+    }
+    co_await detail::StreamState::FillAwaiter(&s);
+  }
+}
+
+Task<std::string> StreamReader::readline() {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  try {
+    co_return co_await readuntil("\n");
+  } catch (const IncompleteReadError& e) {
+    co_return e.partial();
+  }
+}
+
+Task<std::string> StreamReader::readexactly(std::size_t n) {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  while (s.available() < n) {
+    if (s.eof_) {
+      s.throw_read_error();
+      std::string partial = s.take(s.available());
+      throw IncompleteReadError(std::move(partial), n);
+    }
+    co_await detail::StreamState::FillAwaiter(&s);
+  }
+  co_return s.take(n);
+}
+
+bool StreamReader::at_eof() const noexcept { return !s_ || (s_->eof_ && s_->available() == 0); }
+std::size_t StreamReader::limit() const noexcept { return s_ ? s_->limit_ : kDefaultLimit; }
+void StreamReader::set_limit(std::size_t limit) noexcept {
+  if (s_) s_->limit_ = limit;
+}
+
+// ---------------------------------------------------------------- StreamWriter
+
+StreamWriter::StreamWriter(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {
+  if (s_) ++s_->users_;
+}
+StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
+  if (this != &o) {
+    if (s_) s_->drop_user();
+    s_ = std::move(o.s_);
+  }
+  return *this;
+}
+StreamWriter::~StreamWriter() {
+  if (s_) s_->drop_user();
+}
+
+void StreamWriter::write(std::string_view data) { state_or_throw(s_).write(data); }
+
+Task<> StreamWriter::drain() {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  if (s.werr_) std::rethrow_exception(s.werr_);
+  while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
+    detail::WaitList::Node node(s.drain_waiters_, "drain");
+    co_await node;
+  }
+  if (s.werr_) std::rethrow_exception(s.werr_);
+  if (s.closed_ && s.buffered() > 0) throw ConnectionResetError(ECONNRESET, "drain(): connection lost");
+}
+
+void StreamWriter::write_eof() { state_or_throw(s_).write_eof(); }
+void StreamWriter::close() { state_or_throw(s_).close(); }
+bool StreamWriter::is_closing() const noexcept { return !s_ || s_->close_requested_ || s_->closed_; }
+
+Task<> StreamWriter::wait_closed() {
+  detail::StreamState& s = state_or_throw(s_);
+  auto keep = s_;
+  while (!s.closed_) {
+    detail::WaitList::Node node(s.close_waiters_, "wait_closed");
+    co_await node;
+  }
+}
+
+std::string StreamWriter::peername() const { return s_ ? s_->peer_ : std::string(); }
+std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered() : 0; }
+
+namespace detail {
+
+std::shared_ptr<StreamState> make_stream_state(int fd, bool is_socket, std::string peer) {
+  return std::make_shared<StreamState>(fd, is_socket, std::move(peer));
+}
+
+std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer) {
+  auto s = make_stream_state(fd, is_socket, std::move(peer));
+  return {StreamReader(s), StreamWriter(s)};
+}
+
+}  // namespace detail
+}  // namespace corio

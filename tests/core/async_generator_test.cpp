@@ -1,0 +1,171 @@
+// AsyncGenerator: values in order then nullopt, exceptions through next(), RAII on destruction, awaits.
+#include "corio/core/async_generator.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
+// coroutine by throwing instead.
+#define CO_ASSERT(cond)                                   \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
+      throw std::logic_error("CO_ASSERT failed: " #cond); \
+    }                                                     \
+  } while (0)
+#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
+#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+corio::AsyncGenerator<int> count(int n) {
+  for (int i = 0; i < n; ++i) co_yield i;
+}
+
+TEST(AsyncGenerator, YieldsInOrderThenNullopt) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = count(3);
+        std::vector<int> got;
+        while (auto v = co_await gen.next()) got.push_back(*v);
+        EXPECT_EQ(got, (std::vector<int>{0, 1, 2}));
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+        auto empty = count(0);
+        EXPECT_EQ(co_await empty.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+corio::AsyncGenerator<std::string> throws_after_one() {
+  co_yield "one";
+  throw std::runtime_error("generator failed");
+}
+
+TEST(AsyncGenerator, ExceptionReachesConsumerThroughNext) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = throws_after_one();
+        auto first = co_await gen.next();
+        CO_ASSERT(first.has_value());
+        EXPECT_EQ(*first, "one");
+        try {
+          co_await gen.next();
+          ADD_FAILURE() << "no exception";
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "generator failed");
+        }
+        // Finished after the exception.
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+struct Guard {
+  bool* flag;
+  ~Guard() { *flag = true; }
+};
+
+corio::AsyncGenerator<int> guarded(bool* destroyed) {
+  Guard g{destroyed};
+  for (int i = 0;; ++i) co_yield i;
+}
+
+TEST(AsyncGenerator, DestroyingMidwayRunsFrameDestructors) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool destroyed = false;
+        {
+          auto gen = guarded(&destroyed);
+          EXPECT_EQ(co_await gen.next(), 0);
+          EXPECT_EQ(co_await gen.next(), 1);
+          EXPECT_FALSE(destroyed);
+        }
+        EXPECT_TRUE(destroyed);
+
+        // Move-assigning over a running generator destroys the old one too.
+        bool d1 = false, d2 = false;
+        auto a = guarded(&d1);
+        EXPECT_EQ(co_await a.next(), 0);
+        a = guarded(&d2);
+        EXPECT_TRUE(d1);
+        EXPECT_FALSE(d2);
+        EXPECT_EQ(co_await a.next(), 0);
+      }(),
+      kVirtual);
+}
+
+corio::AsyncGenerator<double> ticks(int n) {
+  for (int i = 0; i < n; ++i) {
+    co_await corio::sleep(1s);
+    co_yield corio::get_running_loop().time();
+  }
+}
+
+corio::Task<int> later(int v) {
+  co_await corio::sleep(500ms);
+  co_return v;
+}
+
+corio::AsyncGenerator<int> awaits_tasks() {
+  co_yield co_await later(1);
+  co_yield co_await later(2);
+}
+
+TEST(AsyncGenerator, AwaitingInsideWorks) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = ticks(3);
+        std::vector<double> got;
+        while (auto v = co_await gen.next()) got.push_back(*v);
+        CO_ASSERT_EQ(got.size(), 3u);
+        EXPECT_NEAR(got[0], 1.0, 1e-9);
+        EXPECT_NEAR(got[1], 2.0, 1e-9);
+        EXPECT_NEAR(got[2], 3.0, 1e-9);
+
+        auto g2 = awaits_tasks();
+        EXPECT_EQ(co_await g2.next(), 1);
+        EXPECT_EQ(co_await g2.next(), 2);
+        EXPECT_EQ(co_await g2.next(), std::nullopt);
+        EXPECT_NEAR(corio::get_running_loop().time(), 4.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGenerator, CancellingTheConsumerReachesTheGeneratorsAwait) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool destroyed = false;
+        auto consumer = corio::create_task([](bool* destroyed) -> corio::Task<> {
+          auto gen = [](bool* destroyed) -> corio::AsyncGenerator<int> {
+            Guard g{destroyed};
+            co_await corio::sleep(10s);
+            co_yield 1;
+          }(destroyed);
+          co_await gen.next();
+        }(&destroyed));
+        co_await corio::sleep(1s);
+        consumer.cancel();
+        EXPECT_THROW(co_await consumer, corio::CancelledError);
+        EXPECT_TRUE(destroyed);
+        EXPECT_NEAR(corio::get_running_loop().time(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+}  // namespace

@@ -1,0 +1,263 @@
+// EventLoop: call_soon FIFO and turn boundaries, timers, cross-thread wake-up, run_forever/stop.
+#include <gtest/gtest.h>
+
+#include <corio/core/errors.hpp>
+#include <corio/core/event_loop.hpp>
+#include <corio/core/run.hpp>
+#include <corio/core/sleep.hpp>
+#include <corio/core/task.hpp>
+#include <corio/core/task_handle.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using Log = std::vector<std::string>;
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+// Logs "t0", "t1", ... one entry per step, yielding one turn between steps: a turn counter.
+corio::Task<> ticker(Log& log, int steps) {
+  for (int i = 0; i < steps; ++i) {
+    log.push_back("t" + std::to_string(i));
+    co_await corio::sleep(0s);
+  }
+}
+
+}  // namespace
+
+TEST(EventLoop, GetRunningLoopOutsideALoopThrows) {
+  EXPECT_THROW(corio::get_running_loop(), corio::RuntimeError);
+  EXPECT_THROW((void)corio::current_task(), corio::RuntimeError);
+}
+
+TEST(EventLoop, GetRunningLoopInsideRunIsTheRunningLoop) {
+  bool running = false;
+  corio::run([&]() -> corio::Task<> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    running = loop.is_running();
+    co_return;
+  }());
+  EXPECT_TRUE(running);
+}
+
+TEST(EventLoop, CallSoonRunsFifo) {
+  corio::EventLoop loop;
+  Log log;
+  for (int i = 0; i < 5; ++i) loop.call_soon([&, i] { log.push_back(std::to_string(i)); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"0", "1", "2", "3", "4"}));
+}
+
+TEST(EventLoop, ATurnRunsOnlyWhatWasReadyWhenItBegan) {
+  // The ticker logs once per turn. A callback scheduled from inside a callback must land on the next
+  // turn, i.e. after the ticker's next step.
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    auto tick = corio::create_task(ticker(log, 4));
+    loop.call_soon([&] {
+      log.push_back("a");
+      loop.call_soon([&] {
+        log.push_back("c");
+        loop.call_soon([&] { log.push_back("e"); });
+      });
+    });
+    co_await tick;
+  }());
+  EXPECT_EQ(log, (Log{"t0", "a", "t1", "c", "t2", "e", "t3"}));
+}
+
+TEST(EventLoop, StopFinishesTheCurrentTurnOnly) {
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    log.push_back("first");
+    loop.stop();
+    loop.call_soon([&] { log.push_back("next turn"); });
+  });
+  loop.call_soon([&] { log.push_back("same turn"); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"first", "same turn"}));
+  EXPECT_FALSE(loop.is_running());
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();  // stop() is reset: the loop runs again, and the leftover callback with it
+  EXPECT_EQ(log, (Log{"first", "same turn", "next turn"}));
+}
+
+TEST(EventLoop, CancelledCallSoonHandleNeverRuns) {
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([&] { log.push_back("a"); });
+  corio::Handle h = loop.call_soon([&] { log.push_back("b"); });
+  loop.call_soon([&] { log.push_back("c"); });
+  h.cancel();
+  EXPECT_TRUE(h.cancelled());
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"a", "c"}));
+}
+
+TEST(EventLoop, TimersFireInTimeOrderAndCanBeCancelled) {
+  corio::EventLoop loop(kVirtual);
+  std::vector<std::pair<std::string, double>> fired;
+  auto rec = [&](std::string name) { return [&, name] { fired.emplace_back(name, loop.time()); }; };
+  const double t0 = loop.time();
+  loop.call_later(3.0, rec("later 3"));
+  corio::TimerHandle h2 = loop.call_later(2.0, rec("later 2 (cancelled)"));
+  loop.call_at(t0 + 1.0, rec("at 1"));
+  loop.call_later(1500ms, rec("later 1.5ms"));
+  loop.call_later(0.25, rec("later 0.25"));
+  loop.call_at(t0 + 1.0, rec("at 1 again"));  // same due time: after the first, in arrival order
+  EXPECT_DOUBLE_EQ(h2.when(), t0 + 2.0);
+  h2.cancel();
+  EXPECT_TRUE(h2.cancelled());
+  loop.call_later(4.0, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(fired.size(), 5u);
+  EXPECT_EQ(fired[0].first, "later 0.25");
+  EXPECT_EQ(fired[1].first, "at 1");
+  EXPECT_EQ(fired[2].first, "at 1 again");
+  EXPECT_EQ(fired[3].first, "later 1.5ms");
+  EXPECT_EQ(fired[4].first, "later 3");
+  EXPECT_DOUBLE_EQ(fired[0].second, t0 + 0.25);
+  EXPECT_DOUBLE_EQ(fired[1].second, t0 + 1.0);
+  EXPECT_DOUBLE_EQ(fired[2].second, t0 + 1.0);
+  EXPECT_DOUBLE_EQ(fired[3].second, t0 + 1.5);
+  EXPECT_DOUBLE_EQ(fired[4].second, t0 + 3.0);
+  EXPECT_DOUBLE_EQ(loop.time(), t0 + 4.0);
+}
+
+TEST(EventLoop, TimerRunsNoEarlierThanItsDueTime) {
+  // call_at(when): f runs when time() reaches `when`, also for times that are not exact in binary.
+  corio::EventLoop loop(kVirtual);
+  std::vector<std::pair<double, double>> seen;  // (when, time() inside the callback)
+  for (double when : {0.1, 0.3, 1.001, 1.003, 2.9}) {
+    loop.call_at(when, [&, when] { seen.emplace_back(when, loop.time()); });
+  }
+  for (double delay : {0.2, 1.005}) {
+    loop.call_later(delay, [&, delay] { seen.emplace_back(delay, loop.time()); });
+  }
+  loop.call_later(3.0, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(seen.size(), 7u);
+  for (auto [when, now] : seen) {
+    EXPECT_GE(now, when);
+    EXPECT_DOUBLE_EQ(now, when);
+  }
+}
+
+TEST(EventLoop, TimerCancelledByAnotherCallbackOfTheSameTurnDoesNotRun) {
+  corio::EventLoop loop(kVirtual);
+  Log log;
+  corio::TimerHandle second;
+  loop.call_later(1.0, [&] {
+    log.push_back("first");
+    second.cancel();
+  });
+  second = loop.call_later(1.0, [&] { log.push_back("second"); });
+  loop.call_later(2.0, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"first"}));
+}
+
+TEST(EventLoop, CallSoonRunsBeforeTimersThatExpireLater) {
+  Log log;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.call_later(0.0, [&] { log.push_back("timer 0"); });
+        loop.call_soon([&] { log.push_back("soon"); });
+        co_await corio::sleep(1s);
+      }(),
+      kVirtual);
+  ASSERT_EQ(log.size(), 2u);
+  EXPECT_EQ(log[1], "timer 0");  // a timer's callback joins the ready queue behind what is already there
+}
+
+TEST(EventLoop, CallSoonThreadsafeWakesABlockedLoop) {
+  // After the first turn nothing is ready and no timer exists, so the loop blocks in the poller until the
+  // other thread's callback arrives. Repeated so both orders (post before / after the loop blocks) occur.
+  for (bool virtual_time : {false, true}) {
+    for (int i = 0; i < 50; ++i) {
+      corio::EventLoop loop({.virtual_time = virtual_time});
+      std::thread::id ran_on;
+      std::thread poster;
+      loop.call_soon([&] {
+        poster = std::thread([&] {
+          loop.call_soon_threadsafe([&] {
+            ran_on = std::this_thread::get_id();
+            loop.stop();
+          });
+        });
+      });
+      loop.run_forever();
+      poster.join();
+      EXPECT_EQ(ran_on, std::this_thread::get_id());
+    }
+  }
+}
+
+TEST(EventLoop, CallSoonThreadsafeCancelsATaskInRun) {
+  // Another thread reaches a task through the loop: its callback cancels a sleeping task by its handle.
+  std::thread poster;
+  int result = corio::run([&]() -> corio::Task<int> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    auto blocker = corio::create_task([]() -> corio::Task<int> {
+      try {
+        co_await corio::sleep(std::chrono::hours(24 * 365));
+      } catch (const corio::CancelledError&) {
+        co_return 99;
+      }
+      co_return 0;
+    }());
+    co_await corio::sleep(0s);
+    // Handles are loop-thread objects: the other thread only carries a pointer to one.
+    corio::TaskHandle<int>* target = &blocker;
+    poster = std::thread([&loop, target] { loop.call_soon_threadsafe([target] { target->cancel(); }); });
+    co_return co_await blocker;
+  }());
+  poster.join();
+  EXPECT_EQ(result, 99);
+}
+
+TEST(EventLoop, RunUntilCompleteAndRunForeverErrors) {
+  corio::EventLoop loop(kVirtual);
+  int v = loop.run_until_complete([]() -> corio::Task<int> {
+    co_await corio::sleep(2s);
+    co_return 6;
+  }());
+  EXPECT_EQ(v, 6);
+  EXPECT_DOUBLE_EQ(loop.time(), 2.0);
+  bool nested_threw = false;
+  loop.call_soon([&] {
+    try {
+      loop.run_forever();
+    } catch (const corio::RuntimeError&) {
+      nested_threw = true;
+    }
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(nested_threw);
+  loop.close();
+  EXPECT_TRUE(loop.is_closed());
+  EXPECT_THROW(loop.run_forever(), corio::RuntimeError);
+}
+
+TEST(EventLoop, DebugFlag) {
+  corio::EventLoop loop;
+  loop.set_debug(true);
+  EXPECT_TRUE(loop.get_debug());
+  loop.set_debug(false);
+  EXPECT_FALSE(loop.get_debug());
+  corio::EventLoop dbg({.debug = true});
+  EXPECT_TRUE(dbg.get_debug());
+}

@@ -1,0 +1,159 @@
+// run(): asyncio.run — value or exception out, leftovers cancelled and awaited, nesting refused.
+#include <gtest/gtest.h>
+
+#include <corio/core/errors.hpp>
+#include <corio/core/event_loop.hpp>
+#include <corio/core/run.hpp>
+#include <corio/core/sleep.hpp>
+#include <corio/core/task.hpp>
+#include <corio/core/task_handle.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using Log = std::vector<std::string>;
+
+corio::Task<int> answer() { co_return 42; }
+
+corio::Task<int> fails() {
+  co_await corio::sleep(0s);
+  throw std::logic_error("main failed");
+  co_return 0;
+}
+
+corio::Task<> cancelled_main() {
+  corio::current_task().cancel("main cancelled");
+  co_await corio::sleep(0s);
+}
+
+// Sleeps for an hour; when cancelled, cleans up across several awaits (so run() has to keep the loop
+// going for it), then rethrows.
+corio::Task<> leftover(Log& log, std::string name) {
+  try {
+    log.push_back(name + " started");
+    co_await corio::sleep(1h);
+    log.push_back(name + " woke");
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + " cancelled");
+  }
+  co_await corio::sleep(0s);
+  co_await corio::sleep(1s);
+  log.push_back(name + " cleaned up");
+  throw corio::CancelledError();
+}
+
+corio::Task<> set_flag(bool& flag) {
+  flag = true;
+  co_return;
+}
+
+}  // namespace
+
+TEST(Run, ReturnsTheValue) { EXPECT_EQ(corio::run(answer()), 42); }
+
+TEST(Run, VoidMain) {
+  bool ran = false;
+  corio::run(set_flag(ran));
+  EXPECT_TRUE(ran);
+}
+
+TEST(Run, RethrowsTheException) {
+  try {
+    corio::run(fails());
+    FAIL() << "run() returned";
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "main failed");
+  }
+}
+
+TEST(Run, RethrowsCancelledErrorOfACancelledMain) {
+  try {
+    corio::run(cancelled_main());
+    FAIL() << "run() returned";
+  } catch (const corio::CancelledError& e) {
+    EXPECT_EQ(e.message(), "main cancelled");
+  }
+}
+
+TEST(Run, CancelsLeftoverTasksAndWaitsForTheirCleanup) {
+  Log log;
+  bool unstarted_ran = false;
+  int v = corio::run(
+      [&]() -> corio::Task<int> {
+        (void)corio::create_task(leftover(log, "a"));
+        (void)corio::create_task(leftover(log, "b"));
+        co_await corio::sleep(0s);                          // a and b start and go to sleep
+        (void)corio::create_task(set_flag(unstarted_ran));  // never gets its first step
+        co_return 1;
+      }(),
+      {.virtual_time = true});
+  EXPECT_EQ(v, 1);
+  EXPECT_FALSE(unstarted_ran);
+  EXPECT_EQ(log,
+            (Log{"a started", "b started", "a cancelled", "b cancelled", "a cleaned up", "b cleaned up"}));
+}
+
+TEST(Run, CancelsLeftoversAlsoWhenMainFails) {
+  Log log;
+  EXPECT_THROW(corio::run(
+                   [&]() -> corio::Task<> {
+                     (void)corio::create_task(leftover(log, "a"));
+                     co_await corio::sleep(0s);
+                     throw std::runtime_error("main failed");
+                   }(),
+                   {.virtual_time = true}),
+               std::runtime_error);
+  EXPECT_EQ(log, (Log{"a started", "a cancelled", "a cleaned up"}));
+}
+
+TEST(Run, InsideARunningLoopThrowsRuntimeError) {
+  bool threw = false;
+  corio::run([&]() -> corio::Task<> {
+    try {
+      corio::run(answer());
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+    co_return;
+  }());
+  EXPECT_TRUE(threw);
+}
+
+TEST(Run, InsideALoopCallbackThrowsRuntimeError) {
+  corio::EventLoop loop;
+  bool threw = false;
+  loop.call_soon([&] {
+    try {
+      corio::run(answer());
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(threw);
+}
+
+TEST(Run, NoLoopIsRunningAfterwards) {
+  corio::run(answer());
+  EXPECT_THROW(corio::get_running_loop(), corio::RuntimeError);
+  EXPECT_EQ(corio::run(answer()), 42);  // and run() can be called again
+}
+
+TEST(Run, EachRunHasAFreshVirtualClock) {
+  for (int i = 0; i < 2; ++i) {
+    double t = corio::run(
+        []() -> corio::Task<double> {
+          co_await corio::sleep(5s);
+          co_return corio::get_running_loop().time();
+        }(),
+        {.virtual_time = true});
+    EXPECT_DOUBLE_EQ(t, 5.0);
+  }
+}

@@ -1,0 +1,161 @@
+// sleep(): one-turn yield for zero, exact wake-up times under virtual time, cancellation.
+#include <gtest/gtest.h>
+
+#include <corio/core/errors.hpp>
+#include <corio/core/event_loop.hpp>
+#include <corio/core/run.hpp>
+#include <corio/core/sleep.hpp>
+#include <corio/core/task.hpp>
+#include <corio/core/task_handle.hpp>
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using Log = std::vector<std::string>;
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+corio::Task<> alternate(Log& log, std::string name, int steps) {
+  for (int i = 0; i < steps; ++i) {
+    log.push_back(name);
+    co_await corio::sleep(0s);
+  }
+}
+
+template <class Duration>
+corio::Task<> sleep_and_record(std::vector<std::pair<std::string, double>>& woke, std::string name,
+                               Duration d) {
+  co_await corio::sleep(d);
+  woke.emplace_back(std::move(name), corio::get_running_loop().time());
+}
+
+}  // namespace
+
+TEST(Sleep, ZeroYieldsExactlyOneTurn) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto a = corio::create_task(alternate(log, "A", 3));
+    auto b = corio::create_task(alternate(log, "B", 3));
+    co_await a;
+    co_await b;
+  }());
+  EXPECT_EQ(log, (Log{"A", "B", "A", "B", "A", "B"}));
+}
+
+TEST(Sleep, ZeroLetsCallbacksScheduledBeforeItRunFirst) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    corio::get_running_loop().call_soon([&] { log.push_back("callback"); });
+    co_await corio::sleep(0s);
+    log.push_back("resumed");
+  }());
+  EXPECT_EQ(log, (Log{"callback", "resumed"}));
+}
+
+TEST(Sleep, NegativeDelayBehavesLikeZero) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto a = corio::create_task(alternate(log, "A", 2));
+    auto b = corio::create_task([](Log& l) -> corio::Task<> {
+      for (int i = 0; i < 2; ++i) {
+        l.push_back("B");
+        co_await corio::sleep(-5s);
+      }
+    }(log));
+    co_await a;
+    co_await b;
+  }());
+  EXPECT_EQ(log, (Log{"A", "B", "A", "B"}));
+}
+
+TEST(Sleep, VirtualTimeAdvancesByExactlyTheDelay) {
+  double before = -1, after = -1;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        before = loop.time();
+        co_await corio::sleep(30s);
+        after = loop.time();
+      }(),
+      kVirtual);
+  EXPECT_DOUBLE_EQ(after - before, 30.0);
+  EXPECT_NEAR(after - before, 30.0, 1e-9);
+}
+
+TEST(Sleep, SleepersWakeInOrderAtTheirTimes) {
+  std::vector<std::pair<std::string, double>> woke;
+  double start = -1;
+  corio::run(
+      [&]() -> corio::Task<> {
+        start = corio::get_running_loop().time();
+        // Created longest first: the order of waking follows due times, not creation.
+        auto s20 = corio::create_task(sleep_and_record(woke, "20s", 20s));
+        auto s10 = corio::create_task(sleep_and_record(woke, "10s", 10s));
+        auto s15 = corio::create_task(sleep_and_record(woke, "15000ms", 15000ms));
+        auto s05 = corio::create_task(sleep_and_record(woke, "0.5s", std::chrono::duration<double>(0.5)));
+        co_await s20;
+        co_await s10;
+        co_await s15;
+        co_await s05;
+      }(),
+      kVirtual);
+  ASSERT_EQ(woke.size(), 4u);
+  EXPECT_EQ(woke[0].first, "0.5s");
+  EXPECT_EQ(woke[1].first, "10s");
+  EXPECT_EQ(woke[2].first, "15000ms");
+  EXPECT_EQ(woke[3].first, "20s");
+  EXPECT_DOUBLE_EQ(woke[0].second - start, 0.5);
+  EXPECT_DOUBLE_EQ(woke[1].second - start, 10.0);
+  EXPECT_DOUBLE_EQ(woke[2].second - start, 15.0);
+  EXPECT_DOUBLE_EQ(woke[3].second - start, 20.0);
+}
+
+TEST(Sleep, SequentialSleepsAddUp) {
+  double t = corio::run(
+      []() -> corio::Task<double> {
+        for (int i = 0; i < 10; ++i) co_await corio::sleep(100ms);
+        co_return corio::get_running_loop().time();
+      }(),
+      kVirtual);
+  EXPECT_DOUBLE_EQ(t, 1.0);
+}
+
+TEST(Sleep, CancelledSleepRemovesItsTimer) {
+  // A cancelled hour-long sleep must not keep the clock jumping to its due time afterwards.
+  double end = -1;
+  corio::run(
+      [&]() -> corio::Task<> {
+        auto h = corio::create_task(corio::sleep(1h));
+        co_await corio::sleep(0s);
+        h.cancel();
+        try {
+          co_await h;
+        } catch (const corio::CancelledError&) {
+        }
+        co_await corio::sleep(2s);
+        end = corio::get_running_loop().time();
+      }(),
+      kVirtual);
+  EXPECT_DOUBLE_EQ(end, 2.0);
+}
+
+TEST(Sleep, ForeverLikeDelayDoesNotOverflow) {
+  bool cancelled = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(corio::sleep(std::chrono::nanoseconds::max()));
+    co_await corio::sleep(0s);
+    EXPECT_EQ(h.awaiting().rfind("sleep until ", 0), 0u);
+    h.cancel();
+    try {
+      co_await h;
+    } catch (const corio::CancelledError&) {
+      cancelled = true;
+    }
+  }());
+  EXPECT_TRUE(cancelled);
+}

@@ -1,0 +1,524 @@
+// TaskHandle and create_task: scheduling, names, results, done callbacks and cancellation.
+#include <gtest/gtest.h>
+
+#include <corio/core/errors.hpp>
+#include <corio/core/event_loop.hpp>
+#include <corio/core/run.hpp>
+#include <corio/core/sleep.hpp>
+#include <corio/core/task.hpp>
+#include <corio/core/task_handle.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+using Log = std::vector<std::string>;
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+corio::Task<> set_flag(bool& flag) {
+  flag = true;
+  co_return;
+}
+
+corio::Task<int> value_after_sleeps(int value, int turns) {
+  for (int i = 0; i < turns; ++i) co_await corio::sleep(0s);
+  co_return value;
+}
+
+corio::Task<> set_flag_after(bool& flag, std::chrono::seconds delay) {
+  co_await corio::sleep(delay);
+  flag = true;
+}
+
+corio::Task<int> fails_after_a_turn() {
+  co_await corio::sleep(0s);
+  throw std::runtime_error("task failed");
+  co_return 0;
+}
+
+corio::Task<> sleep_forever() { co_await corio::sleep(24h); }
+
+// Sleeps; on cancellation logs the message, then rethrows.
+corio::Task<> logging_sleeper(Log& log) {
+  try {
+    co_await corio::sleep(1h);
+    log.push_back("woke");
+  } catch (const corio::CancelledError& e) {
+    log.push_back("cancelled: " + e.message());
+    throw;
+  }
+}
+
+corio::Task<> await_handle(corio::TaskHandle<> h) { co_await h; }
+
+int task_number(const std::string& name) {
+  EXPECT_EQ(name.rfind("Task-", 0), 0u) << name;
+  return std::stoi(name.substr(5));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- scheduling
+
+TEST(CreateTask, FirstStepRunsOnTheNextTurn) {
+  bool started = false;
+  bool started_at_create = true, started_after_turn = false;
+  std::string state_before;
+  corio::run([&]() -> corio::Task<> {
+    corio::TaskHandle<> h = corio::create_task(set_flag(started));
+    started_at_create = started;
+    state_before = h.awaiting();
+    EXPECT_FALSE(h.done());
+    co_await corio::sleep(0s);
+    started_after_turn = started;
+    EXPECT_TRUE(h.done());
+  }());
+  EXPECT_FALSE(started_at_create);
+  EXPECT_EQ(state_before, "not started");
+  EXPECT_TRUE(started_after_turn);
+}
+
+TEST(CreateTask, LoopKeepsAFireAndForgetTaskAlive) {
+  bool flag = false;
+  corio::run(
+      [&]() -> corio::Task<> {
+        (void)corio::create_task(set_flag_after(flag, 5s));  // handle dropped at once
+        co_await corio::sleep(10s);
+      }(),
+      kVirtual);
+  EXPECT_TRUE(flag);
+}
+
+TEST(CreateTask, DefaultNamesAreTaskNIncreasing) {
+  std::string main_name, n1, n2, custom;
+  corio::run([&]() -> corio::Task<> {
+    main_name = corio::current_task().get_name();
+    auto h1 = corio::create_task(value_after_sleeps(1, 0));
+    auto h2 = corio::create_task(value_after_sleeps(2, 0));
+    auto h3 = corio::create_task(value_after_sleeps(3, 0), "worker");
+    n1 = h1.get_name();
+    n2 = h2.get_name();
+    custom = h3.get_name();
+    h1.set_name("renamed");
+    EXPECT_EQ(h1.get_name(), "renamed");
+    co_await h1;
+    co_await h2;
+    co_await h3;
+    EXPECT_EQ(h1.get_name(), "renamed");  // still readable once done
+  }());
+  EXPECT_LT(task_number(main_name), task_number(n1));
+  EXPECT_LT(task_number(n1), task_number(n2));
+  EXPECT_EQ(custom, "worker");
+}
+
+TEST(CreateTask, OutsideALoopThrowsRuntimeError) {
+  EXPECT_THROW((void)corio::create_task(value_after_sleeps(1, 0)), corio::RuntimeError);
+}
+
+// ---------------------------------------------------------------- results
+
+TEST(TaskHandle, AwaitYieldsTheValueAndCanBeRepeated) {
+  int a = 0, b = 0, c = 0;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(42, 3));
+    a = co_await h;
+    b = co_await h;  // a handle may be awaited any number of times
+    c = h.result();
+  }());
+  EXPECT_EQ(a, 42);
+  EXPECT_EQ(b, 42);
+  EXPECT_EQ(c, 42);
+}
+
+TEST(TaskHandle, ResultOfAPendingTaskThrowsInvalidState) {
+  bool result_threw = false, exception_threw = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(1, 2));
+    try {
+      (void)h.result();
+    } catch (const corio::InvalidStateError&) {
+      result_threw = true;
+    }
+    try {
+      (void)h.exception();
+    } catch (const corio::InvalidStateError&) {
+      exception_threw = true;
+    }
+    co_await h;
+  }());
+  EXPECT_TRUE(result_threw);
+  EXPECT_TRUE(exception_threw);
+}
+
+TEST(TaskHandle, ExceptionReturnsTheExceptionPointer) {
+  std::string what;
+  bool null_for_success = false;
+  bool result_rethrows = false;
+  corio::run([&]() -> corio::Task<> {
+    auto bad = corio::create_task(fails_after_a_turn());
+    auto good = corio::create_task(value_after_sleeps(1, 1));
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    EXPECT_TRUE(bad.done());
+    EXPECT_FALSE(bad.cancelled());
+    std::exception_ptr e = bad.exception();
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const std::runtime_error& x) {
+      what = x.what();
+    }
+    null_for_success = good.exception() == nullptr;
+    try {
+      (void)bad.result();
+    } catch (const std::runtime_error&) {
+      result_rethrows = true;
+    }
+  }());
+  EXPECT_EQ(what, "task failed");
+  EXPECT_TRUE(null_for_success);
+  EXPECT_TRUE(result_rethrows);
+}
+
+TEST(TaskHandle, AwaitRethrowsTheTasksException) {
+  std::string what;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(fails_after_a_turn());
+    try {
+      co_await h;
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+  }());
+  EXPECT_EQ(what, "task failed");
+}
+
+TEST(TaskHandle, TypeErasedHandleSeesTheSameTask) {
+  bool done = false, cancelled = true, same_name = false;
+  int typed = 0;
+  corio::run([&]() -> corio::Task<> {
+    corio::TaskHandle<int> h = corio::create_task(value_after_sleeps(5, 1), "typed");
+    corio::TaskHandle<> v = h;
+    same_name = v.get_name() == "typed";
+    co_await v;  // waits for the int task, discarding the value
+    v.result();  // finished with a value: does not throw
+    done = v.done();
+    cancelled = v.cancelled();
+    typed = h.result();
+  }());
+  EXPECT_TRUE(same_name);
+  EXPECT_TRUE(done);
+  EXPECT_FALSE(cancelled);
+  EXPECT_EQ(typed, 5);
+}
+
+TEST(TaskHandle, EmptyHandle) {
+  corio::TaskHandle<int> h;
+  EXPECT_FALSE(h);
+  EXPECT_THROW((void)h.done(), corio::InvalidStateError);
+}
+
+TEST(TaskHandle, ATaskCannotAwaitItself) {
+  bool threw = false;
+  corio::run([&]() -> corio::Task<> {
+    try {
+      co_await corio::current_task();
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+  }());
+  EXPECT_TRUE(threw);
+}
+
+TEST(TaskHandle, DoneCallbacksAreScheduledNeverInline) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(3, 0));
+    h.add_done_callback(
+        [&](corio::TaskHandle<int> t) { log.push_back("cb1:" + std::to_string(t.result())); });
+    h.add_done_callback([&](corio::TaskHandle<int>) { log.push_back("cb2"); });
+    co_await h;
+    log.push_back("awaited");
+    h.add_done_callback([&](corio::TaskHandle<int>) { log.push_back("cb3"); });  // already done
+    log.push_back("registered cb3");
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+  }());
+  ASSERT_EQ(log.size(), 5u);
+  auto pos = [&](const std::string& what) { return std::find(log.begin(), log.end(), what) - log.begin(); };
+  // cb1 and cb2 were scheduled when the task finished, in registration order; cb3 was registered on an
+  // already finished task and still runs on a later turn, not inside add_done_callback.
+  EXPECT_LT(pos("cb1:3"), pos("cb2"));
+  EXPECT_LT(pos("registered cb3"), pos("cb3"));
+  EXPECT_LT(pos("awaited"), pos("registered cb3"));
+  EXPECT_EQ(log.back(), "cb3");
+}
+
+// ---------------------------------------------------------------- cancellation
+
+TEST(Cancel, SleepingTaskGetsCancelledErrorWithTheMessage) {
+  Log log;
+  std::string awaiter_msg;
+  double t_before = -1, t_after = -1;
+  bool cancelled = false;
+  corio::run(
+      [&]() -> corio::Task<> {
+        auto h = corio::create_task(logging_sleeper(log));
+        co_await corio::sleep(0s);
+        t_before = corio::get_running_loop().time();
+        EXPECT_TRUE(h.cancel("stop it"));
+        try {
+          co_await h;
+        } catch (const corio::CancelledError& e) {
+          awaiter_msg = e.message();
+        }
+        t_after = corio::get_running_loop().time();
+        cancelled = h.cancelled();
+      }(),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"cancelled: stop it"}));
+  EXPECT_EQ(awaiter_msg, "stop it");
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(t_before, t_after);  // the hour-long sleep was cut short: no time passed
+}
+
+TEST(Cancel, ReachesAChildTaskBeingAwaited) {
+  Log log;
+  bool parent_cancelled = false, child_cancelled = false;
+  corio::run([&]() -> corio::Task<> {
+    auto child = corio::create_task(logging_sleeper(log), "child");
+    auto parent = corio::create_task(await_handle(child), "parent");
+    co_await corio::sleep(0s);
+    EXPECT_EQ(parent.awaiting(), "task 'child'");
+    parent.cancel("from above");
+    try {
+      co_await parent;
+    } catch (const corio::CancelledError&) {
+    }
+    parent_cancelled = parent.cancelled();
+    child_cancelled = child.cancelled();
+  }());
+  EXPECT_TRUE(parent_cancelled);
+  EXPECT_TRUE(child_cancelled);
+  EXPECT_EQ(log, (Log{"cancelled: from above"}));
+}
+
+TEST(Cancel, ReachesACoroutineAwaitedInline) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto outer = corio::create_task([](Log& l) -> corio::Task<> {
+      try {
+        co_await logging_sleeper(l);
+      } catch (const corio::CancelledError&) {
+        l.push_back("outer saw it");
+        throw;
+      }
+    }(log));
+    co_await corio::sleep(0s);
+    outer.cancel();
+    try {
+      co_await outer;
+    } catch (const corio::CancelledError&) {
+    }
+    EXPECT_TRUE(outer.cancelled());
+  }());
+  EXPECT_EQ(log, (Log{"cancelled: ", "outer saw it"}));
+}
+
+TEST(Cancel, NotYetStartedTaskNeverRunsItsBody) {
+  bool ran = false;
+  bool cancelled = false, done = false, cancel_returned = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(set_flag(ran));
+    cancel_returned = h.cancel();
+    co_await corio::sleep(0s);
+    done = h.done();
+    cancelled = h.cancelled();
+  }());
+  EXPECT_TRUE(cancel_returned);
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(cancelled);
+}
+
+TEST(Cancel, CancelOnAFinishedTaskReturnsFalse) {
+  bool second = true;
+  int cancelling = -1;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(1, 0));
+    co_await h;
+    second = h.cancel();
+    cancelling = h.cancelling();
+    EXPECT_FALSE(h.cancelled());
+    EXPECT_EQ(h.result(), 1);
+  }());
+  EXPECT_FALSE(second);
+  EXPECT_EQ(cancelling, 0);
+}
+
+TEST(Cancel, CancelledIsTrueOnlyOnceCancelledErrorEscaped) {
+  int result = 0;
+  bool cancelled_while_pending = true, cancelled_after = true;
+  int cancelling = 0;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task([]() -> corio::Task<int> {
+      try {
+        co_await corio::sleep(1h);
+      } catch (const corio::CancelledError&) {
+        co_return 17;  // swallows the cancellation
+      }
+      co_return 0;
+    }());
+    co_await corio::sleep(0s);
+    h.cancel();
+    cancelled_while_pending = h.cancelled();  // asked, not yet cancelled
+    result = co_await h;
+    cancelled_after = h.cancelled();
+    cancelling = h.cancelling();
+  }());
+  EXPECT_FALSE(cancelled_while_pending);
+  EXPECT_FALSE(cancelled_after);
+  EXPECT_EQ(result, 17);
+  EXPECT_EQ(cancelling, 1);  // swallowing does not reset the count
+}
+
+TEST(Cancel, CancellingCountsAndUncancelDecrements) {
+  int after_two = 0, after_uncancel = 0, uncancel_ret = 0;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(sleep_forever());
+    co_await corio::sleep(0s);
+    h.cancel();
+    h.cancel();
+    after_two = h.cancelling();
+    uncancel_ret = h.uncancel();
+    after_uncancel = h.cancelling();
+    try {
+      co_await h;
+    } catch (const corio::CancelledError&) {
+    }
+  }());
+  EXPECT_EQ(after_two, 2);
+  EXPECT_EQ(uncancel_ret, 1);
+  EXPECT_EQ(after_uncancel, 1);
+}
+
+TEST(Cancel, UncancelToZeroBeforeTheNextSuspensionWithdrawsIt) {
+  // asyncio >= 3.13: when uncancel() brings the count to zero, a pending cancellation is withdrawn.
+  bool finished = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task([](bool& f) -> corio::Task<> {
+      corio::TaskHandle<> me = corio::current_task();
+      me.cancel();
+      me.uncancel();
+      co_await corio::sleep(0s);
+      f = true;
+    }(finished));
+    co_await h;
+    EXPECT_FALSE(h.cancelled());
+  }());
+  EXPECT_TRUE(finished);
+}
+
+static_assert(!std::is_base_of_v<std::exception, corio::CancelledError>,
+              "catch (const std::exception&) must not swallow cancellation");
+
+TEST(Cancel, CatchStdExceptionDoesNotCatchCancelledError) {
+  bool swallowed = false, escaped = false;
+  bool cancelled = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task([](bool& s, bool& e) -> corio::Task<> {
+      try {
+        try {
+          co_await corio::sleep(1h);
+        } catch (const std::exception&) {
+          s = true;
+        }
+      } catch (const corio::CancelledError&) {
+        e = true;
+        throw;
+      }
+    }(swallowed, escaped));
+    co_await corio::sleep(0s);
+    h.cancel();
+    try {
+      co_await h;
+    } catch (const corio::CancelledError&) {
+    }
+    cancelled = h.cancelled();
+  }());
+  EXPECT_FALSE(swallowed);
+  EXPECT_TRUE(escaped);
+  EXPECT_TRUE(cancelled);
+}
+
+TEST(Cancel, SelfCancelThrowsAtTheNextSuspensionOnly) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task([](Log& l) -> corio::Task<> {
+      corio::current_task().cancel("self");
+      l.push_back("still running");
+      l.push_back("sync await: " + std::to_string(co_await value_after_sleeps(8, 0)));  // no suspension
+      try {
+        co_await corio::sleep(0s);
+        l.push_back("not reached");
+      } catch (const corio::CancelledError& e) {
+        l.push_back("cancelled at suspension: " + e.message());
+        throw;
+      }
+    }(log));
+    try {
+      co_await h;
+    } catch (const corio::CancelledError&) {
+    }
+    EXPECT_TRUE(h.cancelled());
+  }());
+  EXPECT_EQ(log, (Log{"still running", "sync await: 8", "cancelled at suspension: self"}));
+}
+
+TEST(Cancel, SelfCancelledTaskThatReturnsWithoutSuspendingEndsCancelled) {
+  bool cancelled = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task([]() -> corio::Task<int> {
+      corio::current_task().cancel();
+      co_return 1;
+    }());
+    try {
+      co_await h;
+    } catch (const corio::CancelledError&) {
+    }
+    cancelled = h.cancelled();
+  }());
+  EXPECT_TRUE(cancelled);
+}
+
+TEST(Cancel, ResultOfACancelledTaskThrowsCancelledError) {
+  std::string msg = "unset";
+  bool exception_throws = false;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(sleep_forever());
+    co_await corio::sleep(0s);
+    h.cancel("bye");
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    EXPECT_TRUE(h.done());
+    try {
+      h.result();
+    } catch (const corio::CancelledError& e) {
+      msg = e.message();
+    }
+    try {
+      (void)h.exception();
+    } catch (const corio::CancelledError&) {
+      exception_throws = true;
+    }
+  }());
+  EXPECT_EQ(msg, "bye");
+  EXPECT_TRUE(exception_throws);
+}
