@@ -121,8 +121,9 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
   }
   void on_done(TaskStateBase&) override { wake(); }
   bool cancel() override {
-    s_->cancel(task_->cancel_message());
-    return true;
+    // A task already done (its watchers are running) cannot take the cancellation: leave it pending
+    // on the awaiter, as asyncio leaves _must_cancel set when the future it waits on is done.
+    return s_->cancel(task_->cancel_message());
   }
   void describe(std::string& out) const override { out += "task '" + s_->name() + "'"; }
 };

@@ -57,38 +57,48 @@ class Outcome {
 };
 
 namespace detail {
-template <class... Hs, std::size_t... I>
+template <class A>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<Task<T>> = true;
+
+// Arguments given as Task<T> are owned (their values are moved out); TaskHandles keep theirs.
+template <class... As, class... Hs, std::size_t... I>
 auto gather_results(std::tuple<Hs...>& hs, std::index_sequence<I...>) {
-  return std::tuple<value_or_monostate<typename Hs::value_type>...>(child_result(std::get<I>(hs))...);
+  return std::tuple<value_or_monostate<typename Hs::value_type>...>(
+      child_result(std::get<I>(hs), is_task_v<std::decay_t<As>>)...);
 }
 
 template <class T>
 std::vector<TaskHandle<T>> to_handles(std::vector<Task<T>>&& tasks) {
+  SetupGuard guard;
   std::vector<TaskHandle<T>> hs;
   hs.reserve(tasks.size());
-  for (auto& t : tasks) hs.push_back(create_task(std::move(t)));
+  for (auto& t : tasks) hs.push_back(to_handle(std::move(t), guard));
+  guard.release();
   return hs;
 }
 
+// owned: the handles were created from Tasks by the combinator (values are moved out).
 template <class T>
-Task<std::vector<value_or_monostate<T>>> gather_handles(std::vector<TaskHandle<T>> hs) {
+Task<std::vector<value_or_monostate<T>>> gather_handles(std::vector<TaskHandle<T>> hs, bool owned) {
   ChildrenWaiter waiter(states_of_vector(hs), /*fail_fast=*/true);
   co_await waiter;
   std::vector<value_or_monostate<T>> out;
   out.reserve(hs.size());
-  for (auto& h : hs) out.push_back(child_result(h));
+  for (auto& h : hs) out.push_back(child_result(h, owned));
   co_return out;
 }
 
 template <class T>
-Task<std::vector<Outcome<T>>> gather_settled_handles(std::vector<TaskHandle<T>> hs) {
+Task<std::vector<Outcome<T>>> gather_settled_handles(std::vector<TaskHandle<T>> hs, bool owned) {
   ChildrenWaiter waiter(states_of_vector(hs), /*fail_fast=*/false);
   co_await waiter;
   std::vector<Outcome<T>> out;
   out.reserve(hs.size());
   for (auto& h : hs) {
     try {
-      out.emplace_back(child_result(h));
+      out.emplace_back(child_result(h, owned));
     } catch (...) {
       out.emplace_back(std::current_exception());
     }
@@ -102,31 +112,38 @@ template <class... As>
 requires(sizeof...(As) >
          0) Task<std::tuple<detail::value_or_monostate<detail::child_value_t<As>>...>> gather(As... args) {
   // Braced initialisation evaluates left to right: children are scheduled in argument order.
-  std::tuple<TaskHandle<detail::child_value_t<As>>...> hs{detail::to_handle(std::move(args))...};
+  // A bad argument cancels the children already created (before their first step) and throws.
+  detail::SetupGuard guard;
+  std::tuple<TaskHandle<detail::child_value_t<As>>...> hs{detail::to_handle(std::move(args), guard)...};
+  guard.release();
   detail::ChildrenWaiter waiter(std::apply([](auto&... h) { return detail::states_of(h...); }, hs),
                                 /*fail_fast=*/true);
   co_await waiter;
-  co_return detail::gather_results(hs, std::index_sequence_for<As...>{});
+  co_return detail::gather_results<As...>(hs, std::index_sequence_for<As...>{});
 }
 
 // gather(vector) -> std::vector of the results in order (void -> std::monostate); empty in, empty out.
 template <class T>
 Task<std::vector<detail::value_or_monostate<T>>> gather(std::vector<Task<T>> tasks) {
-  co_return co_await detail::gather_handles(detail::to_handles(std::move(tasks)));
+  co_return co_await detail::gather_handles(detail::to_handles(std::move(tasks)), /*owned=*/true);
 }
 template <class T>
 Task<std::vector<detail::value_or_monostate<T>>> gather(std::vector<TaskHandle<T>> handles) {
-  co_return co_await detail::gather_handles(std::move(handles));
+  for (const auto& h : handles)
+    if (!h) throw InvalidStateError("gather(): empty TaskHandle");
+  co_return co_await detail::gather_handles(std::move(handles), /*owned=*/false);
 }
 
 // gather_settled(vector) -> every child's Outcome, in order; never throws a child's failure.
 template <class T>
 Task<std::vector<Outcome<T>>> gather_settled(std::vector<Task<T>> tasks) {
-  co_return co_await detail::gather_settled_handles(detail::to_handles(std::move(tasks)));
+  co_return co_await detail::gather_settled_handles(detail::to_handles(std::move(tasks)), /*owned=*/true);
 }
 template <class T>
 Task<std::vector<Outcome<T>>> gather_settled(std::vector<TaskHandle<T>> handles) {
-  co_return co_await detail::gather_settled_handles(std::move(handles));
+  for (const auto& h : handles)
+    if (!h) throw InvalidStateError("gather(): empty TaskHandle");
+  co_return co_await detail::gather_settled_handles(std::move(handles), /*owned=*/false);
 }
 
 }  // namespace corio

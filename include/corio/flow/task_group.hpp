@@ -36,11 +36,12 @@ class TaskGroup {
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
-  // Schedules `task` as a child of the group. Throws RuntimeError once the group is finished or shutting
-  // down (a child failed, or it was cancelled).
+  // Schedules `task` as a child of the group. Throws RuntimeError once the group is finished (its body
+  // returned and no child is left running, as asyncio's TaskGroup) or shutting down (a child failed, or it
+  // was cancelled). While the body is done but children still run, children may still add siblings.
   template <class T>
   TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
-    if (finished_) throw RuntimeError("TaskGroup is finished");
+    if (finished_ || (exiting_ && pending_ == 0)) throw RuntimeError("TaskGroup is finished");
     if (aborting_) throw RuntimeError("TaskGroup is shutting down");
     TaskHandle<T> h = corio::create_task(std::move(task), std::move(name));
     auto w = std::make_unique<Watch>();
@@ -105,12 +106,14 @@ class TaskGroup {
   std::size_t pending_ = 0;
   JoinAwaiter* joiner_ = nullptr;
   bool aborting_ = false;
+  bool exiting_ = false;  // the body has ended: join() runs
   bool finished_ = false;
   bool parent_cancel_requested_ = false;
 };
 
 inline Task<> TaskGroup::join(std::exception_ptr body_exc, bool body_cancelled) {
   bool propagate_cancel = body_cancelled;
+  exiting_ = true;
   if (body_exc && !aborting_) abort();
   while (pending_ > 0) {
     bool cancelled = false;
@@ -127,7 +130,13 @@ inline Task<> TaskGroup::join(std::exception_ptr body_exc, bool body_cancelled) 
   }
   finished_ = true;
   if (parent_cancel_requested_ && parent_.uncancel() == 0) propagate_cancel = false;
-  if (body_exc && !body_cancelled) errors_.push_back(body_exc);
+  // The body's failure joins the children's, unless it is one of them rethrown (the body awaited the
+  // failed child, or read its result): the same exception object is listed once.
+  if (body_exc && !body_cancelled) {
+    bool seen = false;
+    for (const auto& e : errors_) seen = seen || e == body_exc;
+    if (!seen) errors_.push_back(body_exc);
+  }
   if (!errors_.empty()) throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors_));
   if (propagate_cancel) throw CancelledError(parent_.state()->cancel_message());
 }

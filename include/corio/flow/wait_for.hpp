@@ -87,12 +87,15 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   bool outer_cancelled_ = false;
 };
 
+// owned: h was created from a Task by wait_for (its value is moved out); a caller's handle keeps its value.
 template <class T>
-Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns) {
+Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns, bool owned) {
   WaitForWaiter waiter(*h.state(), timeout_ns);
   co_await waiter;
-  h.state()->exc_retrieved_ = true;
-  co_return detail::state_cast<T>(h.state())->take();
+  if constexpr (std::is_void_v<T>)
+    child_result(h, owned);
+  else
+    co_return child_result(h, owned);
 }
 
 }  // namespace detail
@@ -101,12 +104,14 @@ Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns) {
 template <class T, class Rep, class Period>
 Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
   co_return co_await detail::wait_for_handle(
-      create_task(std::move(task)), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
+      create_task(std::move(task)), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
+      /*owned=*/true);
 }
 template <class T, class Rep, class Period>
 Task<T> wait_for(TaskHandle<T> handle, std::chrono::duration<Rep, Period> timeout) {
   co_return co_await detail::wait_for_handle(
-      detail::to_handle(handle), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count());
+      detail::to_handle(handle), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
+      /*owned=*/false);
 }
 
 }  // namespace corio

@@ -33,24 +33,60 @@ struct child_value<TaskHandle<T>> {
 template <class A>
 using child_value_t = typename child_value<std::decay_t<A>>::type;
 
+// The children a combinator has created while it sets up. If setting up fails (a bad argument: an empty
+// handle, a moved-from or already-awaited Task), the destructor cancels them before their first step, so
+// none of them runs unsupervised behind the exception.
+class SetupGuard {
+ public:
+  SetupGuard() = default;
+  SetupGuard(const SetupGuard&) = delete;
+  SetupGuard& operator=(const SetupGuard&) = delete;
+  ~SetupGuard() {
+    // Pending tasks are kept alive by the loop's reference, so the pointers are valid.
+    if (!released_)
+      for (TaskStateBase* s : created_) s->cancel({});
+  }
+  template <class T>
+  TaskHandle<T> adopt(TaskHandle<T> h) {
+    created_.push_back(h.state());
+    return h;
+  }
+  void release() noexcept { released_ = true; }
+
+ private:
+  std::vector<TaskStateBase*> created_;
+  bool released_ = false;
+};
+
 template <class T>
-TaskHandle<T> to_handle(Task<T>&& t) {
-  return create_task(std::move(t));
+TaskHandle<T> to_handle(Task<T>&& t, SetupGuard& guard) {
+  return guard.adopt(create_task(std::move(t)));
 }
+template <class T>
+TaskHandle<T> to_handle(const TaskHandle<T>& h, SetupGuard&) {
+  if (!h) throw InvalidStateError("empty TaskHandle given to a combinator");
+  return h;
+}
+
 template <class T>
 TaskHandle<T> to_handle(const TaskHandle<T>& h) {
   if (!h) throw InvalidStateError("empty TaskHandle given to a combinator");
   return h;
 }
 
-// The result of a finished child, void mapped to monostate (moves out when `take`).
+// The result of a finished child, void mapped to monostate. `owned`: the combinator created the child from
+// a Task, so nobody else can see it and the value is moved out; a TaskHandle the caller gave keeps its
+// value (copied out, as `co_await handle` does) unless T cannot be copied.
 template <class T>
-value_or_monostate<T> child_result(const TaskHandle<T>& h) {
+value_or_monostate<T> child_result(const TaskHandle<T>& h, bool owned) {
   auto* s = state_cast<T>(h.state());
   s->exc_retrieved_ = true;
   if constexpr (std::is_void_v<T>) {
     s->get();
     return {};
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    if (!owned) return s->get();
+    return s->take();
   } else {
     return s->take();
   }

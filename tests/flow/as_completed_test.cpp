@@ -1,0 +1,152 @@
+// as_completed: yields tasks in completion order, already-done ones first; cancels nothing.
+#include "corio/flow/as_completed.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
+// coroutine by throwing instead.
+#define CO_ASSERT(cond)                                   \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
+      throw std::logic_error("CO_ASSERT failed: " #cond); \
+    }                                                     \
+  } while (0)
+#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
+#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+double now() { return corio::get_running_loop().time(); }
+
+corio::Task<int> value_after(int v, std::chrono::milliseconds d) {
+  co_await corio::sleep(d);
+  co_return v;
+}
+
+TEST(AsCompleted, YieldsInCompletionOrder) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(3, 3s)),
+                                               corio::create_task(value_after(1, 1s)),
+                                               corio::create_task(value_after(2, 2s))};
+        std::vector<int> got;
+        std::vector<double> at;
+        auto gen = corio::as_completed(hs);
+        while (auto h = co_await gen.next()) {
+          EXPECT_TRUE(h->done());
+          got.push_back(co_await *h);
+          at.push_back(now());
+        }
+        EXPECT_EQ(got, (std::vector<int>{1, 2, 3}));
+        CO_ASSERT_EQ(at.size(), 3u);
+        EXPECT_NEAR(at[0], 1.0, 1e-9);
+        EXPECT_NEAR(at[1], 2.0, 1e-9);
+        EXPECT_NEAR(at[2], 3.0, 1e-9);
+        // Exhausted: stays exhausted.
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsCompleted, AlreadyDoneTasksComeFirstInInputOrder) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(30, 3s)),
+                                               corio::create_task(value_after(20, 200ms)),
+                                               corio::create_task(value_after(10, 100ms))};
+        co_await corio::sleep(1s);
+        CO_ASSERT(hs[1].done());
+        CO_ASSERT(hs[2].done());
+        std::vector<int> got;
+        auto gen = corio::as_completed(hs);
+        while (auto h = co_await gen.next()) got.push_back(h->result());
+        // 20 and 10 were done before: input order (20 before 10), then 30.
+        EXPECT_EQ(got, (std::vector<int>{20, 10, 30}));
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(AsCompleted, EmptyInputYieldsNothing) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = corio::as_completed(std::vector<corio::TaskHandle<int>>{});
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsCompleted, FailedTasksAreYieldedToo) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto bad = corio::create_task([]() -> corio::Task<int> {
+          co_await corio::sleep(1s);
+          throw std::runtime_error("bad");
+        }());
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(2, 2s)), bad};
+        auto gen = corio::as_completed(hs);
+        auto first = co_await gen.next();
+        CO_ASSERT(first.has_value());
+        EXPECT_TRUE(*first == bad);
+        EXPECT_THROW(co_await *first, std::runtime_error);
+        auto second = co_await gen.next();
+        CO_ASSERT(second.has_value());
+        EXPECT_EQ(second->result(), 2);
+      }(),
+      kVirtual);
+}
+
+TEST(AsCompleted, DroppingTheGeneratorCancelsNothing) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(1, 1s)),
+                                               corio::create_task(value_after(2, 2s))};
+        {
+          auto gen = corio::as_completed(hs);
+          auto h = co_await gen.next();
+          CO_ASSERT(h.has_value());
+          EXPECT_EQ(h->result(), 1);
+        }  // destroyed with a task still pending: its watcher must be gone
+        EXPECT_FALSE(hs[1].done());
+        EXPECT_EQ(co_await hs[1], 2);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(AsCompleted, CancellingTheConsumerCancelsNothing) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(1, 3s))};
+        auto consumer = corio::create_task([](std::vector<corio::TaskHandle<int>> hs) -> corio::Task<> {
+          auto gen = corio::as_completed(hs);
+          while (co_await gen.next()) {
+          }
+        }(hs));
+        co_await corio::sleep(1s);
+        consumer.cancel();
+        EXPECT_THROW(co_await consumer, corio::CancelledError);
+        EXPECT_FALSE(hs[0].done());
+        EXPECT_EQ(co_await hs[0], 1);
+      }(),
+      kVirtual);
+}
+
+}  // namespace

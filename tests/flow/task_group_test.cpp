@@ -1,0 +1,385 @@
+// task_group: structured concurrency, ExceptionGroup, outside cancellation, lifetime of the body.
+#include "corio/flow/task_group.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+double now() { return corio::get_running_loop().time(); }
+
+corio::Task<int> value_after(int v, std::chrono::milliseconds d, std::vector<int>* log = nullptr) {
+  co_await corio::sleep(d);
+  if (log) log->push_back(v);
+  co_return v;
+}
+
+corio::Task<> fail_after(std::chrono::milliseconds d, std::string what) {
+  co_await corio::sleep(d);
+  throw std::runtime_error(what);
+}
+
+// Sleeps `d`; its catch(CancelledError) block records the cleanup and when, then rethrows.
+corio::Task<> with_cleanup(std::chrono::milliseconds d, bool* cleaned, double* at = nullptr) {
+  try {
+    co_await corio::sleep(d);
+  } catch (const corio::CancelledError&) {
+    *cleaned = true;
+    if (at) *at = now();
+    throw;
+  }
+}
+
+// The messages of an ExceptionGroup's std::runtime_error members; fails on anything else.
+std::vector<std::string> messages(const corio::ExceptionGroup& eg) {
+  std::vector<std::string> out;
+  for (const auto& e : eg.exceptions()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const corio::CancelledError&) {
+      ADD_FAILURE() << "CancelledError inside the ExceptionGroup";
+    } catch (const std::runtime_error& x) {
+      out.push_back(x.what());
+    }
+  }
+  return out;
+}
+
+TEST(TaskGroup, AllChildrenSucceedAndBodyValueIsReturned) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<int> log;
+        corio::TaskHandle<int> a, b;
+        int r = co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<int> {
+          a = tg.create_task(value_after(1, 2s, &log));
+          b = tg.create_task(value_after(2, 1s, &log));
+          co_return 99;
+        });
+        EXPECT_EQ(r, 99);
+        // Returned only once every child was done.
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        EXPECT_EQ(log, (std::vector<int>{2, 1}));
+        EXPECT_EQ(a.result(), 1);
+        EXPECT_EQ(b.result(), 2);
+
+        // A void body.
+        co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+          tg.create_task(value_after(3, 1s, &log));
+          co_return;
+        });
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+        EXPECT_EQ(log.back(), 3);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, FirstFailureCancelsSiblingsAndBody) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool sibling_cleaned = false, body_cleaned = false;
+        double sibling_at = -1, body_at = -1;
+        bool caught = false;
+        try {
+          co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task(with_cleanup(10s, &sibling_cleaned, &sibling_at));
+            tg.create_task(fail_after(1s, "child failed"));
+            try {
+              co_await corio::sleep(100s);
+            } catch (const corio::CancelledError&) {
+              body_cleaned = true;
+              body_at = now();
+              throw;
+            }
+          });
+        } catch (const corio::ExceptionGroup& eg) {
+          caught = true;
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"child failed"}));
+          EXPECT_TRUE(sibling_cleaned);
+          EXPECT_TRUE(body_cleaned);
+        }
+        EXPECT_TRUE(caught);
+        EXPECT_NEAR(sibling_at, 1.0, 1e-9);
+        EXPECT_NEAR(body_at, 1.0, 1e-9);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        // The group's own cancelling of its parent was undone: this task is not left cancelling.
+        EXPECT_EQ(corio::current_task().cancelling(), 0);
+        co_await corio::sleep(1s);  // and no stray CancelledError arrives here
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, FailureAfterBodyReturnedCancelsSiblings) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool sibling_cleaned = false;
+        try {
+          co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task(with_cleanup(10s, &sibling_cleaned));
+            tg.create_task(fail_after(1s, "late"));
+            co_return;
+          });
+          ADD_FAILURE() << "no ExceptionGroup";
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"late"}));
+        }
+        EXPECT_TRUE(sibling_cleaned);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        EXPECT_EQ(corio::current_task().cancelling(), 0);
+      }(),
+      kVirtual);
+}
+
+// Fails at `d` unless cancelled first; the cancellation is swallowed to fail anyway (while cleaning up).
+corio::Task<> fail_even_when_cancelled(std::chrono::milliseconds d, std::string what) {
+  try {
+    co_await corio::sleep(d);
+  } catch (const corio::CancelledError&) {
+  }
+  throw std::runtime_error(what);
+}
+
+TEST(TaskGroup, SeveralFailuresLandInOneExceptionGroup) {
+  corio::run(
+      []() -> corio::Task<> {
+        try {
+          co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+            // b and c are cancelled by a's failure and fail while cleaning up.
+            tg.create_task(fail_after(1s, "a"));
+            tg.create_task(fail_even_when_cancelled(5s, "b"));
+            tg.create_task(fail_even_when_cancelled(5s, "c"));
+            co_return;
+          });
+          ADD_FAILURE() << "no ExceptionGroup";
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"a", "b", "c"}));
+        }
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, BodyExceptionJoinsTheGroup) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool child_cleaned = false;
+        try {
+          co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task(with_cleanup(10s, &child_cleaned));
+            co_await corio::sleep(1s);
+            throw std::runtime_error("body");
+          });
+          ADD_FAILURE() << "no ExceptionGroup";
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"body"}));
+        }
+        EXPECT_TRUE(child_cleaned);  // the body's failure cancelled the children
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+
+        // Body failure together with a child failure.
+        try {
+          co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task(fail_after(1s, "child"));
+            try {
+              co_await corio::sleep(10s);
+            } catch (const corio::CancelledError&) {
+              throw std::runtime_error("body while cancelled");
+            }
+          });
+          ADD_FAILURE() << "no ExceptionGroup";
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"child", "body while cancelled"}));
+        }
+        EXPECT_EQ(corio::current_task().cancelling(), 0);
+      }(),
+      kVirtual);
+}
+
+corio::Task<int> int_fail_after(std::chrono::milliseconds d, std::string what) {
+  co_await corio::sleep(d);
+  throw std::runtime_error(what);
+}
+
+TEST(TaskGroup, BodyRethrowingAChildFailureListsItOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        try {
+          co_await corio::task_group([](corio::TaskGroup& tg) -> corio::Task<> {
+            auto h = tg.create_task(int_fail_after(1s, "child"));
+            co_await h;  // rethrows the child's failure (or CancelledError, as asyncio would)
+          });
+          ADD_FAILURE() << "no ExceptionGroup";
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(messages(eg), (std::vector<std::string>{"child"}));
+        }
+        EXPECT_EQ(corio::current_task().cancelling(), 0);
+      }(),
+      kVirtual);
+}
+
+corio::Task<> create_in_cleanup(corio::TaskGroup* tg, bool* threw) {
+  try {
+    co_await corio::sleep(10s);
+  } catch (const corio::CancelledError&) {
+    try {
+      tg->create_task(value_after(0, 1s));
+    } catch (const corio::RuntimeError&) {
+      *threw = true;
+    }
+    throw;
+  }
+}
+
+TEST(TaskGroup, CreateTaskOnShuttingDownGroupThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool threw = false;
+        EXPECT_THROW(co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+                       tg.create_task(create_in_cleanup(&tg, &threw));
+                       tg.create_task(fail_after(1s, "x"));
+                       co_return;
+                     }),
+                     corio::ExceptionGroup);
+        EXPECT_TRUE(threw);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, CreateTaskOnFinishedGroupThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        int outcome = 0;  // 1: RuntimeError, 2: created
+        co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+          tg.create_task([](corio::TaskGroup* tg, int* outcome) -> corio::Task<> {
+            co_await corio::sleep(1s);
+            // Runs after this child (the last one) finished, before the group's task resumes: the group
+            // is finished.
+            corio::get_running_loop().call_soon([tg, outcome] {
+              try {
+                tg->create_task(value_after(0, 1s));
+                *outcome = 2;
+              } catch (const corio::RuntimeError&) {
+                *outcome = 1;
+              }
+            });
+          }(&tg, &outcome));
+          co_return;
+        });
+        EXPECT_EQ(outcome, 1);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, OutsideCancellationEndsChildrenThenCancelledError) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool a = false, b = false;
+        double a_at = -1, b_at = -1;
+        bool saw_cancel = false;
+        auto outer = corio::create_task(
+            [](bool* a, bool* b, double* a_at, double* b_at, bool* saw_cancel) -> corio::Task<> {
+              try {
+                co_await corio::task_group([=](corio::TaskGroup& tg) -> corio::Task<> {
+                  tg.create_task(with_cleanup(10s, a, a_at));
+                  tg.create_task(with_cleanup(20s, b, b_at));
+                  co_return;
+                });
+              } catch (const corio::CancelledError&) {
+                *saw_cancel = true;
+                EXPECT_TRUE(*a);
+                EXPECT_TRUE(*b);
+                throw;
+              }
+            }(&a, &b, &a_at, &b_at, &saw_cancel));
+        co_await corio::sleep(2s);
+        outer.cancel();
+        EXPECT_THROW(co_await outer, corio::CancelledError);
+        EXPECT_TRUE(saw_cancel);
+        EXPECT_TRUE(outer.cancelled());
+        EXPECT_NEAR(a_at, 2.0, 1e-9);
+        EXPECT_NEAR(b_at, 2.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+TEST(TaskGroup, OutsideCancellationWhileBodyRuns) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool child = false, body = false;
+        auto outer = corio::create_task([](bool* child, bool* body) -> corio::Task<> {
+          co_await corio::task_group([=](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task(with_cleanup(10s, child));
+            try {
+              co_await corio::sleep(10s);
+            } catch (const corio::CancelledError&) {
+              *body = true;
+              throw;
+            }
+          });
+        }(&child, &body));
+        co_await corio::sleep(1s);
+        outer.cancel();
+        EXPECT_THROW(co_await outer, corio::CancelledError);
+        EXPECT_TRUE(child);
+        EXPECT_TRUE(body);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+corio::Task<std::size_t> use_later(const std::string& s, std::shared_ptr<int> p, std::weak_ptr<int> w,
+                                   bool* alive) {
+  co_await corio::sleep(1s);
+  *alive = !w.expired() && *p == 5;
+  co_return s.size();
+}
+
+corio::Task<std::size_t> use_string_later(const std::string* s) {
+  co_await corio::sleep(2s);
+  co_return s->size();  // the body's captured string, read after the body returned
+}
+
+TEST(TaskGroup, BodyCallableStaysAliveUntilChildrenFinish) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto p = std::make_shared<int>(5);
+        std::weak_ptr<int> w = p;
+        bool alive = false;
+        corio::TaskHandle<std::size_t> h1, h2;
+        // Named, not a temporary inside the co_await: g++ 12 destroys a capturing lambda temporary that
+        // appears in a co_await expression twice (a compiler bug; clang is fine).
+        auto body = [p = std::move(p), s = std::string(100, 'x'), w, &alive, &h1,
+                     &h2](corio::TaskGroup& tg) -> corio::Task<> {
+          h1 = tg.create_task(use_later(s, p, w, &alive));
+          h2 = tg.create_task(use_string_later(&s));
+          co_return;
+        };
+        co_await corio::task_group(std::move(body));
+        EXPECT_TRUE(alive);
+        EXPECT_EQ(h1.result(), 100u);
+        EXPECT_EQ(h2.result(), 100u);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        // Nothing keeps the capture once the group is over.
+        EXPECT_TRUE(w.expired());
+      }(),
+      kVirtual);
+}
+
+}  // namespace

@@ -1,0 +1,267 @@
+// wait_for: deadline, structured cancellation of the inner work, outside cancellation winning.
+#include "corio/flow/wait_for.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
+// coroutine by throwing instead.
+#define CO_ASSERT(cond)                                   \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
+      throw std::logic_error("CO_ASSERT failed: " #cond); \
+    }                                                     \
+  } while (0)
+#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
+#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+double now() { return corio::get_running_loop().time(); }
+
+corio::Task<int> value_after(int v, std::chrono::milliseconds d) {
+  co_await corio::sleep(d);
+  co_return v;
+}
+
+// Sleeps `d`; in its catch(CancelledError) block records that it cleaned up (and when), then rethrows.
+corio::Task<int> with_cleanup(std::chrono::milliseconds d, bool* cleaned, double* cleaned_at = nullptr) {
+  try {
+    co_await corio::sleep(d);
+  } catch (const corio::CancelledError&) {
+    *cleaned = true;
+    if (cleaned_at) *cleaned_at = now();
+    throw;
+  }
+  co_return 1;
+}
+
+TEST(WaitFor, ReturnsTheValue) {
+  corio::run(
+      []() -> corio::Task<> {
+        int v = co_await corio::wait_for(value_after(42, 1s), 5s);
+        EXPECT_EQ(v, 42);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        std::string s = co_await corio::wait_for([]() -> corio::Task<std::string> { co_return "now"; }(), 1s);
+        EXPECT_EQ(s, "now");
+        co_await corio::wait_for(corio::sleep(10ms), 1s);  // Task<void>
+        EXPECT_NEAR(now(), 1.01, 1e-9);
+      }(),
+      kVirtual);
+}
+
+// The inner work takes time to clean up after the cancel: TimeoutError only once it has ended.
+corio::Task<int> slow_cleanup(bool* cleaned) {
+  bool cancelled = false;
+  try {
+    co_await corio::sleep(10s);
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) {
+    // Cleanup that itself awaits (the cancellation was consumed by the throw), then ends cancelled.
+    co_await corio::sleep(500ms);
+    *cleaned = true;
+    throw corio::CancelledError();
+  }
+  co_return 0;
+}
+
+TEST(WaitFor, TimeoutCancelsAndWaitsForInnerWork) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool cleaned = false;
+        double cleaned_at = -1;
+        bool timed_out = false;
+        try {
+          co_await corio::wait_for(with_cleanup(10s, &cleaned, &cleaned_at), 1s);
+        } catch (const corio::TimeoutError&) {
+          timed_out = true;
+          EXPECT_TRUE(cleaned);
+        }
+        EXPECT_TRUE(timed_out);
+        EXPECT_NEAR(cleaned_at, 1.0, 1e-9);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+
+        bool slow_cleaned = false;
+        timed_out = false;
+        try {
+          co_await corio::wait_for(slow_cleanup(&slow_cleaned), 2s);
+        } catch (const corio::TimeoutError&) {
+          timed_out = true;
+          EXPECT_TRUE(slow_cleaned);
+          EXPECT_NEAR(now(), 3.5, 1e-9);
+        }
+        EXPECT_TRUE(timed_out);
+      }(),
+      kVirtual);
+}
+
+TEST(WaitFor, TimeoutErrorIsACorioError) {
+  corio::run(
+      []() -> corio::Task<> {
+        EXPECT_THROW(co_await corio::wait_for(value_after(1, 2s), 1s), corio::Error);
+      }(),
+      kVirtual);
+}
+
+corio::Task<int> swallows_cancel() {
+  try {
+    co_await corio::sleep(10s);
+  } catch (const corio::CancelledError&) {
+    co_return 7;
+  }
+  co_return 0;
+}
+
+TEST(WaitFor, InnerWorkThatSwallowsTheCancelReturnsItsValue) {
+  int v = corio::run(
+      []() -> corio::Task<int> {
+        int r = co_await corio::wait_for(swallows_cancel(), 1s);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        co_return r;
+      }(),
+      kVirtual);
+  EXPECT_EQ(v, 7);
+}
+
+corio::Task<int> outer_wait_for(corio::Task<int> inner, std::chrono::milliseconds timeout, std::string* got) {
+  try {
+    co_return co_await corio::wait_for(std::move(inner), timeout);
+  } catch (const corio::TimeoutError&) {
+    *got = "timeout";
+    throw;
+  } catch (const corio::CancelledError&) {
+    *got = "cancelled";
+    throw;
+  }
+}
+
+TEST(WaitFor, OutsideCancellationWins) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool cleaned = false;
+        std::string got;
+        auto outer = corio::create_task(outer_wait_for(with_cleanup(10s, &cleaned), 5s, &got));
+        co_await corio::sleep(1s);
+        outer.cancel("outside");
+        try {
+          co_await outer;
+          ADD_FAILURE() << "outer finished";
+        } catch (const corio::CancelledError& e) {
+          EXPECT_EQ(e.message(), "outside");
+        }
+        EXPECT_EQ(got, "cancelled");
+        EXPECT_TRUE(cleaned);
+        EXPECT_TRUE(outer.cancelled());
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+// The timeout and the outside cancel land in the same loop turn, in both orders.
+TEST(WaitFor, OutsideCancellationWinsWhenCoincidingWithTimeout) {
+  for (bool cancel_timer_first : {true, false}) {
+    SCOPED_TRACE(cancel_timer_first ? "cancel timer first" : "wait_for timer first");
+    corio::run(
+        [](bool cancel_timer_first) -> corio::Task<> {
+          bool cleaned = false;
+          std::string got;
+          corio::TaskHandle<int> outer;
+          auto& loop = corio::get_running_loop();
+          // Timers due at the same instant fire in the order they were added.
+          if (cancel_timer_first) loop.call_later(1s, [&outer] { outer.cancel(); });
+          outer = corio::create_task(outer_wait_for(with_cleanup(10s, &cleaned), 1s, &got));
+          if (!cancel_timer_first) {
+            co_await corio::sleep(0s);  // outer's first step has run: its wait_for timer is armed
+            loop.call_later(1s, [&outer] { outer.cancel(); });
+          }
+          try {
+            co_await outer;
+            ADD_FAILURE() << "outer finished";
+          } catch (const corio::CancelledError&) {
+          }
+          EXPECT_EQ(got, "cancelled");
+          EXPECT_TRUE(outer.cancelled());
+          EXPECT_TRUE(cleaned);
+          EXPECT_NEAR(now(), 1.0, 1e-9);
+        }(cancel_timer_first),
+        kVirtual);
+  }
+}
+
+TEST(WaitFor, ZeroTimeoutTimesOutWorkThatWouldSuspend) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool cleaned = false;
+        // Never started: cancelled before its first step.
+        EXPECT_THROW(co_await corio::wait_for(value_after(1, 1s), 0s), corio::TimeoutError);
+        EXPECT_THROW(co_await corio::wait_for(with_cleanup(1s, &cleaned), -1s), corio::TimeoutError);
+        EXPECT_EQ(now(), 0.0);
+        // An already-done handle still gives its value.
+        auto h = corio::create_task(value_after(3, 0ms));
+        co_await corio::sleep(0s);
+        co_await corio::sleep(0s);
+        CO_ASSERT(h.done());
+        EXPECT_EQ(co_await corio::wait_for(h, 0s), 3);
+      }(),
+      kVirtual);
+}
+
+TEST(WaitFor, TaskHandleIsCancelledOnTimeout) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool cleaned = false;
+        auto h = corio::create_task(with_cleanup(10s, &cleaned));
+        EXPECT_THROW(co_await corio::wait_for(h, 2s), corio::TimeoutError);
+        EXPECT_TRUE(h.done());
+        EXPECT_TRUE(h.cancelled());
+        EXPECT_TRUE(cleaned);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+
+        auto ok = corio::create_task([]() -> corio::Task<std::string> {
+          co_await corio::sleep(1s);
+          co_return "kept in the handle";
+        }());
+        EXPECT_EQ(co_await corio::wait_for(ok, 2s), "kept in the handle");
+        // wait_for over a caller's handle does not move its value out.
+        EXPECT_EQ(ok.result(), "kept in the handle");
+      }(),
+      kVirtual);
+}
+
+corio::Task<int> throws_after(std::chrono::milliseconds d) {
+  co_await corio::sleep(d);
+  throw std::logic_error("inner failed");
+}
+
+TEST(WaitFor, InnerExceptionPropagates) {
+  corio::run(
+      []() -> corio::Task<> {
+        try {
+          co_await corio::wait_for(throws_after(1s), 5s);
+          ADD_FAILURE() << "no exception";
+        } catch (const std::logic_error& e) {
+          EXPECT_STREQ(e.what(), "inner failed");
+        }
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+}  // namespace

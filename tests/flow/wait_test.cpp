@@ -1,0 +1,242 @@
+// wait: the three ReturnWhen modes, timeouts, input order, cancelling nothing.
+#include "corio/flow/wait.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
+// coroutine by throwing instead.
+#define CO_ASSERT(cond)                                   \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
+      throw std::logic_error("CO_ASSERT failed: " #cond); \
+    }                                                     \
+  } while (0)
+#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
+#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+double now() { return corio::get_running_loop().time(); }
+
+corio::Task<int> value_after(int v, std::chrono::milliseconds d) {
+  co_await corio::sleep(d);
+  co_return v;
+}
+
+corio::Task<int> fail_after(std::chrono::milliseconds d) {
+  co_await corio::sleep(d);
+  throw std::runtime_error("failed");
+}
+
+using Handles = std::vector<corio::TaskHandle<int>>;
+
+// The values of a list of done handles.
+std::vector<int> values(const Handles& hs) {
+  std::vector<int> out;
+  for (const auto& h : hs) out.push_back(h.result());
+  return out;
+}
+
+TEST(Wait, AllCompleted) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s)), corio::create_task(value_after(2, 1s)),
+                   corio::create_task(value_after(3, 2s))};
+        auto r = co_await corio::wait(hs);
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+        EXPECT_TRUE(r.pending.empty());
+        CO_ASSERT_EQ(r.done.size(), 3u);
+        // Input order, not completion order.
+        EXPECT_EQ(values(r.done), (std::vector<int>{1, 2, 3}));
+        EXPECT_TRUE(r.done[0] == hs[0]);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, AllCompletedWithTimeout) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s)), corio::create_task(value_after(2, 1s)),
+                   corio::create_task(value_after(3, 2s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::all_completed, 2500ms);
+        EXPECT_NEAR(now(), 2.5, 1e-9);
+        EXPECT_EQ(values(r.done), (std::vector<int>{2, 3}));
+        CO_ASSERT_EQ(r.pending.size(), 1u);
+        EXPECT_TRUE(r.pending[0] == hs[0]);
+        // Nothing was cancelled: the pending task still finishes.
+        EXPECT_FALSE(hs[0].done());
+        EXPECT_EQ(co_await hs[0], 1);
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+
+        // A timeout longer than the work: returns when everything is done.
+        Handles more{corio::create_task(value_after(4, 1s))};
+        auto r2 = co_await corio::wait(more, corio::ReturnWhen::all_completed, 10s);
+        EXPECT_NEAR(now(), 4.0, 1e-9);
+        EXPECT_EQ(r2.done.size(), 1u);
+        EXPECT_TRUE(r2.pending.empty());
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, FirstCompleted) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s)), corio::create_task(value_after(2, 1s)),
+                   corio::create_task(value_after(3, 2s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_completed);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        EXPECT_EQ(values(r.done), (std::vector<int>{2}));
+        CO_ASSERT_EQ(r.pending.size(), 2u);
+        EXPECT_TRUE(r.pending[0] == hs[0]);
+        EXPECT_TRUE(r.pending[1] == hs[2]);
+        // wait cancels nothing: the pending tasks still run to completion.
+        co_await corio::sleep(5s);
+        EXPECT_EQ(hs[0].result(), 1);
+        EXPECT_EQ(hs[2].result(), 3);
+        EXPECT_FALSE(hs[0].cancelled());
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, FirstCompletedWithTimeout) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s)), corio::create_task(value_after(2, 2s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_completed, 500ms);
+        EXPECT_NEAR(now(), 0.5, 1e-9);
+        EXPECT_TRUE(r.done.empty());
+        CO_ASSERT_EQ(r.pending.size(), 2u);
+        EXPECT_TRUE(r.pending[0] == hs[0]);
+        EXPECT_TRUE(r.pending[1] == hs[1]);
+
+        auto r2 = co_await corio::wait(hs, corio::ReturnWhen::first_completed, 10s);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        EXPECT_EQ(values(r2.done), (std::vector<int>{2}));
+        EXPECT_EQ(r2.pending.size(), 1u);
+        EXPECT_EQ(co_await hs[0], 1);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, FirstException) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s)), corio::create_task(value_after(2, 1s)),
+                   corio::create_task(fail_after(2s)), corio::create_task(value_after(4, 5s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_exception);
+        // Returned at the failure, not at the first completion.
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        CO_ASSERT_EQ(r.done.size(), 2u);
+        EXPECT_TRUE(r.done[0] == hs[1]);
+        EXPECT_TRUE(r.done[1] == hs[2]);
+        EXPECT_THROW(r.done[1].result(), std::runtime_error);
+        CO_ASSERT_EQ(r.pending.size(), 2u);
+        EXPECT_TRUE(r.pending[0] == hs[0]);
+        EXPECT_TRUE(r.pending[1] == hs[3]);
+        co_await corio::sleep(10s);
+        EXPECT_EQ(hs[0].result(), 1);
+        EXPECT_EQ(hs[3].result(), 4);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, FirstExceptionWithoutFailureWaitsForAll) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 2s)), corio::create_task(value_after(2, 1s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_exception);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        EXPECT_EQ(values(r.done), (std::vector<int>{1, 2}));
+        EXPECT_TRUE(r.pending.empty());
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, FirstExceptionWithTimeout) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 1s)), corio::create_task(fail_after(3s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_exception, 2s);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        EXPECT_EQ(values(r.done), (std::vector<int>{1}));
+        CO_ASSERT_EQ(r.pending.size(), 1u);
+        EXPECT_TRUE(r.pending[0] == hs[1]);
+        auto r2 = co_await corio::wait(hs, corio::ReturnWhen::first_exception, 2s);
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+        EXPECT_EQ(r2.done.size(), 2u);
+        EXPECT_TRUE(r2.pending.empty());
+        EXPECT_THROW(hs[1].result(), std::runtime_error);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, CancelledTaskIsNotAnException) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 2s)), corio::create_task(value_after(2, 10s))};
+        corio::get_running_loop().call_later(1s, [h = hs[1]]() mutable { h.cancel(); });
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_exception);
+        EXPECT_NEAR(now(), 2.0, 1e-9);
+        EXPECT_EQ(r.done.size(), 2u);
+        EXPECT_TRUE(hs[1].cancelled());
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, AlreadyDoneReturnsAtOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 0ms)), corio::create_task(value_after(2, 5s))};
+        co_await corio::sleep(1s);
+        CO_ASSERT(hs[0].done());
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::first_completed);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        EXPECT_EQ(r.done.size(), 1u);
+        EXPECT_EQ(r.pending.size(), 1u);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, EmptyInputThrowsInvalidArgument) {
+  corio::run(
+      []() -> corio::Task<> {
+        EXPECT_THROW(co_await corio::wait(Handles{}), std::invalid_argument);
+        EXPECT_THROW(co_await corio::wait(Handles{}, corio::ReturnWhen::first_completed, 1s),
+                     std::invalid_argument);
+      }(),
+      kVirtual);
+}
+
+TEST(Wait, CancellingTheWaiterLeavesTasksRunning) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 3s))};
+        auto waiter = corio::create_task([](Handles hs) -> corio::Task<> { co_await corio::wait(hs); }(hs));
+        co_await corio::sleep(1s);
+        waiter.cancel();
+        EXPECT_THROW(co_await waiter, corio::CancelledError);
+        EXPECT_FALSE(hs[0].done());
+        EXPECT_EQ(co_await hs[0], 1);
+        EXPECT_NEAR(now(), 3.0, 1e-9);
+      }(),
+      kVirtual);
+}
+
+}  // namespace
