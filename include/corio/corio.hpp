@@ -27,3 +27,5 @@
 #include "corio/sync/queue.hpp"
 #include "corio/sync/semaphore.hpp"
 #include "corio/sync/thread.hpp"
+#include "corio/net/udp.hpp"
+#include "corio/process/subprocess.hpp"

@@ -1,5 +1,6 @@
 // Non-template parts of the core runtime: the frame allocator's slow path, logging, task state, the loop.
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +9,7 @@
 
 #include "corio/core/event_loop.hpp"
 #include "corio/core/log.hpp"
+#include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task_handle.hpp"
 
@@ -515,6 +517,25 @@ void EventLoop::close() {
   {
     std::lock_guard<std::mutex> lock(remote_mu_);
     rest.swap(remote_);
+  }
+}
+
+bool detail::take_over_sigint(EventLoop& loop, std::function<void()> on_sigint) {
+  if (!loop.poller().on_main_thread()) return false;
+  auto prev = std::signal(SIGINT, SIG_DFL);
+  if (prev != SIG_DFL) {
+    std::signal(SIGINT, prev);  // the program handles SIGINT itself: leave it alone
+    return false;
+  }
+  loop.add_signal_handler(SIGINT, std::move(on_sigint));
+  return true;
+}
+
+void detail::give_back_sigint(EventLoop& loop, bool interrupted) {
+  loop.remove_signal_handler(SIGINT);
+  if (interrupted) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
   }
 }
 

@@ -2,14 +2,19 @@
 // (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop retries
 // the list's head when epoll reports the descriptor ready. Every descriptor is registered once, for both
 // directions, the first time an operation on it has to wait.
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -51,8 +56,13 @@ class EpollBackend final : public IoBackend {
     ev.data.u64 = kWakeKey;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
     scratch_.resize(64 * 1024);
+    sigemptyset(&sigmask_);
   }
   ~EpollBackend() override {
+    if (sigfd_ >= 0) {
+      pthread_sigmask(SIG_UNBLOCK, &sigmask_, nullptr);
+      ::close(sigfd_);
+    }
     ::close(wakefd_);
     ::close(epfd_);
   }
@@ -152,6 +162,10 @@ class EpollBackend final : public IoBackend {
       n = 0;
     }
     for (int i = 0; i < n; ++i) {
+      if (events[i].data.u64 == kSignalKey) {
+        handled += read_signals();
+        continue;
+      }
       if (events[i].data.u64 == kWakeKey) {
         std::uint64_t v;
         while (::read(wakefd_, &v, sizeof v) > 0) {
@@ -171,6 +185,39 @@ class EpollBackend final : public IoBackend {
     return handled;
   }
 
+  void add_signal_handler(int signo, std::function<void()> on_signal) override {
+    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
+      throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
+    sigaddset(&sigmask_, signo);
+    pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
+    int fd = ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+    if (sigfd_ < 0) {
+      sigfd_ = fd;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kSignalKey;
+      ::epoll_ctl(epfd_, EPOLL_CTL_ADD, sigfd_, &ev);
+      ++registered_;
+    }
+    signal_handlers_[signo] = std::move(on_signal);
+  }
+
+  bool remove_signal_handler(int signo) override {
+    auto it = signal_handlers_.find(signo);
+    if (it == signal_handlers_.end()) return false;
+    signal_handlers_.erase(it);
+    sigdelset(&sigmask_, signo);
+    if (sigfd_ >= 0) ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, signo);
+    pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    return true;
+  }
+
+  bool on_main_thread() const noexcept override { return ::gettid() == ::getpid(); }
+
   void wake() noexcept override {
     std::uint64_t one = 1;
     ssize_t r = ::write(wakefd_, &one, sizeof one);
@@ -179,6 +226,20 @@ class EpollBackend final : public IoBackend {
 
  private:
   static constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
+  static constexpr std::uint64_t kSignalKey = ~std::uint64_t{0} - 1;
+
+  std::size_t read_signals() {
+    std::size_t n = 0;
+    signalfd_siginfo info;
+    while (::read(sigfd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      auto it = signal_handlers_.find(static_cast<int>(info.ssi_signo));
+      if (it != signal_handlers_.end()) {
+        it->second();
+        ++n;
+      }
+    }
+    return n;
+  }
 
   struct FdEntry {
     IntrusiveList<IoOp> readers;
@@ -258,8 +319,12 @@ class EpollBackend final : public IoBackend {
         return -err;
       }
       case OpCode::poll_in:
-      case OpCode::poll_out:
-        return 0;
+      case OpCode::poll_out: {
+        // Readiness is confirmed, not assumed: a retry of a newly submitted op comes without an event.
+        pollfd p{op.fd, static_cast<short>(op.code == OpCode::poll_in ? POLLIN : POLLOUT), 0};
+        if (::poll(&p, 1, 0) < 0) return -errno;
+        return p.revents ? 0 : -EAGAIN;
+      }
     }
     return r < 0 ? -errno : r;
   }
@@ -303,6 +368,9 @@ class EpollBackend final : public IoBackend {
   std::vector<int> dirty_;
   IoOp* just_tried_ = nullptr;  // the op whose try_now just hit EAGAIN (no retry needed at submit)
   std::vector<char> scratch_;   // receive buffer for ops without their own
+  int sigfd_ = -1;
+  sigset_t sigmask_;  // signals taken through sigfd_ (blocked on this thread)
+  std::map<int, std::function<void()>> signal_handlers_;
 };
 
 }  // namespace

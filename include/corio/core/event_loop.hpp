@@ -114,6 +114,14 @@ class EventLoop : private detail::LoopCore {
     return detail::state_cast<T>(h.state())->take();
   }
   void stop() noexcept { stopping_ = true; }
+  // f() runs on the loop (scheduled like call_soon) each time signal signo arrives; replaces an earlier
+  // handler. The signal is blocked for this thread and read through the backend (signalfd).
+  template <class F>
+  void add_signal_handler(int signo, F f) {
+    poller_->add_signal_handler(signo, [this, f = std::move(f)]() mutable { call_soon(f); });
+  }
+  // Returns false if no handler was set.
+  bool remove_signal_handler(int signo) { return poller_->remove_signal_handler(signo); }
   bool is_running() const noexcept { return running_thread_loop_; }
   // Destroys the tasks still pending (debug mode lists them) and drops queued callbacks. run() cancels the
   // leftovers and waits for them before it closes, so with run() nothing is pending here.

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace corio {
@@ -22,8 +23,16 @@ class Poller {
   virtual std::size_t poll(std::int64_t timeout_ns) = 0;
   // Interrupts a poll() in progress or makes the next one return at once. Thread-safe.
   virtual void wake() noexcept = 0;
-  // Operations submitted and not yet completed (virtual time does not jump past pending I/O it cannot see).
+  // Operations submitted and not yet completed (introspection; virtual time jumps when a zero-timeout poll
+  // finds nothing ready, pending or not, as tokio's auto-advance does).
   virtual std::size_t pending() const noexcept { return 0; }
+  // Runs `on_signal` from poll() each time signal `signo` arrives (the signal is then blocked for this
+  // thread and taken through the backend, e.g. a signalfd). Replaces an earlier handler of the same signal.
+  virtual void add_signal_handler(int signo, std::function<void()> on_signal) = 0;
+  // Returns false if no handler was set for signo; otherwise removes it and unblocks the signal.
+  virtual bool remove_signal_handler(int signo) = 0;
+  // Whether this thread is the process's main thread (only there may run() take over SIGINT).
+  virtual bool on_main_thread() const noexcept = 0;
 };
 
 // Defined by the io layer. Throws RuntimeError naming the reason when `requested` cannot be provided.

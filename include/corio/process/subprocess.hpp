@@ -1,0 +1,73 @@
+// Subprocesses (asyncio.create_subprocess_exec).
+//
+// The child's pipes are StreamWriter/StreamReader (non-blocking on corio's side); its exit is watched
+// through a pidfd, so wait() suspends the task until the kernel reports the exit — no SIGCHLD handler,
+// no polling thread. A Process destroyed before its child was waited for reaps it in the background.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "corio/core/task.hpp"
+#include "corio/net/stream.hpp"
+
+namespace corio {
+
+enum class Stdio { inherit, pipe, devnull };
+
+struct SubprocessOptions {
+  Stdio in = Stdio::inherit;
+  Stdio out = Stdio::inherit;
+  Stdio err = Stdio::inherit;
+  std::optional<std::string> cwd;
+  // The child's whole environment; unset: the parent's.
+  std::optional<std::map<std::string, std::string>> env;
+};
+
+struct CommunicateResult {
+  std::string out;
+  std::string err;
+};
+
+class Process {
+ public:
+  Process() = default;
+  Process(Process&& o) noexcept;
+  Process& operator=(Process&& o) noexcept;
+  ~Process();
+
+  int pid() const noexcept { return pid_; }
+  // The child's standard streams; InvalidStateError unless created with Stdio::pipe.
+  StreamWriter& in();
+  StreamReader& out();
+  StreamReader& err();
+  // Waits for the child to exit; returns its exit code, or -N when signal N killed it (as asyncio).
+  Task<int> wait();
+  // Writes input to stdin and closes it, reads stdout and stderr (when piped) to EOF, all at once (no
+  // deadlock on large outputs in either direction), then waits for the exit; returncode() is set after.
+  Task<CommunicateResult> communicate(std::string input = {});
+  // Sends a signal unless the child was already reaped (then does nothing).
+  void send_signal(int signo);
+  void terminate();  // SIGTERM
+  void kill();       // SIGKILL
+  std::optional<int> returncode() const noexcept { return returncode_; }
+
+ private:
+  friend Task<Process> create_subprocess_exec(std::vector<std::string>, SubprocessOptions);
+  bool reap(bool block) noexcept;
+
+  int pid_ = -1;
+  int pidfd_ = -1;
+  std::optional<int> returncode_;
+  std::optional<StreamWriter> in_;
+  std::optional<StreamReader> out_;
+  std::optional<StreamReader> err_;
+};
+
+// Starts argv[0] (searched in PATH) with argv. Throws OSError naming the program when it cannot be
+// started (e.g. "create_subprocess_exec(nosuchprog): No such file or directory").
+Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOptions options = {});
+
+}  // namespace corio

@@ -1,0 +1,231 @@
+// Subprocesses: posix_spawn with pipes, exit watched through a pidfd.
+#include "corio/process/subprocess.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "corio/core/log.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/flow/gather.hpp"
+#include "corio/io/operations.hpp"
+#include "corio/net/errors.hpp"
+
+extern char** environ;
+
+namespace corio {
+namespace {
+
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_send_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+struct Pipe {
+  int parent = -1;
+  int child = -1;
+  ~Pipe() {
+    if (parent >= 0) ::close(parent);
+    if (child >= 0) ::close(child);
+  }
+};
+
+// The child's end is blocking (most programs expect that); corio's end is non-blocking.
+void make_pipe(Pipe& p, bool child_reads) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) detail::throw_os_error(errno, "pipe");
+  p.child = child_reads ? fds[0] : fds[1];
+  p.parent = child_reads ? fds[1] : fds[0];
+  ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
+}
+
+Task<> reap_in_background(int pid, int pidfd) {
+  struct Close {
+    int fd;
+    ~Close() { detail::close_fd(fd); }
+  } close_pidfd{pidfd};
+  co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd);
+  int status = 0;
+  ::waitpid(pid, &status, WNOHANG);
+}
+
+}  // namespace
+
+Process::Process(Process&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)),
+      pidfd_(std::exchange(o.pidfd_, -1)),
+      returncode_(o.returncode_),
+      in_(std::move(o.in_)),
+      out_(std::move(o.out_)),
+      err_(std::move(o.err_)) {}
+
+Process& Process::operator=(Process&& o) noexcept {
+  if (this != &o) {
+    this->~Process();
+    new (this) Process(std::move(o));
+  }
+  return *this;
+}
+
+Process::~Process() {
+  if (pid_ < 0) return;
+  if (!returncode_ && !reap(false)) {
+    // Not exited yet: reap it when it does, so it never lingers as a zombie.
+    if (detail::LoopCore::running_) {
+      (void)create_task(reap_in_background(pid_, pidfd_), "reap " + std::to_string(pid_));
+      pidfd_ = -1;
+    }
+  }
+  detail::close_fd(pidfd_);
+}
+
+bool Process::reap(bool) noexcept {
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) return false;
+  if (WIFEXITED(status))
+    returncode_ = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    returncode_ = -WTERMSIG(status);
+  else
+    returncode_ = -1;
+  return true;
+}
+
+StreamWriter& Process::in() {
+  if (!in_) throw InvalidStateError("Process::in(): stdin is not a pipe (use Stdio::pipe)");
+  return *in_;
+}
+StreamReader& Process::out() {
+  if (!out_) throw InvalidStateError("Process::out(): stdout is not a pipe (use Stdio::pipe)");
+  return *out_;
+}
+StreamReader& Process::err() {
+  if (!err_) throw InvalidStateError("Process::err(): stderr is not a pipe (use Stdio::pipe)");
+  return *err_;
+}
+
+Task<int> Process::wait() {
+  if (pid_ < 0) throw InvalidStateError("Process::wait(): no process");
+  while (!returncode_) {
+    if (reap(false)) break;
+    std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd_);
+    if (r < 0 && r != -EINTR)
+      detail::throw_os_error(static_cast<int>(-r), "wait for pid " + std::to_string(pid_));
+  }
+  co_return *returncode_;
+}
+
+Task<CommunicateResult> Process::communicate(std::string input) {
+  auto feed = [](Process* p, std::string data) -> Task<> {
+    if (!p->in_) co_return;
+    try {
+      if (!data.empty()) {
+        p->in_->write(data);
+        co_await p->in_->drain();
+      }
+    } catch (const ConnectionError&) {
+      // The child exited without reading everything: as asyncio, not an error of communicate().
+    }
+    p->in_->close();
+    co_await p->in_->wait_closed();
+  };
+  auto slurp = [](StreamReader* r) -> Task<std::string> {
+    if (!r) co_return std::string();
+    co_return co_await r->read();
+  };
+  auto [fed, out, err] = co_await gather(feed(this, std::move(input)), slurp(out_ ? &*out_ : nullptr),
+                                         slurp(err_ ? &*err_ : nullptr));
+  (void)fed;
+  co_await wait();
+  co_return CommunicateResult{std::move(out), std::move(err)};
+}
+
+void Process::send_signal(int signo) {
+  if (pid_ < 0 || returncode_) return;
+  if (pidfd_send_signal(pidfd_, signo) < 0 && errno != ESRCH)
+    detail::throw_os_error(errno, "signal " + std::to_string(signo) + " to pid " + std::to_string(pid_));
+}
+void Process::terminate() { send_signal(SIGTERM); }
+void Process::kill() { send_signal(SIGKILL); }
+
+Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOptions options) {
+  if (argv.empty()) throw Error("create_subprocess_exec(): argv is empty");
+  Pipe pin, pout, perr;
+  if (options.in == Stdio::pipe) make_pipe(pin, true);
+  if (options.out == Stdio::pipe) make_pipe(pout, false);
+  if (options.err == Stdio::pipe) make_pipe(perr, false);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  struct FaGuard {
+    posix_spawn_file_actions_t* fa;
+    ~FaGuard() { posix_spawn_file_actions_destroy(fa); }
+  } fa_guard{&fa};
+  auto route = [&](Stdio how, Pipe& p, int target, int devnull_flags) {
+    if (how == Stdio::pipe)
+      posix_spawn_file_actions_adddup2(&fa, p.child, target);
+    else if (how == Stdio::devnull)
+      posix_spawn_file_actions_addopen(&fa, target, "/dev/null", devnull_flags, 0);
+  };
+  route(options.in, pin, 0, O_RDONLY);
+  route(options.out, pout, 1, O_WRONLY);
+  route(options.err, perr, 2, O_WRONLY);
+  if (options.cwd) posix_spawn_file_actions_addchdir_np(&fa, options.cwd->c_str());
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  struct AttrGuard {
+    posix_spawnattr_t* a;
+    ~AttrGuard() { posix_spawnattr_destroy(a); }
+  } attr_guard{&attr};
+  // The loop may block signals for signalfd; the child starts with an empty mask and default handlers.
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  std::vector<char*> envp;
+  if (options.env) {
+    for (auto& [k, v] : *options.env) env_strings.push_back(k + "=" + v);
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+  }
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), options.env ? envp.data() : environ);
+  if (rc != 0) detail::throw_os_error(rc, "create_subprocess_exec(" + argv[0] + ")");
+
+  Process p;
+  p.pid_ = pid;
+  p.pidfd_ = pidfd_open(pid);
+  if (p.pidfd_ < 0) {
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    p.pid_ = -1;
+    detail::throw_os_error(err, "pidfd_open");
+  }
+  ::fcntl(p.pidfd_, F_SETFD, FD_CLOEXEC);
+  std::string name = argv[0] + "[" + std::to_string(pid) + "]";
+  if (pin.parent >= 0)
+    p.in_.emplace(detail::make_stream_state(std::exchange(pin.parent, -1), false, name + " stdin"));
+  if (pout.parent >= 0)
+    p.out_.emplace(detail::make_stream_state(std::exchange(pout.parent, -1), false, name + " stdout"));
+  if (perr.parent >= 0)
+    p.err_.emplace(detail::make_stream_state(std::exchange(perr.parent, -1), false, name + " stderr"));
+  co_return p;
+}
+
+}  // namespace corio
