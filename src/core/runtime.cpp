@@ -69,12 +69,15 @@ bool env_debug() {
 
 std::string format_loc(const SourceLoc& loc) {
   std::string out = "'";
-  out += loc.function;
-  out += "' (";
-  out += loc.file;
-  out += ':';
-  out += std::to_string(loc.line);
-  out += ')';
+  out += loc.function();
+  out += '\'';
+  if (loc.line()) {
+    out += " (";
+    out += loc.file();
+    out += ':';
+    out += std::to_string(loc.line());
+    out += ')';
+  }
   return out;
 }
 }  // namespace
@@ -151,19 +154,21 @@ TaskStateBase::~TaskStateBase() {
     } catch (...) {
     }
   }
-  while (callbacks_) {
-    UserCallback* c = callbacks_;
-    callbacks_ = c->next;
+  while (extras_ && extras_->callbacks) {
+    UserCallback* c = extras_->callbacks;
+    extras_->callbacks = c->next;
     delete c;
   }
 }
 
-std::string TaskStateBase::name() const { return name_ ? *name_ : "Task-" + std::to_string(id_); }
+std::string TaskStateBase::name() const {
+  return extras_ && !extras_->name.empty() ? extras_->name : "Task-" + std::to_string(id_);
+}
 
 bool TaskStateBase::cancel(std::string msg) {
   if (done()) return false;
   ++cancel_requests_;
-  if (!msg.empty()) cancel_msg_ = std::make_unique<std::string>(std::move(msg));
+  if (!msg.empty()) extras().cancel_msg = std::move(msg);
   if (waiter_ && waiter_->cancel()) return true;
   must_cancel_ = true;
   return true;
@@ -199,7 +204,7 @@ void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
   }
   // Keep registration order: append.
   auto* node = new UserCallback{nullptr, std::move(cb)};
-  UserCallback** tail = &callbacks_;
+  UserCallback** tail = &extras().callbacks;
   while (*tail) tail = &(*tail)->next;
   *tail = node;
 }
@@ -260,9 +265,9 @@ void TaskStateBase::complete(PromiseBase& root) noexcept {
 void TaskStateBase::finish() noexcept {
   ListNode::unlink();  // leave the loop's list of pending tasks
   while (DoneWatcher* w = watchers_.pop_front()) w->on_done(*this);
-  while (callbacks_) {
-    UserCallback* c = callbacks_;
-    callbacks_ = c->next;
+  while (extras_ && extras_->callbacks) {
+    UserCallback* c = extras_->callbacks;
+    extras_->callbacks = c->next;
     loop_->enqueue(*c->node.release());
     delete c;
   }
@@ -282,9 +287,9 @@ void TaskStateBase::abandon() noexcept {
   destroy_frame();
   // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
   // would keep the task (and what they captured) alive forever.
-  while (callbacks_) {
-    UserCallback* c = callbacks_;
-    callbacks_ = c->next;
+  while (extras_ && extras_->callbacks) {
+    UserCallback* c = extras_->callbacks;
+    extras_->callbacks = c->next;
     delete c;
   }
   release();  // the loop's reference
@@ -311,24 +316,21 @@ void TaskStateBase::dump(std::string& out) const {
   const PromiseBase* p = waiter_ ? waiter_->promise_ : nullptr;
   for (; p; p = p->parent_) {
     out += "  in ";
-    out += p->loc_.function;
-    out += " (";
-    out += p->loc_.file;
-    out += ':';
-    out += std::to_string(p->loc_.line);
-    out += ")\n";
+    out += p->loc_.function();
+    if (p->loc_.line()) {
+      out += " (";
+      out += p->loc_.file();
+      out += ':';
+      out += std::to_string(p->loc_.line());
+      out += ')';
+    }
+    out += '\n';
   }
 }
 
 // ---------------------------------------------------------------- sleep
 
-void SleepAwaiter::describe(std::string& out) const {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "sleep until %.3f", static_cast<double>(when_ns_) / 1e9);
-  out += buf;
-}
-
-Task<> sleep_ns(std::int64_t ns) { co_await SleepAwaiter(ns); }
+Task<> sleep_ns(std::int64_t ns) { co_await Sleep(ns); }
 
 }  // namespace detail
 
@@ -522,21 +524,44 @@ void EventLoop::close() {
 
 bool detail::take_over_sigint(EventLoop& loop, std::function<void()> on_sigint) {
   if (!loop.poller().on_main_thread()) return false;
-  auto prev = std::signal(SIGINT, SIG_DFL);
-  if (prev != SIG_DFL) {
-    std::signal(SIGINT, prev);  // the program handles SIGINT itself: leave it alone
-    return false;
-  }
-  loop.add_signal_handler(SIGINT, std::move(on_sigint));
+  // Look, don't touch: setting and restoring with std::signal would drop a sigaction's flags and mask.
+  struct sigaction prev {};
+  if (::sigaction(SIGINT, nullptr, &prev) != 0 || prev.sa_handler != SIG_DFL)
+    return false;  // the program handles (or ignores) SIGINT itself: leave it alone
+  // The first Ctrl-C cancels the main task; a second one means "stop waiting for the cleanup": die of
+  // SIGINT at once, as a second Ctrl-C under asyncio.run raises KeyboardInterrupt.
+  // (The count is shared: the loop runs a copy of the handler each time.)
+  auto count = std::make_shared<int>(0);
+  loop.add_signal_handler(SIGINT, [f = std::move(on_sigint), count]() mutable {
+    if (++*count == 1) {
+      f();
+      return;
+    }
+    std::fflush(nullptr);
+    std::signal(SIGINT, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, SIGINT);
+    ::pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    std::raise(SIGINT);
+  });
   return true;
 }
 
 void detail::give_back_sigint(EventLoop& loop, bool interrupted) {
   loop.remove_signal_handler(SIGINT);
   if (interrupted) {
+    // Dying of a signal skips exit()'s flush: what the cleanup printed must not be lost in stdio buffers.
+    std::fflush(nullptr);
     std::signal(SIGINT, SIG_DFL);
     std::raise(SIGINT);
   }
+}
+
+void Sleep::describe(std::string& out) const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "sleep until %.3f", static_cast<double>(when_ns_) / 1e9);
+  out += buf;
 }
 
 EventLoop& get_running_loop() { return EventLoop::from_core(detail::LoopCore::current_loop()); }

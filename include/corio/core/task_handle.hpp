@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "corio/core/detail/awaitable.hpp"
 #include "corio/core/detail/runtime.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/task.hpp"
@@ -186,9 +187,7 @@ class TaskHandle {
   int cancelling() const { return state_or_throw()->cancel_requests_; }
   int uncancel() { return state_or_throw()->uncancel(); }
   std::string get_name() const { return state_or_throw()->name(); }
-  void set_name(std::string name) {
-    state_or_throw()->name_ = std::make_unique<std::string>(std::move(name));
-  }
+  void set_name(std::string name) { state_or_throw()->set_name(std::move(name)); }
   // What the task waits on now: "sleep until 12.503", "task 'Task-7'", "gather of 3 (1 done)", ...;
   // "running", "ready", or "done" when it waits on nothing.
   std::string awaiting() const { return state_or_throw()->awaiting(); }
@@ -223,11 +222,25 @@ TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
     throw InvalidStateError("create_task() on a Task that was already awaited");
   detail::LoopCore& loop = detail::LoopCore::current_loop();
   auto* s = new detail::ScheduledTask<T>(loop, std::move(task));
-  if (!name.empty()) s->name_ = std::make_unique<std::string>(std::move(name));
+  if (!name.empty()) s->set_name(std::move(name));
   loop.adopt(*s);
   TaskHandle<T> h(s);
   return h;
 }
+
+// Schedules any other awaitable (sleep(), shield(...), a user's awaiter) as a task that awaits it.
+template <class A>
+requires(detail::Awaitable<A> && !detail::is_task_v<std::decay_t<A>>)
+    TaskHandle<std::decay_t<detail::await_result_t<A>>> create_task(A awaitable, std::string name = {}) {
+  return create_task(detail::await_as_task(std::move(awaitable)), std::move(name));
+}
+
+namespace detail {
+template <class T>
+inline constexpr bool is_handle_v = false;
+template <class T>
+inline constexpr bool is_handle_v<TaskHandle<T>> = true;
+}  // namespace detail
 
 // The task whose step is running (an empty handle outside any task); throws RuntimeError with no loop.
 TaskHandle<void> current_task();

@@ -57,16 +57,12 @@ class Outcome {
 };
 
 namespace detail {
-template <class A>
-inline constexpr bool is_task_v = false;
-template <class T>
-inline constexpr bool is_task_v<Task<T>> = true;
-
-// Arguments given as Task<T> are owned (their values are moved out); TaskHandles keep theirs.
+// Arguments given as Task<T> (or other awaitables) are owned (their values are moved out); TaskHandles
+// keep theirs.
 template <class... As, class... Hs, std::size_t... I>
 auto gather_results(std::tuple<Hs...>& hs, std::index_sequence<I...>) {
   return std::tuple<value_or_monostate<typename Hs::value_type>...>(
-      child_result(std::get<I>(hs), is_task_v<std::decay_t<As>>)...);
+      child_result(std::get<I>(hs), !is_handle_v<std::decay_t<As>>)...);
 }
 
 template <class T>

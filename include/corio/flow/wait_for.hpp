@@ -114,4 +114,12 @@ Task<T> wait_for(TaskHandle<T> handle, std::chrono::duration<Rep, Period> timeou
       /*owned=*/false);
 }
 
+// Any other awaitable (sleep(), shield(...)) runs as a task that awaits it, with the same semantics.
+template <class A, class Rep, class Period>
+requires(detail::Awaitable<A> && !detail::is_task_v<std::decay_t<A>> && !detail::is_handle_v<std::decay_t<A>>)
+    Task<std::decay_t<detail::await_result_t<A>>> wait_for(A awaitable,
+                                                           std::chrono::duration<Rep, Period> timeout) {
+  co_return co_await wait_for(detail::await_as_task(std::move(awaitable)), timeout);
+}
+
 }  // namespace corio

@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#if __has_include(<source_location>)
+#include <source_location>
+#endif
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -23,18 +26,28 @@ namespace corio::detail {
 class TaskStateBase;
 class LoopCore;
 
-// Where a coroutine was created: captured by the promise's constructor default arguments, which the
-// compiler evaluates in the coroutine itself (works with g++ and clang alike).
+// Where a coroutine was created: captured by the promise's constructor default argument, which the
+// compiler evaluates in the coroutine itself. One pointer: std::source_location where the compiler has it
+// (g++), else the function name alone (clang 14 with libstdc++ has no __builtin_source_location).
+#if defined(__cpp_lib_source_location)
 struct SourceLoc {
-  const char* function = "";
-  const char* file = "";
-  unsigned line = 0;
-  static constexpr SourceLoc current(const char* fn = __builtin_FUNCTION(),
-                                     const char* file = __builtin_FILE(),
-                                     unsigned line = __builtin_LINE()) noexcept {
-    return SourceLoc{fn, file, line};
+  std::source_location loc;
+  static constexpr SourceLoc current(std::source_location l = std::source_location::current()) noexcept {
+    return SourceLoc{l};
   }
+  const char* function() const noexcept { return loc.function_name(); }
+  const char* file() const noexcept { return loc.file_name(); }
+  unsigned line() const noexcept { return loc.line(); }
 };
+#else
+struct SourceLoc {
+  const char* fn = "";
+  static constexpr SourceLoc current(const char* f = __builtin_FUNCTION()) noexcept { return SourceLoc{f}; }
+  const char* function() const noexcept { return fn; }
+  const char* file() const noexcept { return ""; }
+  unsigned line() const noexcept { return 0; }
+};
+#endif
 
 // Constant-stack transfers. Awaiting a Task, or a Task finishing, never resumes a coroutine from inside
 // another one's resume(): it leaves the next coroutine here and returns, and the loop's resume_chain()
@@ -143,21 +156,29 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
 
   LoopCore* loop_;
   std::uint32_t refs_ = 1;
+  int cancel_requests_ = 0;  // cancelling()
   Status status_ = Status::pending;
   bool started_ = false;        // its first step ran (or it was cancelled before it)
   bool queued_ = false;         // in the ready queue
   bool must_cancel_ = false;    // throw CancelledError at the next resumption (asyncio's _must_cancel)
   bool exc_retrieved_ = false;  // somebody looked at exc_: no "never retrieved" report
-  int cancel_requests_ = 0;     // cancelling()
   std::uint64_t id_ = 0;
   Waiter* waiter_ = nullptr;        // what the task is suspended at; null while ready or running
   std::coroutine_handle<> resume_;  // where the next step resumes
   std::exception_ptr exc_;
-  std::unique_ptr<std::string> name_;        // null: "Task-<id>"
-  std::unique_ptr<std::string> cancel_msg_;  // null: no message
   IntrusiveList<DoneWatcher> watchers_;
   struct UserCallback;
-  UserCallback* callbacks_ = nullptr;  // add_done_callback, scheduled with call_soon when done
+  // What most tasks never need, allocated on first use: a name, a cancel message, done callbacks.
+  struct Extras {
+    std::string name;  // empty: "Task-<id>"
+    std::string cancel_msg;
+    UserCallback* callbacks = nullptr;  // add_done_callback, scheduled with call_soon when done
+  };
+  std::unique_ptr<Extras> extras_;
+  Extras& extras() {
+    if (!extras_) extras_ = std::make_unique<Extras>();
+    return *extras_;
+  }
 
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -165,7 +186,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   }
   bool done() const noexcept { return status_ != Status::pending; }
   std::string name() const;
-  std::string cancel_message() const { return cancel_msg_ ? *cancel_msg_ : std::string(); }
+  std::string cancel_message() const { return extras_ ? extras_->cancel_msg : std::string(); }
+  void set_name(std::string name) { extras().name = std::move(name); }
   bool cancel(std::string msg);
   int uncancel() noexcept;
   // Throws what result() would for a task that did not finish with a value.

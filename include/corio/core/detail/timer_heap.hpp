@@ -10,10 +10,10 @@
 namespace corio::detail {
 
 struct TimerNode {
-  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
-  std::int64_t when_ns_ = 0;       // due time on the loop's clock
-  std::uint64_t seq_ = 0;          // arrival order, breaks ties
-  std::size_t heap_index_ = npos;  // npos <=> not in a heap
+  static constexpr std::uint32_t npos = static_cast<std::uint32_t>(-1);
+  std::int64_t when_ns_ = 0;         // due time on the loop's clock
+  std::uint32_t seq_ = 0;            // arrival order, breaks ties (compared modulo 2^32)
+  std::uint32_t heap_index_ = npos;  // npos <=> not in a heap
 
   bool scheduled() const noexcept { return heap_index_ != npos; }
   // Called by the loop when the timer is due, after it left the heap. Must only enqueue work.
@@ -33,7 +33,7 @@ class TimerHeap {
 
   void push(TimerNode& n) {
     n.seq_ = next_seq_++;
-    n.heap_index_ = heap_.size();
+    n.heap_index_ = static_cast<std::uint32_t>(heap_.size());
     heap_.push_back(&n);
     sift_up(n.heap_index_);
   }
@@ -55,11 +55,12 @@ class TimerHeap {
 
  private:
   static bool less(const TimerNode* a, const TimerNode* b) noexcept {
-    return a->when_ns_ < b->when_ns_ || (a->when_ns_ == b->when_ns_ && a->seq_ < b->seq_);
+    return a->when_ns_ < b->when_ns_ ||
+           (a->when_ns_ == b->when_ns_ && static_cast<std::int32_t>(a->seq_ - b->seq_) < 0);
   }
   void place(std::size_t i, TimerNode* n) noexcept {
     heap_[i] = n;
-    n->heap_index_ = i;
+    n->heap_index_ = static_cast<std::uint32_t>(i);
   }
   void remove_at(std::size_t i) noexcept {
     TimerNode* gone = heap_[i];
@@ -97,7 +98,7 @@ class TimerHeap {
   }
 
   std::vector<TimerNode*> heap_;
-  std::uint64_t next_seq_ = 0;
+  std::uint32_t next_seq_ = 0;
 };
 
 }  // namespace corio::detail

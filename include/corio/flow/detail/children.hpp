@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "corio/core/detail/awaitable.hpp"
 #include "corio/core/detail/runtime.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
@@ -19,9 +20,14 @@ namespace corio::detail {
 template <class T>
 using value_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
-// The value type of a combinator argument: Task<T> or TaskHandle<T>.
-template <class T>
+// The value type of a combinator argument: Task<T>, TaskHandle<T>, or any other awaitable.
+template <class A>
 struct child_value {};
+template <class A>
+  requires(Awaitable<A> && !is_task_v<A> && !is_handle_v<A>)
+struct child_value<A> {
+  using type = std::decay_t<await_result_t<A>>;
+};
 template <class T>
 struct child_value<Task<T>> {
   using type = T;
@@ -61,6 +67,12 @@ class SetupGuard {
 template <class T>
 TaskHandle<T> to_handle(Task<T>&& t, SetupGuard& guard) {
   return guard.adopt(create_task(std::move(t)));
+}
+// Any other awaitable (sleep(), shield(...)) runs as a child task that awaits it.
+template <class A>
+requires(Awaitable<A> && !is_task_v<std::decay_t<A>> &&
+         !is_handle_v<std::decay_t<A>>) auto to_handle(A&& a, SetupGuard& guard) {
+  return guard.adopt(create_task(await_as_task(std::move(a))));
 }
 template <class T>
 TaskHandle<T> to_handle(const TaskHandle<T>& h, SetupGuard&) {
