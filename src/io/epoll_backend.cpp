@@ -57,14 +57,39 @@ class EpollBackend final : public IoBackend {
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
     scratch_.resize(64 * 1024);
     sigemptyset(&sigmask_);
+    sigemptyset(&preblocked_);
   }
   ~EpollBackend() override {
+    abandon_ops();
     if (sigfd_ >= 0) {
-      pthread_sigmask(SIG_UNBLOCK, &sigmask_, nullptr);
+      sigset_t ours = ours_to_unblock();
+      pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
       ::close(sigfd_);
     }
     ::close(wakefd_);
     ::close(epfd_);
+  }
+
+  // The loop is going away with operations still submitted (the task frames that waited on ops are gone
+  // already; what is left are ops owned by objects such as streams, which keep themselves alive while an op
+  // is pending). Complete each with -ECANCELED, as forget() would, so that their owners let go: otherwise
+  // those objects, and their descriptors, would leak.
+  void abandon_ops() noexcept {
+    for (int round = 0; round < 64; ++round) {
+      bool any = false;
+      for (auto& e : fds_) {
+        if (!e) continue;
+        while (IoOp* op = e->readers.front()) cancel(*op);
+        while (IoOp* op = e->writers.front()) cancel(*op);
+      }
+      while (IoOp* op = done_.pop_front()) {
+        any = true;
+        op->pending = false;
+        --pending_;
+        op->complete();  // may close descriptors (forget) or, rarely, submit again: go round
+      }
+      if (!any) return;
+    }
   }
 
   Backend backend() const noexcept override { return Backend::epoll; }
@@ -188,10 +213,21 @@ class EpollBackend final : public IoBackend {
   void add_signal_handler(int signo, std::function<void()> on_signal) override {
     if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
       throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
-    sigaddset(&sigmask_, signo);
-    pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
-    int fd = ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (!sigismember(&sigmask_, signo)) {
+      // Remember whether the program had blocked it itself: then removing the handler must not unblock it.
+      sigset_t cur;
+      pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+      if (sigismember(&cur, signo))
+        sigaddset(&preblocked_, signo);
+      else
+        sigdelset(&preblocked_, signo);
+    }
+    sigset_t mask = sigmask_;
+    sigaddset(&mask, signo);
+    int fd = ::signalfd(sigfd_, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+    sigmask_ = mask;
+    pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
     if (sigfd_ < 0) {
       sigfd_ = fd;
       epoll_event ev{};
@@ -209,10 +245,12 @@ class EpollBackend final : public IoBackend {
     signal_handlers_.erase(it);
     sigdelset(&sigmask_, signo);
     if (sigfd_ >= 0) ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
-    sigset_t one;
-    sigemptyset(&one);
-    sigaddset(&one, signo);
-    pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    if (!sigismember(&preblocked_, signo)) {
+      sigset_t one;
+      sigemptyset(&one);
+      sigaddset(&one, signo);
+      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    }
     return true;
   }
 
@@ -227,6 +265,15 @@ class EpollBackend final : public IoBackend {
  private:
   static constexpr std::uint64_t kWakeKey = ~std::uint64_t{0};
   static constexpr std::uint64_t kSignalKey = ~std::uint64_t{0} - 1;
+
+  // The signals this backend blocked (and the program had not blocked already).
+  sigset_t ours_to_unblock() const noexcept {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int signo = 1; signo < NSIG; ++signo)
+      if (sigismember(&sigmask_, signo) == 1 && sigismember(&preblocked_, signo) != 1) sigaddset(&s, signo);
+    return s;
+  }
 
   std::size_t read_signals() {
     std::size_t n = 0;
@@ -369,7 +416,8 @@ class EpollBackend final : public IoBackend {
   IoOp* just_tried_ = nullptr;  // the op whose try_now just hit EAGAIN (no retry needed at submit)
   std::vector<char> scratch_;   // receive buffer for ops without their own
   int sigfd_ = -1;
-  sigset_t sigmask_;  // signals taken through sigfd_ (blocked on this thread)
+  sigset_t sigmask_;     // signals taken through sigfd_ (blocked on this thread)
+  sigset_t preblocked_;  // of those, the ones the thread had blocked before: left blocked on removal
   std::map<int, std::function<void()>> signal_handlers_;
 };
 

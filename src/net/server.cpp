@@ -36,17 +36,43 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::vector<TaskHandle<void>> acceptors_;
   std::size_t active_ = 0;
   std::size_t accepting_ = 0;  // accept loops not yet finished
+  std::size_t handles_ = 0;    // Server objects referring to this state
   bool closed_ = false;
   WaitList idle_waiters_;   // wait_closed: no listener and no connection left
   WaitList slot_waiters_;   // accept loops waiting for a connection slot (options.limit)
   WaitList close_waiters_;  // serve_forever
 
   void start() {
-    for (int fd : listeners_) {
-      ++accepting_;
-      acceptors_.push_back(create_task(accept_loop(shared_from_this(), fd), "server accept"));
-    }
+    for (int fd : listeners_)
+      acceptors_.push_back(create_task(accept_loop(AcceptorRef(shared_from_this()), fd), "server accept"));
   }
+
+  // Coroutine parameters are destroyed with the frame even when the task is cancelled before its first
+  // step (close() right after start_server): the counts must not depend on the body running.
+  struct AcceptorRef {
+    std::shared_ptr<ServerState> s;
+    explicit AcceptorRef(std::shared_ptr<ServerState> st) : s(std::move(st)) { ++s->accepting_; }
+    AcceptorRef(AcceptorRef&& o) noexcept = default;
+    AcceptorRef& operator=(AcceptorRef&&) = delete;
+    ~AcceptorRef() {
+      if (!s) return;
+      --s->accepting_;
+      s->maybe_idle();
+    }
+  };
+  // One accepted connection: owns the descriptor until the stream takes it, and counts as active until
+  // destroyed, however the connection task ends (even cancelled before it started).
+  struct ConnectionRef {
+    std::shared_ptr<ServerState> s;
+    int fd;
+    ConnectionRef(std::shared_ptr<ServerState> st, int f) : s(std::move(st)), fd(f) { ++s->active_; }
+    ConnectionRef(ConnectionRef&& o) noexcept : s(std::move(o.s)), fd(std::exchange(o.fd, -1)) {}
+    ConnectionRef& operator=(ConnectionRef&&) = delete;
+    ~ConnectionRef() {
+      close_fd(fd);
+      if (s) s->connection_ended();
+    }
+  };
 
   void close() {
     if (closed_) return;
@@ -70,14 +96,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   }
   bool idle() const noexcept { return closed_ && active_ == 0 && accepting_ == 0; }
 
-  static Task<> accept_loop(std::shared_ptr<ServerState> self, int lfd) {
-    struct Exit {
-      ServerState* s;
-      ~Exit() {
-        --s->accepting_;
-        s->maybe_idle();
-      }
-    } on_exit{self.get()};
+  static Task<> accept_loop(AcceptorRef ref, int lfd) {
+    ServerState* self = ref.s.get();
     bool logged_exhaustion = false;
     while (!self->closed_) {
       while (self->options_.limit && self->active_ >= self->options_.limit && !self->closed_) {
@@ -89,8 +109,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       if (fd >= 0) {
         logged_exhaustion = false;
         if (!self->unix_) set_nodelay(fd);
-        ++self->active_;
-        create_task(serve_connection(self, fd), "connection " + peer_name(fd));
+        std::string name = "connection " + (self->unix_ ? std::string("unix client") : peer_name(fd));
+        create_task(serve_connection(ConnectionRef(ref.s, fd)), std::move(name));
         continue;
       }
       int err = -fd;
@@ -109,20 +129,20 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     }
   }
 
-  static Task<> serve_connection(std::shared_ptr<ServerState> self, int fd) {
-    std::string peer = self->unix_ ? std::string("unix client") : peer_name(fd);
+  static Task<> serve_connection(ConnectionRef conn) {
+    ServerState* self = conn.s.get();
+    std::string peer = self->unix_ ? std::string("unix client") : peer_name(conn.fd);
     try {
-      auto [reader, writer] = make_stream(fd, true, peer);
+      auto [reader, writer] = make_stream(conn.fd, true, peer);
+      conn.fd = -1;  // the stream owns it now
       co_await self->handler_(std::move(reader), std::move(writer));
     } catch (const CancelledError&) {
-      self->connection_ended();
       throw;
     } catch (const std::exception& e) {
       log("server: handler for " + peer + " failed: " + e.what());
     } catch (...) {
       log("server: handler for " + peer + " failed: unknown exception");
     }
-    self->connection_ended();
   }
 
   void connection_ended() {
@@ -142,8 +162,21 @@ struct FdGuard {
 
 }  // namespace detail
 
+Server::Server(std::shared_ptr<detail::ServerState> s) noexcept : s_(std::move(s)) {
+  if (s_) ++s_->handles_;
+}
+
+Server& Server::operator=(Server&& o) noexcept {
+  if (this != &o) {
+    Server old(std::move(*this));  // closes the previous server if this was its last handle
+    s_ = std::move(o.s_);
+  }
+  return *this;
+}
+
 Server::~Server() {
-  if (s_ && s_.use_count() == 1) s_->close();
+  // (The accept loops and connections hold the state too: counting shared_ptr owners would never close.)
+  if (s_ && --s_->handles_ == 0) s_->close();
 }
 
 std::uint16_t Server::port() const {

@@ -21,17 +21,25 @@ namespace detail {
 class StreamState : public std::enable_shared_from_this<StreamState> {
  public:
   StreamState(int fd, bool is_socket, std::string peer)
-      : fd_(fd), socket_(is_socket), peer_(std::move(peer)), be_(&io_backend()) {
+      : fd_(fd), socket_(is_socket), peer_(std::move(peer)), be_(&io_backend()), loop_(LoopCore::running_) {
     read_op_.owner = this;
     write_op_.owner = this;
   }
   ~StreamState() { close_now(); }
+
+  // A stream works on the loop that made it, while that loop runs: its backend is gone after the loop
+  // closes (a stream returned out of run(), say). Closing stays allowed everywhere.
+  void check_loop() const {
+    if (LoopCore::running_ != loop_)
+      throw RuntimeError("stream used outside the running event loop that created it");
+  }
 
   // ---- reading
   int fd_;
   bool socket_;
   std::string peer_;
   IoBackend* be_;
+  LoopCore* loop_;
   std::string rbuf_;
   std::size_t rpos_ = 0;  // rbuf_[rpos_..] is unread
   bool eof_ = false;
@@ -107,6 +115,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
       if (s->reader_ == this) s->reader_ = nullptr;
     }
     bool await_ready() {
+      s->check_loop();
       if (s->reader_)
         throw RuntimeError("read() called while another task is already waiting for incoming data");
       if (s->eof_ || s->fd_ < 0) return true;
@@ -173,6 +182,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void write(std::string_view data) {
     if (close_requested_ || closed_) throw RuntimeError("write() on a closed StreamWriter");
     if (eof_requested_) throw RuntimeError("write() after write_eof()");
+    check_loop();
     if (werr_ || data.empty()) return;  // the peer is gone: drain() reports it
     if (!write_op_.pending && buffered() == 0) {
       write_op_.code = socket_ ? OpCode::send : OpCode::write;
@@ -258,9 +268,10 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void close_now() noexcept {
     if (fd_ < 0) return;
     int fd = fd_;
-    be_->forget(fd);  // pending ops complete with -ECANCELED on the next poll
-    ::close(fd);
     fd_ = -1;
+    // Pending ops complete with -ECANCELED on the next poll. Through the running loop's backend, never be_:
+    // the stream may outlive its loop (then there is nothing to forget, the loop completed every op).
+    close_fd(fd);
     closed_ = true;
     eof_ = true;
     close_waiters_.wake_all();
@@ -270,8 +281,10 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   void drop_user() {
     if (--users_ == 0) {
-      // Nobody can read or write any more: close once the buffered data is flushed.
+      // Nobody can read or write any more: close once the buffered data is flushed (at once if the loop
+      // is gone: nothing will flush it).
       if (read_op_.pending) be_->cancel(read_op_);
+      if (LoopCore::running_ != loop_) close_now();
       close();
     }
   }

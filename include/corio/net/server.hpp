@@ -36,10 +36,12 @@ struct ServerOptions {
 class Server {
  public:
   Server() = default;
-  explicit Server(std::shared_ptr<detail::ServerState> s) noexcept : s_(std::move(s)) {}
+  explicit Server(std::shared_ptr<detail::ServerState> s) noexcept;
   Server(Server&&) noexcept = default;
-  Server& operator=(Server&&) noexcept = default;
-  // Closes the listener if this is the last reference (connections in progress go on).
+  // Drops the server held before, as the destructor does.
+  Server& operator=(Server&& o) noexcept;
+  // Closes the listener if this is the last Server object for it (connections in progress go on). The
+  // server's own tasks (accept loops, connections) do not count.
   ~Server();
 
   // The port of the first listening socket (what port 0 became); 0 for a Unix server.

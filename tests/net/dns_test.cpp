@@ -1,0 +1,256 @@
+// getaddrinfo: real lookups ("localhost"), numeric hosts answered inline without the pool, failures as
+// GaiError naming the host, and concurrent identical lookups sharing one query.
+//
+// To observe which lookups reach the system resolver, and from which thread, this binary interposes
+// ::getaddrinfo (the test executable's definition wins over libc's; the library calls through to libc).
+#include <dlfcn.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "corio/flow/gather.hpp"
+#include "corio/net/dns.hpp"
+#include "corio/net/errors.hpp"
+#include "corio/net/server.hpp"
+#include "corio/net/stream.hpp"
+#include "net_test_util.hpp"
+
+using namespace std::chrono_literals;
+using corio::AddrInfo;
+using corio::Task;
+using corio_test::run_guarded;
+
+namespace {
+
+struct ResolverCalls {
+  std::mutex mu;
+  std::map<std::string, int> count;                             // "host|service" -> calls
+  std::map<std::string, std::vector<std::thread::id>> threads;  // "host|service" -> the calling threads
+};
+ResolverCalls& calls() {
+  static ResolverCalls c;
+  return c;
+}
+int calls_for(const std::string& host, const std::string& service) {
+  std::lock_guard<std::mutex> lock(calls().mu);
+  return calls().count[host + "|" + service];
+}
+std::vector<std::thread::id> threads_for(const std::string& host, const std::string& service) {
+  std::lock_guard<std::mutex> lock(calls().mu);
+  return calls().threads[host + "|" + service];
+}
+
+using GetaddrinfoFn = int (*)(const char*, const char*, const addrinfo*, addrinfo**);
+
+}  // namespace
+
+extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
+  static GetaddrinfoFn real = reinterpret_cast<GetaddrinfoFn>(::dlsym(RTLD_NEXT, "getaddrinfo"));
+  if (!real) std::abort();
+  {
+    std::lock_guard<std::mutex> lock(calls().mu);
+    std::string key = std::string(node ? node : "") + "|" + (service ? service : "");
+    ++calls().count[key];
+    calls().threads[key].push_back(std::this_thread::get_id());
+  }
+  // Tests send nothing off this machine: a .invalid name (RFC 6761: never resolves) is answered here, as
+  // the resolver would, instead of asking the configured nameserver.
+  std::string_view name = node ? node : "";
+  if (name.size() >= 8 && name.substr(name.size() - 8) == ".invalid") return EAI_NONAME;
+  return real(node, service, hints, res);
+}
+
+namespace {
+
+TEST(Dns, LocalhostResolvesToLoopback) {
+  run_guarded([]() -> Task<> {
+    std::vector<AddrInfo> addrs = co_await corio::getaddrinfo("localhost", "80");
+    CO_ASSERT(!addrs.empty());
+    for (const AddrInfo& ai : addrs) {
+      EXPECT_EQ(ai.port(), 80);
+      EXPECT_EQ(ai.socktype, SOCK_STREAM);
+      EXPECT_TRUE(ai.family == AF_INET || ai.family == AF_INET6) << ai.family;
+      if (ai.family == AF_INET) {
+        EXPECT_EQ(ai.host(), "127.0.0.1");
+        EXPECT_EQ(ai.to_string(), "127.0.0.1:80");
+      } else {
+        EXPECT_EQ(ai.host(), "::1");
+        EXPECT_EQ(ai.to_string(), "[::1]:80");
+      }
+    }
+  }());
+  // Not a numeric host: the lookup ran on a resolver thread, not on the loop's.
+  auto threads = threads_for("localhost", "80");
+  ASSERT_FALSE(threads.empty());
+  for (auto id : threads) EXPECT_NE(id, std::this_thread::get_id());
+}
+
+TEST(Dns, ServiceNamesResolve) {
+  run_guarded([]() -> Task<> {
+    std::vector<AddrInfo> addrs = co_await corio::getaddrinfo("localhost", "http");
+    CO_ASSERT(!addrs.empty());
+    EXPECT_EQ(addrs.front().port(), 80);
+  }());
+}
+
+TEST(Dns, NumericHostsAreAnsweredInlineWithoutThePool) {
+  run_guarded([]() -> Task<> {
+    bool other_ran = false;
+    auto other = corio::create_task([](bool& flag) -> Task<> {
+      flag = true;
+      co_return;
+    }(other_ran));
+    std::vector<AddrInfo> v4 = co_await corio::getaddrinfo("127.0.0.1", "8080");
+    std::vector<AddrInfo> v6 = co_await corio::getaddrinfo("::1", "8081");
+    // No suspension: the other task did not get a turn.
+    EXPECT_FALSE(other_ran);
+    CO_ASSERT(v4.size() == 1u);
+    EXPECT_EQ(v4[0].family, AF_INET);
+    EXPECT_EQ(v4[0].to_string(), "127.0.0.1:8080");
+    CO_ASSERT(v6.size() == 1u);
+    EXPECT_EQ(v6[0].family, AF_INET6);
+    EXPECT_EQ(v6[0].to_string(), "[::1]:8081");
+    EXPECT_EQ(v6[0].host(), "::1");
+    co_await other;
+  }());
+  // Resolved on this (the loop's) thread.
+  for (auto [host, service] : {std::pair{"127.0.0.1", "8080"}, std::pair{"::1", "8081"}}) {
+    auto threads = threads_for(host, service);
+    ASSERT_FALSE(threads.empty()) << host;
+    for (auto id : threads) EXPECT_EQ(id, std::this_thread::get_id()) << host;
+  }
+}
+
+TEST(Dns, NumericHostWithUnknownServiceThrowsGaiError) {
+  run_guarded([]() -> Task<> {
+    bool threw = false;
+    try {
+      (void)co_await corio::getaddrinfo("127.0.0.1", "no-such-service-corio");
+    } catch (const corio::GaiError& e) {
+      threw = true;
+      EXPECT_NE(std::string(e.what()).find("no-such-service-corio"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(threw);
+  }());
+}
+
+// A name under .invalid never resolves (RFC 6761). If the resolver nevertheless waits on a network that
+// does not answer, the guard below turns the wait into a skip instead of a hang.
+TEST(Dns, UnresolvableNameThrowsGaiErrorNamingTheHost) {
+  bool timed_out = false;
+  run_guarded([](bool& timed_out) -> Task<> {
+    try {
+      (void)co_await corio::wait_for(corio::getaddrinfo("no-such-host.corio-test.invalid", "80"), 5s);
+      ADD_FAILURE() << "a .invalid name resolved";
+    } catch (const corio::TimeoutError&) {
+      timed_out = true;
+    } catch (const corio::GaiError& e) {
+      EXPECT_NE(std::string(e.what()).find("no-such-host.corio-test.invalid"), std::string::npos) << e.what();
+      EXPECT_NE(e.code(), 0);
+    }
+  }(timed_out));
+  if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
+}
+
+TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiError) {
+  bool timed_out = false;
+  run_guarded([](bool& timed_out) -> Task<> {
+    try {
+      (void)co_await corio::wait_for(corio::open_connection("nowhere.corio-test.invalid", 80), 5s);
+      ADD_FAILURE() << "connected to a .invalid name";
+    } catch (const corio::TimeoutError&) {
+      timed_out = true;
+    } catch (const corio::GaiError& e) {
+      EXPECT_NE(std::string(e.what()).find("nowhere.corio-test.invalid"), std::string::npos) << e.what();
+    }
+  }(timed_out));
+  if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
+}
+
+TEST(Dns, ConcurrentIdenticalLookupsShareOneQuery) {
+  // A service only this test asks for: the count below is this test's.
+  const std::string host = "localhost";
+  int before = calls_for(host, "4242");
+  run_guarded([](std::string host) -> Task<> {
+    std::vector<Task<std::vector<AddrInfo>>> lookups;
+    for (int i = 0; i < 20; ++i) lookups.push_back(corio::getaddrinfo(host, "4242"));
+    auto results = co_await corio::gather(std::move(lookups));
+    CO_ASSERT(!results[0].empty());
+    for (const auto& r : results) {
+      CO_ASSERT(r.size() == results[0].size());
+      for (std::size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i].to_string(), results[0][i].to_string());
+    }
+  }(host));
+  EXPECT_EQ(calls_for(host, "4242") - before, 1) << "20 concurrent identical lookups should make one query";
+}
+
+TEST(Dns, DifferentServicesAreDifferentQueriesAndLaterLookupsAskAgain) {
+  const std::string host = "localhost";
+  int before80 = calls_for(host, "4280"), before81 = calls_for(host, "4281");
+  run_guarded([](std::string host) -> Task<> {
+    auto [a, b] = co_await corio::gather(corio::getaddrinfo(host, "4280"), corio::getaddrinfo(host, "4281"));
+    CO_ASSERT(!a.empty() && !b.empty());
+    EXPECT_EQ(a.front().port(), 4280);
+    EXPECT_EQ(b.front().port(), 4281);
+    // Sharing is for queries in flight only (no cache): a later lookup asks again.
+    auto c = co_await corio::getaddrinfo(host, "4280");
+    EXPECT_FALSE(c.empty());
+  }(host));
+  EXPECT_EQ(calls_for(host, "4280") - before80, 2);
+  EXPECT_EQ(calls_for(host, "4281") - before81, 1);
+}
+
+TEST(Dns, CancellingOneOfTheSharingLookupsLeavesTheOthers) {
+  run_guarded([]() -> Task<> {
+    auto first = corio::create_task(corio::getaddrinfo("localhost", "8080"));
+    auto second = corio::create_task(corio::getaddrinfo("localhost", "8080"));
+    co_await corio::sleep(0s);  // both started and waiting on the shared query
+    first.cancel();
+    bool cancelled = false;
+    try {
+      (void)co_await first;
+    } catch (const corio::CancelledError&) {
+      cancelled = true;
+    }
+    EXPECT_TRUE(cancelled);
+    std::vector<AddrInfo> r = co_await second;
+    CO_ASSERT(!r.empty());
+    EXPECT_EQ(r.front().port(), 8080);
+  }());
+}
+
+TEST(Dns, OpenConnectionByNameAndServerOnLocalhost) {
+  run_guarded([]() -> Task<> {
+    // "localhost" may name several addresses: the server listens on each, with one port.
+    corio::Server server = co_await corio::start_server(
+        [](corio::StreamReader r, corio::StreamWriter w) -> Task<> {
+          w.write(co_await r.readline());
+          co_await w.drain();
+        },
+        "localhost", 0);
+    CO_ASSERT(server.port() != 0);
+    auto [r, w] = co_await corio::open_connection("localhost", server.port());
+    w.write("by name\n");
+    EXPECT_EQ(co_await r.readline(), "by name\n");
+  }());
+}
+
+TEST(Dns, LookupsInASecondRunStillWork) {
+  // The resolver pool belongs to a loop; a new loop gets a new one.
+  for (int i = 0; i < 2; ++i) {
+    run_guarded([]() -> Task<> {
+      auto r = co_await corio::getaddrinfo("localhost", "22");
+      EXPECT_FALSE(r.empty());
+    }());
+  }
+}
+
+}  // namespace

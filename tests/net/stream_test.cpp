@@ -1,0 +1,663 @@
+// StreamReader / StreamWriter over real loopback TCP and Unix sockets: the reading calls, EOF and limits,
+// one reader at a time, cancellation losing nothing, flow control (write never blocks, drain waits above
+// the high-water mark and throws once the peer is gone), resets, half-close, peername, Unix streams.
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "corio/core/task_handle.hpp"
+#include "corio/flow/gather.hpp"
+#include "corio/net/errors.hpp"
+#include "corio/net/server.hpp"
+#include "corio/net/stream.hpp"
+#include "corio/sync/event.hpp"
+#include "corio/sync/thread.hpp"
+#include "net_test_util.hpp"
+
+using namespace std::chrono_literals;
+using corio::StreamReader;
+using corio::StreamWriter;
+using corio::Task;
+using corio_test::connect_to_raw_peer;
+using corio_test::raw_send;
+using corio_test::run_guarded;
+
+namespace {
+
+// Deterministic, position-dependent bytes: a reordering or a lost chunk changes the content.
+std::string pattern(std::size_t n, std::size_t offset = 0) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (offset + i) * 7 % 26);
+  return s;
+}
+
+// The process must survive writes to dead peers without SIGPIPE: make sure SIGPIPE is not ignored, so a
+// send without MSG_NOSIGNAL would kill the test binary.
+class StreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { old_ = ::signal(SIGPIPE, SIG_DFL); }
+  void TearDown() override { ::signal(SIGPIPE, old_); }
+  sighandler_t old_ = SIG_DFL;
+};
+
+TEST_F(StreamTest, RoundTripsWithEveryReadCall) {
+  run_guarded([]() -> Task<> {
+    corio::Server server = co_await corio::start_server(
+        [](StreamReader r, StreamWriter w) -> Task<> {
+          // Echo every chunk as it comes.
+          for (;;) {
+            std::string chunk = co_await r.read(4096);
+            if (chunk.empty()) break;
+            w.write(chunk);
+            co_await w.drain();
+          }
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await corio::open_connection("127.0.0.1", server.port());
+
+    writer.write("hello\n");
+    EXPECT_EQ(co_await reader.readline(), "hello\n");
+
+    writer.write("abc");
+    writer.write("def");
+    EXPECT_EQ(co_await reader.readexactly(6), "abcdef");
+
+    writer.write("one\r\ntwo\r\n");
+    EXPECT_EQ(co_await reader.readuntil("\r\n"), "one\r\n");
+    EXPECT_EQ(co_await reader.readuntil("\r\n"), "two\r\n");
+
+    // A multi-byte separator split across writes (and likely across reads).
+    writer.write("head-->");
+    co_await corio_test::turns(3);
+    writer.write("|<--tail");
+    EXPECT_EQ(co_await reader.readuntil("-->|<--"), "head-->|<--");
+    EXPECT_EQ(co_await reader.readexactly(4), "tail");
+
+    // read(n) returns at most n bytes, at least one.
+    writer.write("0123456789");
+    std::string got;
+    while (got.size() < 10) {
+      std::string part = co_await reader.read(3);
+      EXPECT_GE(part.size(), 1u);
+      EXPECT_LE(part.size(), 3u);
+      got += part;
+    }
+    EXPECT_EQ(got, "0123456789");
+
+    // A large payload both ways, intact.
+    // (Read while draining: the echo comes back while we are still sending.)
+    std::string big = pattern(1 << 20);
+    auto echoed = corio::create_task(reader.readexactly(big.size()));
+    writer.write(big);
+    co_await writer.drain();
+    EXPECT_TRUE(co_await echoed == big);
+
+    // read() with no size: everything until EOF.
+    writer.write("last words");
+    writer.write_eof();
+    EXPECT_EQ(co_await reader.read(), "last words");
+    EXPECT_TRUE(reader.at_eof());
+    EXPECT_EQ(co_await reader.read(10), "");
+    EXPECT_EQ(co_await reader.readline(), "");
+    writer.close();
+    co_await writer.wait_closed();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+TEST_F(StreamTest, ReadlineReturnsPartialLineAtEof) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    raw_send(c.peer.get(), "first\nsecond\npartial");
+    ::shutdown(c.peer.get(), SHUT_WR);
+    EXPECT_EQ(co_await c.reader.readline(), "first\n");
+    EXPECT_EQ(co_await c.reader.readline(), "second\n");
+    EXPECT_EQ(co_await c.reader.readline(), "partial");
+    EXPECT_TRUE(c.reader.at_eof());
+    EXPECT_EQ(co_await c.reader.readline(), "");
+    EXPECT_EQ(co_await c.reader.readline(), "");
+  }());
+}
+
+TEST_F(StreamTest, ReadexactlyAtEofThrowsIncompleteReadErrorWithPartial) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    raw_send(c.peer.get(), "0123456789abc");
+    c.peer.reset();  // FIN after the data
+    EXPECT_EQ(co_await c.reader.readexactly(10), "0123456789");
+    CO_EXPECT_THROW_AS(co_await c.reader.readexactly(10), corio::IncompleteReadError, e, {
+      EXPECT_EQ(e.partial(), "abc");
+      EXPECT_EQ(e.expected(), 10u);
+    });
+    // partial() was consumed: nothing is left.
+    EXPECT_TRUE(c.reader.at_eof());
+    CO_EXPECT_THROW_AS(co_await c.reader.readexactly(1), corio::IncompleteReadError, e,
+                       { EXPECT_EQ(e.partial(), ""); });
+    EXPECT_EQ(co_await c.reader.readexactly(0), "");
+  }());
+}
+
+TEST_F(StreamTest, ReaduntilAtEofThrowsIncompleteReadError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    raw_send(c.peer.get(), "a;b");
+    ::shutdown(c.peer.get(), SHUT_WR);
+    EXPECT_EQ(co_await c.reader.readuntil(";"), "a;");
+    CO_EXPECT_THROW_AS(co_await c.reader.readuntil(";"), corio::IncompleteReadError, e,
+                       { EXPECT_EQ(e.partial(), "b"); });
+  }());
+}
+
+TEST_F(StreamTest, LineLongerThanTheLimitThrowsAndKeepsTheData) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    EXPECT_EQ(c.reader.limit(), StreamReader::kDefaultLimit);
+    c.reader.set_limit(1000);
+    std::string long_line = pattern(3000) + "\n";
+    raw_send(c.peer.get(), long_line + "short\n");
+    bool threw = false;
+    try {
+      (void)co_await c.reader.readline();
+    } catch (const corio::LimitOverrunError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    // Nothing was consumed: the long line is still there, in order, followed by the next line.
+    EXPECT_EQ(co_await c.reader.readexactly(long_line.size()), long_line);
+    EXPECT_EQ(co_await c.reader.readline(), "short\n");
+  }());
+}
+
+TEST_F(StreamTest, DefaultLimitIs64KiBAndOverrunKeepsData) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    std::string huge = pattern(200 * 1024);  // no newline at all, more than the 64 KiB default
+    auto sender = corio::create_task(corio::to_thread([fd = c.peer.get(), &huge] { raw_send(fd, huge); }));
+    bool threw = false;
+    try {
+      (void)co_await c.reader.readuntil("\n");
+    } catch (const corio::LimitOverrunError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    co_await sender;
+    EXPECT_EQ(co_await c.reader.readexactly(huge.size()), huge);
+  }());
+}
+
+TEST_F(StreamTest, SecondConcurrentReaderThrowsRuntimeError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    StreamReader& reader = c.reader;
+    auto first = corio::create_task(
+        [](StreamReader& r) -> Task<std::string> { co_return co_await r.readline(); }(reader));
+    CO_ASSERT(
+        co_await corio_test::until([&] { return first.awaiting().find("read from") != std::string::npos; }));
+    bool threw = false;
+    try {
+      (void)co_await reader.read(10);
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    threw = false;
+    try {
+      (void)co_await reader.readexactly(3);
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    // The first reader is undisturbed.
+    EXPECT_FALSE(first.done());
+    raw_send(c.peer.get(), "line\n");
+    EXPECT_EQ(co_await first, "line\n");
+  }());
+}
+
+TEST_F(StreamTest, ReadTimedOutByWaitForLosesNothing) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    raw_send(c.peer.get(), "01234");  // half of what the read wants: buffered when it is cancelled
+    bool timed_out = false;
+    try {
+      (void)co_await corio::wait_for(c.reader.readexactly(10), 50ms);
+    } catch (const corio::TimeoutError&) {
+      timed_out = true;
+    }
+    EXPECT_TRUE(timed_out);
+    raw_send(c.peer.get(), "56789");
+    EXPECT_EQ(co_await c.reader.readexactly(10), "0123456789");
+
+    // The same with nothing buffered, then a readline.
+    timed_out = false;
+    try {
+      (void)co_await corio::wait_for(c.reader.readline(), 20ms);
+    } catch (const corio::TimeoutError&) {
+      timed_out = true;
+    }
+    EXPECT_TRUE(timed_out);
+    raw_send(c.peer.get(), "after\n");
+    EXPECT_EQ(co_await c.reader.readline(), "after\n");
+  }());
+}
+
+TEST_F(StreamTest, CancelledReadWithDataAlreadyInTheKernelLosesNothing) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    for (int round = 0; round < 50; ++round) {
+      std::string msg = "round " + std::to_string(round) + "\n";
+      auto t = corio::create_task(c.reader.readline());
+      CO_ASSERT(
+          co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
+      // The data reaches the socket while the read is pending; the cancellation arrives before the loop
+      // polls again. Either the read already took it (into the buffer) or it is still in the kernel.
+      raw_send(c.peer.get(), msg);
+      t.cancel();
+      bool cancelled = false;
+      try {
+        (void)co_await t;
+      } catch (const corio::CancelledError&) {
+        cancelled = true;
+      }
+      EXPECT_TRUE(cancelled);
+      EXPECT_EQ(co_await c.reader.readline(), msg);
+    }
+  }());
+}
+
+TEST_F(StreamTest, WriteNeverBlocksAndDrainWaitsForASlowReader) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    // Small kernel buffers so that a few hundred KiB fill the pipe.
+    int small = 16 * 1024;
+    ::setsockopt(c.peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+
+    // One big write returns at once, whatever the peer does.
+    std::string big = pattern(4 << 20);
+    c.writer.write(big);
+    EXPECT_GT(c.writer.buffered(), StreamWriter::kHighWater);
+
+    auto drainer = corio::create_task(c.writer.drain());
+    co_await corio_test::turns(20);
+    EXPECT_FALSE(drainer.done());  // the peer reads nothing: drain must wait
+    EXPECT_NE(drainer.awaiting().find("drain"), std::string::npos) << drainer.awaiting();
+    EXPECT_GT(c.writer.buffered(), StreamWriter::kHighWater);
+
+    // The peer starts reading (off the loop thread): drain returns once below the low-water mark.
+    auto peer_fd = c.peer.get();
+    auto received =
+        corio::create_task(corio::to_thread([peer_fd] { return corio_test::raw_read_all(peer_fd); }));
+    co_await drainer;
+    EXPECT_LE(c.writer.buffered(), StreamWriter::kLowWater);
+    c.writer.close();
+    co_await c.writer.wait_closed();
+    std::string got = co_await received;
+    EXPECT_EQ(got.size(), big.size());
+    EXPECT_TRUE(got == big);
+  }());
+}
+
+TEST_F(StreamTest, DrainAfterEachWriteKeepsMemoryBounded) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    int small = 16 * 1024;
+    ::setsockopt(c.peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+
+    constexpr std::size_t kChunk = 32 * 1024;
+    constexpr int kChunks = 512;  // 16 MiB in all: far more than the kernel buffers hold
+    std::size_t max_buffered = 0;
+    std::size_t before_drain = 0;  // buffered() when the latest drain() began
+    int written = 0;
+    // (A coroutine lambda's captures die with the closure object: state goes in as parameters.)
+    auto writer_task = corio::create_task(
+        [](StreamWriter& w, std::size_t& max_buf, std::size_t& before, int& count) -> Task<> {
+          for (int i = 0; i < kChunks; ++i) {
+            w.write(pattern(kChunk, i * kChunk));
+            before = w.buffered();
+            max_buf = std::max(max_buf, before);
+            co_await w.drain();
+            max_buf = std::max(max_buf, w.buffered());
+            ++count;
+          }
+          w.close();
+        }(c.writer, max_buffered, before_drain, written));
+
+    // While nobody reads, the writer stalls inside a drain() that began above the high-water mark; it
+    // stays there while more than the low-water mark is buffered.
+    CO_ASSERT(co_await corio_test::until(
+        [&] { return writer_task.awaiting().find("drain") != std::string::npos; }));
+    EXPECT_GT(before_drain, StreamWriter::kHighWater);
+    int stalled_at = written;
+    co_await corio_test::turns(20);
+    EXPECT_EQ(written, stalled_at);  // no progress without a reader
+    EXPECT_LT(written, kChunks);
+    EXPECT_NE(writer_task.awaiting().find("drain"), std::string::npos);
+    EXPECT_GT(c.writer.buffered(), StreamWriter::kLowWater);
+
+    auto peer_fd = c.peer.get();
+    std::string got = co_await corio::to_thread([peer_fd] { return corio_test::raw_read_all(peer_fd); });
+    co_await writer_task;
+    EXPECT_EQ(written, kChunks);
+    // Awaiting drain after each write bounds the buffer: the high-water mark plus one chunk.
+    EXPECT_LE(max_buffered, StreamWriter::kHighWater + kChunk);
+    EXPECT_EQ(got.size(), kChunk * kChunks);
+    EXPECT_TRUE(got == pattern(kChunk * kChunks));
+  }());
+}
+
+TEST_F(StreamTest, DrainThrowsWhenThePeerResetsWhileItWaits) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    int small = 16 * 1024;
+    ::setsockopt(c.peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    c.writer.write(pattern(4 << 20));
+    auto drainer = corio::create_task(c.writer.drain());
+    CO_ASSERT(
+        co_await corio_test::until([&] { return drainer.awaiting().find("drain") != std::string::npos; }));
+    c.peer.reset_connection();  // RST
+    bool threw = false;
+    try {
+      co_await drainer;
+    } catch (const corio::ConnectionResetError&) {
+      threw = true;
+    } catch (const corio::BrokenPipeError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    // And it keeps saying so.
+    threw = false;
+    try {
+      co_await c.writer.drain();
+    } catch (const corio::ConnectionError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+  }());
+}
+
+TEST_F(StreamTest, DrainThrowsOnceAClosedPeerIsGoneNeverSigpipe) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset();  // an orderly close: FIN; our next sends draw an RST, then EPIPE
+    // Reading sees EOF first.
+    EXPECT_EQ(co_await c.reader.read(), "");
+    bool threw = false;
+    std::string what;
+    for (int i = 0; i < 1000 && !threw; ++i) {
+      try {
+        c.writer.write(pattern(64 * 1024));
+        co_await c.writer.drain();
+      } catch (const corio::ConnectionResetError& e) {
+        threw = true;
+        what = e.what();
+      } catch (const corio::BrokenPipeError& e) {
+        threw = true;
+        what = e.what();
+      }
+      if (!threw) co_await corio_test::turns(1);
+    }
+    EXPECT_TRUE(threw);
+    EXPECT_NE(what.find("127.0.0.1:"), std::string::npos) << what;
+  }());
+}
+
+TEST_F(StreamTest, PeerResetWhileReadingThrowsConnectionResetError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    raw_send(c.peer.get(), "complete line\n");
+    EXPECT_EQ(co_await c.reader.readline(), "complete line\n");
+    auto t = corio::create_task(c.reader.readline());
+    CO_ASSERT(
+        co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
+    c.peer.reset_connection();
+    bool threw = false;
+    try {
+      (void)co_await t;
+    } catch (const corio::ConnectionResetError& e) {
+      threw = true;
+      EXPECT_EQ(e.code(), ECONNRESET);
+    }
+    EXPECT_TRUE(threw);
+  }());
+}
+
+TEST_F(StreamTest, PeerResetBeforeReadingThrowsForEveryReadCall) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();
+    co_await corio_test::turns(2);
+    bool threw = false;
+    try {
+      (void)co_await c.reader.readexactly(5);
+    } catch (const corio::ConnectionResetError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    threw = false;
+    try {
+      (void)co_await c.reader.read();
+    } catch (const corio::ConnectionResetError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+  }());
+}
+
+TEST_F(StreamTest, WriteEofHalfClosesAndThePeerCanStillAnswer) {
+  run_guarded([]() -> Task<> {
+    corio::Server server = co_await corio::start_server(
+        [](StreamReader r, StreamWriter w) -> Task<> {
+          std::string all = co_await r.read();  // until the client's EOF
+          EXPECT_TRUE(r.at_eof());
+          w.write("got " + std::to_string(all.size()) + ": " + all);
+          co_await w.drain();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await corio::open_connection("127.0.0.1", server.port());
+    writer.write("half");
+    writer.write("-closed");
+    writer.write_eof();
+    bool threw = false;
+    try {
+      writer.write("more");
+    } catch (const corio::RuntimeError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    EXPECT_FALSE(writer.is_closing());
+    EXPECT_EQ(co_await reader.read(), "got 11: half-closed");
+    EXPECT_TRUE(reader.at_eof());
+    writer.close();
+    co_await writer.wait_closed();
+    EXPECT_TRUE(writer.is_closing());
+  }());
+}
+
+TEST_F(StreamTest, PeernameOnBothSides) {
+  run_guarded([]() -> Task<> {
+    std::string server_side_peer;
+    corio::Event seen;
+    corio::Server server = co_await corio::start_server(
+        [&](StreamReader, StreamWriter w) -> Task<> {
+          server_side_peer = w.peername();
+          seen.set();
+          co_return;
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await corio::open_connection("127.0.0.1", server.port());
+    EXPECT_EQ(writer.peername(), "127.0.0.1:" + std::to_string(server.port()));
+    co_await seen.wait();
+    EXPECT_EQ(server_side_peer.rfind("127.0.0.1:", 0), 0u) << server_side_peer;
+    EXPECT_NE(server_side_peer, writer.peername());  // the client's own (ephemeral) port
+    EXPECT_EQ(co_await reader.read(), "");           // the handler returned: the server closed
+  }());
+}
+
+TEST_F(StreamTest, ReadsAfterTheWriterClosedSeeEof) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.writer.close();
+    EXPECT_TRUE(c.writer.is_closing());
+    co_await c.writer.wait_closed();
+    EXPECT_EQ(co_await c.reader.read(), "");
+    EXPECT_TRUE(c.reader.at_eof());
+    // The peer sees our FIN.
+    char b;
+    EXPECT_EQ(::recv(c.peer.get(), &b, 1, 0), 0);
+  }());
+}
+
+TEST_F(StreamTest, DroppingBothEndsFlushesThenCloses) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    std::string data = pattern(1 << 20);
+    c.writer.write(data);
+    {
+      // Both ends go away with most of the data still buffered: it is flushed, then the socket closes.
+      StreamReader r = std::move(c.reader);
+      StreamWriter w = std::move(c.writer);
+    }
+    int fd = c.peer.get();
+    std::string got = co_await corio::to_thread([fd] { return corio_test::raw_read_all(fd); });
+    EXPECT_EQ(got.size(), data.size());
+    EXPECT_TRUE(got == data);
+  }());
+}
+
+// Reads what the peer end receives until EOF, with a generous poll() timeout as a hang guard only; returns
+// false if EOF never came (the corio end was never closed: a leaked descriptor).
+bool peer_sees_eof(int fd, std::size_t* received = nullptr) {
+  char buf[65536];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) return false;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET;
+    if (received) *received += static_cast<std::size_t>(n);
+  }
+}
+
+TEST_F(StreamTest, ReadPendingWhenRunEndsIsReleased) {
+  // run() cancels the task blocked in readline; the connection must close and nothing may leak (LSan).
+  corio_test::RawListener listener;
+  corio_test::Fd peer;
+  corio::run([](corio_test::RawListener& l, corio_test::Fd& peer) -> Task<> {
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", l.port());
+    peer = l.accept();
+    corio::create_task([](StreamReader r, StreamWriter) -> Task<> { (void)co_await r.readline(); }(
+                                                            std::move(r), std::move(w)));
+    co_await corio_test::turns(3);
+  }(listener, peer));
+  EXPECT_TRUE(peer_sees_eof(peer.get()));
+}
+
+TEST_F(StreamTest, UnflushedWriteWhenRunEndsIsReleased) {
+  // The peer reads nothing, so most of the data is still buffered when run() ends: the descriptor must
+  // still be closed (the peer sees EOF once it reads) and nothing may leak (LSan).
+  corio_test::RawListener listener;
+  corio_test::Fd peer;
+  corio::run([](corio_test::RawListener& l, corio_test::Fd& peer) -> Task<> {
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", l.port());
+    peer = l.accept();
+    int small = 16 * 1024;
+    ::setsockopt(peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    w.write(pattern(8 << 20));
+    EXPECT_GT(w.buffered(), 0u);
+  }(listener, peer));
+  std::size_t received = 0;
+  EXPECT_TRUE(peer_sees_eof(peer.get(), &received));
+  EXPECT_LT(received, 8u << 20);  // the unsent rest was dropped with the loop
+}
+
+TEST_F(StreamTest, StreamsOutlivingTheirLoopCloseSafely) {
+  corio_test::RawListener listener;
+  auto streams = corio::run(corio::open_connection("127.0.0.1", listener.port()));
+  corio_test::Fd peer = listener.accept();
+  // The loop is gone: using the stream is an error, closing must not touch the dead loop.
+  EXPECT_THROW(streams.second.write("late"), corio::RuntimeError);
+  EXPECT_EQ(streams.second.peername(), "127.0.0.1:" + std::to_string(listener.port()));
+  streams = {};
+  EXPECT_TRUE(peer_sees_eof(peer.get()));
+}
+
+TEST_F(StreamTest, UnixSocketStreams) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::string path = dir + "/echo.sock";
+  run_guarded([](std::string path) -> Task<> {
+    std::string peer_seen;
+    corio::Server server = co_await corio::start_unix_server(
+        [&](StreamReader r, StreamWriter w) -> Task<> {
+          peer_seen = w.peername();
+          for (;;) {
+            std::string line = co_await r.readline();
+            if (line.empty()) break;
+            w.write("unix:" + line);
+          }
+          w.close();
+        },
+        path);
+    EXPECT_EQ(server.port(), 0);
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    auto [reader, writer] = co_await corio::open_unix_connection(path);
+    EXPECT_EQ(writer.peername(), path);
+    writer.write("a\nb\n");
+    EXPECT_EQ(co_await reader.readline(), "unix:a\n");
+    EXPECT_EQ(co_await reader.readline(), "unix:b\n");
+    writer.write_eof();
+    EXPECT_EQ(co_await reader.read(), "");
+    server.close();
+    co_await server.wait_closed();
+    EXPECT_NE(::stat(path.c_str(), &st), 0);  // the socket file is removed
+    // Nobody listens any more.
+    bool refused = false;
+    try {
+      (void)co_await corio::open_unix_connection(path);
+    } catch (const corio::OSError& e) {
+      refused = true;
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(refused);
+  }(path));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(StreamTest, UnixServerReplacesAStaleSocketFile) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::string path = dir + "/stale.sock";
+  run_guarded([](std::string path) -> Task<> {
+    auto echo = [](StreamReader r, StreamWriter w) -> Task<> {
+      w.write(co_await r.readline());
+      w.close();
+    };
+    {
+      corio::Server first = co_await corio::start_unix_server(echo, path);
+      // A second server on the same path (the first one's file looks stale to it) takes it over.
+    }
+    corio::Server second = co_await corio::start_unix_server(echo, path);
+    auto [reader, writer] = co_await corio::open_unix_connection(path);
+    writer.write("x\n");
+    EXPECT_EQ(co_await reader.readline(), "x\n");
+  }(path));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
