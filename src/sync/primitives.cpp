@@ -73,10 +73,12 @@ Task<> Condition::wait() {
   if (!lock_->locked()) throw RuntimeError("Condition::wait() without holding the lock");
   lock_->release();
   std::exception_ptr cancelled;
+  bool notified = false;  // a notification reached us and was not passed on yet
   {
     detail::WaitList::Node node(waiters_, "condition");
     try {
       co_await node;
+      notified = true;
     } catch (const CancelledError&) {
       cancelled = std::current_exception();
       if (node.granted) waiters_.wake_one();  // notified, then cancelled: pass the notification on
@@ -91,7 +93,12 @@ Task<> Condition::wait() {
       cancelled = std::current_exception();
     }
   }
-  if (cancelled) std::rethrow_exception(cancelled);
+  if (cancelled) {
+    // Cancelled while re-acquiring after a notification: the caller sees CancelledError, not the
+    // notification, so it goes to the next waiter (asyncio notifies another waiter whenever wait() raises).
+    if (notified) waiters_.wake_one();
+    std::rethrow_exception(cancelled);
+  }
 }
 
 void Condition::notify(std::size_t n) {
@@ -130,8 +137,9 @@ void BoundedSemaphore::release() {
 // ---------------------------------------------------------------- Barrier
 
 namespace {
-constexpr int kBroken = 1;
-}
+// Node::status of a barrier waiter: its arrival index (>= 0), or kBroken.
+constexpr int kBroken = -1;
+}  // namespace
 
 Barrier::Barrier(std::size_t parties) : parties_(parties) {
   if (parties == 0) throw Error("Barrier needs at least one party");
@@ -139,12 +147,16 @@ Barrier::Barrier(std::size_t parties) : parties_(parties) {
 
 Task<std::size_t> Barrier::wait() {
   if (broken_) throw BrokenBarrierError();
-  std::size_t index = count_++;
-  if (count_ == parties_) {
+  if (count_ + 1 == parties_) {
+    // The last arrival. Indices are handed out now, in order of arrival among the waiters still there: a
+    // waiter that left (cancelled) must not leave a gap or a duplicate, so every cycle returns 0..n-1.
+    std::size_t index = count_;
     count_ = 0;
-    waiters_.wake_all();
+    int i = 0;
+    while (waiters_.wake_one(i)) ++i;
     co_return index;
   }
+  ++count_;
   detail::WaitList::Node node(waiters_, "barrier");
   try {
     co_await node;
@@ -153,7 +165,7 @@ Task<std::size_t> Barrier::wait() {
     throw;
   }
   if (node.status == kBroken) throw BrokenBarrierError();
-  co_return index;
+  co_return static_cast<std::size_t>(node.status);
 }
 
 Task<> Barrier::reset() {

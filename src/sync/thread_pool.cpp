@@ -60,6 +60,9 @@ namespace {
 struct LoopPool {
   LoopCore* owner = nullptr;
   std::unique_ptr<ThreadPool> pool;
+  // Pools replaced by set_to_thread_workers while the loop runs: their calls may still be running (and may
+  // wait for the loop), so they are joined at the loop's shutdown, not on the spot.
+  std::vector<std::unique_ptr<ThreadPool>> retired;
   std::size_t size = 0;  // 0: default
 };
 thread_local LoopPool tl_pool;
@@ -77,6 +80,7 @@ ThreadPool& loop_thread_pool() {
     tl_pool.owner = &loop.core();
     loop.add_shutdown_hook([] {
       tl_pool.pool.reset();  // joins: every call has returned before the loop closes
+      tl_pool.retired.clear();
       tl_pool.owner = nullptr;
     });
   }
@@ -89,9 +93,11 @@ namespace corio {
 
 void set_to_thread_workers(std::size_t n) {
   detail::tl_pool.size = n;
-  if (detail::tl_pool.pool && detail::tl_pool.pool->max_threads() != n) {
-    // Not started yet for this loop, or resized: a new pool applies from the next call.
-    detail::tl_pool.pool.reset();
+  std::size_t effective = n ? n : detail::default_workers();
+  if (detail::tl_pool.pool && detail::tl_pool.pool->max_threads() != effective) {
+    // Resized while a loop runs: a new pool applies from the next call. The old one keeps its running calls
+    // and is joined when the loop shuts down (joining here could block the loop on calls that wait for it).
+    detail::tl_pool.retired.push_back(std::move(detail::tl_pool.pool));
     detail::tl_pool.owner = nullptr;
   }
 }

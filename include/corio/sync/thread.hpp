@@ -56,6 +56,13 @@ struct ThreadAwaiter final : Waiter {
   std::shared_ptr<ThreadCall<R>> call;
   std::function<void()> job;
 
+  ThreadAwaiter() = default;
+  // The completion may arrive after this awaiter is gone (its frame destroyed while suspended): it must not
+  // find a dangling waiter.
+  ~ThreadAwaiter() {
+    if (call && call->waiter == this) call->waiter = nullptr;
+  }
+
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
@@ -91,7 +98,7 @@ Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f
   EventLoop* loop = &get_running_loop();
   detail::ThreadAwaiter<R> awaiter;
   awaiter.call = call;
-  awaiter.job = [call, loop, fn = std::move(f), tup = std::make_tuple(std::move(args)...)]() mutable {
+  auto body = [call, loop, fn = std::move(f), tup = std::make_tuple(std::move(args)...)]() mutable {
     try {
       if constexpr (std::is_void_v<R>) {
         std::apply(fn, std::move(tup));
@@ -108,33 +115,91 @@ Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f
       if (call->waiter && call->waiter->suspended()) call->waiter->wake();
     });
   };
+  // std::function needs a copyable target; move-only callables and arguments live behind a shared_ptr.
+  awaiter.job = [body = std::make_shared<decltype(body)>(std::move(body))] { (*body)(); };
   co_return co_await awaiter;
 }
 
 // Sets the size of the running loop's thread pool; call before the first to_thread.
 void set_to_thread_workers(std::size_t n);
 
-// From another thread: schedules `task` on `loop` (thread-safe) and returns a future for its result.
-// Exceptions (CancelledError included) reach the future intact.
+// The future run_coroutine_threadsafe returns: a std::future<T> that can also cancel the task it waits
+// for, from any thread (asyncio's concurrent.futures.Future.cancel()).
 template <class T>
-std::future<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
+class ThreadsafeFuture : public std::future<T> {
+ public:
+  struct Shared {
+    EventLoop* loop;
+    TaskHandle<void> handle;        // loop thread only
+    bool cancel_requested = false;  // loop thread only
+  };
+  ThreadsafeFuture(std::future<T> f, std::shared_ptr<Shared> s)
+      : std::future<T>(std::move(f)), s_(std::move(s)) {}
+
+  // Thread-safe: asks the loop to cancel the task; the future then holds CancelledError (unless the task
+  // finished first or swallows the cancellation).
+  void cancel() {
+    s_->loop->call_soon_threadsafe([s = s_] {
+      s->cancel_requested = true;
+      if (s->handle) s->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
+    });
+  }
+
+ private:
+  std::shared_ptr<Shared> s_;
+};
+
+// From another thread: schedules `task` on `loop` (thread-safe) and returns a future for its result.
+// Exceptions (CancelledError included) reach the future intact; the future's cancel() cancels the task.
+template <class T>
+ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
   auto promise = std::make_shared<std::promise<T>>();
-  std::future<T> future = promise->get_future();
-  auto bridge = [](Task<T> t, std::shared_ptr<std::promise<T>> p) -> Task<> {
+  auto shared = std::make_shared<typename ThreadsafeFuture<T>::Shared>();
+  shared->loop = &loop;
+  ThreadsafeFuture<T> future(promise->get_future(), shared);
+  using Shared = typename ThreadsafeFuture<T>::Shared;
+  // Lives in the bridge task's frame, so it dies on the loop's thread whatever happens to the task: it then
+  // drops the TaskHandle (whose count is not thread-safe: ~Shared may run on the caller's thread) and
+  // settles the promise with CancelledError if the bridge never did (cancelled before its first step, or
+  // the loop closed first) rather than leaving the caller a broken_promise.
+  struct Link {
+    std::shared_ptr<std::promise<T>> promise;
+    std::shared_ptr<Shared> shared;
+    bool settled = false;
+    Link(std::shared_ptr<std::promise<T>> p, std::shared_ptr<Shared> s)
+        : promise(std::move(p)), shared(std::move(s)) {}
+    Link(Link&& o) noexcept
+        : promise(std::move(o.promise)), shared(std::move(o.shared)), settled(o.settled) {}
+    ~Link() {
+      if (!promise) return;  // moved from
+      if (!settled) {
+        try {
+          promise->set_exception(
+              std::make_exception_ptr(CancelledError("run_coroutine_threadsafe: task cancelled")));
+        } catch (...) {
+        }
+      }
+      shared->handle = TaskHandle<void>();
+    }
+  };
+  auto bridge = [](Task<T> t, Link link) -> Task<> {
     try {
       if constexpr (std::is_void_v<T>) {
         co_await t;
-        p->set_value();
+        link.promise->set_value();
       } else {
-        p->set_value(co_await t);
+        link.promise->set_value(co_await t);
       }
     } catch (...) {
-      p->set_exception(std::current_exception());
+      link.promise->set_exception(std::current_exception());
     }
+    link.settled = true;
   };
-  loop.call_soon_threadsafe([bridge, t = std::make_shared<Task<T>>(std::move(task)), promise]() mutable {
-    (void)create_task(bridge(std::move(*t), promise));
-  });
+  loop.call_soon_threadsafe(
+      [bridge, t = std::make_shared<Task<T>>(std::move(task)), promise, shared]() mutable {
+        shared->handle = create_task(bridge(std::move(*t), Link(promise, shared)));
+        if (shared->cancel_requested) shared->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
+      });
   return future;
 }
 

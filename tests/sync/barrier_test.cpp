@@ -1,0 +1,242 @@
+// Barrier: arrival indices, cycles, abort, reset, cancellation of a waiter.
+#include "corio/sync/barrier.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+// Returns the index, or -1 for BrokenBarrierError (-2 for CancelledError, rethrown).
+corio::Task<long> arrive(corio::Barrier& b, std::vector<std::string>& log, std::string name) {
+  try {
+    std::size_t i = co_await b.wait();
+    log.push_back(name + ":" + std::to_string(i));
+    co_return static_cast<long>(i);
+  } catch (const corio::BrokenBarrierError&) {
+    log.push_back(name + ":broken");
+    co_return -1;
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled");
+    throw;
+  }
+}
+
+TEST(Barrier, ReleasesAllWithArrivalIndices) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Barrier b(3);
+        EXPECT_EQ(b.parties(), 3u);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(2);
+        EXPECT_EQ(b.n_waiting(), 2u);
+        EXPECT_FALSE(x.done());
+        EXPECT_TRUE(log.empty());
+        // The last arrival does not suspend and releases the others.
+        std::size_t mine = co_await b.wait();
+        EXPECT_EQ(mine, 2u);
+        log.push_back("main:2");
+        EXPECT_EQ(b.n_waiting(), 0u);
+        EXPECT_EQ(co_await x, 0);
+        EXPECT_EQ(co_await y, 1);
+        EXPECT_FALSE(b.broken());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"main:2", "x:0", "y:1"}));
+}
+
+TEST(Barrier, IsReusableAcrossCycles) {
+  corio::run(
+      []() -> corio::Task<> {
+        static constexpr int kParties = 4;
+        static constexpr int kRounds = 5;
+        corio::Barrier b(kParties);
+        std::vector<std::vector<std::size_t>> seen(kRounds);
+        std::vector<int> progress(kParties, 0);
+        std::vector<corio::TaskHandle<>> hs;
+        for (int p = 0; p < kParties; ++p)
+          hs.push_back(corio::create_task([](corio::Barrier& b, std::vector<std::vector<std::size_t>>& seen,
+                                             std::vector<int>& progress, int p) -> corio::Task<> {
+            for (int r = 0; r < kRounds; ++r) {
+              // Stagger arrivals so the order differs per round.
+              for (int k = 0; k < (p + r) % kParties; ++k) co_await corio::sleep(0s);
+              seen[r].push_back(co_await b.wait());
+              progress[p] = r + 1;
+              // Nobody may be more than one round ahead of anybody.
+              for (int q : progress) EXPECT_LE(r + 1 - q, 1);
+            }
+          }(b, seen, progress, p)));
+        for (auto& h : hs) co_await h;
+        for (auto& s : seen) {
+          std::sort(s.begin(), s.end());
+          EXPECT_EQ(s, (std::vector<std::size_t>{0, 1, 2, 3}));
+        }
+      }(),
+      kVirtual);
+}
+
+TEST(Barrier, SinglePartyNeverWaits) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Barrier b(1);
+        EXPECT_EQ(co_await b.wait(), 0u);
+        EXPECT_EQ(co_await b.wait(), 0u);
+      }(),
+      kVirtual);
+  EXPECT_THROW(corio::Barrier(0), corio::Error);
+}
+
+TEST(Barrier, AbortBreaksWaitersAndLaterWaits) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Barrier b(3);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(1);
+        co_await b.abort();
+        EXPECT_TRUE(b.broken());
+        EXPECT_EQ(co_await x, -1);
+        EXPECT_EQ(co_await y, -1);
+        bool threw = false;
+        try {
+          co_await b.wait();
+        } catch (const corio::BrokenBarrierError&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+        // reset() repairs it.
+        co_await b.reset();
+        EXPECT_FALSE(b.broken());
+        auto z = corio::create_task(arrive(b, log, "z"));
+        auto w = corio::create_task(arrive(b, log, "w"));
+        co_await turns(1);
+        EXPECT_EQ(co_await b.wait(), 2u);
+        EXPECT_EQ(co_await z, 0);
+        EXPECT_EQ(co_await w, 1);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:broken", "y:broken", "z:0", "w:1"}));
+}
+
+TEST(Barrier, ResetBreaksWaitersAndWorksAgain) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Barrier b(2);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        co_await turns(1);
+        EXPECT_EQ(b.n_waiting(), 1u);
+        co_await b.reset();
+        EXPECT_FALSE(b.broken());
+        EXPECT_EQ(b.n_waiting(), 0u);
+        EXPECT_EQ(co_await x, -1);
+        // The arrival of x was dropped: a full new cycle of 2 is needed.
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(2);
+        EXPECT_FALSE(y.done());
+        EXPECT_EQ(co_await b.wait(), 1u);
+        EXPECT_EQ(co_await y, 0);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:broken", "y:0"}));
+}
+
+TEST(Barrier, CancelledWaiterLeaves) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Barrier b(3);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(1);
+        x.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(x.cancelled());
+        EXPECT_EQ(b.n_waiting(), 1u);
+        EXPECT_FALSE(b.broken());
+        // x's arrival was undone: main arriving does not fill the barrier.
+        auto main_wait = corio::create_task(arrive(b, log, "main"));
+        co_await turns(2);
+        EXPECT_FALSE(y.done());
+        EXPECT_FALSE(main_wait.done());
+        auto z = corio::create_task(arrive(b, log, "z"));
+        co_await y;
+        co_await main_wait;
+        co_await z;
+        EXPECT_EQ(b.n_waiting(), 0u);
+      }(log),
+      kVirtual);
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[0], "x:cancelled");
+  // Three parties passed; every index 0..2 appears once.
+  std::vector<std::string> idx;
+  for (std::size_t i = 1; i < log.size(); ++i) idx.push_back(log[i].substr(log[i].find(':') + 1));
+  std::sort(idx.begin(), idx.end());
+  EXPECT_EQ(idx, (std::vector<std::string>{"0", "1", "2"}));
+}
+
+TEST(Barrier, CancelledAfterReleaseBeforeRunning) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Barrier b(2);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        co_await turns(1);
+        EXPECT_EQ(co_await b.wait(), 1u);  // releases x
+        x.cancel();                        // before x runs: it sees CancelledError; the barrier is fine
+        co_await turns(1);
+        EXPECT_TRUE(x.cancelled());
+        EXPECT_FALSE(b.broken());
+        EXPECT_EQ(b.n_waiting(), 0u);
+        // The next cycle starts from zero.
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(1);
+        EXPECT_EQ(co_await b.wait(), 1u);
+        EXPECT_EQ(co_await y, 0);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:cancelled", "y:0"}));
+}
+
+TEST(Barrier, TenThousandParties) {
+  static constexpr std::size_t kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Barrier b(kN);
+        std::vector<std::size_t> got(kN, kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (std::size_t i = 0; i < kN; ++i)
+          hs.push_back(corio::create_task([](corio::Barrier& b, std::vector<std::size_t>& got, std::size_t i)
+                                              -> corio::Task<> { got[i] = co_await b.wait(); }(b, got, i)));
+        for (auto& h : hs) co_await h;
+        // Tasks arrive in creation order: task i is the i-th arrival.
+        bool in_order = true;
+        for (std::size_t i = 0; i < kN; ++i) in_order = in_order && got[i] == i;
+        EXPECT_TRUE(in_order);
+      }(),
+      kVirtual);
+}
+
+}  // namespace

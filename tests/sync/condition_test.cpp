@@ -1,0 +1,303 @@
+// Condition: wait/notify under the lock; cancellation keeps the lock re-acquired and passes notifications on.
+#include "corio/sync/condition.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/sync/lock.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+// acquire; wait once; log "<name>" (or "<name>:cancelled:locked=<0|1>"); release.
+corio::Task<> waiter(corio::Condition& cv, std::vector<std::string>& log, std::string name) {
+  co_await cv.lock().acquire();
+  try {
+    co_await cv.wait();
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled:locked=" + (cv.lock().locked() ? "1" : "0"));
+    cv.lock().release();
+    throw;
+  }
+  log.push_back(name);
+  EXPECT_TRUE(cv.lock().locked());
+  cv.lock().release();
+}
+
+TEST(Condition, NotifyWakesOneAtATimeInFifoOrder) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c"}) hs.push_back(corio::create_task(waiter(cv, log, n)));
+        co_await turns(2);
+        EXPECT_FALSE(lock.locked());  // every waiter released it while waiting
+        EXPECT_TRUE(log.empty());
+
+        co_await lock.acquire();
+        cv.notify();
+        co_await turns(2);
+        EXPECT_TRUE(log.empty());  // the woken waiter needs the lock first
+        lock.release();
+        co_await turns(2);
+        EXPECT_EQ(log, (std::vector<std::string>{"a"}));
+
+        co_await lock.acquire();
+        cv.notify(5);  // more than wait: wakes the two left
+        lock.release();
+        for (auto& h : hs) co_await h;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(Condition, NotifyAll) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d"}) hs.push_back(corio::create_task(waiter(cv, log, n)));
+        co_await turns(1);
+        co_await lock.acquire();
+        cv.notify_all();
+        lock.release();
+        for (auto& h : hs) co_await h;
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "c", "d"}));
+}
+
+TEST(Condition, WaitAndNotifyWithoutTheLockThrow) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        EXPECT_THROW(cv.notify(), corio::RuntimeError);
+        EXPECT_THROW(cv.notify_all(), corio::RuntimeError);
+        bool threw = false;
+        try {
+          co_await cv.wait();
+        } catch (const corio::RuntimeError&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+        EXPECT_FALSE(lock.locked());
+        EXPECT_EQ(&cv.lock(), &lock);
+      }(),
+      kVirtual);
+}
+
+TEST(Condition, WaitForPredicate) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        int value = 0;
+        int checks = 0;
+        auto w = corio::create_task([](corio::Condition& cv, int& value, int& checks) -> corio::Task<int> {
+          co_await cv.lock().acquire();
+          bool ok = co_await cv.wait_for([&] {
+            ++checks;
+            return value >= 3;
+          });
+          EXPECT_TRUE(ok);
+          int seen = value;
+          cv.lock().release();
+          co_return seen;
+        }(cv, value, checks));
+        for (int i = 0; i < 3; ++i) {
+          co_await turns(1);
+          co_await lock.acquire();
+          ++value;
+          cv.notify();
+          lock.release();
+        }
+        EXPECT_EQ(co_await w, 3);
+        EXPECT_EQ(checks, 4);  // once at first, once per notification
+      }(),
+      kVirtual);
+}
+
+TEST(Condition, CancelledWhileWaitingReacquiresTheLock) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto a = corio::create_task(waiter(cv, log, "a"));
+        co_await turns(1);
+        EXPECT_FALSE(lock.locked());
+        co_await lock.acquire();  // a cannot get the lock back while we hold it
+        a.cancel();
+        co_await turns(3);
+        EXPECT_FALSE(a.done());  // cancelled, but waiting for the lock before it may throw
+        EXPECT_TRUE(log.empty());
+        lock.release();
+        co_await turns(2);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled:locked=1"}));
+}
+
+TEST(Condition, CancelledWhileReacquiringStillReacquires) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto a = corio::create_task(waiter(cv, log, "a"));
+        co_await turns(1);
+        co_await lock.acquire();
+        cv.notify();
+        co_await turns(2);  // a is now waiting for the lock
+        EXPECT_FALSE(a.done());
+        a.cancel();
+        co_await turns(2);
+        EXPECT_FALSE(a.done());
+        lock.release();
+        co_await turns(2);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled:locked=1"}));
+}
+
+TEST(Condition, NotifiedThenCancelledPassesTheNotificationOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto a = corio::create_task(waiter(cv, log, "a"));
+        auto b = corio::create_task(waiter(cv, log, "b"));
+        auto c = corio::create_task(waiter(cv, log, "c"));
+        co_await turns(1);
+        co_await lock.acquire();
+        cv.notify();  // a is notified...
+        a.cancel();   // ...and cancelled before it runs: b must get the notification
+        lock.release();
+        co_await turns(4);
+        EXPECT_TRUE(a.cancelled());
+        co_await b;
+        EXPECT_FALSE(c.done());  // only one notification was sent
+        co_await lock.acquire();
+        cv.notify();
+        lock.release();
+        co_await c;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled:locked=1", "b", "c"}));
+}
+
+// The notification reached the waiter, which then was cancelled while it re-acquired the lock: it throws
+// CancelledError (with the lock held), so the notification must go to the next waiter (asyncio notifies
+// another waiter whenever wait() raises).
+TEST(Condition, NotifiedThenCancelledWhileReacquiringPassesTheNotificationOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto a = corio::create_task(waiter(cv, log, "a"));
+        auto b = corio::create_task(waiter(cv, log, "b"));
+        co_await turns(1);
+        co_await lock.acquire();
+        cv.notify();        // a is notified
+        co_await turns(2);  // a ran and now waits for the lock
+        EXPECT_FALSE(a.done());
+        a.cancel();
+        co_await turns(2);
+        lock.release();
+        co_await turns(4);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());      // b was notified in a's place
+        if (!b.done()) b.cancel();  // (on failure: do not hang the loop)
+        co_await turns(2);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled:locked=1", "b"}));
+}
+
+// A task cancelled before it reaches wait() (cancel pending while it runs) still gets the lock back.
+TEST(Condition, CancelPendingAtWaitStillReacquires) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto a = corio::create_task([](corio::Condition& cv, std::vector<std::string>& log) -> corio::Task<> {
+          co_await cv.lock().acquire();
+          corio::current_task().cancel();  // pending: the next suspension throws
+          try {
+            co_await cv.wait();
+          } catch (const corio::CancelledError&) {
+            log.push_back(std::string("a:cancelled:locked=") + (cv.lock().locked() ? "1" : "0"));
+          }
+          cv.lock().release();
+        }(cv, log));
+        co_await a;
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled:locked=1"}));
+}
+
+TEST(Condition, TenThousandWaitersNotifiedInOrder) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        std::vector<int> order;
+        order.reserve(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](corio::Condition& cv, std::vector<int>& order, int i) -> corio::Task<> {
+                co_await cv.lock().acquire();
+                co_await cv.wait();
+                order.push_back(i);
+                cv.lock().release();
+              }(cv, order, i)));
+        co_await turns(1);
+        co_await lock.acquire();
+        cv.notify_all();
+        lock.release();
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(order, iota(kN));
+      }(),
+      kVirtual);
+}
+
+}  // namespace

@@ -1,0 +1,366 @@
+// Lock: FIFO, non-reentrant; cancellation while waiting and after the hand-over; scoped() guard.
+#include "corio/sync/lock.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+// Lets the loop run `n` turns (sleep(0s) yields exactly one).
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+// Takes the lock, logs "<name>+", holds it for `hold` turns, logs "<name>-", releases.
+corio::Task<> holder(corio::Lock& lock, std::vector<std::string>& log, std::string name, int hold = 1) {
+  co_await lock.acquire();
+  log.push_back(name + "+");
+  co_await turns(hold);
+  log.push_back(name + "-");
+  lock.release();
+}
+
+// Waits for the lock; logs "<name>:cancelled" if cancelled (then must not hold the lock).
+corio::Task<> waiter(corio::Lock& lock, std::vector<std::string>& log, std::string name) {
+  try {
+    co_await lock.acquire();
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled");
+    throw;
+  }
+  log.push_back(name + "+");
+  lock.release();
+}
+
+TEST(Lock, AcquireReleaseFastPath) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        EXPECT_FALSE(lock.locked());
+        co_await lock.acquire();
+        EXPECT_TRUE(lock.locked());
+        lock.release();
+        EXPECT_FALSE(lock.locked());
+        co_await lock.acquire();
+        EXPECT_TRUE(lock.locked());
+        lock.release();
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, MutualExclusionInFifoOrder) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d"}) hs.push_back(corio::create_task(holder(lock, log, n, 2)));
+        for (auto& h : hs) co_await h;
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a+", "a-", "b+", "b-", "c+", "c-", "d+", "d-"}));
+}
+
+TEST(Lock, ReleaseWhenUnlockedThrowsRuntimeError) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        EXPECT_THROW(lock.release(), corio::RuntimeError);
+        co_await lock.acquire();
+        lock.release();
+        EXPECT_THROW(lock.release(), corio::RuntimeError);
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, NotReentrant) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        // The same task acquiring again waits like anybody else (it would deadlock): observe that it
+        // suspends.
+        auto again = corio::create_task([](corio::Lock& l) -> corio::Task<> { co_await l.acquire(); }(lock));
+        co_await turns(3);
+        EXPECT_FALSE(again.done());
+        // Acquiring again from this very task blocks too: prove it with a cancel from another task.
+        auto self = corio::current_task();
+        auto canceller = corio::create_task([](corio::TaskHandle<> t) -> corio::Task<> {
+          co_await turns(2);
+          t.cancel("reentry");
+        }(self));
+        bool cancelled = false;
+        try {
+          co_await lock.acquire();
+        } catch (const corio::CancelledError& e) {
+          cancelled = true;
+          EXPECT_EQ(e.message(), "reentry");
+        }
+        EXPECT_TRUE(cancelled);
+        self.uncancel();
+        co_await canceller;
+        EXPECT_TRUE(lock.locked());
+        lock.release();  // handed to `again`, which releases nothing but finishes holding it
+        co_await again;
+        EXPECT_TRUE(lock.locked());
+        lock.release();
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, NewcomerNeverJumpsAheadOfWaiters) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        co_await turns(1);  // b waits
+        lock.release();     // handed to b, which has not run yet
+        EXPECT_TRUE(lock.locked());
+        // A newcomer in the same turn must queue behind b, not take the lock.
+        auto c = corio::create_task(waiter(lock, log, "c"));
+        co_await b;
+        co_await c;
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b+", "c+"}));
+}
+
+TEST(Lock, CancelledWhileWaitingLeavesTheLockAlone) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        auto c = corio::create_task(waiter(lock, log, "c"));
+        co_await turns(1);
+        EXPECT_TRUE(b.cancel());
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_TRUE(lock.locked());  // still ours
+        lock.release();              // goes to c
+        co_await c;
+        EXPECT_FALSE(lock.locked());
+        // The only waiter cancelled: release leaves the lock free.
+        co_await lock.acquire();
+        auto d = corio::create_task(waiter(lock, log, "d"));
+        co_await turns(1);
+        d.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(d.cancelled());
+        lock.release();
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b:cancelled", "c+", "d:cancelled"}));
+}
+
+TEST(Lock, CancelledAfterHandOverPassesTheLockOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        auto c = corio::create_task(waiter(lock, log, "c"));
+        co_await turns(1);
+        lock.release();  // handed to b...
+        b.cancel();      // ...which is cancelled before it runs
+        co_await turns(1);
+        EXPECT_TRUE(b.cancelled());
+        co_await c;  // c got the lock (no lost wake-up)
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b:cancelled", "c+"}));
+}
+
+TEST(Lock, CancelledAfterHandOverWithNobodyElseFreesTheLock) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        co_await turns(1);
+        lock.release();
+        b.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_FALSE(lock.locked());  // not stuck
+        co_await lock.acquire();
+        lock.release();
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b:cancelled"}));
+}
+
+TEST(Lock, CancelBeforeFirstStepWithLockFree) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        std::vector<std::string> log;
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        b.cancel();  // before its first step
+        co_await turns(1);
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, CancelPendingWhenAcquireWouldWait) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        std::vector<std::string> log;
+        auto b = corio::create_task([](corio::Lock& l, std::vector<std::string>& log) -> corio::Task<> {
+          corio::current_task().cancel();  // pending when it reaches acquire()
+          co_await waiter(l, log, "b");
+        }(lock, log));
+        auto c = corio::create_task(waiter(lock, log, "c"));
+        co_await turns(2);
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_TRUE(lock.locked());
+        lock.release();  // to c: b left no trace in the queue
+        co_await c;
+        EXPECT_FALSE(lock.locked());
+        EXPECT_EQ(log, (std::vector<std::string>{"b:cancelled", "c+"}));
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, ScopedGuardReleasesOnDestruction) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        {
+          corio::LockGuard g = co_await lock.scoped();
+          EXPECT_TRUE(lock.locked());
+        }
+        EXPECT_FALSE(lock.locked());
+        {
+          corio::LockGuard g = co_await lock.scoped();
+          g.release();
+          EXPECT_FALSE(lock.locked());
+          g.release();  // idempotent
+        }
+        EXPECT_FALSE(lock.locked());
+        {
+          corio::LockGuard g1 = co_await lock.scoped();
+          corio::LockGuard g2 = std::move(g1);
+          EXPECT_TRUE(lock.locked());
+        }
+        EXPECT_FALSE(lock.locked());
+        // Releases on an exception too.
+        try {
+          corio::LockGuard g = co_await lock.scoped();
+          throw std::runtime_error("boom");
+        } catch (const std::runtime_error&) {
+        }
+        EXPECT_FALSE(lock.locked());
+        // Hand-over through guards, FIFO.
+        std::vector<int> order;
+        auto user = [](corio::Lock& l, std::vector<int>& order, int i) -> corio::Task<> {
+          auto g = co_await l.scoped();
+          order.push_back(i);
+          co_await corio::sleep(0s);
+        };
+        std::vector<corio::TaskHandle<>> hs;
+        for (int i = 0; i < 5; ++i) hs.push_back(corio::create_task(user(lock, order, i)));
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, ScopedCancelledWhileWaitingHoldsNothing) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b =
+            corio::create_task([](corio::Lock& l) -> corio::Task<> { auto g = co_await l.scoped(); }(lock));
+        co_await turns(1);
+        lock.release();  // handed to b
+        b.cancel();
+        co_await turns(2);
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, TenThousandWaitersServedInOrder) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        std::vector<int> order;
+        order.reserve(kN);
+        co_await lock.acquire();
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](corio::Lock& l, std::vector<int>& order, int i) -> corio::Task<> {
+                co_await l.acquire();
+                order.push_back(i);
+                l.release();
+              }(lock, order, i)));
+        co_await turns(1);  // all wait
+        lock.release();
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(order, iota(kN));
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+TEST(Lock, AwaitingReportsTheLock) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto b = corio::create_task([](corio::Lock& l) -> corio::Task<> {
+          co_await l.acquire();
+          l.release();
+        }(lock));
+        co_await turns(1);
+        EXPECT_NE(b.awaiting().find("lock"), std::string::npos) << b.awaiting();
+        lock.release();
+        co_await b;
+      }(),
+      kVirtual);
+}
+
+}  // namespace

@@ -1,0 +1,552 @@
+// Queue, PriorityQueue, LifoQueue: order, bounds, nowait errors, task_done/join, shutdown, cancellation,
+// move-only items.
+#include "corio/sync/queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+template <class Q>
+corio::Task<> getter(Q& q, std::vector<std::string>& log, std::string name) {
+  try {
+    auto v = co_await q.get();
+    log.push_back(name + ":" + std::to_string(v));
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled");
+    throw;
+  } catch (const corio::QueueShutDown&) {
+    log.push_back(name + ":shutdown");
+  }
+}
+
+template <class Q>
+corio::Task<> putter(Q& q, std::vector<std::string>& log, std::string name, int v) {
+  try {
+    co_await q.put(v);
+    log.push_back(name + "<" + std::to_string(v));
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled");
+    throw;
+  } catch (const corio::QueueShutDown&) {
+    log.push_back(name + ":shutdown");
+  }
+}
+
+TEST(Queue, FifoOrder) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        EXPECT_TRUE(q.empty());
+        EXPECT_EQ(q.maxsize(), 0u);
+        for (int i : {3, 1, 4, 1, 5}) co_await q.put(i);
+        q.put_nowait(9);
+        EXPECT_EQ(q.size(), 6u);
+        EXPECT_FALSE(q.full());  // unbounded
+        std::vector<int> out;
+        while (!q.empty()) out.push_back(co_await q.get());
+        EXPECT_EQ(out, (std::vector<int>{3, 1, 4, 1, 5, 9}));
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, NowaitErrors) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q(2);
+        EXPECT_THROW(q.get_nowait(), corio::QueueEmpty);
+        q.put_nowait(1);
+        q.put_nowait(2);
+        EXPECT_TRUE(q.full());
+        EXPECT_THROW(q.put_nowait(3), corio::QueueFull);
+        EXPECT_EQ(q.size(), 2u);
+        EXPECT_EQ(q.get_nowait(), 1);
+        EXPECT_EQ(q.get_nowait(), 2);
+        EXPECT_THROW(q.get_nowait(), corio::QueueEmpty);
+        co_return;
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, GetWaitsForPutInFifoOrderOfGetters) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(2);
+        EXPECT_FALSE(a.done());
+        q.put_nowait(10);
+        q.put_nowait(20);
+        co_await a;
+        co_await b;
+        EXPECT_TRUE(q.empty());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:10", "b:20"}));
+}
+
+TEST(Queue, MaxsizeBlocksPutUntilGet) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q(1);
+        co_await q.put(1);
+        auto p2 = corio::create_task(putter(q, log, "p2", 2));
+        auto p3 = corio::create_task(putter(q, log, "p3", 3));
+        co_await turns(2);
+        EXPECT_FALSE(p2.done());
+        EXPECT_FALSE(p3.done());
+        EXPECT_EQ(q.size(), 1u);
+        EXPECT_EQ(co_await q.get(), 1);
+        co_await turns(1);
+        EXPECT_TRUE(p2.done());
+        EXPECT_FALSE(p3.done());
+        EXPECT_EQ(co_await q.get(), 2);
+        co_await p3;
+        EXPECT_EQ(co_await q.get(), 3);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"p2<2", "p3<3"}));
+}
+
+TEST(PriorityQueue, SmallestFirst) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::PriorityQueue<int> q;
+        for (int i : {5, 1, 4, 2, 3, 1}) co_await q.put(i);
+        std::vector<int> out;
+        while (!q.empty()) out.push_back(co_await q.get());
+        EXPECT_EQ(out, (std::vector<int>{1, 1, 2, 3, 4, 5}));
+        // Interleaved puts and gets.
+        q.put_nowait(7);
+        q.put_nowait(3);
+        EXPECT_EQ(q.get_nowait(), 3);
+        q.put_nowait(1);
+        EXPECT_EQ(q.get_nowait(), 1);
+        EXPECT_EQ(q.get_nowait(), 7);
+      }(),
+      kVirtual);
+}
+
+TEST(PriorityQueue, CustomCompare) {
+  corio::run(
+      []() -> corio::Task<> {
+        // Under std::greater the "smallest" is the largest number.
+        corio::PriorityQueue<int, std::greater<int>> q;
+        for (int i : {5, 1, 4, 2, 3}) co_await q.put(i);
+        std::vector<int> out;
+        while (!q.empty()) out.push_back(co_await q.get());
+        EXPECT_EQ(out, (std::vector<int>{5, 4, 3, 2, 1}));
+        // Pairs (priority, payload) ordered by priority only.
+        struct ByFirst {
+          bool operator()(const std::pair<int, std::string>& a, const std::pair<int, std::string>& b) const {
+            return a.first < b.first;
+          }
+        };
+        corio::PriorityQueue<std::pair<int, std::string>, ByFirst> pq;
+        pq.put_nowait({3, "c"});
+        pq.put_nowait({1, "a"});
+        pq.put_nowait({2, "b"});
+        EXPECT_EQ((co_await pq.get()).second, "a");
+        EXPECT_EQ((co_await pq.get()).second, "b");
+        EXPECT_EQ((co_await pq.get()).second, "c");
+      }(),
+      kVirtual);
+}
+
+TEST(LifoQueue, LastInFirstOut) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::LifoQueue<int> q(3);
+        for (int i : {1, 2, 3}) co_await q.put(i);
+        EXPECT_THROW(q.put_nowait(4), corio::QueueFull);
+        std::vector<int> out;
+        while (!q.empty()) out.push_back(co_await q.get());
+        EXPECT_EQ(out, (std::vector<int>{3, 2, 1}));
+        EXPECT_THROW(q.get_nowait(), corio::QueueEmpty);
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, TaskDoneTooOftenThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        EXPECT_THROW(q.task_done(), corio::Error);
+        q.put_nowait(1);
+        (void)co_await q.get();
+        q.task_done();
+        EXPECT_THROW(q.task_done(), corio::Error);
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, JoinWaitsForEveryTaskDone) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        co_await q.join();  // nothing unfinished: returns at once
+        for (int i = 0; i < 3; ++i) q.put_nowait(i);
+        bool joined = false;
+        auto j = corio::create_task([](corio::Queue<int>& q, bool& joined) -> corio::Task<> {
+          co_await q.join();
+          joined = true;
+        }(q, joined));
+        co_await turns(2);
+        EXPECT_FALSE(joined);
+        for (int i = 0; i < 3; ++i) (void)q.get_nowait();
+        co_await turns(2);
+        EXPECT_FALSE(joined);  // taken is not done
+        q.task_done();
+        q.task_done();
+        co_await turns(2);
+        EXPECT_FALSE(joined);
+        q.task_done();
+        co_await j;
+        EXPECT_TRUE(joined);
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, JoinCancelled) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        auto j = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.join(); }(q));
+        co_await turns(1);
+        j.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(j.cancelled());
+        (void)q.get_nowait();
+        q.task_done();
+        co_await q.join();
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, ProducerConsumerWithJoin) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q(2);
+        std::vector<int> consumed;
+        auto consumer =
+            corio::create_task([](corio::Queue<int>& q, std::vector<int>& consumed) -> corio::Task<> {
+              for (;;) {
+                int v = co_await q.get();
+                co_await corio::sleep(0s);
+                consumed.push_back(v);
+                q.task_done();
+              }
+            }(q, consumed));
+        for (int i = 0; i < 20; ++i) co_await q.put(i);
+        co_await q.join();
+        EXPECT_EQ(consumed.size(), 20u);
+        for (int i = 0; i < 20; ++i) EXPECT_EQ(consumed[i], i);
+        consumer.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(consumer.cancelled());
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, CancelledGetterWhileWaiting) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        q.put_nowait(7);
+        co_await b;
+        EXPECT_TRUE(q.empty());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b:7"}));
+}
+
+TEST(Queue, GetterWokenThenCancelledPassesTheItemOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        q.put_nowait(7);  // wakes a
+        a.cancel();       // before a runs: b must be woken for the item
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_EQ(q.size(), 0u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b:7"}));
+}
+
+TEST(Queue, PutterWokenThenCancelledPassesTheSlotOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q(1);
+        q.put_nowait(0);
+        auto a = corio::create_task(putter(q, log, "a", 1));
+        auto b = corio::create_task(putter(q, log, "b", 2));
+        co_await turns(1);
+        EXPECT_EQ(q.get_nowait(), 0);  // wakes a
+        a.cancel();
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_EQ(q.get_nowait(), 2);
+        // Cancelled while waiting, without a wake-up.
+        q.put_nowait(5);
+        auto c = corio::create_task(putter(q, log, "c", 3));
+        co_await turns(1);
+        c.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(c.cancelled());
+        EXPECT_EQ(q.size(), 1u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b<2", "c:cancelled"}));
+}
+
+TEST(Queue, ShutdownWakesEveryGetterAndPutter) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> empty_q;
+        auto g1 = corio::create_task(getter(empty_q, log, "g1"));
+        auto g2 = corio::create_task(getter(empty_q, log, "g2"));
+        corio::Queue<int> full_q(1);
+        full_q.put_nowait(0);
+        auto p1 = corio::create_task(putter(full_q, log, "p1", 1));
+        auto p2 = corio::create_task(putter(full_q, log, "p2", 2));
+        co_await turns(1);
+        empty_q.shutdown();
+        full_q.shutdown();
+        EXPECT_TRUE(empty_q.is_shut_down());
+        co_await g1;
+        co_await g2;
+        co_await p1;
+        co_await p2;
+        // Later operations: put throws; get drains what is left, then throws.
+        EXPECT_THROW(full_q.put_nowait(3), corio::QueueShutDown);
+        EXPECT_EQ(full_q.get_nowait(), 0);
+        EXPECT_THROW(full_q.get_nowait(), corio::QueueShutDown);
+        bool threw = false;
+        try {
+          co_await empty_q.put(1);
+        } catch (const corio::QueueShutDown&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+        threw = false;
+        try {
+          (void)co_await empty_q.get();
+        } catch (const corio::QueueShutDown&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"g1:shutdown", "g2:shutdown", "p1:shutdown", "p2:shutdown"}));
+}
+
+TEST(Queue, ShutdownKeepsItemsForGetAndJoin) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        q.put_nowait(2);
+        q.shutdown();
+        EXPECT_EQ(co_await q.get(), 1);
+        q.task_done();
+        auto j = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.join(); }(q));
+        co_await turns(2);
+        EXPECT_FALSE(j.done());
+        EXPECT_EQ(co_await q.get(), 2);
+        q.task_done();
+        co_await j;
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, ShutdownImmediateDropsItemsAndSettlesJoin) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q(2);
+        q.put_nowait(1);
+        q.put_nowait(2);
+        auto p = corio::create_task(putter(q, log, "p", 3));
+        auto j = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.join(); }(q));
+        co_await turns(1);
+        // One item taken and in progress: join settles once it is done.
+        EXPECT_EQ(q.get_nowait(), 1);
+        co_await turns(1);  // p is woken, and puts 3 on this turn
+        EXPECT_TRUE(p.done());
+        EXPECT_EQ(q.size(), 2u);
+        q.shutdown(true);
+        EXPECT_TRUE(q.empty());
+        co_await turns(2);
+        EXPECT_FALSE(j.done());
+        q.task_done();  // the one taken
+        co_await j;
+        EXPECT_THROW(q.task_done(), corio::Error);
+        bool threw = false;
+        try {
+          (void)co_await q.get();
+        } catch (const corio::QueueShutDown&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"p<3"}));
+}
+
+TEST(Queue, ShutdownImmediateWakesGettersAndJoiners) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        auto g = corio::create_task(getter(q, log, "g"));
+        co_await turns(1);
+        q.put_nowait(1);  // wakes g (it has not run yet)
+        q.put_nowait(2);
+        auto j = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.join(); }(q));
+        q.shutdown(true);  // drops both
+        co_await j;
+        co_await g;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"g:shutdown"}));
+}
+
+TEST(Queue, MoveOnlyItems) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<std::unique_ptr<int>> q(1);
+        co_await q.put(std::make_unique<int>(1));
+        auto p = corio::create_task([](corio::Queue<std::unique_ptr<int>>& q) -> corio::Task<> {
+          co_await q.put(std::make_unique<int>(2));
+        }(q));
+        co_await turns(1);
+        EXPECT_FALSE(p.done());
+        std::unique_ptr<int> a = co_await q.get();
+        EXPECT_TRUE(a);
+        if (!a) co_return;
+        EXPECT_EQ(*a, 1);
+        co_await p;
+        std::unique_ptr<int> b = q.get_nowait();
+        EXPECT_TRUE(b);
+        if (!b) co_return;
+        EXPECT_EQ(*b, 2);
+        q.put_nowait(nullptr);
+        EXPECT_THROW(q.put_nowait(std::make_unique<int>(3)), corio::QueueFull);
+        EXPECT_EQ(co_await q.get(), nullptr);
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, MoveOnlyItemsInPriorityAndLifoQueues) {
+  corio::run(
+      []() -> corio::Task<> {
+        struct Less {
+          bool operator()(const std::unique_ptr<int>& a, const std::unique_ptr<int>& b) const {
+            return *a < *b;
+          }
+        };
+        corio::PriorityQueue<std::unique_ptr<int>, Less> pq;
+        for (int i : {3, 1, 2}) co_await pq.put(std::make_unique<int>(i));
+        EXPECT_EQ(*co_await pq.get(), 1);
+        EXPECT_EQ(*co_await pq.get(), 2);
+        EXPECT_EQ(*co_await pq.get(), 3);
+        corio::LifoQueue<std::unique_ptr<int>> lq;
+        for (int i : {1, 2}) lq.put_nowait(std::make_unique<int>(i));
+        EXPECT_EQ(*co_await lq.get(), 2);
+        EXPECT_EQ(*co_await lq.get(), 1);
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, TenThousandGettersServedInOrder) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        std::vector<int> got(kN, -1);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](corio::Queue<int>& q, std::vector<int>& got, int i) -> corio::Task<> {
+                got[i] = co_await q.get();
+              }(q, got, i)));
+        co_await turns(1);
+        for (int i = 0; i < kN; ++i) q.put_nowait(i);
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(got, iota(kN));
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+TEST(Queue, TenThousandPuttersServedInOrder) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q(1);
+        q.put_nowait(-1);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(corio::create_task(
+              [](corio::Queue<int>& q, int i) -> corio::Task<> { co_await q.put(i); }(q, i)));
+        co_await turns(1);
+        EXPECT_EQ(co_await q.get(), -1);
+        std::vector<int> got;
+        for (int i = 0; i < kN; ++i) got.push_back(co_await q.get());
+        EXPECT_EQ(got, iota(kN));
+        for (auto& h : hs) co_await h;
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+}  // namespace

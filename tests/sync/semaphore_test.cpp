@@ -1,0 +1,268 @@
+// Semaphore and BoundedSemaphore: permits, strict FIFO (CPython #90155), cancellation, bound checks.
+#include "corio/sync/semaphore.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+// Acquires; logs "<name>+" and keeps the permit (the test releases) or logs "<name>:cancelled".
+corio::Task<> taker(corio::Semaphore& sem, std::vector<std::string>& log, std::string name) {
+  try {
+    co_await sem.acquire();
+  } catch (const corio::CancelledError&) {
+    log.push_back(name + ":cancelled");
+    throw;
+  }
+  log.push_back(name + "+");
+}
+
+TEST(Semaphore, CountsPermits) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Semaphore sem(2);
+        EXPECT_EQ(sem.value(), 2u);
+        EXPECT_FALSE(sem.locked());
+        co_await sem.acquire();
+        co_await sem.acquire();
+        EXPECT_EQ(sem.value(), 0u);
+        EXPECT_TRUE(sem.locked());
+        std::vector<std::string> log;
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(2);
+        EXPECT_FALSE(c.done());
+        sem.release();
+        EXPECT_EQ(sem.value(), 0u);  // handed to c, not returned to the pool
+        co_await c;
+        sem.release();
+        sem.release();
+        EXPECT_EQ(sem.value(), 2u);
+        EXPECT_FALSE(sem.locked());
+        // Plain Semaphore: release above the initial value is allowed.
+        sem.release();
+        EXPECT_EQ(sem.value(), 3u);
+        EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
+      }(),
+      kVirtual);
+}
+
+TEST(Semaphore, ZeroInitialValueWaitsForRelease) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Semaphore sem(0);
+        EXPECT_TRUE(sem.locked());
+        std::vector<std::string> log;
+        auto a = corio::create_task(taker(sem, log, "a"));
+        co_await turns(2);
+        EXPECT_FALSE(a.done());
+        sem.release();
+        co_await a;
+        EXPECT_EQ(sem.value(), 0u);
+      }(),
+      kVirtual);
+}
+
+// CPython #90155: a task that calls acquire() while a released permit is on its way to a waiter must not
+// take it; acquisitions follow the order of arrival.
+TEST(Semaphore, NewcomerNeverJumpsAheadOfWaiters) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Semaphore sem(1);
+        co_await sem.acquire();
+        auto b = corio::create_task(taker(sem, log, "b"));
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(1);
+        sem.release();  // to b
+        EXPECT_EQ(sem.value(), 0u);
+        EXPECT_TRUE(sem.locked());
+        auto d = corio::create_task(taker(sem, log, "d"));  // arrives while b has not run yet
+        co_await turns(2);
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(c.done());
+        EXPECT_FALSE(d.done());
+        sem.release();
+        co_await turns(2);
+        EXPECT_TRUE(c.done());
+        EXPECT_FALSE(d.done());
+        // Several releases in one turn: each goes to the next waiter, none to a same-turn newcomer.
+        auto e = corio::create_task(taker(sem, log, "e"));
+        co_await turns(1);
+        sem.release();
+        sem.release();
+        auto f = corio::create_task(taker(sem, log, "f"));
+        co_await d;
+        co_await e;
+        co_await turns(2);
+        EXPECT_FALSE(f.done());
+        sem.release();
+        co_await f;
+        EXPECT_EQ(sem.value(), 0u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b+", "c+", "d+", "e+", "f+"}));
+}
+
+TEST(Semaphore, CancelledWhileWaitingLeavesThePermits) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Semaphore sem(0);
+        auto a = corio::create_task(taker(sem, log, "a"));
+        auto b = corio::create_task(taker(sem, log, "b"));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(sem.value(), 0u);
+        sem.release();  // to b, the only waiter left
+        co_await b;
+        EXPECT_EQ(sem.value(), 0u);
+        sem.release();
+        EXPECT_EQ(sem.value(), 1u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b+"}));
+}
+
+TEST(Semaphore, CancelledAfterHandOverPassesThePermitOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Semaphore sem(0);
+        auto a = corio::create_task(taker(sem, log, "a"));
+        auto b = corio::create_task(taker(sem, log, "b"));
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(1);
+        sem.release();  // to a
+        sem.release();  // to b
+        a.cancel();     // a's permit must reach c
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_TRUE(c.done());
+        EXPECT_FALSE(c.cancelled());
+        EXPECT_EQ(sem.value(), 0u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b+", "c+"}));
+}
+
+TEST(Semaphore, CancelledAfterHandOverWithNobodyElseReturnsThePermit) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Semaphore sem(0);
+        std::vector<std::string> log;
+        auto a = corio::create_task(taker(sem, log, "a"));
+        co_await turns(1);
+        sem.release();
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(sem.value(), 1u);
+        EXPECT_FALSE(sem.locked());
+        co_await sem.acquire();
+        EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled"}));
+      }(),
+      kVirtual);
+}
+
+TEST(BoundedSemaphore, ReleaseAboveInitialValueThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::BoundedSemaphore sem(2);
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(sem.value(), 2u);
+        co_await sem.acquire();
+        sem.release();
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(sem.value(), 2u);
+        co_await sem.acquire();
+        co_await sem.acquire();
+        // A waiter, then hand-overs: still bounded.
+        std::vector<std::string> log;
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(1);
+        sem.release();  // to c
+        co_await c;
+        sem.release();
+        sem.release();
+        EXPECT_EQ(sem.value(), 2u);
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(sem.value(), 2u);
+      }(),
+      kVirtual);
+}
+
+TEST(BoundedSemaphore, CancelledAfterHandOverDoesNotThrowOrOverflow) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::BoundedSemaphore sem(1);
+        co_await sem.acquire();
+        std::vector<std::string> log;
+        auto a = corio::create_task(taker(sem, log, "a"));
+        co_await turns(1);
+        sem.release();  // to a
+        a.cancel();     // a hands it back: value back to 1, no error
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(sem.value(), 1u);
+        EXPECT_THROW(sem.release(), corio::Error);
+      }(),
+      kVirtual);
+}
+
+TEST(Semaphore, TenThousandWaitersServedInOrder) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Semaphore sem(3);
+        std::vector<int> order;
+        order.reserve(kN);
+        int inside = 0;
+        int max_inside = 0;
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(corio::create_task([](corio::Semaphore& sem, std::vector<int>& order, int& inside,
+                                             int& max_inside, int i) -> corio::Task<> {
+            co_await sem.acquire();
+            order.push_back(i);
+            max_inside = std::max(max_inside, ++inside);
+            co_await corio::sleep(0s);
+            --inside;
+            sem.release();
+          }(sem, order, inside, max_inside, i)));
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(order, iota(kN));
+        EXPECT_EQ(max_inside, 3);
+        EXPECT_EQ(sem.value(), 3u);
+      }(),
+      kVirtual);
+}
+
+}  // namespace

@@ -1,0 +1,519 @@
+// Thread offload: to_thread (values, exceptions, cancellation, responsiveness, pool size) and
+// run_coroutine_threadsafe. Worker threads are ordered with std::promise/std::future and std::latch, never
+// with sleeps; the loop side polls such conditions one loop turn at a time (sleep(0s)).
+#include "corio/sync/thread.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/sync/event.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+struct MyError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Restores the default pool size when a test that changed it ends.
+struct PoolSizeReset {
+  ~PoolSizeReset() { corio::set_to_thread_workers(0); }
+};
+
+int inhibitors() { return corio::get_running_loop().core().inhibit_auto_advance_; }
+
+template <class Fut>
+bool is_ready(const Fut& f) {
+  return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+// Lets the loop turn until `ready()` (each turn also takes in callbacks posted from other threads).
+template <class F>
+corio::Task<> turn_until(F ready) {
+  while (!ready()) co_await corio::sleep(0s);
+}
+
+TEST(ToThread, ReturnsTheValue) {
+  corio::run(
+      []() -> corio::Task<> {
+        const auto loop_thread = std::this_thread::get_id();
+        std::thread::id ran_on;
+        int v = co_await corio::to_thread([&] {
+          ran_on = std::this_thread::get_id();
+          return 42;
+        });
+        EXPECT_EQ(v, 42);
+        EXPECT_NE(ran_on, loop_thread);
+        EXPECT_EQ(std::this_thread::get_id(), loop_thread);  // resumed on the loop's thread
+        // Arguments are passed by value.
+        std::string s = co_await corio::to_thread([](std::string a, int n) { return a + std::to_string(n); },
+                                                  std::string("x"), 7);
+        EXPECT_EQ(s, "x7");
+        // void.
+        bool called = false;
+        co_await corio::to_thread([&called] { called = true; });
+        EXPECT_TRUE(called);
+        // Move-only result.
+        std::unique_ptr<int> p = co_await corio::to_thread([] { return std::make_unique<int>(5); });
+        EXPECT_TRUE(p);
+        if (!p) co_return;
+        EXPECT_EQ(*p, 5);
+        EXPECT_EQ(inhibitors(), 0);
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, MoveOnlyArgument) {
+  corio::run(
+      []() -> corio::Task<> {
+        int v = co_await corio::to_thread([](std::unique_ptr<int> p) { return *p * 2; },
+                                          std::make_unique<int>(21));
+        EXPECT_EQ(v, 42);
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, ExceptionsCrossIntact) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool caught = false;
+        try {
+          (void)co_await corio::to_thread([]() -> int { throw MyError("bad thing on a worker"); });
+        } catch (const MyError& e) {
+          caught = true;
+          EXPECT_STREQ(e.what(), "bad thing on a worker");
+        }
+        EXPECT_TRUE(caught);
+        caught = false;
+        try {
+          co_await corio::to_thread([] { throw MyError("void too"); });
+        } catch (const MyError& e) {
+          caught = true;
+          EXPECT_STREQ(e.what(), "void too");
+        }
+        EXPECT_TRUE(caught);
+        // Not a std::exception at all.
+        caught = false;
+        try {
+          co_await corio::to_thread([] { throw 17; });
+        } catch (int x) {
+          caught = true;
+          EXPECT_EQ(x, 17);
+        }
+        EXPECT_TRUE(caught);
+        // The pool survives throwing jobs.
+        EXPECT_EQ(co_await corio::to_thread([] { return 1; }), 1);
+      }(),
+      kVirtual);
+}
+
+// Counts live instances, to see a dropped result destroyed exactly once.
+struct Tracked {
+  static inline std::atomic<int> live{0};
+  int v;
+  explicit Tracked(int x) : v(x) { ++live; }
+  Tracked(const Tracked& o) : v(o.v) { ++live; }
+  Tracked& operator=(const Tracked&) = default;
+  ~Tracked() { --live; }
+};
+
+TEST(ToThread, CancelStopsWaitingWhileTheThreadRunsOn) {
+  Tracked::live = 0;
+  corio::run(
+      []() -> corio::Task<> {
+        std::promise<void> started;
+        std::promise<void> gate;
+        std::shared_future<void> gate_f = gate.get_future().share();
+        std::atomic<bool> finished{false};
+        auto t = corio::create_task(corio::to_thread([&started, gate_f, &finished] {
+          started.set_value();
+          gate_f.wait();
+          finished = true;
+          return Tracked(9);
+        }));
+        auto started_f = started.get_future();
+        co_await turn_until([&] { return is_ready(started_f); });  // the worker is inside the call
+        EXPECT_EQ(inhibitors(), 1);
+        EXPECT_TRUE(t.cancel("stop"));
+        bool cancelled = false;
+        try {
+          (void)co_await t;
+        } catch (const corio::CancelledError& e) {
+          cancelled = true;
+          EXPECT_EQ(e.message(), "stop");
+        }
+        EXPECT_TRUE(cancelled);
+        EXPECT_TRUE(t.cancelled());
+        EXPECT_FALSE(finished);  // the awaiter stopped waiting; the call is still blocked
+        // The loop goes on while the call is blocked.
+        co_await turn_until([n = 0]() mutable { return ++n == 100; });
+        EXPECT_FALSE(finished);
+        gate.set_value();
+        // The completion arrives, finds nobody waiting and drops the result.
+        co_await turn_until([] { return inhibitors() == 0; });
+        EXPECT_TRUE(finished);
+        EXPECT_EQ(Tracked::live.load(), 0);
+        // Virtual time jumps again now that no call is pending.
+        co_await corio::sleep(1h);
+      }(),
+      kVirtual);
+  EXPECT_EQ(Tracked::live.load(), 0);
+}
+
+TEST(ToThread, CancelledBeforeItStartsSubmitsNothing) {
+  PoolSizeReset reset;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::set_to_thread_workers(1);
+        std::atomic<bool> ran{false};
+        auto t = corio::create_task(corio::to_thread([&ran] { ran = true; }));
+        t.cancel();
+        co_await turn_until([&] { return t.done(); });
+        EXPECT_TRUE(t.cancelled());
+        EXPECT_EQ(inhibitors(), 0);
+        // Let any job that might have been submitted run: a later call on this one-thread pool comes after.
+        co_await corio::to_thread([] {});
+        EXPECT_FALSE(ran);
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, CancelAfterTheCallReturnedButBeforeTheTaskRan) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::promise<void> done_p;
+        auto done_f = done_p.get_future();
+        auto t = corio::create_task(corio::to_thread([&done_p] {
+          done_p.set_value();
+          return 3;
+        }));
+        co_await turn_until([&] { return is_ready(done_f); });  // the call returned; completion on its way
+        t.cancel();
+        bool cancelled = false;
+        try {
+          (void)co_await t;
+        } catch (const corio::CancelledError&) {
+          cancelled = true;
+        }
+        EXPECT_TRUE(cancelled);
+        co_await turn_until([] { return inhibitors() == 0; });
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, LoopStaysResponsiveWhile100CallsBlock) {
+  static constexpr int kCalls = 100;
+  PoolSizeReset reset;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::set_to_thread_workers(kCalls);
+        std::latch all_started(kCalls);
+        std::promise<void> gate;
+        std::shared_future<void> gate_f = gate.get_future().share();
+        std::vector<corio::TaskHandle<int>> calls;
+        for (int i = 0; i < kCalls; ++i)
+          calls.push_back(corio::create_task(corio::to_thread(
+              [&all_started, gate_f](int i) {
+                all_started.count_down();
+                gate_f.wait();
+                return i * i;
+              },
+              i)));
+        // A loop task ticks while every call is blocked.
+        int ticks = 0;
+        auto ticker = corio::create_task([](int& ticks) -> corio::Task<> {
+          for (int k = 0; k < 1000; ++k) {
+            co_await corio::sleep(0s);
+            ++ticks;
+          }
+        }(ticks));
+        co_await turn_until([&] { return all_started.try_wait(); });  // 100 calls blocked at once
+        co_await ticker;
+        EXPECT_EQ(ticks, 1000);
+        for (auto& c : calls) EXPECT_FALSE(c.done());
+        gate.set_value();
+        for (int i = 0; i < kCalls; ++i) EXPECT_EQ(co_await calls[i], i * i);
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, PoolSizeBoundsConcurrency) {
+  PoolSizeReset reset;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::set_to_thread_workers(2);
+        EXPECT_EQ(corio::detail::loop_thread_pool().max_threads(), 2u);
+        static constexpr int kCalls = 6;
+        std::mutex mu;
+        int running = 0;
+        int max_running = 0;
+        std::set<std::thread::id> threads;
+        std::vector<std::promise<void>> gates(kCalls);
+        std::vector<std::shared_future<void>> gate_fs;
+        for (auto& g : gates) gate_fs.push_back(g.get_future().share());
+        std::atomic<int> started{0};
+        std::vector<corio::TaskHandle<int>> calls;
+        for (int i = 0; i < kCalls; ++i)
+          calls.push_back(corio::create_task(corio::to_thread([&, i] {
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              max_running = std::max(max_running, ++running);
+              threads.insert(std::this_thread::get_id());
+            }
+            ++started;
+            gate_fs[i].wait();
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              --running;
+            }
+            return i;
+          })));
+        // Jobs start in submission order; release each one only once it has started.
+        for (int i = 0; i < kCalls; ++i) {
+          co_await turn_until([&] { return started.load() >= std::min(i + 2, kCalls); });
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            EXPECT_LE(running, 2);
+          }
+          gates[i].set_value();
+        }
+        for (int i = 0; i < kCalls; ++i) EXPECT_EQ(co_await calls[i], i);
+        std::lock_guard<std::mutex> lock(mu);
+        EXPECT_EQ(max_running, 2);
+        EXPECT_EQ(threads.size(), 2u);
+      }(),
+      kVirtual);
+}
+
+// Resizing while a call is running must not block the loop on that call (here the call waits for the loop).
+TEST(ToThread, ResizeWhileACallIsRunning) {
+  PoolSizeReset reset;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::set_to_thread_workers(4);
+        std::promise<void> started;
+        auto started_f = started.get_future();
+        std::promise<void> gate;
+        std::shared_future<void> gate_f = gate.get_future().share();
+        auto t = corio::create_task(corio::to_thread([&started, gate_f] {
+          started.set_value();
+          gate_f.wait();
+          return 1;
+        }));
+        co_await turn_until([&] { return is_ready(started_f); });
+        corio::set_to_thread_workers(1);  // returns at once; the running call keeps its thread
+        EXPECT_EQ(corio::detail::loop_thread_pool().max_threads(), 1u);
+        EXPECT_EQ(co_await corio::to_thread([] { return 2; }), 2);  // the new pool serves new calls
+        gate.set_value();
+        EXPECT_EQ(co_await t, 1);
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, DefaultPoolSize) {
+  corio::run(
+      []() -> corio::Task<> {
+        unsigned cores = std::thread::hardware_concurrency();
+        std::size_t expected = std::min<std::size_t>(32, (cores ? cores : 1) + 4);
+        EXPECT_EQ(corio::detail::loop_thread_pool().max_threads(), expected);
+        co_return;
+      }(),
+      kVirtual);
+  // A size set for one run and then reset to 0 goes back to the default.
+  PoolSizeReset reset;
+  corio::set_to_thread_workers(3);
+  corio::run(
+      []() -> corio::Task<> {
+        EXPECT_EQ(corio::detail::loop_thread_pool().max_threads(), 3u);
+        co_return;
+      }(),
+      kVirtual);
+  corio::set_to_thread_workers(0);
+  corio::run(
+      []() -> corio::Task<> {
+        unsigned cores = std::thread::hardware_concurrency();
+        EXPECT_EQ(corio::detail::loop_thread_pool().max_threads(),
+                  std::min<std::size_t>(32, (cores ? cores : 1) + 4));
+        co_return;
+      }(),
+      kVirtual);
+}
+
+TEST(ToThread, ManyQuickCallsAllReturn) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs;
+        for (int i = 0; i < 500; ++i)
+          hs.push_back(corio::create_task(corio::to_thread([](int x) { return x + 1; }, i)));
+        for (int i = 0; i < 500; ++i) EXPECT_EQ(co_await hs[i], i + 1);
+      }(),
+      kVirtual);
+}
+
+corio::Task<int> add_later(int a, int b) {
+  co_await corio::sleep(0s);
+  co_return a + b;
+}
+
+corio::Task<int> fail_later(std::string msg) {
+  co_await corio::sleep(0s);
+  throw MyError(msg);
+}
+
+corio::Task<> set_flag_later(std::atomic<bool>& flag) {
+  co_await corio::sleep(0s);
+  flag = true;
+}
+
+TEST(RunCoroutineThreadsafe, FromAnotherThread) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        const auto loop_thread = std::this_thread::get_id();
+        corio::Event done;
+        int value = 0;
+        std::string error;
+        std::atomic<bool> flag{false};
+        std::thread::id coro_thread;
+        std::thread other([&] {
+          // A value.
+          value = corio::run_coroutine_threadsafe(add_later(40, 2), loop).get();
+          // An exception, intact.
+          try {
+            corio::run_coroutine_threadsafe(fail_later("remote failure"), loop).get();
+          } catch (const MyError& e) {
+            error = e.what();
+          }
+          // void.
+          corio::run_coroutine_threadsafe(set_flag_later(flag), loop).get();
+          // Runs on the loop's thread.
+          coro_thread =
+              corio::run_coroutine_threadsafe(
+                  []() -> corio::Task<std::thread::id> { co_return std::this_thread::get_id(); }(), loop)
+                  .get();
+          loop.call_soon_threadsafe([&done] { done.set(); });
+        });
+        co_await done.wait();
+        other.join();
+        EXPECT_EQ(value, 42);
+        EXPECT_EQ(error, "remote failure");
+        EXPECT_TRUE(flag);
+        EXPECT_EQ(coro_thread, loop_thread);
+      }(),
+      kVirtual);
+}
+
+TEST(RunCoroutineThreadsafe, ManyThreadsAtOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        static constexpr int kThreads = 8;
+        std::atomic<int> remaining{kThreads};
+        std::vector<int> results(kThreads, 0);
+        corio::Event done;
+        std::vector<std::thread> ts;
+        for (int i = 0; i < kThreads; ++i)
+          ts.emplace_back([&, i] {
+            results[i] = corio::run_coroutine_threadsafe(add_later(i, 100), loop).get();
+            if (--remaining == 0) loop.call_soon_threadsafe([&done] { done.set(); });
+          });
+        co_await done.wait();
+        for (auto& t : ts) t.join();
+        for (int i = 0; i < kThreads; ++i) EXPECT_EQ(results[i], i + 100);
+      }(),
+      kVirtual);
+}
+
+// Suspends until cancelled; signals `started` once it runs.
+corio::Task<int> wait_forever(std::promise<void>* started) {
+  corio::Event never;
+  if (started) started->set_value();
+  co_await never.wait();
+  co_return 0;
+}
+
+TEST(RunCoroutineThreadsafe, CancelFromTheCallerThread) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        corio::Event done;
+        std::string outcome_running;
+        std::string outcome_unstarted;
+        std::thread other([&] {
+          auto what = [](auto& f) -> std::string {
+            try {
+              f.get();
+              return "value";
+            } catch (const corio::CancelledError&) {
+              return "cancelled";
+            } catch (const std::future_error& e) {
+              return std::string("future_error: ") + e.what();
+            }
+          };
+          // Cancelled while it is suspended.
+          std::promise<void> started;
+          auto started_f = started.get_future();
+          auto f1 = corio::run_coroutine_threadsafe(wait_forever(&started), loop);
+          started_f.wait();
+          f1.cancel();
+          outcome_running = what(f1);
+          // Cancelled at once, most likely before its first step: still CancelledError, never a broken
+          // promise.
+          auto f2 = corio::run_coroutine_threadsafe(wait_forever(nullptr), loop);
+          f2.cancel();
+          outcome_unstarted = what(f2);
+          loop.call_soon_threadsafe([&done] { done.set(); });
+        });
+        co_await done.wait();
+        other.join();
+        EXPECT_EQ(outcome_running, "cancelled");
+        EXPECT_EQ(outcome_unstarted, "cancelled");
+      }(),
+      kVirtual);
+}
+
+// The future outlives the loop's task and is dropped on the caller's thread (TSan checks no loop-only state
+// is touched there).
+TEST(RunCoroutineThreadsafe, FutureDroppedOnTheCallerThread) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        corio::Event done;
+        std::thread other([&] {
+          for (int i = 0; i < 50; ++i) {
+            auto f = corio::run_coroutine_threadsafe(add_later(i, 1), loop);
+            if (i % 2 == 0) {
+              EXPECT_EQ(f.get(), i + 1);
+            }  // odd i: dropped without waiting
+          }
+          loop.call_soon_threadsafe([&done] { done.set(); });
+        });
+        co_await done.wait();
+        other.join();
+        co_await corio::sleep(0s);
+      }(),
+      kVirtual);
+}
+
+}  // namespace
