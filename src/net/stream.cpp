@@ -357,7 +357,7 @@ Task<std::string> StreamReader::readuntil(std::string_view sep) {
 }
 
 Task<std::string> StreamReader::readline() {
-  detail::StreamState& s = state_or_throw(s_);
+  state_or_throw(s_);
   auto keep = s_;
   try {
     co_return co_await readuntil("\n");

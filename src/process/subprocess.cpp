@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,11 +38,25 @@ struct Pipe {
 };
 
 // The child's end is blocking (most programs expect that); corio's end is non-blocking.
+//
+// The child's stdin is a Unix socket pair, not a pipe (as libuv does): writing to a pipe whose reader has
+// exited raises SIGPIPE, which kills the whole program unless it ignores SIGPIPE, whereas a socket is written
+// with MSG_NOSIGNAL and just fails with EPIPE (BrokenPipeError from drain(), ignored by communicate()). It
+// also gives StreamWriter::write_eof() its meaning (shutdown(SHUT_WR): the child reads EOF).
 void make_pipe(Pipe& p, bool child_reads) {
   int fds[2];
+  if (child_reads) {
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+      detail::throw_os_error(errno, "socketpair");
+    ::shutdown(fds[0], SHUT_WR);  // the child only reads its stdin
+    p.child = fds[0];
+    p.parent = fds[1];
+    ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
+    return;
+  }
   if (::pipe2(fds, O_CLOEXEC) < 0) detail::throw_os_error(errno, "pipe");
-  p.child = child_reads ? fds[0] : fds[1];
-  p.parent = child_reads ? fds[1] : fds[0];
+  p.child = fds[1];
+  p.parent = fds[0];
   ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
 }
 
@@ -87,7 +102,16 @@ Process::~Process() {
 
 bool Process::reap(bool) noexcept {
   int status = 0;
-  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  pid_t r;
+  do {
+    r = ::waitpid(pid_, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && errno == ECHILD) {
+    // Somebody else reaped it (a waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN): the exit status is
+    // lost. As asyncio, report 255 rather than wait forever on a pidfd that stays readable.
+    returncode_ = 255;
+    return true;
+  }
   if (r != pid_) return false;
   if (WIFEXITED(status))
     returncode_ = WEXITSTATUS(status);
@@ -220,7 +244,7 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
   ::fcntl(p.pidfd_, F_SETFD, FD_CLOEXEC);
   std::string name = argv[0] + "[" + std::to_string(pid) + "]";
   if (pin.parent >= 0)
-    p.in_.emplace(detail::make_stream_state(std::exchange(pin.parent, -1), false, name + " stdin"));
+    p.in_.emplace(detail::make_stream_state(std::exchange(pin.parent, -1), true, name + " stdin"));
   if (pout.parent >= 0)
     p.out_.emplace(detail::make_stream_state(std::exchange(pout.parent, -1), false, name + " stdout"));
   if (perr.parent >= 0)

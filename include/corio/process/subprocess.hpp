@@ -21,9 +21,9 @@ struct SubprocessOptions {
   Stdio in = Stdio::inherit;
   Stdio out = Stdio::inherit;
   Stdio err = Stdio::inherit;
-  std::optional<std::string> cwd;
+  std::optional<std::string> cwd{};
   // The child's whole environment; unset: the parent's.
-  std::optional<std::map<std::string, std::string>> env;
+  std::optional<std::map<std::string, std::string>> env{};
 };
 
 struct CommunicateResult {
@@ -39,11 +39,14 @@ class Process {
   ~Process();
 
   int pid() const noexcept { return pid_; }
-  // The child's standard streams; InvalidStateError unless created with Stdio::pipe.
+  // The child's standard streams; InvalidStateError unless created with Stdio::pipe. stdout and stderr are
+  // pipes; stdin is a Unix socket pair, so writing to a child that exited fails with BrokenPipeError instead
+  // of raising SIGPIPE in this process, and in().write_eof() gives the child EOF.
   StreamWriter& in();
   StreamReader& out();
   StreamReader& err();
-  // Waits for the child to exit; returns its exit code, or -N when signal N killed it (as asyncio).
+  // Waits for the child to exit; returns its exit code, or -N when signal N killed it (as asyncio); 255 when
+  // somebody else reaped the child (its status is lost then; as asyncio).
   Task<int> wait();
   // Writes input to stdin and closes it, reads stdout and stderr (when piped) to EOF, all at once (no
   // deadlock on large outputs in either direction), then waits for the exit; returncode() is set after.

@@ -1,0 +1,360 @@
+// EventLoop::add_signal_handler / remove_signal_handler, and run()'s Ctrl-C handling (SIGINT cancels the
+// main task, cleanup runs, the process then dies of SIGINT).
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/event_loop.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/sync/event.hpp"
+#include "process_test_util.hpp"
+
+using namespace std::chrono_literals;
+using corio::Task;
+using corio_proc_test::run_guarded;
+
+namespace {
+
+bool blocked_here(int signo) {
+  sigset_t cur;
+  pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+  return sigismember(&cur, signo) == 1;
+}
+
+// ---------------------------------------------------------------- add/remove_signal_handler
+
+Task<> handler_runs_on_the_loop_repeatedly() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got;
+  int count = 0;
+  bool on_loop = true;
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++count;
+    on_loop = on_loop && loop.is_running() && &corio::get_running_loop() == &loop;
+    got.set();
+  });
+  EXPECT_TRUE(blocked_here(SIGUSR1));
+  for (int i = 1; i <= 5; ++i) {
+    ::kill(::getpid(), SIGUSR1);
+    co_await got.wait();
+    got.clear();
+    EXPECT_EQ(count, i);
+  }
+  EXPECT_TRUE(on_loop);
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+  EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
+  EXPECT_FALSE(blocked_here(SIGUSR1));
+}
+
+Task<> handler_runs_when_sent_from_another_thread() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got;
+  int count = 0;
+  std::thread::id loop_thread = std::this_thread::get_id();
+  bool on_loop_thread = true;
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++count;
+    on_loop_thread = on_loop_thread && std::this_thread::get_id() == loop_thread;
+    got.set();
+  });
+  // The sending thread starts after the handler was added, so it inherits the loop thread's signal mask:
+  // process-directed signals can only be taken through the loop's signalfd.
+  for (int i = 1; i <= 3; ++i) {
+    std::thread sender([] { ::kill(::getpid(), SIGUSR1); });
+    co_await got.wait();  // the loop sleeps in the backend until the signal arrives
+    got.clear();
+    sender.join();
+    EXPECT_EQ(count, i);
+  }
+  // Directed at the loop's thread itself.
+  pthread_t self = ::pthread_self();
+  std::thread sender([self] { ::pthread_kill(self, SIGUSR1); });
+  co_await got.wait();
+  sender.join();
+  EXPECT_EQ(count, 4);
+  EXPECT_TRUE(on_loop_thread);
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+}
+
+Task<> replacing_a_handler() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got;
+  int first = 0, second = 0;
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++first;
+    got.set();
+  });
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++second;
+    got.set();
+  });
+  ::kill(::getpid(), SIGUSR1);
+  co_await got.wait();
+  EXPECT_EQ(first, 0);
+  EXPECT_EQ(second, 1);
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+  EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
+}
+
+Task<> two_signals_two_handlers() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got1, got2;
+  int n1 = 0, n2 = 0;
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++n1;
+    got1.set();
+  });
+  loop.add_signal_handler(SIGUSR2, [&] {
+    ++n2;
+    got2.set();
+  });
+  ::kill(::getpid(), SIGUSR2);
+  co_await got2.wait();
+  EXPECT_EQ(n1, 0);
+  EXPECT_EQ(n2, 1);
+  ::kill(::getpid(), SIGUSR1);
+  co_await got1.wait();
+  EXPECT_EQ(n1, 1);
+  EXPECT_EQ(n2, 1);
+  // Removing one leaves the other working.
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+  got2.clear();
+  ::kill(::getpid(), SIGUSR2);
+  co_await got2.wait();
+  EXPECT_EQ(n2, 2);
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR2));
+}
+
+Task<> handler_removed_inside_itself() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got;
+  int count = 0;
+  bool removed = false;
+  loop.add_signal_handler(SIGUSR1, [&] {
+    ++count;
+    removed = loop.remove_signal_handler(SIGUSR1);
+    got.set();
+  });
+  ::kill(::getpid(), SIGUSR1);
+  co_await got.wait();
+  EXPECT_EQ(count, 1);
+  EXPECT_TRUE(removed);
+  EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
+}
+
+Task<> invalid_signals() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  for (int bad : {0, -1, SIGKILL, SIGSTOP, NSIG, 1000}) {
+    PCO_EXPECT_THROW_AS(loop.add_signal_handler(bad, [] {}), corio::RuntimeError, e, (void)e);
+  }
+  EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
+  co_return;
+}
+
+Task<> add_then_leave_installed() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  loop.add_signal_handler(SIGUSR2, [] {});
+  EXPECT_TRUE(blocked_here(SIGUSR2));
+  co_return;
+}
+
+Task<> add_and_remove_usr2() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  loop.add_signal_handler(SIGUSR2, [] {});
+  EXPECT_TRUE(blocked_here(SIGUSR2));
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR2));
+  co_return;
+}
+
+// ---------------------------------------------------------------- run() and SIGINT (in a forked child)
+
+// What the forked child's main task does.
+enum class ChildMode { rethrow, swallow, stuck_cleanup };
+
+Task<> leftover_task() {
+  bool cancelled = false;
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) {
+    co_await corio::sleep(0s);  // cleanup that needs the loop
+    std::printf("leftover cleanup\n");
+    throw corio::CancelledError();
+  }
+}
+
+Task<int> sigint_child_main(ChildMode mode) {
+  auto other = corio::create_task(leftover_task());
+  co_await corio::sleep(0s);  // let the leftover start
+  std::printf("ready\n");
+  std::fflush(stdout);
+  bool cancelled = false;
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  if (!cancelled) co_return 1;
+  if (mode == ChildMode::stuck_cleanup) {
+    std::printf("cleaning\n");
+    std::fflush(stdout);
+    try {
+      co_await corio::sleep(1h);  // a cleanup that never ends: only a second Ctrl-C gets out of it
+    } catch (const corio::CancelledError&) {
+      std::printf("cleanup cancelled\n");
+    }
+    co_return 2;
+  }
+  co_await corio::sleep(0s);      // cleanup that needs the loop
+  std::printf("main cleanup\n");  // deliberately not flushed: run() must not lose it
+  if (mode == ChildMode::rethrow) throw corio::CancelledError();
+  co_return 42;
+}
+
+struct ChildResult {
+  std::string out;
+  int status = 0;
+};
+
+// Forks a child that runs sigint_child_main under corio::run with stdout on a pipe; each time it printed
+// one of `triggers` (in order), sends it SIGINT; then collects its output and status. The child starts
+// with SIGINT at its default disposition and unblocked, whatever the test process has.
+ChildResult run_sigint_child(ChildMode mode, std::vector<std::string> triggers = {"ready\n"}) {
+  int fds[2];
+  EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    std::signal(SIGINT, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int code = 0;
+    try {
+      code = corio::run(sigint_child_main(mode));
+    } catch (const corio::CancelledError&) {
+      std::printf("run threw CancelledError\n");
+      code = 3;
+    } catch (...) {
+      code = 4;
+    }
+    std::printf("run returned %d\n", code);
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  ChildResult res;
+  std::size_t sent = 0;
+  for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    int r = ::poll(&p, 1, 10000);  // hang guard only
+    if (r <= 0) {
+      ADD_FAILURE() << "child hung; output so far: " << res.out;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    char buf[256];
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    res.out.append(buf, static_cast<std::size_t>(n));
+    while (sent < triggers.size() && res.out.find(triggers[sent]) != std::string::npos) {
+      ++sent;
+      ::kill(pid, SIGINT);
+    }
+  }
+  ::close(fds[0]);
+  EXPECT_EQ(::waitpid(pid, &res.status, 0), pid);
+  return res;
+}
+
+}  // namespace
+
+TEST(Signals, HandlerRunsOnTheLoopRepeatedly) { run_guarded(handler_runs_on_the_loop_repeatedly()); }
+TEST(Signals, HandlerRunsWhenSentFromAnotherThread) {
+  run_guarded(handler_runs_when_sent_from_another_thread());
+}
+TEST(Signals, ReplacingAHandler) { run_guarded(replacing_a_handler()); }
+TEST(Signals, TwoSignalsTwoHandlers) { run_guarded(two_signals_two_handlers()); }
+TEST(Signals, HandlerRemovedInsideItself) { run_guarded(handler_removed_inside_itself()); }
+TEST(Signals, InvalidSignalsAreRefused) { run_guarded(invalid_signals()); }
+
+TEST(Signals, ClosingTheLoopUnblocksItsSignals) {
+  ASSERT_FALSE(blocked_here(SIGUSR2));
+  run_guarded(add_then_leave_installed());
+  EXPECT_FALSE(blocked_here(SIGUSR2));
+}
+
+TEST(Signals, SignalBlockedBeforeStaysBlocked) {
+  // A program that blocks a signal itself keeps it blocked after the loop used and released it.
+  sigset_t usr2, old;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  run_guarded(add_and_remove_usr2());
+  EXPECT_TRUE(blocked_here(SIGUSR2));
+  run_guarded(add_then_leave_installed());
+  EXPECT_TRUE(blocked_here(SIGUSR2));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+namespace {
+Task<> sigint_state_inside(bool expect_taken) {
+  EXPECT_EQ(blocked_here(SIGINT), expect_taken);
+  co_return;
+}
+}  // namespace
+
+TEST(Signals, RunTakesSigintOnlyAtDefaultDisposition) {
+  ASSERT_EQ(std::signal(SIGINT, SIG_DFL), SIG_DFL);
+  run_guarded(sigint_state_inside(true));
+  EXPECT_FALSE(blocked_here(SIGINT));
+  EXPECT_EQ(std::signal(SIGINT, SIG_DFL), SIG_DFL);  // given back as it was
+
+  std::signal(SIGINT, SIG_IGN);  // the program handles SIGINT itself: run() leaves it alone
+  run_guarded(sigint_state_inside(false));
+  EXPECT_EQ(std::signal(SIGINT, SIG_DFL), SIG_IGN);
+}
+
+TEST(Signals, SigintCancelsMainCleansUpAndDiesOfSigint) {
+  ChildResult r = run_sigint_child(ChildMode::rethrow);
+  EXPECT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  if (WIFSIGNALED(r.status)) {
+    EXPECT_EQ(WTERMSIG(r.status), SIGINT);
+  }
+  // Both the main task's and the leftover task's cleanup ran (and were not lost in stdio's buffer).
+  EXPECT_EQ(r.out, "ready\nmain cleanup\nleftover cleanup\n");
+}
+
+TEST(Signals, SigintSwallowedByMainReturnsNormally) {
+  ChildResult r = run_sigint_child(ChildMode::swallow);
+  ASSERT_TRUE(WIFEXITED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  EXPECT_EQ(WEXITSTATUS(r.status), 42);
+  EXPECT_EQ(r.out, "ready\nmain cleanup\nleftover cleanup\nrun returned 42\n");
+}
+
+TEST(Signals, SecondSigintEndsAStuckCleanup) {
+  ChildResult r = run_sigint_child(ChildMode::stuck_cleanup, {"ready\n", "cleaning\n"});
+  EXPECT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  if (WIFSIGNALED(r.status)) {
+    EXPECT_EQ(WTERMSIG(r.status), SIGINT);
+  }
+  EXPECT_EQ(r.out, "ready\ncleaning\n");
+}

@@ -1,0 +1,644 @@
+// create_subprocess_exec and Process: stdio routing, cwd, env, exit codes, communicate, signals, errors,
+// background reaping, cancellation.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/core/task_handle.hpp"
+#include "corio/net/errors.hpp"
+#include "corio/process/subprocess.hpp"
+#include "process_test_util.hpp"
+
+using namespace std::chrono_literals;
+using corio::Process;
+using corio::Stdio;
+using corio::SubprocessOptions;
+using corio::Task;
+using corio_proc_test::run_guarded;
+using corio_proc_test::sh;
+
+namespace {
+
+SubprocessOptions opts(Stdio in, Stdio out, Stdio err) {
+  SubprocessOptions o;
+  o.in = in;
+  o.out = out;
+  o.err = err;
+  return o;
+}
+
+std::string readlink_self(int fd) {
+  char buf[PATH_MAX];
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+  return n < 0 ? std::string() : std::string(buf, static_cast<std::size_t>(n));
+}
+
+// Whether `pid` is still our child (running, or exited and not reaped yet); never reaps it.
+bool is_our_child(int pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+// Whether `pid` is still running (not exited); never reaps it.
+bool is_running_child(int pid) {
+  siginfo_t info{};
+  info.si_pid = 0;
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == 0;
+}
+
+int count_open_fds() {
+  int n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (::readdir(d)) ++n;
+  ::closedir(d);
+  return n;
+}
+
+// Waits (one short sleep at a time, bounded: a hang guard, not a timing) until pred() holds.
+template <class Pred>
+Task<bool> eventually(Pred pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) co_return true;
+    co_await corio::sleep(10ms);
+  }
+  co_return pred();
+}
+
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  return s;
+}
+
+// ---------------------------------------------------------------- stdio routing
+
+Task<> pipes_for_out_and_err() {
+  auto argv = sh("printf 'to out'; printf 'to err' >&2; exit 0");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::pipe));
+  std::string out = co_await p.out().read();
+  std::string err = co_await p.err().read();
+  EXPECT_EQ(out, "to out");
+  EXPECT_EQ(err, "to err");
+  EXPECT_EQ(co_await p.wait(), 0);
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+}
+
+Task<> pipe_for_in() {
+  auto argv = std::vector<std::string>{"cat"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+  p.in().write("hello cat\n");
+  co_await p.in().drain();
+  std::string line = co_await p.out().readline();
+  EXPECT_EQ(line, "hello cat\n");
+  p.in().close();
+  co_await p.in().wait_closed();
+  EXPECT_EQ(co_await p.out().read(), "");
+  EXPECT_EQ(co_await p.wait(), 0);
+}
+
+Task<> write_eof_gives_the_child_eof() {
+  auto argv = std::vector<std::string>{"cat"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+  p.in().write("no newline at the end");
+  p.in().write_eof();
+  EXPECT_EQ(co_await p.out().read(), "no newline at the end");  // read() to EOF: cat saw EOF and exited
+  EXPECT_EQ(co_await p.wait(), 0);
+  PCO_EXPECT_THROW_AS(p.in().write("more"), corio::RuntimeError, e, (void)e);
+}
+
+// The child exits while we keep writing its stdin: drain() reports BrokenPipeError; the program is not
+// killed by SIGPIPE.
+Task<> writing_to_an_exited_child() {
+  auto argv = sh("exit 0");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::inherit, Stdio::inherit));
+  EXPECT_EQ(co_await p.wait(), 0);
+  p.in().write(pattern(1 << 20));
+  PCO_EXPECT_THROW_AS(co_await p.in().drain(), corio::BrokenPipeError, e, EXPECT_EQ(e.code(), EPIPE));
+}
+
+Task<> devnull_everywhere() {
+  // The child reports where its own descriptors point, through a pipe on the one stream not under test.
+  {
+    auto argv = sh("readlink /proc/$$/fd/0; readlink /proc/$$/fd/2; read x; echo \"read=$?\"");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::devnull));
+    auto r = co_await p.communicate();
+    EXPECT_EQ(r.out, "/dev/null\n/dev/null\nread=1\n");  // stdin is /dev/null: `read` hits EOF
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(p.returncode(), std::optional<int>(0));
+  }
+  {
+    auto argv = sh("x=$(readlink /proc/$$/fd/1); echo \"$x\" >&2; echo 'this output disappears'");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::devnull, Stdio::pipe));
+    auto r = co_await p.communicate();
+    EXPECT_EQ(r.err, "/dev/null\n");
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(p.returncode(), std::optional<int>(0));
+  }
+  {
+    // Reading stdin from /dev/null: EOF at once.
+    auto argv = std::vector<std::string>{"cat"};
+    Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::pipe));
+    auto r = co_await p.communicate();
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(p.returncode(), std::optional<int>(0));
+  }
+}
+
+Task<> inherit_everywhere() {
+  // With Stdio::inherit the child's descriptor is the parent's: compare what they point to. Each stream
+  // under test is inherited while another one carries the report.
+  std::string parent0 = readlink_self(0), parent1 = readlink_self(1), parent2 = readlink_self(2);
+  {
+    auto argv = sh("readlink /proc/$$/fd/0; readlink /proc/$$/fd/2");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::inherit, Stdio::pipe, Stdio::inherit));
+    auto r = co_await p.communicate();
+    std::string expect;
+    if (!parent0.empty()) expect += parent0 + "\n";
+    if (!parent2.empty()) expect += parent2 + "\n";
+    EXPECT_EQ(r.out, expect);
+  }
+  {
+    auto argv = sh("x=$(readlink /proc/$$/fd/1); echo \"$x\" >&2");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::inherit, Stdio::pipe));
+    auto r = co_await p.communicate();
+    EXPECT_EQ(r.err, parent1.empty() ? std::string() : parent1 + "\n");
+  }
+  {
+    // The default options inherit all three.
+    auto argv = sh("exit 0");
+    Process p = co_await corio::create_subprocess_exec(argv);
+    PCO_EXPECT_THROW_AS(p.in(), corio::InvalidStateError, e, (void)e);
+    PCO_EXPECT_THROW_AS(p.out(), corio::InvalidStateError, e, (void)e);
+    PCO_EXPECT_THROW_AS(p.err(), corio::InvalidStateError, e, (void)e);
+    EXPECT_EQ(co_await p.wait(), 0);
+  }
+}
+
+// ---------------------------------------------------------------- cwd, env
+
+Task<> cwd_is_used() {
+  char tmpl[] = "/tmp/corio-proc-XXXXXX";
+  char* dir = ::mkdtemp(tmpl);
+  PCO_ASSERT(dir != nullptr);
+  char real[PATH_MAX];
+  PCO_ASSERT(::realpath(dir, real) != nullptr);
+  std::string expect = std::string(real) + "\n";
+  auto o = opts(Stdio::devnull, Stdio::pipe, Stdio::inherit);
+  o.cwd = std::string(dir);
+  auto argv = std::vector<std::string>{"pwd"};
+  auto argv2 = sh("pwd -P");
+  Process p = co_await corio::create_subprocess_exec(argv2, o);
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, expect);
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+  ::rmdir(dir);
+
+  o.cwd = std::string("/nonexistent/corio/dir");
+  PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(argv, o), corio::OSError, e,
+                      EXPECT_EQ(e.code(), ENOENT));
+}
+
+Task<> env_replaces_everything() {
+  ::setenv("CORIO_PARENT_ONLY", "1", 1);
+  auto o = opts(Stdio::devnull, Stdio::pipe, Stdio::inherit);
+  o.env = std::map<std::string, std::string>{{"FOO", "bar baz"}, {"ZED", "1"}};
+  auto argv = std::vector<std::string>{"env"};  // found through the parent's PATH
+  Process p = co_await corio::create_subprocess_exec(argv, o);
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "FOO=bar baz\nZED=1\n");
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+
+  o.env = std::map<std::string, std::string>{};
+  Process q = co_await corio::create_subprocess_exec(argv, o);
+  auto r2 = co_await q.communicate();
+  EXPECT_EQ(r2.out, "");
+
+  o.env.reset();  // unset: the parent's environment
+  Process s = co_await corio::create_subprocess_exec(argv, o);
+  auto r3 = co_await s.communicate();
+  EXPECT_NE(r3.out.find("CORIO_PARENT_ONLY=1\n"), std::string::npos);
+  ::unsetenv("CORIO_PARENT_ONLY");
+}
+
+// ---------------------------------------------------------------- exit status
+
+Task<> exit_codes() {
+  for (int code : {0, 1, 7, 255}) {
+    auto argv = sh("exit " + std::to_string(code));
+    Process p = co_await corio::create_subprocess_exec(argv);
+    EXPECT_FALSE(p.returncode().has_value());
+    EXPECT_GT(p.pid(), 0);
+    EXPECT_EQ(co_await p.wait(), code);
+    EXPECT_EQ(p.returncode(), std::optional<int>(code));
+    EXPECT_EQ(co_await p.wait(), code);  // again: the stored code
+  }
+  auto argv = sh("kill -USR2 $$");
+  Process p = co_await corio::create_subprocess_exec(argv);
+  EXPECT_EQ(co_await p.wait(), -SIGUSR2);
+  EXPECT_EQ(p.returncode(), std::optional<int>(-SIGUSR2));
+}
+
+Task<> two_waiters_one_child() {
+  auto argv = std::vector<std::string>{"cat"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::devnull, Stdio::inherit));
+  auto a = corio::create_task(p.wait());
+  auto b = corio::create_task(p.wait());
+  co_await corio::sleep(0s);
+  co_await corio::sleep(0s);
+  EXPECT_FALSE(a.done());
+  EXPECT_FALSE(b.done());
+  p.in().close();
+  EXPECT_EQ(co_await a, 0);
+  EXPECT_EQ(co_await b, 0);
+}
+
+// Someone else reaped the child (a SIGCHLD set to SIG_IGN does that too): wait() must not hang. As
+// asyncio, the exit code is unknown then and reported as 255.
+Task<> reaped_by_someone_else() {
+  auto argv = sh("exit 3");
+  Process p = co_await corio::create_subprocess_exec(argv);
+  int status = 0;
+  PCO_ASSERT(::waitpid(p.pid(), &status, 0) == p.pid());
+  EXPECT_EQ(co_await p.wait(), 255);
+  EXPECT_EQ(p.returncode(), std::optional<int>(255));
+  p.kill();  // reaped: a no-op
+}
+
+// ---------------------------------------------------------------- communicate
+
+Task<> communicate_4mib_through_cat() {
+  const std::string input = pattern(4 << 20);
+  auto argv = std::vector<std::string>{"cat"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::pipe));
+  auto r = co_await p.communicate(input);
+  EXPECT_EQ(r.out.size(), input.size());
+  EXPECT_TRUE(r.out == input);
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+}
+
+Task<> communicate_big_stdout_and_stderr_at_once() {
+  // The child interleaves 64 KiB writes to stdout and stderr (4 MiB each), then reads all of its 4 MiB of
+  // input and reports its size: any sequential reader or writer deadlocks on a full pipe.
+  auto argv = std::vector<std::string>{"python3", "-c",
+                                       "import os, sys\n"
+                                       "for i in range(64):\n"
+                                       "    os.write(1, b'o' * 65536)\n"
+                                       "    os.write(2, b'e' * 65536)\n"
+                                       "data = sys.stdin.buffer.read()\n"
+                                       "os.write(1, b'|%d' % len(data))\n"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::pipe));
+  auto r = co_await p.communicate(pattern(4 << 20));
+  std::string expect_out = std::string(4 << 20, 'o') + "|" + std::to_string(4 << 20);
+  EXPECT_EQ(r.out.size(), expect_out.size());
+  EXPECT_TRUE(r.out == expect_out);
+  EXPECT_EQ(r.err.size(), std::size_t{4} << 20);
+  EXPECT_TRUE(r.err == std::string(4 << 20, 'e'));
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+}
+
+Task<> communicate_child_ignores_stdin() {
+  // The child exits without reading: writing its stdin fails (broken pipe), which communicate() ignores.
+  {
+    auto argv = sh("printf done; exit 3");
+    Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+    auto r = co_await p.communicate(pattern(1 << 20));
+    EXPECT_EQ(r.out, "done");
+    EXPECT_EQ(p.returncode(), std::optional<int>(3));
+  }
+  {
+    // Deterministic order: the child is gone (not reaped) before the first byte is written.
+    auto argv = sh("exit 4");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::devnull, Stdio::inherit));
+    siginfo_t info{};
+    PCO_ASSERT(::waitid(P_PID, static_cast<id_t>(p.pid()), &info, WEXITED | WNOWAIT) == 0);
+    auto r = co_await p.communicate(pattern(256 << 10));
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(p.returncode(), std::optional<int>(4));
+  }
+  {
+    // Same, small input (fits the pipe's buffer in one write).
+    auto argv = sh("exit 5");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::inherit, Stdio::inherit));
+    siginfo_t info{};
+    PCO_ASSERT(::waitid(P_PID, static_cast<id_t>(p.pid()), &info, WEXITED | WNOWAIT) == 0);
+    auto r = co_await p.communicate("x");
+    EXPECT_EQ(p.returncode(), std::optional<int>(5));
+  }
+}
+
+Task<> communicate_without_pipes() {
+  auto argv = sh("exit 6");
+  Process p = co_await corio::create_subprocess_exec(argv);
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(p.returncode(), std::optional<int>(6));
+}
+
+// ---------------------------------------------------------------- signals to the child
+
+Task<> signals_to_child() {
+  struct Case {
+    const char* name;
+    int expect;
+  };
+  for (Case c : {Case{"send_signal", -SIGUSR1}, Case{"terminate", -SIGTERM}, Case{"kill", -SIGKILL}}) {
+    auto argv = sh("echo ready; exec cat");  // traps nothing; blocks on its stdin
+    Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+    EXPECT_EQ(co_await p.out().readline(), "ready\n");
+    std::string name = c.name;
+    if (name == "send_signal")
+      p.send_signal(SIGUSR1);
+    else if (name == "terminate")
+      p.terminate();
+    else
+      p.kill();
+    EXPECT_EQ(co_await p.wait(), c.expect) << name;
+    // Reaped: every further signal is a no-op and the exit code stays.
+    p.send_signal(SIGTERM);
+    p.terminate();
+    p.kill();
+    EXPECT_EQ(p.returncode(), std::optional<int>(c.expect));
+  }
+}
+
+Task<> signal_to_exited_unreaped_child() {
+  auto argv = sh("exit 2");
+  Process p = co_await corio::create_subprocess_exec(argv);
+  siginfo_t info{};
+  PCO_ASSERT(::waitid(P_PID, static_cast<id_t>(p.pid()), &info, WEXITED | WNOWAIT) == 0);
+  p.terminate();  // a zombie: nothing to do, no error
+  p.kill();
+  EXPECT_EQ(co_await p.wait(), 2);
+}
+
+// ---------------------------------------------------------------- errors
+
+Task<> missing_program() {
+  auto argv = std::vector<std::string>{"corio-no-such-program-xyz", "arg"};
+  PCO_EXPECT_THROW_AS(
+      co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::pipe)),
+      corio::OSError, e, {
+        EXPECT_EQ(e.code(), ENOENT);
+        EXPECT_NE(std::string(e.what()).find("corio-no-such-program-xyz"), std::string::npos) << e.what();
+      });
+  auto argv2 = std::vector<std::string>{"/nonexistent/dir/prog"};
+  PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(argv2), corio::OSError, e,
+                      EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/prog"), std::string::npos));
+  auto argv3 = std::vector<std::string>{"/dev/null"};  // exists, not executable
+  PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(argv3), corio::OSError, e, {
+    EXPECT_EQ(e.code(), EACCES);
+    EXPECT_NE(std::string(e.what()).find("/dev/null"), std::string::npos);
+  });
+  auto empty = std::vector<std::string>{};
+  PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(empty), corio::Error, e, (void)e);
+  // A failed start leaves no zombie and leaks no descriptor.
+  int fds = count_open_fds();
+  for (int i = 0; i < 20; ++i) {
+    try {
+      (void)co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::pipe));
+    } catch (const corio::OSError&) {
+    }
+  }
+  EXPECT_EQ(count_open_fds(), fds);
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+// ---------------------------------------------------------------- shell, streaming
+
+Task<> shell_pipeline() {
+  auto argv = sh("printf 'a\\nb\\n' | sort -r");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::pipe));
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "b\na\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(p.returncode(), std::optional<int>(0));
+}
+
+Task<> readline_while_running() {
+  // Each line is read while the child is still running, blocked on its stdin until we answer.
+  auto argv = sh("echo first; read x; echo \"got $x\"; read y; echo last");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+  EXPECT_EQ(co_await p.out().readline(), "first\n");
+  EXPECT_FALSE(p.returncode().has_value());
+  EXPECT_TRUE(is_running_child(p.pid()));
+  p.in().write("abc\n");
+  co_await p.in().drain();
+  EXPECT_EQ(co_await p.out().readline(), "got abc\n");
+  EXPECT_TRUE(is_running_child(p.pid()));
+  p.in().close();
+  EXPECT_EQ(co_await p.out().readline(), "last\n");
+  EXPECT_EQ(co_await p.out().readline(), "");  // EOF
+  EXPECT_TRUE(p.out().at_eof());
+  EXPECT_EQ(co_await p.wait(), 0);
+}
+
+Task<> ticker(int& ticks, corio::TaskHandle<int>& waiter, bool& waiter_done_early) {
+  for (int i = 0; i < 20; ++i) {
+    co_await corio::sleep(1ms);
+    if (waiter.done()) waiter_done_early = true;
+    ++ticks;
+  }
+}
+
+Task<> loop_stays_responsive() {
+  auto argv = std::vector<std::string>{"cat"};  // runs until its stdin closes
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::devnull, Stdio::inherit));
+  auto waiter = corio::create_task(p.wait());
+  int ticks = 0;
+  bool early = false;
+  co_await ticker(ticks, waiter, early);
+  EXPECT_EQ(ticks, 20);
+  EXPECT_FALSE(early);
+  EXPECT_FALSE(waiter.done());
+  p.in().close();
+  EXPECT_EQ(co_await waiter, 0);
+}
+
+// ---------------------------------------------------------------- lifetime
+
+Task<> destroyed_without_wait_running_child() {
+  int fds_before = count_open_fds();
+  int pid = -1;
+  {
+    auto argv = std::vector<std::string>{"cat"};
+    Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::pipe));
+    pid = p.pid();
+    EXPECT_TRUE(is_running_child(pid));
+    // Destroyed while running: its stdin closes, so cat exits soon after; the loop reaps it.
+  }
+  bool gone = co_await eventually([pid] { return !is_our_child(pid); });
+  EXPECT_TRUE(gone) << "pid " << pid << " left as a zombie";
+  EXPECT_TRUE(co_await eventually([&] { return count_open_fds() == fds_before; }));
+  EXPECT_EQ(count_open_fds(), fds_before);
+}
+
+Task<> destroyed_without_wait_exited_child() {
+  int fds_before = count_open_fds();
+  int pid = -1;
+  {
+    auto argv = sh("exit 0");
+    Process p = co_await corio::create_subprocess_exec(argv);
+    pid = p.pid();
+    siginfo_t info{};
+    PCO_ASSERT(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0);
+  }
+  EXPECT_FALSE(is_our_child(pid));  // reaped by the destructor itself
+  EXPECT_EQ(count_open_fds(), fds_before);
+}
+
+// A task holding a running child is cancelled by run()'s shutdown: the Process is destroyed while run()
+// cancels the leftovers, and its background reaper starts then, as the loop is about to close.
+Task<> hold_child_forever(int& pid, std::vector<std::string> argv) {
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+  pid = p.pid();
+  co_await corio::sleep(1h);
+}
+
+// Cancelled, cleans up over several loop turns (so a reaper started by another task's cleanup gets to run).
+Task<> slow_cleanup() {
+  bool cancelled = false;
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) {
+    for (int i = 0; i < 5; ++i) co_await corio::sleep(0s);
+    throw corio::CancelledError();
+  }
+}
+
+Task<> leave_a_child_behind(int& pid, std::vector<std::string> argv) {
+  (void)corio::create_task(hold_child_forever(pid, std::move(argv)));
+  (void)corio::create_task(slow_cleanup());
+  co_await eventually([&] { return pid > 0; });
+}
+
+Task<> moved_process() {
+  auto argv = sh("exit 9");
+  Process a = co_await corio::create_subprocess_exec(argv);
+  int pid = a.pid();
+  Process b(std::move(a));
+  EXPECT_EQ(b.pid(), pid);
+  EXPECT_EQ(a.pid(), -1);  // NOLINT(bugprone-use-after-move): moved-from state is specified
+  Process c;
+  c = std::move(b);
+  EXPECT_EQ(c.pid(), pid);
+  EXPECT_EQ(co_await c.wait(), 9);
+  PCO_EXPECT_THROW_AS(co_await a.wait(), corio::InvalidStateError, e, (void)e);
+}
+
+Task<> cancel_wait() {
+  auto argv = std::vector<std::string>{"cat"};
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::devnull, Stdio::inherit));
+  auto waiter = corio::create_task(p.wait());
+  co_await corio::sleep(0s);
+  co_await corio::sleep(0s);
+  EXPECT_FALSE(waiter.done());
+  EXPECT_TRUE(waiter.cancel());
+  bool cancelled = false;
+  try {
+    (void)co_await waiter;
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  EXPECT_TRUE(cancelled);
+  EXPECT_TRUE(waiter.cancelled());
+  // The child is untouched by the cancellation.
+  EXPECT_TRUE(is_running_child(p.pid()));
+  EXPECT_FALSE(p.returncode().has_value());
+  p.kill();
+  EXPECT_EQ(co_await p.wait(), -SIGKILL);
+}
+
+Task<> many_children_at_once() {
+  std::vector<Process> procs;
+  for (int i = 0; i < 16; ++i) {
+    auto argv = sh("read x; exit $x");
+    procs.push_back(
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::devnull, Stdio::inherit)));
+  }
+  for (int i = 15; i >= 0; --i) procs[static_cast<std::size_t>(i)].in().write(std::to_string(i) + "\n");
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(co_await procs[static_cast<std::size_t>(i)].wait(), i);
+}
+
+}  // namespace
+
+TEST(Subprocess, PipesForOutAndErr) { run_guarded(pipes_for_out_and_err()); }
+TEST(Subprocess, PipeForIn) { run_guarded(pipe_for_in()); }
+TEST(Subprocess, WriteEofGivesTheChildEof) { run_guarded(write_eof_gives_the_child_eof()); }
+TEST(Subprocess, WritingToAnExitedChildIsBrokenPipeNotSIGPIPE) { run_guarded(writing_to_an_exited_child()); }
+TEST(Subprocess, DevnullForEachStream) { run_guarded(devnull_everywhere()); }
+TEST(Subprocess, InheritForEachStream) { run_guarded(inherit_everywhere()); }
+TEST(Subprocess, Cwd) { run_guarded(cwd_is_used()); }
+TEST(Subprocess, EnvReplacesTheWholeEnvironment) { run_guarded(env_replaces_everything()); }
+TEST(Subprocess, WaitReturnsExitCodeOrMinusSignal) { run_guarded(exit_codes()); }
+TEST(Subprocess, TwoWaitersOnOneChild) { run_guarded(two_waiters_one_child()); }
+TEST(Subprocess, WaitDoesNotHangWhenReapedElsewhere) { run_guarded(reaped_by_someone_else()); }
+TEST(Subprocess, Communicate4MiBThroughCat) { run_guarded(communicate_4mib_through_cat()); }
+TEST(Subprocess, CommunicateBigStdoutAndStderrAtOnce) {
+  run_guarded(communicate_big_stdout_and_stderr_at_once());
+}
+TEST(Subprocess, CommunicateChildIgnoresStdin) { run_guarded(communicate_child_ignores_stdin()); }
+TEST(Subprocess, CommunicateWithoutPipes) { run_guarded(communicate_without_pipes()); }
+TEST(Subprocess, SendSignalTerminateKill) { run_guarded(signals_to_child()); }
+TEST(Subprocess, SignalToExitedChildIsANoOp) { run_guarded(signal_to_exited_unreaped_child()); }
+TEST(Subprocess, MissingProgramThrowsOSErrorNamingIt) { run_guarded(missing_program()); }
+TEST(Subprocess, ShellPipeline) { run_guarded(shell_pipeline()); }
+TEST(Subprocess, ReadlineWhileRunning) { run_guarded(readline_while_running()); }
+TEST(Subprocess, LoopStaysResponsive) { run_guarded(loop_stays_responsive()); }
+TEST(Subprocess, DestroyedWithoutWaitRunningChildIsReaped) {
+  run_guarded(destroyed_without_wait_running_child());
+}
+TEST(Subprocess, DestroyedWithoutWaitExitedChildIsReaped) {
+  run_guarded(destroyed_without_wait_exited_child());
+}
+TEST(Subprocess, ProcessDestroyedDuringRunShutdown) {
+  {
+    // The child exits once its stdin closes, maybe before the loop is gone.
+    int pid = -1;
+    run_guarded(leave_a_child_behind(pid, {"cat"}));
+    ASSERT_GT(pid, 0);
+    if (is_our_child(pid)) {
+      EXPECT_EQ(::waitpid(pid, nullptr, 0), pid);  // the loop could not reap it
+    }
+  }
+  {
+    // The child outlives the loop: its reaper is still waiting when the loop closes.
+    int pid = -1;
+    run_guarded(leave_a_child_behind(pid, sh("exec sleep 30")));
+    ASSERT_GT(pid, 0);
+    EXPECT_TRUE(is_running_child(pid));
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(::waitpid(pid, nullptr, 0), pid);
+  }
+}
+TEST(Subprocess, MovedProcess) { run_guarded(moved_process()); }
+TEST(Subprocess, CancelledWaitLeavesTheChildRunning) { run_guarded(cancel_wait()); }
+TEST(Subprocess, ManyChildrenAtOnce) { run_guarded(many_children_at_once()); }
