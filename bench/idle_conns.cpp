@@ -1,0 +1,131 @@
+// Idle connections: N (default 10,000) connections to a corio server in the same process, each server
+// handler waiting in readline(). The client side is raw non-blocking sockets (no user-space state beyond
+// an int each). Reports (RSS once every handler waits in readline() - RSS before the first connect) / N:
+// the server's per-connection cost, buffers, stream state, handler frame and the server's bookkeeping
+// included. RSS is the current resident set (/proc/self/statm), not the peak.
+//
+// Needs 2N + 100 descriptors: raises the RLIMIT_NOFILE soft limit to the hard limit, and exits with status
+// 77 after a "SKIP" line when that is not enough (scripts/bench then reruns it with the largest N that fits).
+//
+// Usage: corio_bench_idle_conns [N]
+// Output: one line "RESULT workload=idle impl=corio n=... bytes_per_conn=... rss_before_mb=...
+// rss_after_mb=..."
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "corio/core/run.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+#include "corio/net/server.hpp"
+#include "corio/net/stream.hpp"
+
+namespace {
+
+long waiting = 0;  // handlers that have entered readline()
+
+corio::Task<> idle(corio::StreamReader r, corio::StreamWriter w) {
+  ++waiting;
+  std::string line = co_await r.readline();  // "" at EOF: the client closed
+  --waiting;
+  w.close();
+}
+
+long rss_bytes() {
+  long pages_total = 0, pages_rss = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f || std::fscanf(f, "%ld %ld", &pages_total, &pages_rss) != 2) {
+    std::perror("/proc/self/statm");
+    std::exit(1);
+  }
+  std::fclose(f);
+  return pages_rss * sysconf(_SC_PAGESIZE);
+}
+
+struct Outcome {
+  long before, after;
+};
+
+corio::Task<Outcome> bench(int n) {
+  using namespace std::chrono_literals;
+  corio::Server server =
+      co_await corio::start_server(idle, "127.0.0.1", 0, corio::ServerOptions{.backlog = 1024});
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(server.port());
+  std::vector<int> fds;
+  fds.reserve(static_cast<std::size_t>(n));
+  co_await corio::sleep(0s);
+  const long before = rss_bytes();
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (static_cast<int>(fds.size()) < n) {
+    // Connect in batches below the backlog, then let the loop accept them.
+    for (int b = 0; b < 500 && static_cast<int>(fds.size()) < n; ++b) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        std::perror("socket");
+        std::exit(1);
+      }
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 && errno != EINPROGRESS) {
+        std::perror("connect");
+        std::exit(1);
+      }
+      fds.push_back(fd);
+    }
+    while (waiting + 600 < static_cast<long>(fds.size())) co_await corio::sleep(1ms);
+  }
+  while (waiting < n) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "idle: only %ld of %d handlers reached readline()\n", waiting, n);
+      std::exit(1);
+    }
+    co_await corio::sleep(1ms);
+  }
+  for (int i = 0; i < 3; ++i) co_await corio::sleep(0s);  // every read submitted
+  const long after = rss_bytes();
+  for (int fd : fds) close(fd);
+  while (waiting > 0 && std::chrono::steady_clock::now() < deadline) co_await corio::sleep(1ms);
+  server.close();
+  co_await server.wait_closed();
+  co_return Outcome{before, after};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int n = argc > 1 ? std::atoi(argv[1]) : 10'000;
+  if (n <= 0) {
+    std::fprintf(stderr, "usage: %s [N > 0]\n", argv[0]);
+    return 2;
+  }
+  const rlim_t need = 2 * static_cast<rlim_t>(n) + 100;
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur < need) {
+    std::printf("SKIP idle: %d connections need %llu descriptors, RLIMIT_NOFILE hard limit is %llu\n", n,
+                static_cast<unsigned long long>(need), static_cast<unsigned long long>(rl.rlim_max));
+    return 77;
+  }
+  const Outcome r = corio::run(bench(n));
+  std::printf(
+      "RESULT workload=idle impl=corio n=%d bytes_per_conn=%.0f rss_before_mb=%.1f rss_after_mb=%.1f\n", n,
+      static_cast<double>(r.after - r.before) / n, r.before / 1048576.0, r.after / 1048576.0);
+  return 0;
+}
