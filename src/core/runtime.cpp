@@ -421,8 +421,10 @@ void EventLoop::run_once() {
     poll_io(virtual_time_ && timeout != 0 ? -1 : timeout);
   }
 
-  const std::int64_t end = now_ns();
-  while (!timers_.empty() && timers_.top()->when_ns_ <= end) timers_.pop()->fire();
+  if (!timers_.empty()) {  // the clock is read only when a timer could be due
+    const std::int64_t end = now_ns();
+    while (!timers_.empty() && timers_.top()->when_ns_ <= end) timers_.pop()->fire();
+  }
 
   for (std::size_t n = ready_.size(); n > 0; --n) ready_.pop()->run_ready();
 }

@@ -85,6 +85,7 @@ class EpollBackend final : public IoBackend {
       while (IoOp* op = done_.pop_front()) {
         any = true;
         op->pending = false;
+        op->backend_state = 0;
         --pending_;
         op->complete();  // may close descriptors (forget) or, rarely, submit again: go round
       }
@@ -97,9 +98,15 @@ class EpollBackend final : public IoBackend {
 
   bool try_now(IoOp& op) override {
     if (op.code == OpCode::poll_in || op.code == OpCode::poll_out) return false;
-    if (FdEntry* e = entry_if(op.fd)) {
+    FdEntry* e = entry_if(op.fd);
+    if (e) {
       // Never jump ahead of operations already waiting in the same direction.
       if (!(is_read_side(op.code) ? e->readers : e->writers).empty()) return false;
+      // Known not ready (EAGAIN and no edge since): the call would fail; wait for the edge instead.
+      if (e->registered && !(is_read_side(op.code) ? e->readable : e->writable)) {
+        just_tried_ = &op;
+        return false;
+      }
     }
     if (op.code == OpCode::connect) {
       int r = ::connect(op.fd, op.addr, op.addrlen);
@@ -115,6 +122,7 @@ class EpollBackend final : public IoBackend {
       return true;
     }
     std::int64_t r = attempt(op);
+    note_result(e, op, r);
     if (r == -EAGAIN || r == -EWOULDBLOCK) {
       just_tried_ = &op;
       return false;
@@ -133,6 +141,7 @@ class EpollBackend final : public IoBackend {
         op.result = -errno;
         op.pending = true;
         ++pending_;
+        op.backend_state = kInDone;
         done_.push_back(op);
         return;
       }
@@ -149,9 +158,10 @@ class EpollBackend final : public IoBackend {
   }
 
   void cancel(IoOp& op) noexcept override {
-    if (!op.pending || in_done(op)) return;
+    if (!op.pending || op.backend_state == kInDone) return;
     op.unlink();
     op.result = -ECANCELED;
+    op.backend_state = kInDone;
     done_.push_back(op);  // completes on the next poll: complete() never runs inside cancel()
   }
 
@@ -165,14 +175,26 @@ class EpollBackend final : public IoBackend {
       e->registered = false;
       --registered_;
     }
+    e->readable = e->writable = true;  // the number may come back as another descriptor
+    e->hup = false;
+  }
+
+  void discard(IoOp& op) noexcept override {
+    if (!op.pending) return;
+    op.unlink();  // from its descriptor's list or from done_
+    op.pending = false;
+    op.backend_state = 0;
+    --pending_;
+    if (just_tried_ == &op) just_tried_ = nullptr;
   }
 
   std::size_t poll(std::int64_t timeout_ns) override {
     std::size_t handled = finish_done();
     if (handled || !dirty_.empty()) timeout_ns = 0;
-    // A non-blocking poll with no descriptor registered can only find a wake-up, and cross-thread posts are
-    // already seen through the loop's remote_pending_ flag: skip the system call.
-    if (timeout_ns == 0 && registered_ == 0) return handled;
+    // A non-blocking poll with no descriptor registered can only find a wake-up (cross-thread posts are
+    // seen through the loop's remote_pending_ flag) or a signal: skip the system call, except on every 64th
+    // busy turn when signals are watched, so a busy loop still takes Ctrl-C promptly.
+    if (timeout_ns == 0 && registered_ == 0 && (sigfd_ < 0 || (++busy_polls_ & 63) != 0)) return handled;
     int timeout_ms;
     if (timeout_ns < 0)
       timeout_ms = -1;
@@ -199,8 +221,17 @@ class EpollBackend final : public IoBackend {
       }
       int fd = static_cast<int>(events[i].data.u64);
       std::uint32_t ev = events[i].events;
-      if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) handled += run_list(fd, true);
-      if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) handled += run_list(fd, false);
+      FdEntry* e = entry_if(fd);
+      if (!e) continue;
+      if (ev & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) e->hup = true;
+      if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+        e->readable = true;
+        handled += run_list(fd, true);
+      }
+      if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        if (FdEntry* again = entry_if(fd)) again->writable = true;
+        handled += run_list(fd, false);
+      }
     }
     if (!dirty_.empty()) {
       std::vector<int> dirty;
@@ -234,7 +265,6 @@ class EpollBackend final : public IoBackend {
       ev.events = EPOLLIN;
       ev.data.u64 = kSignalKey;
       ::epoll_ctl(epfd_, EPOLL_CTL_ADD, sigfd_, &ev);
-      ++registered_;
     }
     signal_handlers_[signo] = std::move(on_signal);
   }
@@ -292,7 +322,33 @@ class EpollBackend final : public IoBackend {
     IntrusiveList<IoOp> readers;
     IntrusiveList<IoOp> writers;
     bool registered = false;
+    // Readiness as last seen (edge-triggered: false after EAGAIN until epoll reports an edge). While
+    // false, try_now skips the system call that would only fail with EAGAIN again.
+    bool readable = true;
+    bool writable = true;
+    // The peer closed or the descriptor failed (RDHUP/HUP/ERR seen): EOF may sit behind the data, and no
+    // edge would announce it again, so a short read no longer means "drained".
+    bool hup = false;
   };
+  static constexpr std::uint8_t kInDone = 1;  // IoOp::backend_state: on done_
+
+  // Remembers what an attempt revealed about the descriptor's readiness.
+  void note_result(FdEntry* e, const IoOp& op, std::int64_t r) noexcept {
+    if (!e) return;
+    bool read_side = is_read_side(op.code);
+    bool drained = r == -EAGAIN || r == -EWOULDBLOCK;
+    // A short stream read (into the backend's buffer) or a short send also means "drained for now": the
+    // next arrival raises a new edge.
+    if (r >= 0 && !drained) {
+      if (read_side)
+        drained = !e->hup && op.buf == nullptr && (op.code == OpCode::recv || op.code == OpCode::read) &&
+                  static_cast<std::size_t>(r) < std::min(op.len ? op.len : scratch_.size(), scratch_.size());
+      else
+        drained =
+            (op.code == OpCode::send || op.code == OpCode::write) && static_cast<std::size_t>(r) < op.len;
+    }
+    if (drained) (read_side ? e->readable : e->writable) = false;
+  }
 
   FdEntry* entry_if(int fd) noexcept {
     return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
@@ -302,11 +358,6 @@ class EpollBackend final : public IoBackend {
       fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
     if (!fds_[fd]) fds_[fd] = std::make_unique<FdEntry>();
     return *fds_[fd];
-  }
-  bool in_done(IoOp& op) noexcept {
-    bool found = false;
-    done_.for_each([&](IoOp& o) { found = found || &o == &op; });
-    return found;
   }
 
   // The system call of `op`, as -errno on failure.
@@ -385,6 +436,7 @@ class EpollBackend final : public IoBackend {
       IoOp* op = (readers ? e->readers : e->writers).front();
       if (!op) return n;
       std::int64_t r = attempt(*op);
+      note_result(e, *op, r);
       if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
       op->unlink();
       op->result = r;
@@ -399,6 +451,7 @@ class EpollBackend final : public IoBackend {
     std::size_t n = 0;
     while (IoOp* op = done_.pop_front()) {
       op->pending = false;
+      op->backend_state = 0;
       --pending_;
       ++n;
       op->complete();
@@ -408,6 +461,7 @@ class EpollBackend final : public IoBackend {
 
   int epfd_ = -1;
   int wakefd_ = -1;
+  std::size_t busy_polls_ = 0;
   std::size_t registered_ = 0;  // descriptors registered besides the wake-up eventfd
   std::size_t pending_ = 0;     // ops submitted and not completed
   std::vector<std::unique_ptr<FdEntry>> fds_;

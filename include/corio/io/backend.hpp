@@ -42,11 +42,12 @@ struct IoOp : ListNode {
   std::size_t len = 0;
   const iovec* iov = nullptr;
   int iovcnt = 0;
-  sockaddr* addr = nullptr;    // accept/recvfrom: filled in; connect/sendto: read
-  socklen_t addrlen = 0;       // in: capacity or length; out: length
-  std::int64_t result = 0;     // >= 0 or -errno, valid once completed
-  const char* data = nullptr;  // recv/read into the backend's buffer: the bytes, valid in complete()
-  bool pending = false;        // submitted and not completed yet
+  sockaddr* addr = nullptr;        // accept/recvfrom: filled in; connect/sendto: read
+  socklen_t addrlen = 0;           // in: capacity or length; out: length
+  std::int64_t result = 0;         // >= 0 or -errno, valid once completed
+  const char* data = nullptr;      // recv/read into the backend's buffer: the bytes, valid in complete()
+  bool pending = false;            // submitted and not completed yet
+  std::uint8_t backend_state = 0;  // private to the backend
 
   // Called once, on the loop's thread, when the op is done.
   virtual void complete() = 0;
@@ -66,6 +67,8 @@ class IoBackend : public Poller {
   virtual void cancel(IoOp& op) noexcept = 0;
   // The descriptor is about to be closed: pending ops on it complete with -ECANCELED.
   virtual void forget(int fd) noexcept = 0;
+  // The op's owner is being destroyed while it is pending: drop it without completing it.
+  virtual void discard(IoOp& op) noexcept = 0;
 };
 
 // The running loop's backend; throws RuntimeError outside a running loop.

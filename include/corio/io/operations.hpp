@@ -35,7 +35,7 @@ class IoAwaiter final : public Waiter, public IoOp {
     addrlen = addrlen_;
   }
   ~IoAwaiter() {
-    if (pending && be_) be_->cancel(*this);
+    if (pending && be_) be_->discard(*this);
   }
 
   bool await_ready() {

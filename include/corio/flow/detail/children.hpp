@@ -24,8 +24,7 @@ using value_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate,
 template <class A>
 struct child_value {};
 template <class A>
-  requires(Awaitable<A> && !is_task_v<A> && !is_handle_v<A>)
-struct child_value<A> {
+requires(Awaitable<A> && !is_task_v<A> && !is_handle_v<A>) struct child_value<A> {
   using type = std::decay_t<await_result_t<A>>;
 };
 template <class T>
