@@ -42,20 +42,24 @@ bool is_read_side(OpCode c) noexcept {
 
 class EpollBackend final : public IoBackend {
  public:
-  EpollBackend() {
-    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-    wakefd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wakefd_ < 0) {
+  // The descriptors are made before the object, so the constructor cannot fail half-way (create()).
+  static std::unique_ptr<EpollBackend> create() {
+    int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    int wakefd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wakefd < 0) {
       int err = errno;
-      ::close(epfd_);
+      ::close(epfd);
       throw std::system_error(err, std::generic_category(), "eventfd");
     }
+    return std::make_unique<EpollBackend>(epfd, wakefd);
+  }
+  EpollBackend(int epfd, int wakefd) noexcept : epfd_(epfd), wakefd_(wakefd) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = kWakeKey;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev);
-    scratch_.resize(64 * 1024);
+    scratch_.resize(64 * 1024);  // (std::bad_alloc here would end the program: noexcept)
     sigemptyset(&sigmask_);
     sigemptyset(&preblocked_);
   }
@@ -480,7 +484,7 @@ class EpollBackend final : public IoBackend {
 std::unique_ptr<Poller> make_poller(Backend requested, bool /*debug*/) {
   if (requested == Backend::io_uring)
     throw RuntimeError("the io_uring backend is not available in this build yet (CORIO_BACKEND=io_uring)");
-  return std::make_unique<EpollBackend>();
+  return EpollBackend::create();
 }
 
 IoBackend& io_backend() { return static_cast<IoBackend&>(get_running_loop().poller()); }

@@ -13,20 +13,6 @@ namespace corio {
 
 // ---------------------------------------------------------------- Lock
 
-Task<> Lock::acquire() {
-  if (!locked_ && waiters_.empty()) {
-    locked_ = true;
-    co_return;
-  }
-  detail::WaitList::Node node(waiters_, "lock");
-  try {
-    co_await node;
-  } catch (const CancelledError&) {
-    if (node.granted) release();  // the lock was handed to us: hand it on
-    throw;
-  }
-}
-
 void Lock::release() {
   if (!locked_) throw RuntimeError("Lock is not acquired");
   if (!waiters_.wake_one()) locked_ = false;
@@ -59,12 +45,6 @@ void Event::set() noexcept {
   if (set_) return;
   set_ = true;
   waiters_.wake_all();
-}
-
-Task<> Event::wait() {
-  if (set_) co_return;
-  detail::WaitList::Node node(waiters_, "event");
-  co_await node;
 }
 
 // ---------------------------------------------------------------- Condition
@@ -110,20 +90,6 @@ void Condition::notify(std::size_t n) {
 void Condition::notify_all() { notify(waiters_.size()); }
 
 // ---------------------------------------------------------------- Semaphore
-
-Task<> Semaphore::acquire() {
-  if (value_ > 0 && waiters_.empty()) {
-    --value_;
-    co_return;
-  }
-  detail::WaitList::Node node(waiters_, "semaphore");
-  try {
-    co_await node;
-  } catch (const CancelledError&) {
-    if (node.granted) Semaphore::release();  // the permit was handed to us: hand it on
-    throw;
-  }
-}
 
 void Semaphore::release() noexcept {
   if (!waiters_.wake_one()) ++value_;

@@ -309,6 +309,11 @@ class NofileLimit {
 };
 
 TEST(Server, RunningOutOfDescriptorsWhileAcceptingIsLoggedAndServingResumes) {
+#if defined(CORIO_SANITIZE_UNDEFINED)
+  GTEST_SKIP()
+      << "UBSan's vptr check opens /proc/self/maps on a type-cache miss and reports a false "
+         "'invalid vptr' while the process is out of descriptors; this test runs in the release build";
+#endif
   corio::Event* exhausted = nullptr;
   corio_test::LogCapture log([&](std::string_view line) {
     if (exhausted && line.find("accept") != std::string_view::npos) exhausted->set();

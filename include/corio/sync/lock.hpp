@@ -24,6 +24,10 @@ class [[nodiscard]] LockGuard {
   Lock* lock_;
 };
 
+namespace detail {
+class LockAcquire;
+}
+
 class Lock {
  public:
   Lock() = default;
@@ -34,7 +38,7 @@ class Lock {
   // hands the lock to this task (strict FIFO: the lock goes to the longest waiter, never to a newcomer),
   // resumed by the loop on the next turn. Cancelled while waiting: CancelledError and no lock; cancelled
   // after the lock was handed over but before running: the lock passes on to the next waiter.
-  Task<> acquire();
+  detail::LockAcquire acquire() noexcept;
   // Releases the lock (hands it to the first waiter if any). Throws RuntimeError if it is not locked.
   void release();
   bool locked() const noexcept { return locked_; }
@@ -42,9 +46,34 @@ class Lock {
   Task<LockGuard> scoped();
 
  private:
+  friend class detail::LockAcquire;
   // Invariant: locked_ stays true while the lock is handed from release() to a woken waiter.
   bool locked_ = false;
   detail::WaitList waiters_;
 };
+
+namespace detail {
+// What acquire() returns: an awaitable rather than a Task<> (DESIGN.md's signature), so an uncontended
+// acquire costs no coroutine frame. Contract as Lock::acquire.
+class [[nodiscard]] LockAcquire : public WaitList::Node {
+ public:
+  explicit LockAcquire(Lock& lock) noexcept : Node(lock.waiters_, "lock"), lock_(&lock) {}
+  LockAcquire(LockAcquire&& o) noexcept : Node(std::move(o)), lock_(o.lock_) {}
+  bool await_ready() noexcept {
+    if (lock_->locked_ || !lock_->waiters_.empty()) return false;
+    lock_->locked_ = true;
+    return true;
+  }
+  void await_resume() {
+    if (granted && task_->must_cancel_) lock_->release();  // handed over, then cancelled: hand it on
+    throw_if_cancelled();
+  }
+
+ private:
+  Lock* lock_;
+};
+}  // namespace detail
+
+inline detail::LockAcquire Lock::acquire() noexcept { return detail::LockAcquire(*this); }
 
 }  // namespace corio

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,7 @@ template <class T>
 struct FifoStore {
   std::deque<T> items;
   void push(T&& x) { items.push_back(std::move(x)); }
+  void unget(T&& x) { items.push_front(std::move(x)); }  // back where it was: the oldest
   T pop() {
     T x = std::move(items.front());
     items.pop_front();
@@ -38,6 +40,7 @@ template <class T>
 struct LifoStore {
   std::vector<T> items;
   void push(T&& x) { items.push_back(std::move(x)); }
+  void unget(T&& x) { items.push_back(std::move(x)); }
   T pop() {
     T x = std::move(items.back());
     items.pop_back();
@@ -57,6 +60,7 @@ struct HeapStore {
     items.push_back(std::move(x));
     std::push_heap(items.begin(), items.end(), [this](const T& a, const T& b) { return greater(a, b); });
   }
+  void unget(T&& x) { push(std::move(x)); }
   T pop() {
     std::pop_heap(items.begin(), items.end(), [this](const T& a, const T& b) { return greater(a, b); });
     T x = std::move(items.back());
@@ -70,6 +74,9 @@ struct HeapStore {
 template <class T, class Store>
 class BasicQueue {
  public:
+  class GetAwaiter;
+  class PutAwaiter;
+
   explicit BasicQueue(std::size_t maxsize = 0) : maxsize_(maxsize) {}
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
@@ -77,44 +84,31 @@ class BasicQueue {
   std::size_t size() const noexcept { return store_.size(); }
   std::size_t maxsize() const noexcept { return maxsize_; }
   bool empty() const noexcept { return store_.size() == 0; }
-  bool full() const noexcept { return maxsize_ > 0 && store_.size() >= maxsize_; }
+  bool full() const noexcept { return maxsize_ > 0 && store_.size() + reserved_ >= maxsize_; }
 
-  // Suspends while full; throws QueueShutDown once shut down.
-  Task<> put(T item) {
-    while (full()) {
-      if (shutdown_) throw QueueShutDown();
-      WaitList::Node node(putters_, "queue put");
-      try {
-        co_await node;
-      } catch (const CancelledError&) {
-        if (node.granted && !full()) putters_.wake_one();
-        throw;
-      }
-    }
-    put_nowait(std::move(item));
-  }
+  // Suspends while full; throws QueueShutDown once shut down. Returns an awaitable (not a Task<>, as
+  // DESIGN.md lists it) so a put that need not wait costs no coroutine frame. When a slot frees, it is
+  // reserved for the longest-waiting put, whose task then adds its item on resumption; cancelled before
+  // that, it passes the slot on and its item is not put.
+  PutAwaiter put(T item) { return PutAwaiter(*this, std::move(item)); }
   // Throws QueueFull when full, QueueShutDown once shut down.
   void put_nowait(T item) {
     if (shutdown_) throw QueueShutDown();
     if (full()) throw QueueFull();
-    store_.push(std::move(item));
     ++unfinished_;
-    getters_.wake_one();
-  }
-  // Suspends while empty; throws QueueShutDown once shut down and empty.
-  Task<T> get() {
-    while (empty()) {
-      if (shutdown_) throw QueueShutDown();
-      WaitList::Node node(getters_, "queue get");
-      try {
-        co_await node;
-      } catch (const CancelledError&) {
-        if (node.granted && !empty()) getters_.wake_one();
-        throw;
-      }
+    if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
+      // A getter waits, so the store is empty: hand the item straight over.
+      getter->item_.emplace(std::move(item));
+      getters_.wake_one();
+      pass_slot();  // the item never took a slot
+      return;
     }
-    co_return get_nowait();
+    store_.push(std::move(item));
   }
+  // Suspends while empty; throws QueueShutDown once shut down and empty. Returns an awaitable (not a
+  // Task<>): an item put while gets wait is handed to the longest-waiting one; if its task is cancelled
+  // before it runs, the item goes back to the front of the queue (to the next getter, if one waits).
+  GetAwaiter get() { return GetAwaiter(*this); }
   // Throws QueueEmpty when empty (QueueShutDown when also shut down).
   T get_nowait() {
     if (empty()) {
@@ -122,7 +116,7 @@ class BasicQueue {
       throw QueueEmpty();
     }
     T item = store_.pop();
-    putters_.wake_one();
+    pass_slot();
     return item;
   }
   // One item taken with get() is fully processed. Throws corio::Error when called more times than items
@@ -143,21 +137,101 @@ class BasicQueue {
   void shutdown(bool immediate = false) {
     shutdown_ = true;
     if (immediate) {
+      immediate_ = true;
       std::size_t dropped = store_.size();
       store_.clear();
-      unfinished_ -= std::min(unfinished_, dropped);
-      if (unfinished_ == 0) joiners_.wake_all();
+      drop_unfinished(dropped);
     }
-    getters_.wake_all();
-    putters_.wake_all();
+    getters_.wake_all(kShutDown);
+    putters_.wake_all(kShutDown);
   }
   bool is_shut_down() const noexcept { return shutdown_; }
 
+  class [[nodiscard]] GetAwaiter : public WaitList::Node {
+   public:
+    explicit GetAwaiter(BasicQueue& q) noexcept : Node(q.getters_, "queue get"), q_(&q) {}
+    GetAwaiter(GetAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_) {}
+    bool await_ready() const noexcept { return !q_->empty() || q_->shutdown_; }
+    T await_resume() {
+      if (item_ && q_->immediate_) {
+        // shutdown(immediate=true) came after the item was handed over: it is dropped with the rest.
+        item_.reset();
+        q_->drop_unfinished(1);
+      }
+      if (item_) {
+        if (!task_->must_cancel_) return std::move(*item_);
+        q_->unget(std::move(*item_));  // handed an item, then cancelled: it goes back, first in line
+        item_.reset();
+      }
+      throw_if_cancelled();
+      return q_->get_nowait();  // the ready path, or woken by shutdown (QueueShutDown once empty)
+    }
+
+   private:
+    friend class BasicQueue;
+    BasicQueue* q_;
+    std::optional<T> item_;
+  };
+
+  class [[nodiscard]] PutAwaiter : public WaitList::Node {
+   public:
+    PutAwaiter(BasicQueue& q, T item) : Node(q.putters_, "queue put"), q_(&q), item_(std::move(item)) {}
+    PutAwaiter(PutAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_), item_(std::move(o.item_)) {}
+    bool await_ready() {
+      if (q_->shutdown_ || !q_->full()) {
+        q_->put_nowait(std::move(item_));  // throws QueueShutDown when shut down
+        return true;
+      }
+      return false;
+    }
+    void await_resume() {
+      if (!task_) return;  // put at once in await_ready
+      if (granted && status != kShutDown) {
+        --q_->reserved_;  // the slot reserved for us
+        if (task_->must_cancel_) {
+          q_->pass_slot();
+          throw_if_cancelled();
+        }
+        q_->put_nowait(std::move(item_));
+        return;
+      }
+      throw_if_cancelled();
+      throw QueueShutDown();  // woken by shutdown
+    }
+
+   private:
+    BasicQueue* q_;
+    T item_;
+  };
+
  private:
+  static constexpr int kShutDown = 1;  // WaitList::Node::status of waiters woken by shutdown()
+  void drop_unfinished(std::size_t n) {
+    unfinished_ -= std::min(unfinished_, n);
+    if (unfinished_ == 0) joiners_.wake_all();
+  }
+  // A slot freed: reserve it for the longest-waiting put, if any.
+  void pass_slot() {
+    if (!putters_.empty() && !shutdown_ && !full()) {
+      ++reserved_;
+      putters_.wake_one();
+    }
+  }
+  void unget(T&& item) {
+    if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
+      getter->item_.emplace(std::move(item));
+      getters_.wake_one();
+      return;
+    }
+    store_.unget(std::move(item));
+  }
+
   Store store_;
   std::size_t maxsize_;
+  std::size_t reserved_ = 0;  // freed slots promised to woken puts that have not run yet
   std::size_t unfinished_ = 0;
   bool shutdown_ = false;
+  bool immediate_ = false;  // shut down with immediate=true
   WaitList getters_;
   WaitList putters_;
   WaitList joiners_;

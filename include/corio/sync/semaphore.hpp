@@ -8,6 +8,10 @@
 
 namespace corio {
 
+namespace detail {
+class SemaphoreAcquire;
+}
+
 class Semaphore {
  public:
   explicit Semaphore(std::size_t value = 1) noexcept : value_(value) {}
@@ -17,7 +21,7 @@ class Semaphore {
   // Takes a permit. Returns at once if one is free and nobody waits; otherwise suspends until release()
   // hands a permit to this task. Strictly FIFO: a new acquire never jumps ahead of waiters (CPython
   // #90155). Cancelled after the permit was handed over but before running: the permit passes on.
-  Task<> acquire();
+  detail::SemaphoreAcquire acquire() noexcept;
   // Returns a permit: to the first waiter if any, else to the pool.
   void release() noexcept;
   // True when acquire() would suspend.
@@ -25,6 +29,7 @@ class Semaphore {
   std::size_t value() const noexcept { return value_; }
 
  protected:
+  friend class detail::SemaphoreAcquire;
   std::size_t value_;
   detail::WaitList waiters_;
 };
@@ -38,5 +43,29 @@ class BoundedSemaphore : public Semaphore {
  private:
   std::size_t bound_;
 };
+
+namespace detail {
+// What acquire() returns: an awaitable rather than a Task<> (DESIGN.md's signature), so an uncontended
+// acquire costs no coroutine frame. Contract as Semaphore::acquire.
+class [[nodiscard]] SemaphoreAcquire : public WaitList::Node {
+ public:
+  explicit SemaphoreAcquire(Semaphore& sem) noexcept : Node(sem.waiters_, "semaphore"), sem_(&sem) {}
+  SemaphoreAcquire(SemaphoreAcquire&& o) noexcept : Node(std::move(o)), sem_(o.sem_) {}
+  bool await_ready() noexcept {
+    if (sem_->value_ == 0 || !sem_->waiters_.empty()) return false;
+    --sem_->value_;
+    return true;
+  }
+  void await_resume() {
+    if (granted && task_->must_cancel_) sem_->Semaphore::release();  // handed a permit, then cancelled
+    throw_if_cancelled();
+  }
+
+ private:
+  Semaphore* sem_;
+};
+}  // namespace detail
+
+inline detail::SemaphoreAcquire Semaphore::acquire() noexcept { return detail::SemaphoreAcquire(*this); }
 
 }  // namespace corio

@@ -21,8 +21,11 @@ class WaitList {
  public:
   // Contract: suspends the awaiting task until a primitive grants this node (resumed by the loop on the
   // next turn) or the task is cancelled (CancelledError; `granted` tells whether a grant must be passed on).
-  struct Node final : Waiter, ListNode {
+  // Primitives' awaitables derive from Node to carry more (an item handed over, a reservation).
+  struct Node : Waiter, ListNode {
     Node(WaitList& list, const char* what) noexcept : list_(&list), what_(what) {}
+    // Movable until awaited (an awaitable returned by value, or wrapped into a task, is moved first).
+    Node(Node&& o) noexcept : list_(o.list_), what_(o.what_) {}
     bool await_ready() const noexcept { return false; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
@@ -45,6 +48,9 @@ class WaitList {
   bool empty() const noexcept { return nodes_.empty(); }
   std::size_t size() const noexcept { return nodes_.size(); }
   Node park(const char* what) noexcept { return Node(*this, what); }
+
+  // The longest waiter, still parked (null if none).
+  Node* front() noexcept { return nodes_.front(); }
 
   // Grants the first waiter and wakes it; false if nobody waits.
   bool wake_one(int status = 0) noexcept {
