@@ -1,0 +1,448 @@
+// The readiness core shared by corio's backends (private to src/io): each operation first tries its system
+// call (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop
+// retries the list's head when the backend's mechanism reports the descriptor ready. The mechanism — epoll
+// (epoll_backend.cpp) or io_uring poll requests (uring_backend.cpp) — is behind four hooks: watch,
+// unwatch, wait, watch_signals. Completion-style io_uring operations (multishot receive into provided
+// buffers) are the next step for the io_uring backend; the seam (IoOp/IoBackend) is already shaped for them.
+#pragma once
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "corio/core/errors.hpp"
+#include "corio/io/backend.hpp"
+
+namespace corio::detail {
+
+inline bool is_read_side(OpCode c) noexcept {
+  switch (c) {
+    case OpCode::recv:
+    case OpCode::read:
+    case OpCode::accept:
+    case OpCode::recvfrom:
+    case OpCode::poll_in:
+      return true;
+    default:
+      return false;
+  }
+}
+
+class ReadinessCore : public IoBackend {
+ public:
+  ReadinessCore(int wakefd) noexcept : wakefd_(wakefd) {
+    scratch_.resize(64 * 1024);  // (std::bad_alloc here would end the program: noexcept)
+    sigemptyset(&sigmask_);
+    sigemptyset(&preblocked_);
+  }
+  // Derived destructors call shutdown() first, while their mechanism still works.
+  ~ReadinessCore() override = default;
+
+ protected:
+  void shutdown() noexcept {
+    abandon_ops();
+    if (sigfd_ >= 0) {
+      sigset_t ours = ours_to_unblock();
+      pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
+      ::close(sigfd_);
+      sigfd_ = -1;
+    }
+    ::close(wakefd_);
+  }
+
+ public:
+  // The loop is going away with operations still submitted (the task frames that waited on ops are gone
+  // already; what is left are ops owned by objects such as streams, which keep themselves alive while an op
+  // is pending). Complete each with -ECANCELED, as forget() would, so that their owners let go: otherwise
+  // those objects, and their descriptors, would leak.
+  void abandon_ops() noexcept {
+    for (int round = 0; round < 64; ++round) {
+      bool any = false;
+      for (auto& e : fds_) {
+        if (!e) continue;
+        while (IoOp* op = e->readers.front()) cancel(*op);
+        while (IoOp* op = e->writers.front()) cancel(*op);
+      }
+      while (IoOp* op = done_.pop_front()) {
+        any = true;
+        op->pending = false;
+        op->backend_state = 0;
+        --pending_;
+        op->complete();  // may close descriptors (forget) or, rarely, submit again: go round
+      }
+      if (!any) return;
+    }
+  }
+
+  std::size_t pending() const noexcept override { return pending_; }
+
+  bool try_now(IoOp& op) override {
+    if (op.code == OpCode::poll_in || op.code == OpCode::poll_out) return false;
+    FdEntry* e = entry_if(op.fd);
+    if (e) {
+      // Never jump ahead of operations already waiting in the same direction.
+      if (!(is_read_side(op.code) ? e->readers : e->writers).empty()) return false;
+      // Known not ready (EAGAIN and no edge since): the call would fail; wait for the edge instead.
+      if (e->registered && !(is_read_side(op.code) ? e->readable : e->writable)) {
+        just_tried_ = &op;
+        return false;
+      }
+    }
+    if (op.code == OpCode::connect) {
+      int r = ::connect(op.fd, op.addr, op.addrlen);
+      if (r == 0) {
+        op.result = 0;
+        return true;
+      }
+      if (errno == EINPROGRESS || errno == EAGAIN) {
+        just_tried_ = &op;
+        return false;
+      }
+      op.result = -errno;
+      return true;
+    }
+    std::int64_t r = attempt(op);
+    note_result(e, op, r);
+    if (r == -EAGAIN || r == -EWOULDBLOCK) {
+      just_tried_ = &op;
+      return false;
+    }
+    op.result = r;
+    return true;
+  }
+
+  void submit(IoOp& op) override {
+    FdEntry& e = entry(op.fd);
+    op.pending = true;
+    ++pending_;
+    bool read_side = is_read_side(op.code);
+    (read_side ? e.readers : e.writers).push_back(op);
+    bool just_tried = just_tried_ == &op;
+    just_tried_ = nullptr;
+    if (int err = watch(e, op.fd, read_side, just_tried); err != 0) {
+      op.unlink();
+      op.result = -err;
+      op.backend_state = kInDone;
+      done_.push_back(op);
+    }
+  }
+
+  void cancel(IoOp& op) noexcept override {
+    if (!op.pending || op.backend_state == kInDone) return;
+    op.unlink();
+    op.result = -ECANCELED;
+    op.backend_state = kInDone;
+    done_.push_back(op);  // completes on the next poll: complete() never runs inside cancel()
+  }
+
+  void forget(int fd) noexcept override {
+    FdEntry* e = entry_if(fd);
+    if (!e) return;
+    while (IoOp* op = e->readers.front()) cancel(*op);
+    while (IoOp* op = e->writers.front()) cancel(*op);
+    unwatch(*e, fd);
+    e->readable = e->writable = true;  // the number may come back as another descriptor
+    e->hup = false;
+  }
+
+  void discard(IoOp& op) noexcept override {
+    if (!op.pending) return;
+    op.unlink();  // from its descriptor's list or from done_
+    op.pending = false;
+    op.backend_state = 0;
+    --pending_;
+    if (just_tried_ == &op) just_tried_ = nullptr;
+  }
+
+  std::size_t poll(std::int64_t timeout_ns) override {
+    std::size_t handled = finish_done();
+    if (handled || !dirty_.empty()) timeout_ns = 0;
+    // A non-blocking poll with nothing watched can only find a wake-up (cross-thread posts are seen through
+    // the loop's remote_pending_ flag) or a signal: skip the system call, except on every 64th busy turn
+    // when signals are watched, so a busy loop still takes Ctrl-C promptly.
+    if (timeout_ns == 0 && !has_watches() && (sigfd_ < 0 || (++busy_polls_ & 63) != 0)) return handled;
+    handled += wait(timeout_ns);
+    if (!dirty_.empty()) {
+      std::vector<int> dirty;
+      dirty.swap(dirty_);
+      for (int fd : dirty) handled += run_list(fd, true) + run_list(fd, false);
+    }
+    return handled;
+  }
+
+  void add_signal_handler(int signo, std::function<void()> on_signal) override {
+    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
+      throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
+    if (!sigismember(&sigmask_, signo)) {
+      // Remember whether the program had blocked it itself: then removing the handler must not unblock it.
+      sigset_t cur;
+      pthread_sigmask(SIG_BLOCK, nullptr, &cur);
+      if (sigismember(&cur, signo))
+        sigaddset(&preblocked_, signo);
+      else
+        sigdelset(&preblocked_, signo);
+    }
+    sigset_t mask = sigmask_;
+    sigaddset(&mask, signo);
+    int fd = ::signalfd(sigfd_, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+    sigmask_ = mask;
+    pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
+    if (sigfd_ < 0) {
+      sigfd_ = fd;
+      watch_signals(sigfd_);
+    }
+    signal_handlers_[signo] = std::move(on_signal);
+  }
+
+  bool remove_signal_handler(int signo) override {
+    auto it = signal_handlers_.find(signo);
+    if (it == signal_handlers_.end()) return false;
+    signal_handlers_.erase(it);
+    sigdelset(&sigmask_, signo);
+    if (sigfd_ >= 0) ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (!sigismember(&preblocked_, signo)) {
+      sigset_t one;
+      sigemptyset(&one);
+      sigaddset(&one, signo);
+      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+    }
+    return true;
+  }
+
+  bool on_main_thread() const noexcept override { return ::gettid() == ::getpid(); }
+
+  void wake() noexcept override {
+    std::uint64_t one = 1;
+    ssize_t r = ::write(wakefd_, &one, sizeof one);
+    (void)r;
+  }
+
+ protected:
+  struct FdEntry;
+  // The mechanism's hooks. watch: an op now waits on fd in one direction (just_tried: its system call just
+  // failed with EAGAIN); returns 0 or an errno that fails the op. unwatch: fd is about to be closed.
+  // wait: block at most timeout_ns (-1: no limit) and report through on_ready/drain_wakefd/read_signals;
+  // returns the events handled. watch_signals: start watching the signalfd.
+  virtual int watch(FdEntry& e, int fd, bool read_side, bool just_tried) noexcept = 0;
+  virtual void unwatch(FdEntry& e, int fd) noexcept = 0;
+  virtual std::size_t wait(std::int64_t timeout_ns) = 0;
+  virtual void watch_signals(int sigfd) = 0;
+  virtual bool has_watches() const noexcept = 0;
+
+  // The descriptor is ready (as the mechanism reports): retry the waiting ops of each ready direction.
+  std::size_t on_ready(int fd, bool in, bool out, bool hup) {
+    std::size_t handled = 0;
+    FdEntry* e = entry_if(fd);
+    if (!e) return 0;
+    if (hup) e->hup = true;
+    if (in || hup) {
+      e->readable = true;
+      handled += run_list(fd, true);
+    }
+    if (out || hup) {
+      if (FdEntry* again = entry_if(fd)) again->writable = true;
+      handled += run_list(fd, false);
+    }
+    return handled;
+  }
+  void drain_wakefd() noexcept {
+    std::uint64_t v;
+    while (::read(wakefd_, &v, sizeof v) > 0) {
+    }
+  }
+
+  // The signals this backend blocked (and the program had not blocked already).
+  sigset_t ours_to_unblock() const noexcept {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int signo = 1; signo < NSIG; ++signo)
+      if (sigismember(&sigmask_, signo) == 1 && sigismember(&preblocked_, signo) != 1) sigaddset(&s, signo);
+    return s;
+  }
+
+  std::size_t read_signals() {
+    std::size_t n = 0;
+    signalfd_siginfo info;
+    while (::read(sigfd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+      auto it = signal_handlers_.find(static_cast<int>(info.ssi_signo));
+      if (it != signal_handlers_.end()) {
+        it->second();
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  struct FdEntry {
+    IntrusiveList<IoOp> readers;
+    IntrusiveList<IoOp> writers;
+    bool registered = false;  // epoll: in the interest list
+    bool armed_in = false;    // io_uring: a poll request is in flight for this direction
+    bool armed_out = false;
+    std::uint32_t gen = 0;  // io_uring: bumped by unwatch, so late completions for a closed fd are ignored
+    // Readiness as last seen (edge-triggered: false after EAGAIN until epoll reports an edge). While
+    // false, try_now skips the system call that would only fail with EAGAIN again.
+    bool readable = true;
+    bool writable = true;
+    // The peer closed or the descriptor failed (RDHUP/HUP/ERR seen): EOF may sit behind the data, and no
+    // edge would announce it again, so a short read no longer means "drained".
+    bool hup = false;
+  };
+  static constexpr std::uint8_t kInDone = 1;  // IoOp::backend_state: on done_
+
+  // Remembers what an attempt revealed about the descriptor's readiness.
+  void note_result(FdEntry* e, const IoOp& op, std::int64_t r) noexcept {
+    if (!e) return;
+    bool read_side = is_read_side(op.code);
+    bool drained = r == -EAGAIN || r == -EWOULDBLOCK;
+    // A short stream read (into the backend's buffer) or a short send also means "drained for now": the
+    // next arrival raises a new edge.
+    if (r >= 0 && !drained) {
+      if (read_side)
+        drained = !e->hup && op.buf == nullptr && (op.code == OpCode::recv || op.code == OpCode::read) &&
+                  static_cast<std::size_t>(r) < std::min(op.len ? op.len : scratch_.size(), scratch_.size());
+      else
+        drained =
+            (op.code == OpCode::send || op.code == OpCode::write) && static_cast<std::size_t>(r) < op.len;
+    }
+    if (drained) (read_side ? e->readable : e->writable) = false;
+  }
+
+  FdEntry* entry_if(int fd) noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
+  }
+  FdEntry& entry(int fd) {
+    if (static_cast<std::size_t>(fd) >= fds_.size())
+      fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
+    if (!fds_[fd]) fds_[fd] = std::make_unique<FdEntry>();
+    return *fds_[fd];
+  }
+
+  // The system call of `op`, as -errno on failure.
+  std::int64_t attempt(IoOp& op) {
+    ssize_t r = 0;
+    switch (op.code) {
+      case OpCode::recv:
+        if (op.buf) {
+          r = ::recv(op.fd, op.buf, op.len, op.flags);
+        } else {
+          r = ::recv(op.fd, scratch_.data(), std::min(op.len ? op.len : scratch_.size(), scratch_.size()),
+                     op.flags);
+          op.data = scratch_.data();
+        }
+        break;
+      case OpCode::read:
+        if (op.buf) {
+          r = ::read(op.fd, op.buf, op.len);
+        } else {
+          r = ::read(op.fd, scratch_.data(), std::min(op.len ? op.len : scratch_.size(), scratch_.size()));
+          op.data = scratch_.data();
+        }
+        break;
+      case OpCode::send:
+        r = ::send(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
+        break;
+      case OpCode::sendv: {
+        msghdr msg{};
+        msg.msg_iov = const_cast<iovec*>(op.iov);
+        msg.msg_iovlen = static_cast<std::size_t>(op.iovcnt);
+        r = ::sendmsg(op.fd, &msg, MSG_NOSIGNAL);
+        break;
+      }
+      case OpCode::write:
+        r = ::write(op.fd, op.buf, op.len);
+        break;
+      case OpCode::accept: {
+        socklen_t len = op.addrlen;
+        r = ::accept4(op.fd, op.addr, op.addr ? &len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (r >= 0) op.addrlen = len;
+        break;
+      }
+      case OpCode::recvfrom: {
+        socklen_t len = op.addrlen;
+        r = ::recvfrom(op.fd, op.buf, op.len, op.flags, op.addr, op.addr ? &len : nullptr);
+        if (r >= 0) op.addrlen = len;
+        break;
+      }
+      case OpCode::sendto:
+        r = ::sendto(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL, op.addr, op.addrlen);
+        break;
+      case OpCode::connect: {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+        if (err == EINPROGRESS || err == EALREADY) return -EAGAIN;
+        return -err;
+      }
+      case OpCode::poll_in:
+      case OpCode::poll_out: {
+        // Readiness is confirmed, not assumed: a retry of a newly submitted op comes without an event.
+        pollfd p{op.fd, static_cast<short>(op.code == OpCode::poll_in ? POLLIN : POLLOUT), 0};
+        if (::poll(&p, 1, 0) < 0) return -errno;
+        return p.revents ? 0 : -EAGAIN;
+      }
+    }
+    return r < 0 ? -errno : r;
+  }
+
+  // Retries the head of one direction's list until an op would block again.
+  std::size_t run_list(int fd, bool readers) {
+    std::size_t n = 0;
+    for (;;) {
+      FdEntry* e = entry_if(fd);
+      if (!e) return n;
+      IoOp* op = (readers ? e->readers : e->writers).front();
+      if (!op) return n;
+      std::int64_t r = attempt(*op);
+      note_result(e, *op, r);
+      if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
+      op->unlink();
+      op->result = r;
+      op->pending = false;
+      --pending_;
+      ++n;
+      op->complete();  // only enqueues (wakes a task) or consumes op->data at once
+    }
+  }
+
+  std::size_t finish_done() {
+    std::size_t n = 0;
+    while (IoOp* op = done_.pop_front()) {
+      op->pending = false;
+      op->backend_state = 0;
+      --pending_;
+      ++n;
+      op->complete();
+    }
+    return n;
+  }
+
+  int wakefd_ = -1;
+  std::size_t busy_polls_ = 0;
+  std::size_t pending_ = 0;  // ops submitted and not completed
+  std::vector<std::unique_ptr<FdEntry>> fds_;
+  IntrusiveList<IoOp> done_;  // cancelled or failed at submission: complete on the next poll
+  std::vector<int> dirty_;
+  IoOp* just_tried_ = nullptr;  // the op whose try_now just hit EAGAIN (no retry needed at submit)
+  std::vector<char> scratch_;   // receive buffer for ops without their own
+  int sigfd_ = -1;
+  sigset_t sigmask_;     // signals taken through sigfd_ (blocked on this thread)
+  sigset_t preblocked_;  // of those, the ones the thread had blocked before: left blocked on removal
+  std::map<int, std::function<void()>> signal_handlers_;
+};
+
+}  // namespace corio::detail
