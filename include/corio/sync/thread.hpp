@@ -109,7 +109,9 @@ Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f
     } catch (...) {
       call->error = std::current_exception();
     }
-    loop->call_soon_threadsafe([call, loop] {
+    // The job gives its reference to the completion: the result (if nobody waits any more) is then
+    // destroyed on the loop's thread, not whenever the worker gets round to destroying the job.
+    loop->call_soon_threadsafe([call = std::move(call), loop] {
       call->done = true;
       --loop->core().inhibit_auto_advance_;
       if (call->waiter && call->waiter->suspended()) call->waiter->wake();
