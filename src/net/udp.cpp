@@ -2,6 +2,8 @@
 #include "corio/net/udp.hpp"
 
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 
@@ -33,6 +35,23 @@ namespace {
 void check_open(int fd) {
   if (fd < 0) throw RuntimeError("DatagramSocket is closed");
 }
+
+// Receiving is split in two so that a cancellation never falls between taking a datagram and returning
+// it: the task waits for readability (an op that takes nothing, so cancelling it loses nothing), then
+// takes the datagram with a non-blocking call on its own turn and returns it without suspending again.
+// A receive op that completed with a datagram could otherwise be cancelled before its task ran (a
+// cancellation arriving on the same loop turn), dropping the datagram.
+
+// Takes one queued datagram: its length (truncated to buf.size()), or -errno (-EAGAIN: none queued).
+std::int64_t take_datagram(int fd, std::string& buf, sockaddr_storage* from, socklen_t* fromlen) {
+  for (;;) {
+    ssize_t r = from ? ::recvfrom(fd, buf.data(), buf.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(from),
+                                  fromlen)
+                     : ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (r >= 0) return r;
+    if (errno != EINTR) return -errno;
+  }
+}
 }  // namespace
 
 Task<> DatagramSocket::send_to(std::string data, std::string host, std::uint16_t port) {
@@ -51,15 +70,24 @@ Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max
   check_open(fd_);
   std::string buf(max_size, '\0');
   AddrInfo from;
-  detail::IoAwaiter op(detail::OpCode::recvfrom, fd_, buf.data(), buf.size(), 0,
-                       reinterpret_cast<sockaddr*>(&from.addr), sizeof from.addr);
-  std::int64_t r = co_await op;
-  if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
-  buf.resize(static_cast<std::size_t>(r));
-  from.addrlen = op.addrlen;
-  from.family = from.addr.ss_family;
-  from.socktype = SOCK_DGRAM;
-  co_return std::pair<std::string, AddrInfo>(std::move(buf), from);
+  for (;;) {
+    socklen_t len = sizeof from.addr;
+    std::int64_t r = take_datagram(fd_, buf, &from.addr, &len);
+    if (r >= 0) {
+      buf.resize(static_cast<std::size_t>(r));
+      from.addrlen = len;
+      from.family = from.addr.ss_family;
+      from.socktype = SOCK_DGRAM;
+      from.protocol = IPPROTO_UDP;
+      co_return std::pair<std::string, AddrInfo>(std::move(buf), from);
+    }
+    if (r != -EAGAIN && r != -EWOULDBLOCK)
+      detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
+    // Readable, or an error is pending (an ICMP error on a connected socket): take it on the next pass.
+    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, fd_);
+    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
+    check_open(fd_);  // closed by another task meanwhile
+  }
 }
 
 Task<> DatagramSocket::connect(std::string host, std::uint16_t port) {
@@ -83,13 +111,19 @@ Task<> DatagramSocket::send(std::string data) {
 
 Task<std::string> DatagramSocket::recv(std::size_t max_size) {
   check_open(fd_);
+  auto recv_what = [this] { return "recv from " + (peer_.empty() ? std::string("peer") : peer_); };
   std::string buf(max_size, '\0');
-  std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::recv, fd_, buf.data(), buf.size());
-  if (r < 0)
-    detail::throw_os_error(static_cast<int>(-r),
-                           "recv from " + (peer_.empty() ? std::string("peer") : peer_));
-  buf.resize(static_cast<std::size_t>(r));
-  co_return buf;
+  for (;;) {
+    std::int64_t r = take_datagram(fd_, buf, nullptr, nullptr);
+    if (r >= 0) {
+      buf.resize(static_cast<std::size_t>(r));
+      co_return buf;
+    }
+    if (r != -EAGAIN && r != -EWOULDBLOCK) detail::throw_os_error(static_cast<int>(-r), recv_what());
+    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, fd_);
+    if (r < 0) detail::throw_os_error(static_cast<int>(-r), recv_what());
+    check_open(fd_);
+  }
 }
 
 Task<DatagramSocket> open_datagram(std::string local_host, std::uint16_t local_port) {
