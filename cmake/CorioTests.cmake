@@ -3,7 +3,9 @@
 # For every direct subfolder D of <tests_dir> that holds at least one *_test.cpp, builds one GoogleTest
 # executable corio_${D}_tests from tests/D/*.cpp (the *_test.cpp files plus any helper .cpp files there),
 # links it to corio::corio and GoogleTest, and registers each test case with ctest under the label D.
-# Folders without *_test.cpp (e.g. tests/install/) are ignored. New layers need no CMake change.
+# Folders without *_test.cpp (e.g. tests/install/, tests/common/) are ignored. New layers need no CMake
+# change. Every test target also has <tests_dir> on its include path, so a test can include the shared
+# helpers as "common/test_util.hpp".
 function(corio_add_layer_tests tests_dir)
   file(GLOB _children RELATIVE "${tests_dir}" "${tests_dir}/*")
   list(SORT _children)
@@ -21,7 +23,7 @@ function(corio_add_layer_tests tests_dir)
 
     set(_target corio_${_layer}_tests)
     add_executable(${_target} ${_sources})
-    target_include_directories(${_target} PRIVATE "${_dir}")
+    target_include_directories(${_target} PRIVATE "${_dir}" "${tests_dir}")
     target_link_libraries(${_target} PRIVATE corio::corio GTest::gtest GTest::gtest_main)
     if(TARGET GTest::gmock)
       target_link_libraries(${_target} PRIVATE GTest::gmock)

@@ -16,23 +16,12 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
-// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
-// coroutine by throwing instead.
-#define CO_ASSERT(cond)                                   \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
-      throw std::logic_error("CO_ASSERT failed: " #cond); \
-    }                                                     \
-  } while (0)
-#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
-#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+#include "common/test_util.hpp"
 
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 corio::AsyncGenerator<int> count(int n) {
   for (int i = 0; i < n; ++i) co_yield i;

@@ -15,12 +15,13 @@
 #include <utility>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::Log;
 
 namespace {
-
-using Log = std::vector<std::string>;
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 // Logs "t0", "t1", ... one entry per step, yielding one turn between steps: a turn counter.
 corio::Task<> ticker(Log& log, int steps) {

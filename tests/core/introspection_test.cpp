@@ -13,11 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 corio::Task<> innermost_sleeper() { co_await corio::sleep(30s); }
 corio::Task<> middle_layer() { co_await innermost_sleeper(); }

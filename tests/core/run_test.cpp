@@ -13,11 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::Log;
 
 namespace {
-
-using Log = std::vector<std::string>;
 
 corio::Task<int> answer() { co_return 42; }
 

@@ -13,12 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::Log;
 
 namespace {
-
-using Log = std::vector<std::string>;
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 corio::Task<> alternate(Log& log, std::string name, int steps) {
   for (int i = 0; i < steps; ++i) {

@@ -16,12 +16,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::Log;
 
 namespace {
-
-using Log = std::vector<std::string>;
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 corio::Task<> set_flag(bool& flag) {
   flag = true;

@@ -14,11 +14,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::Log;
 
 namespace {
-
-using Log = std::vector<std::string>;
 
 corio::Task<int> record(Log& log, std::string what, int value) {
   log.push_back(std::move(what));

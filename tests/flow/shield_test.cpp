@@ -13,13 +13,13 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::now;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
-
-double now() { return corio::get_running_loop().time(); }
 
 corio::Task<std::string> value_after(std::string v, std::chrono::milliseconds d) {
   co_await corio::sleep(d);

@@ -16,19 +16,14 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::now;
+using corio_test::value_after;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
-
-double now() { return corio::get_running_loop().time(); }
-
-corio::Task<int> value_after(int v, std::chrono::milliseconds d, std::vector<int>* log = nullptr) {
-  co_await corio::sleep(d);
-  if (log) log->push_back(v);
-  co_return v;
-}
 
 corio::Task<> fail_after(std::chrono::milliseconds d, std::string what) {
   co_await corio::sleep(d);

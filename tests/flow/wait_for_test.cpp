@@ -14,30 +14,14 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
-// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
-// coroutine by throwing instead.
-#define CO_ASSERT(cond)                                   \
-  do {                                                    \
-    if (!(cond)) {                                        \
-      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
-      throw std::logic_error("CO_ASSERT failed: " #cond); \
-    }                                                     \
-  } while (0)
-#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
-#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+#include "common/test_util.hpp"
 
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::now;
+using corio_test::value_after;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
-
-double now() { return corio::get_running_loop().time(); }
-
-corio::Task<int> value_after(int v, std::chrono::milliseconds d) {
-  co_await corio::sleep(d);
-  co_return v;
-}
 
 // Sleeps `d`; in its catch(CancelledError) block records that it cleaned up (and when), then rethrows.
 corio::Task<int> with_cleanup(std::chrono::milliseconds d, bool* cleaned, double* cleaned_at = nullptr) {

@@ -15,15 +15,13 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::turns;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
-
-corio::Task<> turns(int n = 1) {
-  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
-}
 
 // Returns the index, or -1 for BrokenBarrierError (-2 for CancelledError, rethrown).
 corio::Task<long> arrive(corio::Barrier& b, std::vector<std::string>& log, std::string name) {

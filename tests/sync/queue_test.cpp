@@ -18,21 +18,14 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::iota;
+using corio_test::kVirtual;
+using corio_test::turns;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
-
-std::vector<int> iota(int n) {
-  std::vector<int> v(n);
-  for (int i = 0; i < n; ++i) v[i] = i;
-  return v;
-}
-
-corio::Task<> turns(int n = 1) {
-  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
-}
 
 template <class Q>
 corio::Task<> getter(Q& q, std::vector<std::string>& log, std::string name) {

@@ -26,11 +26,13 @@
 #include "corio/core/task_handle.hpp"
 #include "corio/sync/event.hpp"
 
+#include "common/test_util.hpp"
+
 using namespace std::chrono_literals;
+using corio_test::kVirtual;
+using corio_test::turn_until;
 
 namespace {
-
-constexpr corio::RunOptions kVirtual{.virtual_time = true};
 
 struct MyError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -46,12 +48,6 @@ int inhibitors() { return corio::get_running_loop().core().inhibit_auto_advance_
 template <class Fut>
 bool is_ready(const Fut& f) {
   return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-}
-
-// Lets the loop turn until `ready()` (each turn also takes in callbacks posted from other threads).
-template <class F>
-corio::Task<> turn_until(F ready) {
-  while (!ready()) co_await corio::sleep(0s);
 }
 
 TEST(ToThread, ReturnsTheValue) {

@@ -98,7 +98,7 @@ class StreamWriter {
 struct ConnectOptions {
   bool tls = false;  // TLS arrives with the tls layer; true throws corio::Error until then
   // Per address tried; TimeoutError when every address timed out.
-  std::optional<std::chrono::nanoseconds> timeout;
+  std::optional<std::chrono::nanoseconds> timeout{};
 };
 
 // Connects over TCP, trying each address host resolves to in turn, with TCP_NODELAY. Throws GaiError

@@ -1,0 +1,72 @@
+// Helpers shared by the tests of several layers (core, flow, sync, thread): assertions usable inside
+// coroutines, virtual-time run options, loop-turn helpers and small value helpers. Not a test binary of its
+// own (no *_test.cpp here); a test includes it as "common/test_util.hpp".
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "corio/core/event_loop.hpp"
+#include "corio/core/sleep.hpp"
+#include "corio/core/task.hpp"
+
+// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
+// coroutine by throwing instead.
+
+// CO_ASSERT(cond): if `cond` is false, fails the test (ADD_FAILURE) and throws std::logic_error.
+#define CO_ASSERT(cond)                                   \
+  do {                                                    \
+    if (!(cond)) {                                        \
+      ADD_FAILURE() << "CO_ASSERT failed: " #cond;        \
+      throw std::logic_error("CO_ASSERT failed: " #cond); \
+    }                                                     \
+  } while (0)
+// CO_ASSERT_EQ(a, b): CO_ASSERT((a) == (b)).
+#define CO_ASSERT_EQ(a, b) CO_ASSERT((a) == (b))
+// CO_ASSERT_NE(a, b): CO_ASSERT((a) != (b)).
+#define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
+
+namespace corio_test {
+
+using namespace std::chrono_literals;
+
+// Run options for virtual time: the clock jumps to the next timer whenever nothing is ready (instant sleeps).
+inline constexpr corio::RunOptions kVirtual{.virtual_time = true};
+
+// An ordered record of what happened, compared whole with EXPECT_EQ.
+using Log = std::vector<std::string>;
+
+// The running loop's clock in seconds (the virtual clock under kVirtual).
+inline double now() { return corio::get_running_loop().time(); }
+
+// Lets the loop run `n` turns (sleep(0s) yields exactly one).
+inline corio::Task<> turns(int n = 1) {
+  for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
+}
+
+// Lets the loop turn until `ready()` (each turn also takes in callbacks posted from other threads).
+template <class F>
+corio::Task<> turn_until(F ready) {
+  while (!ready()) co_await corio::sleep(0s);
+}
+
+// {0, 1, ..., n-1}.
+inline std::vector<int> iota(int n) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+// Returns `v` after sleeping `d`; if `finished` is given, appends `v` to it on completion (completion order).
+inline corio::Task<int> value_after(int v, std::chrono::milliseconds d,
+                                    std::vector<int>* finished = nullptr) {
+  co_await corio::sleep(d);
+  if (finished) finished->push_back(v);
+  co_return v;
+}
+
+}  // namespace corio_test
