@@ -2,7 +2,8 @@
 //
 // `co_await shield(handle)` waits for the task and returns its result. If the awaiting task is cancelled,
 // the await throws CancelledError at once while the shielded task keeps running (it is not cancelled).
-// A Task<T> argument is scheduled as a task first. Resumed by the loop on the turn after the task ended.
+// A Task<T> (or any other awaitable) is scheduled as a task first. Resumed by the loop on the turn after the
+// task ended.
 #pragma once
 
 #include <string>

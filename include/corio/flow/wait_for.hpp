@@ -1,11 +1,12 @@
 // wait_for: await with a deadline (asyncio.wait_for).
 //
-// Runs the awaitable (Task<T>, scheduled as a child task, or a TaskHandle<T>) and returns its result. When
-// the timeout passes first, the inner work is cancelled and wait_for waits until it has ended, then throws
-// TimeoutError — never leaving it running behind. If the inner work swallows that cancellation and returns
-// a value, that value is returned; if it ends with another exception, that exception propagates. A
-// cancellation of the awaiting task cancels the inner work, waits for it, and throws CancelledError — it
-// wins over a timeout arriving at the same time. A timeout <= 0 cancels work that is not done yet at once.
+// Runs the awaitable (a Task<T> or any other awaitable, scheduled as a child task, or a TaskHandle<T>)
+// and returns its result. When the timeout passes first, the inner work is cancelled and wait_for waits until
+// it has ended, then throws TimeoutError — never leaving it running behind. If the inner work swallows that
+// cancellation and returns a value, that value is returned; if it ends with another exception, that exception
+// propagates. A cancellation of the awaiting task cancels the inner work, waits for it, and throws
+// CancelledError — it wins over a timeout arriving at the same time. A timeout <= 0 cancels work that is not
+// done yet at once.
 //
 // The awaiting task is resumed by the loop on the turn after the inner work ended.
 #pragma once
