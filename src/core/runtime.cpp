@@ -107,10 +107,9 @@ LoopCore& LoopCore::current_loop() {
   return *running_;
 }
 
-TaskStateBase& LoopCore::current_task_or_throw() {
-  LoopCore& loop = current_loop();
-  if (!loop.current_) throw RuntimeError("corio awaitable used outside a task of the running loop");
-  return *loop.current_;
+void LoopCore::no_current_task() {
+  current_loop();  // throws "no running event loop" when that is the reason
+  throw RuntimeError("corio awaitable used outside a task of the running loop");
 }
 
 void CallbackNode::run_ready() {
@@ -396,7 +395,8 @@ std::size_t EventLoop::poll_io(std::int64_t timeout_ns) {
   }
   std::size_t n = poller_->poll(timeout_ns);
   sleeping_.store(false, std::memory_order_relaxed);
-  return n + drain_remote();
+  if (remote_pending_.load(std::memory_order_acquire)) n += drain_remote();
+  return n;
 }
 
 void EventLoop::run_once() {

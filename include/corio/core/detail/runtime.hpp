@@ -251,7 +251,14 @@ class LoopCore {
     schedule(t);
   }
   static LoopCore& current_loop();  // throws RuntimeError outside a running loop
-  static TaskStateBase& current_task_or_throw();
+  // The task whose step is running; throws RuntimeError outside one (out of line: the rare path).
+  static TaskStateBase& current_task_or_throw() {
+    LoopCore* loop = running_;
+    if (loop && loop->current_) [[likely]]
+      return *loop->current_;
+    no_current_task();
+  }
+  [[noreturn]] static void no_current_task();
 };
 
 struct TaskStateBase::UserCallback {
