@@ -76,7 +76,7 @@ std::string format_sockaddr(const sockaddr* addr, socklen_t len) {
   if (addr->sa_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(addr);
     ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    std::string out = "[";   // (built by appends: g++ 12 warns falsely, -Wrestrict, on "[" + string)
+    std::string out = "[";  // (built by appends: g++ 12 warns falsely, -Wrestrict, on "[" + string)
     out += host;
     out += "]:";
     out += std::to_string(ntohs(in6->sin6_port));
