@@ -11,18 +11,23 @@
 namespace corio::detail {
 
 std::unique_ptr<IoBackend> make_epoll_backend();
-std::unique_ptr<IoBackend> make_uring_backend(int& err);
+std::unique_ptr<IoBackend> make_uring_backend(int& err, std::string& flags_used);
 
-// automatic means epoll for now: the io_uring backend works (the whole suite runs on it) but does not
-// beat epoll yet, so it is chosen explicitly (RunOptions.backend or CORIO_BACKEND=io_uring).
+// automatic prefers io_uring and falls back to epoll where the kernel refuses it (seccomp in containers,
+// kernel.io_uring_disabled, an old kernel: EPERM, ENOSYS, EINVAL), saying so in one debug-level line.
+// io_uring asked for explicitly is an error there.
 std::unique_ptr<Poller> make_poller(Backend requested, bool debug) {
-  if (requested == Backend::io_uring) {
-    int err = 0;
-    if (auto be = make_uring_backend(err)) return be;
-    throw RuntimeError(std::string("the io_uring backend was requested but the kernel refuses io_uring: ") +
-                       std::strerror(err) + " (seccomp, kernel.io_uring_disabled, or an old kernel)");
+  if (requested == Backend::epoll) return make_epoll_backend();
+  int err = 0;
+  std::string flags;
+  if (auto be = make_uring_backend(err, flags)) {
+    if (debug) log("corio: io_uring backend (setup flags: " + flags + ")");
+    return be;
   }
-  (void)debug;
+  std::string why = std::string("the kernel refuses io_uring: ") + std::strerror(err) +
+                    " (seccomp, kernel.io_uring_disabled, or an old kernel)";
+  if (requested == Backend::io_uring) throw RuntimeError("the io_uring backend was requested but " + why);
+  if (debug) log("corio: " + why + "; using the epoll backend");
   return make_epoll_backend();
 }
 

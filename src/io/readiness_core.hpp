@@ -1,14 +1,12 @@
-// The readiness core shared by corio's backends (private to src/io): each operation first tries its system
-// call (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop
-// retries the list's head when the backend's mechanism reports the descriptor ready. The mechanism — epoll
-// (epoll_backend.cpp) or io_uring poll requests (uring_backend.cpp) — is behind four hooks: watch,
-// unwatch, wait, watch_signals. Completion-style io_uring operations (multishot receive into provided
-// buffers) are the next step for the io_uring backend; the seam (IoOp/IoBackend) is already shaped for them.
+// The readiness core of the epoll backend (private to src/io): each operation first tries its system call
+// (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop retries
+// the list's head when the mechanism reports the descriptor ready. The mechanism (epoll_backend.cpp) is
+// behind the hooks watch, unwatch, wait, has_watches and SignalCore's watch_signals. (The io_uring backend,
+// uring_backend.cpp, is completion-style and does not use this core.)
 #pragma once
 
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,7 +22,7 @@
 #include <vector>
 
 #include "corio/core/errors.hpp"
-#include "corio/io/backend.hpp"
+#include "signal_core.hpp"
 
 namespace corio::detail {
 
@@ -41,12 +39,10 @@ inline bool is_read_side(OpCode c) noexcept {
   }
 }
 
-class ReadinessCore : public IoBackend {
+class ReadinessCore : public SignalCore {
  public:
-  ReadinessCore(int wakefd) noexcept : wakefd_(wakefd) {
+  explicit ReadinessCore(int wakefd) noexcept : SignalCore(wakefd) {
     scratch_.resize(64 * 1024);  // (std::bad_alloc here would end the program: noexcept)
-    sigemptyset(&sigmask_);
-    sigemptyset(&preblocked_);
   }
   // Derived destructors call shutdown() first, while their mechanism still works.
   ~ReadinessCore() override = default;
@@ -54,13 +50,7 @@ class ReadinessCore : public IoBackend {
  protected:
   void shutdown() noexcept {
     abandon_ops();
-    if (sigfd_ >= 0) {
-      sigset_t ours = ours_to_unblock();
-      pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
-      ::close(sigfd_);
-      sigfd_ = -1;
-    }
-    ::close(wakefd_);
+    close_signals_and_wakefd();
   }
 
  public:
@@ -184,54 +174,6 @@ class ReadinessCore : public IoBackend {
     return handled;
   }
 
-  void add_signal_handler(int signo, std::function<void()> on_signal) override {
-    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
-      throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
-    if (!sigismember(&sigmask_, signo)) {
-      // Remember whether the program had blocked it itself: then removing the handler must not unblock it.
-      sigset_t cur;
-      pthread_sigmask(SIG_BLOCK, nullptr, &cur);
-      if (sigismember(&cur, signo))
-        sigaddset(&preblocked_, signo);
-      else
-        sigdelset(&preblocked_, signo);
-    }
-    sigset_t mask = sigmask_;
-    sigaddset(&mask, signo);
-    int fd = ::signalfd(sigfd_, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
-    sigmask_ = mask;
-    pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
-    if (sigfd_ < 0) {
-      sigfd_ = fd;
-      watch_signals(sigfd_);
-    }
-    signal_handlers_[signo] = std::move(on_signal);
-  }
-
-  bool remove_signal_handler(int signo) override {
-    auto it = signal_handlers_.find(signo);
-    if (it == signal_handlers_.end()) return false;
-    signal_handlers_.erase(it);
-    sigdelset(&sigmask_, signo);
-    if (sigfd_ >= 0) ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (!sigismember(&preblocked_, signo)) {
-      sigset_t one;
-      sigemptyset(&one);
-      sigaddset(&one, signo);
-      pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
-    }
-    return true;
-  }
-
-  bool on_main_thread() const noexcept override { return ::gettid() == ::getpid(); }
-
-  void wake() noexcept override {
-    std::uint64_t one = 1;
-    ssize_t r = ::write(wakefd_, &one, sizeof one);
-    (void)r;
-  }
-
  protected:
   struct FdEntry;
   // The mechanism's hooks. watch: an op now waits on fd in one direction (just_tried: its system call just
@@ -241,7 +183,6 @@ class ReadinessCore : public IoBackend {
   virtual int watch(FdEntry& e, int fd, bool read_side, bool just_tried) noexcept = 0;
   virtual void unwatch(FdEntry& e, int fd) noexcept = 0;
   virtual std::size_t wait(std::int64_t timeout_ns) = 0;
-  virtual void watch_signals(int sigfd) = 0;
   virtual bool has_watches() const noexcept = 0;
 
   // The descriptor is ready (as the mechanism reports): retry the waiting ops of each ready direction.
@@ -260,41 +201,10 @@ class ReadinessCore : public IoBackend {
     }
     return handled;
   }
-  void drain_wakefd() noexcept {
-    std::uint64_t v;
-    while (::read(wakefd_, &v, sizeof v) > 0) {
-    }
-  }
-
-  // The signals this backend blocked (and the program had not blocked already).
-  sigset_t ours_to_unblock() const noexcept {
-    sigset_t s;
-    sigemptyset(&s);
-    for (int signo = 1; signo < NSIG; ++signo)
-      if (sigismember(&sigmask_, signo) == 1 && sigismember(&preblocked_, signo) != 1) sigaddset(&s, signo);
-    return s;
-  }
-
-  std::size_t read_signals() {
-    std::size_t n = 0;
-    signalfd_siginfo info;
-    while (::read(sigfd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-      auto it = signal_handlers_.find(static_cast<int>(info.ssi_signo));
-      if (it != signal_handlers_.end()) {
-        it->second();
-        ++n;
-      }
-    }
-    return n;
-  }
-
   struct FdEntry {
     IntrusiveList<IoOp> readers;
     IntrusiveList<IoOp> writers;
-    bool registered = false;  // epoll: in the interest list
-    bool armed_in = false;    // io_uring: a poll request is in flight for this direction
-    bool armed_out = false;
-    std::uint32_t gen = 0;  // io_uring: bumped by unwatch, so late completions for a closed fd are ignored
+    bool registered = false;  // in the interest list
     // Readiness as last seen (edge-triggered: false after EAGAIN until epoll reports an edge). While
     // false, try_now skips the system call that would only fail with EAGAIN again.
     bool readable = true;
@@ -432,7 +342,6 @@ class ReadinessCore : public IoBackend {
     return n;
   }
 
-  int wakefd_ = -1;
   std::size_t busy_polls_ = 0;
   std::size_t pending_ = 0;  // ops submitted and not completed
   std::vector<std::unique_ptr<FdEntry>> fds_;
@@ -440,10 +349,6 @@ class ReadinessCore : public IoBackend {
   std::vector<int> dirty_;
   IoOp* just_tried_ = nullptr;  // the op whose try_now just hit EAGAIN (no retry needed at submit)
   std::vector<char> scratch_;   // receive buffer for ops without their own
-  int sigfd_ = -1;
-  sigset_t sigmask_;     // signals taken through sigfd_ (blocked on this thread)
-  sigset_t preblocked_;  // of those, the ones the thread had blocked before: left blocked on removal
-  std::map<int, std::function<void()>> signal_handlers_;
 };
 
 }  // namespace corio::detail

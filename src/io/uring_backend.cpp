@@ -1,40 +1,112 @@
-// The io_uring backend, first form: the readiness core with io_uring poll requests as its mechanism. An
-// op that must wait arms a one-shot IORING_OP_POLL_ADD for its descriptor and direction (level-checked
-// when armed, so no retry list is needed); the completion retries the waiting ops and re-arms if some are
-// left. Submissions are batched: prepared during a turn, submitted once when the loop polls. The wake-up
-// eventfd and the signalfd use multishot polls. Closing a descriptor cancels its polls first
-// (IORING_ASYNC_CANCEL_FD), since an armed poll keeps the file open.
+// The io_uring backend: completion-style. Every operation of the seam is an io_uring request; nothing is
+// tried first with a plain system call.
 //
-// Not yet here (the issue's performance design): multishot receive into a provided-buffer ring, sends
-// and accepts as io_uring operations. The seam (completion-style IoOp) is ready for them.
+// - Stream receives (recv into the backend's buffer) use one multishot receive per socket, into a ring of
+//   provided buffers shared by the loop. What arrives while nobody reads waits, in order, in the
+//   descriptor's chunk queue; try_now() answers from it without any system call. A queue above 64 KiB
+//   stops the multishot receive (the kernel's socket buffer and TCP's window then push back) until a
+//   reader asks again. When the buffer ring is empty (ENOBUFS) the waiting reader gets a one-shot receive
+//   into a buffer of its own, so progress never depends on other connections returning buffers.
+// - Accepts use one multishot accept per listening socket, queued the same way (at most 64).
+// - Everything else (send, sendmsg, read, write, connect, recvmsg/sendmsg for datagrams, poll) is a
+//   one-shot request whose user_data is the IoOp itself.
+// - Submissions are batched: requests are prepared during a loop turn and submitted once, when the loop
+//   polls. Closing a descriptor (forget) submits at once, since a request holds the file open.
+// - Cancellation is IORING_OP_ASYNC_CANCEL; the op, its buffers and the awaiting frame stay alive until
+//   the request's own completion arrives (discard(), for an owner that cannot wait, waits for it here).
+// - Completion-queue overflow: the ring is created with a completion queue 4x the submission queue and
+//   the kernel keeps overflowed completions (IORING_FEAT_NODROP); reap() flushes them.
+// - Cross-thread wake-up: an eventfd under a multishot poll (SINGLE_ISSUER forbids other threads from
+//   submitting, so MSG_RING from a foreign thread is not an option).
 #include <liburing.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "corio/core/errors.hpp"
-#include "readiness_core.hpp"
+#include "corio/core/log.hpp"
+#include "signal_core.hpp"
 
 namespace corio::detail {
 namespace {
 
-class UringBackend final : public ReadinessCore {
+// Submission queue entries; the completion queue has 4x as many. CORIO_URING_ENTRIES overrides it (a
+// power of two, 1..32768), e.g. small in tests that make the completion queue overflow on purpose.
+unsigned sq_entries() noexcept {
+  const char* v = std::getenv("CORIO_URING_ENTRIES");
+  if (!v || !*v) return 4096;
+  unsigned long n = std::strtoul(v, nullptr, 10);
+  return n >= 1 && n <= 32768 ? static_cast<unsigned>(n) : 4096;
+}
+constexpr unsigned kBufCount = 1024;  // provided buffers (a power of two), kBufSize each
+constexpr unsigned kBufSize = 4096;
+constexpr unsigned kBufGroup = 0;
+constexpr std::size_t kOwnBufMax = 64 * 1024;  // a one-shot receive's own buffer, at most
+constexpr std::size_t kMaxQueuedBytes = 64 * 1024;
+constexpr std::size_t kMaxQueuedAccepts = 64;
+
+// IoOp::backend_state
+constexpr std::uint8_t kIdle = 0;
+constexpr std::uint8_t kDone = 1;        // on done_: completes on the next poll
+constexpr std::uint8_t kWaiting = 2;     // in a descriptor's waiter list, fed by a multishot request
+constexpr std::uint8_t kInRing = 3;      // a one-shot request in the ring
+constexpr std::uint8_t kCancelling = 4;  // kInRing, and a cancel request was prepared
+
+// user_data: an IoOp* (8-aligned: low bit 0) for one-shot requests; odd values are keys for the rest.
+enum class Kind : std::uint64_t { recv = 0, accept = 1, wake = 2, signal = 3, ignore = 4 };
+constexpr std::uint64_t key(Kind k, int fd = 0, std::uint32_t gen = 0) noexcept {
+  return (std::uint64_t{gen & 0x0fffffffu} << 36) | (std::uint64_t{static_cast<std::uint32_t>(fd)} << 4) |
+         (static_cast<std::uint64_t>(k) << 1) | 1u;
+}
+constexpr Kind key_kind(std::uint64_t k) noexcept { return static_cast<Kind>((k >> 1) & 7); }
+constexpr int key_fd(std::uint64_t k) noexcept { return static_cast<int>((k >> 4) & 0xffffffffu); }
+constexpr std::uint32_t key_gen(std::uint64_t k) noexcept { return static_cast<std::uint32_t>(k >> 36); }
+
+// What a one-shot request needs beyond the IoOp, alive until its completion.
+struct Extra {
+  msghdr msg{};
+  iovec iov{};
+  std::unique_ptr<char[]> own;  // the receive buffer of a recv/read without one of its own
+};
+
+class UringBackend final : public SignalCore {
  public:
-  // Returns null with errno set when the kernel refuses io_uring (seccomp, io_uring_disabled, ENOSYS).
-  static std::unique_ptr<UringBackend> create(int& err) {
+  // Returns null with err set when the kernel refuses io_uring (seccomp, io_uring_disabled, ENOSYS).
+  static std::unique_ptr<UringBackend> create(int& err, std::string& flags_used) {
     auto ring = std::make_unique<io_uring>();
-    // Optional setup flags dropped step by step until the kernel accepts.
-    const unsigned attempts[] = {IORING_SETUP_COOP_TASKRUN, 0};
+    // Optional setup flags dropped step by step until the kernel accepts (EINVAL: an unknown flag).
+    struct Attempt {
+      unsigned flags;
+      const char* name;
+    };
+    const Attempt attempts[] = {
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "SINGLE_ISSUER|DEFER_TASKRUN"},
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, "SINGLE_ISSUER|COOP_TASKRUN"},
+        {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
+        {0, "none"},
+    };
     int rc = -EINVAL;
-    for (unsigned flags : attempts) {
-      rc = io_uring_queue_init(4096, ring.get(), flags);
-      if (rc == 0 || (rc != -EINVAL && rc != -EOPNOTSUPP)) break;
+    for (const Attempt& a : attempts) {
+      io_uring_params p{};
+      p.flags = a.flags | IORING_SETUP_CQSIZE;
+      p.cq_entries = 4 * sq_entries();
+      rc = io_uring_queue_init_params(sq_entries(), ring.get(), &p);
+      if (rc == 0) {
+        flags_used = a.name;
+        break;
+      }
+      if (rc != -EINVAL) break;
     }
     if (rc < 0) {
       err = -rc;
@@ -50,133 +122,694 @@ class UringBackend final : public ReadinessCore {
   }
 
   UringBackend(std::unique_ptr<io_uring> ring, int wakefd) noexcept
-      : ReadinessCore(wakefd), ring_(std::move(ring)) {
-    arm_multishot(wakefd, kWakeKey);
+      : SignalCore(wakefd), ring_(std::move(ring)) {
+    setup_buffers();
+    arm_poll_multishot(wakefd_, key(Kind::wake));
   }
+
   ~UringBackend() override {
-    shutdown();
+    abandon();
     io_uring_queue_exit(ring_.get());
+    if (br_) ::munmap(br_, br_bytes());
+    if (bufs_) ::munmap(bufs_, std::size_t{kBufCount} * kBufSize);
+    close_signals_and_wakefd();
   }
 
   Backend backend() const noexcept override { return Backend::io_uring; }
+  std::size_t pending() const noexcept override { return pending_; }
 
- protected:
-  int watch(FdEntry& e, int fd, bool read_side, bool) noexcept override {
-    bool& armed = read_side ? e.armed_in : e.armed_out;
-    if (armed) return 0;
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_poll_add(sqe, fd, read_side ? (POLLIN | POLLRDHUP) : POLLOUT);
-    io_uring_sqe_set_data64(sqe, encode(fd, e.gen, read_side));
-    armed = true;
-    ++armed_;
-    return 0;
+  bool try_now(IoOp& op) override {
+    FdState* st = state_if(op.fd);
+    if (!st) return false;
+    if (op.code == OpCode::recv && op.flags == 0 && st->has_chunks()) {
+      int bid = take_chunk(*st, op);
+      if (bid >= 0) later_release_.push_back(bid);  // the caller reads op.data after we return
+      return true;
+    }
+    if (op.code == OpCode::accept && st->accepted_head < st->accepted.size()) {
+      take_accepted(*st, op);
+      return true;
+    }
+    return false;
   }
 
-  void unwatch(FdEntry& e, int fd) noexcept override {
-    if (!e.armed_in && !e.armed_out) return;
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, kIgnoreKey);
-    io_uring_submit(ring_.get());  // before the caller closes fd: the polls hold the file open
-    armed_ -= e.armed_in + e.armed_out;
-    e.armed_in = e.armed_out = false;
-    ++e.gen;  // their completions (-ECANCELED) will not match any more
+  void submit(IoOp& op) override {
+    op.pending = true;
+    ++pending_;
+    if (op.code == OpCode::recv && op.flags == 0 && op.buf == nullptr && buffer_ring_) {
+      FdState& st = state(op.fd);
+      if (st.has_chunks()) {  // (submitted without try_now)
+        int bid = take_chunk(st, op);
+        if (bid >= 0) later_release_.push_back(bid);
+        to_done(op);
+        return;
+      }
+      op.backend_state = kWaiting;
+      st.recv_waiters.push_back(op);
+      start_recv(op.fd, st);
+      return;
+    }
+    if (op.code == OpCode::accept) {
+      FdState& st = state(op.fd);
+      if (st.accepted_head < st.accepted.size()) {
+        take_accepted(st, op);
+        to_done(op);
+        return;
+      }
+      op.backend_state = kWaiting;
+      st.accept_waiters.push_back(op);
+      start_accept(op.fd, st);
+      return;
+    }
+    prep_one_shot(op);
   }
 
-  bool has_watches() const noexcept override { return armed_ > 0 || io_uring_sq_ready(ring_.get()) > 0; }
+  void cancel(IoOp& op) noexcept override {
+    if (!op.pending) return;
+    if (op.backend_state == kWaiting) {
+      op.unlink();
+      op.result = -ECANCELED;
+      to_done(op);
+    } else if (op.backend_state == kInRing) {
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<std::uintptr_t>(&op), 0);
+      io_uring_sqe_set_data64(sqe, key(Kind::ignore));
+      op.backend_state = kCancelling;
+    }
+  }
 
-  void watch_signals(int sigfd) override { arm_multishot(sigfd, kSignalKey); }
+  void forget(int fd) noexcept override {
+    FdState* st = state_if(fd);
+    if (!st) return;
+    while (IoOp* op = st->recv_waiters.front()) cancel(*op);
+    while (IoOp* op = st->accept_waiters.front()) cancel(*op);
+    drop_queued(*st);
+    if (st->used) {
+      // A request holds the file open: cancel every request on fd before the caller closes it. The
+      // multishot requests' last completions then carry an old generation and are only cleaned up.
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, key(Kind::ignore));
+      io_uring_submit(ring_.get());
+    }
+    st->used = false;
+    st->recv_armed = st->accept_armed = st->stopping_recv = st->stopping_accept = st->nobufs = false;
+    ++st->gen;
+  }
 
-  std::size_t wait(std::int64_t timeout_ns) override {
-    io_uring_cqe* cqe = nullptr;
-    int rc;
-    if (timeout_ns < 0) {
+  void discard(IoOp& op) noexcept override {
+    if (!op.pending) return;
+    if (op.backend_state == kInRing || op.backend_state == kCancelling) {
+      // The kernel may still write into the op's memory: cancel, and wait for its completion here.
+      if (op.backend_state == kInRing) cancel(op);
+      wait_for_completion(reinterpret_cast<std::uintptr_t>(&op));
+      delete static_cast<Extra*>(op.backend_data);
+      op.backend_data = nullptr;
+      --inflight_;
+    } else {
+      op.unlink();  // from a waiter list or from done_
+    }
+    op.pending = false;
+    op.backend_state = kIdle;
+    --pending_;
+  }
+
+  std::size_t poll(std::int64_t timeout_ns) override {
+    release_later_buffers();
+    std::size_t handled = run_deferred() + finish_done();
+    if (handled) timeout_ns = 0;
+    bool to_submit = io_uring_sq_ready(ring_.get()) > 0;
+    int rc = 0;
+    if (timeout_ns == 0) {
+      // Nothing in flight and nothing to submit: only a wake-up (cross-thread posts are seen through the
+      // loop's flag) or a signal could be waiting. Skip the system call, except on every 256th busy turn
+      // when signals are watched, as the epoll backend does.
+      if (to_submit || inflight_ > 0 || (sigfd_ >= 0 && (++busy_polls_ & 255) == 0))
+        rc = io_uring_submit_and_get_events(ring_.get());
+    } else if (timeout_ns < 0) {
       rc = io_uring_submit_and_wait(ring_.get(), 1);
-    } else if (timeout_ns == 0) {
-      rc = io_uring_submit(ring_.get());
     } else {
       __kernel_timespec ts{};
       ts.tv_sec = timeout_ns / 1'000'000'000;
       ts.tv_nsec = timeout_ns % 1'000'000'000;
+      io_uring_cqe* cqe = nullptr;
       rc = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       throw std::system_error(-rc, std::generic_category(), "io_uring_enter");
-    std::size_t handled = 0;
-    // Handling may prepare new requests (re-arms): take completions one at a time.
-    while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
-      std::uint64_t key = io_uring_cqe_get_data64(cqe);
-      int res = cqe->res;
-      bool more = cqe->flags & IORING_CQE_F_MORE;
-      io_uring_cqe_seen(ring_.get(), cqe);
-      if (key == kIgnoreKey) continue;
-      if (key == kWakeKey) {
-        drain_wakefd();
-        if (!more) arm_multishot(wakefd_, kWakeKey);
-        continue;
-      }
-      if (key == kSignalKey) {
-        handled += read_signals();
-        if (!more && sigfd_ >= 0) arm_multishot(sigfd_, kSignalKey);
-        continue;
-      }
-      int fd;
-      std::uint32_t gen;
-      bool read_side;
-      decode(key, fd, gen, read_side);
-      FdEntry* e = entry_if(fd);
-      if (!e || e->gen != gen) continue;  // a poll of a descriptor since closed
-      bool& armed = read_side ? e->armed_in : e->armed_out;
-      if (armed) {
-        armed = false;
-        --armed_;
-      }
-      bool hup = res < 0 || (res & (POLLERR | POLLHUP | POLLRDHUP));
-      handled += on_ready(fd, read_side, !read_side, hup && read_side);
-      // Ops still waiting in this direction (their retry hit EAGAIN again): arm once more.
-      if (FdEntry* again = entry_if(fd);
-          again && again->gen == gen && !(read_side ? again->readers : again->writers).empty())
-        watch(*again, fd, read_side, true);
-    }
+    handled += reap();
+    release_later_buffers();
     return handled;
   }
 
- private:
-  static constexpr std::uint64_t kSpecial = std::uint64_t{1} << 63;
-  static constexpr std::uint64_t kWakeKey = kSpecial | 1;
-  static constexpr std::uint64_t kSignalKey = kSpecial | 2;
-  static constexpr std::uint64_t kIgnoreKey = kSpecial | 3;
+ protected:
+  void watch_signals(int sigfd) override { arm_poll_multishot(sigfd, key(Kind::signal)); }
 
-  static std::uint64_t encode(int fd, std::uint32_t gen, bool read_side) noexcept {
-    return (static_cast<std::uint64_t>(gen & 0x7fffffffu) << 32) | (static_cast<std::uint64_t>(fd) << 1) |
-           (read_side ? 1u : 0u);
+ private:
+  struct Cqe {
+    std::uint64_t user_data;
+    std::int32_t res;
+    std::uint32_t flags;
+  };
+  // Data a multishot receive delivered and nobody has read yet. bid < 0: no data; res is what a reader
+  // gets (0 for EOF, or -errno).
+  struct Chunk {
+    int bid;
+    std::uint32_t off;
+    std::uint32_t len;
+    int res;
+  };
+  struct FdState {
+    IntrusiveList<IoOp> recv_waiters;    // fed by the multishot receive, in order
+    IntrusiveList<IoOp> accept_waiters;  // fed by the multishot accept
+    std::vector<Chunk> chunks;           // chunks[chunk_head..] not read yet
+    std::size_t chunk_head = 0;
+    std::size_t queued = 0;     // bytes in chunks
+    std::vector<int> accepted;  // accepted[accepted_head..]: descriptors (or -errno) not taken yet
+    std::size_t accepted_head = 0;
+    std::uint32_t gen = 0;    // bumped by forget(): completions of an older generation only clean up
+    bool used = false;        // a request was made on fd since the last forget(): cancel them on close
+    bool recv_armed = false;  // a multishot receive is in the ring (until its last completion)
+    bool accept_armed = false;
+    bool stopping_recv = false;  // a cancel of that request is on its way (queue over the limit)
+    bool stopping_accept = false;
+    bool nobufs = false;  // the last multishot receive ended for want of buffers
+
+    bool has_chunks() const noexcept { return chunk_head < chunks.size(); }
+  };
+
+  // ---- descriptors
+
+  FdState* state_if(int fd) noexcept {
+    return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
   }
-  static void decode(std::uint64_t key, int& fd, std::uint32_t& gen, bool& read_side) noexcept {
-    read_side = key & 1;
-    fd = static_cast<int>((key & 0xffffffffu) >> 1);
-    gen = static_cast<std::uint32_t>(key >> 32);
+  FdState& state(int fd) {
+    if (static_cast<std::size_t>(fd) >= fds_.size())
+      fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
+    if (!fds_[fd]) fds_[fd] = std::make_unique<FdState>();
+    return *fds_[fd];
   }
+
+  void drop_queued(FdState& st) noexcept {
+    for (std::size_t i = st.chunk_head; i < st.chunks.size(); ++i)
+      if (st.chunks[i].bid >= 0) release_buffer(st.chunks[i].bid);
+    st.chunks.clear();
+    st.chunk_head = 0;
+    st.queued = 0;
+    for (std::size_t i = st.accepted_head; i < st.accepted.size(); ++i)
+      if (st.accepted[i] >= 0) ::close(st.accepted[i]);
+    st.accepted.clear();
+    st.accepted_head = 0;
+  }
+
+  // Gives op (a recv) the head of st's queue: up to op.len bytes (all of the chunk when op.len is 0),
+  // copied into op.buf or pointed to by op.data. Returns the buffer id to release once op.data has been
+  // read, or -1.
+  int take_chunk(FdState& st, IoOp& op) noexcept {
+    Chunk& c = st.chunks[st.chunk_head];
+    if (c.bid < 0) {
+      op.result = c.res;
+      op.data = nullptr;
+      pop_chunk(st);
+      return -1;
+    }
+    std::size_t n = c.len - c.off;
+    if (op.len) n = std::min(n, op.len);
+    const char* p = buf_addr(c.bid) + c.off;
+    if (op.buf) {
+      std::memcpy(op.buf, p, n);
+      op.data = nullptr;
+    } else {
+      op.data = p;
+    }
+    op.result = static_cast<std::int64_t>(n);
+    c.off += static_cast<std::uint32_t>(n);
+    st.queued -= n;
+    if (c.off < c.len) return -1;
+    int bid = c.bid;
+    pop_chunk(st);
+    return bid;
+  }
+  static void pop_chunk(FdState& st) noexcept {
+    if (++st.chunk_head == st.chunks.size()) {
+      st.chunks.clear();
+      st.chunk_head = 0;
+    }
+  }
+
+  void take_accepted(FdState& st, IoOp& op) noexcept {
+    int fd = st.accepted[st.accepted_head];
+    if (++st.accepted_head == st.accepted.size()) {
+      st.accepted.clear();
+      st.accepted_head = 0;
+    }
+    op.result = fd;
+    if (fd >= 0 && op.addr) {
+      socklen_t len = op.addrlen;
+      if (::getpeername(fd, op.addr, &len) == 0)
+        op.addrlen = len;
+      else
+        op.addrlen = 0;
+    }
+  }
+
+  // ---- requests
 
   io_uring_sqe* get_sqe() noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
-    while (!sqe) {  // the submission queue is full: flush it
-      io_uring_submit(ring_.get());
+    while (!sqe) {
+      // The submission queue is full: submit it. The kernel refuses (EBUSY) while completions it could
+      // not post are waiting: take those into deferred_ (handled on the next poll) and try again.
+      if (io_uring_submit(ring_.get()) == -EBUSY) stash_completions();
       sqe = io_uring_get_sqe(ring_.get());
     }
     return sqe;
   }
-  void arm_multishot(int fd, std::uint64_t key) noexcept {
+
+  // Takes the completion of user_data out of the ring (or of deferred_), keeping every other completion
+  // that arrives meanwhile in deferred_ for the next poll.
+  void wait_for_completion(std::uint64_t user_data) noexcept {
+    auto early = std::find_if(deferred_.begin(), deferred_.end(),
+                              [&](const Cqe& c) { return c.user_data == user_data; });
+    if (early != deferred_.end()) {
+      deferred_.erase(early);
+      return;
+    }
+    for (;;) {
+      io_uring_submit_and_wait(ring_.get(), 1);
+      io_uring_cqe* cqe = nullptr;
+      while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
+        Cqe c{cqe->user_data, cqe->res, cqe->flags};
+        io_uring_cqe_seen(ring_.get(), cqe);
+        if (c.user_data == user_data) return;
+        deferred_.push_back(c);
+      }
+    }
+  }
+
+  void stash_completions() noexcept {
+    io_uring_cqe* cqe = nullptr;
+    io_uring_get_events(ring_.get());
+    while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
+      deferred_.push_back(Cqe{cqe->user_data, cqe->res, cqe->flags});
+      io_uring_cqe_seen(ring_.get(), cqe);
+    }
+  }
+
+  void arm_poll_multishot(int fd, std::uint64_t k) noexcept {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_poll_multishot(sqe, fd, POLLIN);
-    io_uring_sqe_set_data64(sqe, key);
+    io_uring_sqe_set_data64(sqe, k);
+  }
+
+  // A reader waits on fd: make sure a multishot receive feeds it (or, after ENOBUFS, a one-shot receive
+  // into the reader's own buffer).
+  void start_recv(int fd, FdState& st) noexcept {
+    if (st.recv_armed) return;
+    if (st.nobufs) {
+      st.nobufs = false;
+      IoOp* op = st.recv_waiters.pop_front();
+      if (op) prep_one_shot(*op);
+      return;
+    }
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufGroup;
+    io_uring_sqe_set_data64(sqe, key(Kind::recv, fd, st.gen));
+    st.recv_armed = true;
+    st.used = true;
+    ++inflight_;
+  }
+
+  void start_accept(int fd, FdState& st) noexcept {
+    if (st.accept_armed) return;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, key(Kind::accept, fd, st.gen));
+    st.accept_armed = true;
+    st.used = true;
+    ++inflight_;
+  }
+
+  // The queue is over its limit: stop the multishot request until a reader asks again.
+  void stop_multishot(std::uint64_t k, bool& stopping) noexcept {
+    if (stopping) return;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, k, 0);
+    io_uring_sqe_set_data64(sqe, key(Kind::ignore));
+    stopping = true;
+  }
+
+  void prep_one_shot(IoOp& op) noexcept {
+    io_uring_sqe* sqe = get_sqe();
+    Extra* x = nullptr;
+    auto extra = [&]() -> Extra& {
+      x = new Extra();
+      return *x;
+    };
+    switch (op.code) {
+      case OpCode::recv:
+      case OpCode::read: {
+        void* buf = op.buf;
+        std::size_t len = op.len;
+        if (!buf) {
+          len = std::min(len ? len : kOwnBufMax, kOwnBufMax);
+          extra().own.reset(new char[len]);
+          buf = x->own.get();
+        }
+        if (op.code == OpCode::recv)
+          io_uring_prep_recv(sqe, op.fd, buf, len, op.flags);
+        else
+          io_uring_prep_read(sqe, op.fd, buf, static_cast<unsigned>(len), static_cast<std::uint64_t>(-1));
+        break;
+      }
+      case OpCode::send:
+        io_uring_prep_send(sqe, op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
+        break;
+      case OpCode::write:
+        io_uring_prep_write(sqe, op.fd, op.buf, static_cast<unsigned>(op.len),
+                            static_cast<std::uint64_t>(-1));
+        break;
+      case OpCode::sendv: {
+        Extra& e = extra();
+        e.msg.msg_iov = const_cast<iovec*>(op.iov);
+        e.msg.msg_iovlen = static_cast<std::size_t>(op.iovcnt);
+        io_uring_prep_sendmsg(sqe, op.fd, &e.msg, MSG_NOSIGNAL);
+        break;
+      }
+      case OpCode::recvfrom:
+      case OpCode::sendto: {
+        Extra& e = extra();
+        e.iov = {op.buf, op.len};
+        e.msg.msg_iov = &e.iov;
+        e.msg.msg_iovlen = 1;
+        e.msg.msg_name = op.addr;
+        e.msg.msg_namelen = op.addr ? op.addrlen : 0;
+        if (op.code == OpCode::recvfrom)
+          io_uring_prep_recvmsg(sqe, op.fd, &e.msg, op.flags);
+        else
+          io_uring_prep_sendmsg(sqe, op.fd, &e.msg, op.flags | MSG_NOSIGNAL);
+        break;
+      }
+      case OpCode::accept:  // (only when the multishot accept is not used: not reached today)
+        io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
+      case OpCode::connect:
+        io_uring_prep_connect(sqe, op.fd, op.addr, op.addrlen);
+        break;
+      case OpCode::poll_in:
+        io_uring_prep_poll_add(sqe, op.fd, POLLIN);
+        break;
+      case OpCode::poll_out:
+        io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
+        break;
+    }
+    io_uring_sqe_set_data(sqe, &op);
+    op.backend_data = x;
+    op.backend_state = kInRing;
+    state(op.fd).used = true;
+    ++inflight_;
+  }
+
+  // ---- completions
+
+  void to_done(IoOp& op) noexcept {
+    op.backend_state = kDone;
+    done_.push_back(op);
+  }
+
+  // Marks op finished and runs its completion (which only enqueues, or reads op.data at once; it may
+  // destroy op's owner, so op is not touched afterwards).
+  static void finish(IoOp& op) {
+    op.pending = false;
+    op.backend_state = kIdle;
+    op.complete();
+  }
+
+  std::size_t finish_done() {
+    std::size_t n = 0;
+    while (IoOp* op = done_.pop_front()) {
+      --pending_;
+      ++n;
+      finish(*op);
+    }
+    return n;
+  }
+
+  std::size_t run_deferred() {
+    if (deferred_.empty()) return 0;
+    std::vector<Cqe> cqes;
+    cqes.swap(deferred_);
+    std::size_t n = 0;
+    for (const Cqe& c : cqes) n += handle(c);
+    return n;
+  }
+
+  std::size_t reap() {
+    std::size_t n = 0;
+    io_uring_cqe* cqe = nullptr;
+    for (;;) {
+      // Handling may prepare requests or even wait for one (discard): take one completion at a time.
+      while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
+        Cqe c{cqe->user_data, cqe->res, cqe->flags};
+        io_uring_cqe_seen(ring_.get(), cqe);
+        n += handle(c);
+      }
+      if (!io_uring_cq_has_overflow(ring_.get())) return n;
+      io_uring_get_events(ring_.get());  // completions the kernel kept aside (IORING_FEAT_NODROP)
+    }
+  }
+
+  std::size_t handle(const Cqe& c) {
+    if ((c.user_data & 1) == 0) {
+      auto* op = reinterpret_cast<IoOp*>(static_cast<std::uintptr_t>(c.user_data));
+      on_one_shot(*op, c.res);
+      return 1;
+    }
+    switch (key_kind(c.user_data)) {
+      case Kind::recv:
+        return on_recv(c);
+      case Kind::accept:
+        return on_accept(c);
+      case Kind::wake:
+        drain_wakefd();
+        if (!(c.flags & IORING_CQE_F_MORE) && !closing_) arm_poll_multishot(wakefd_, key(Kind::wake));
+        return 0;
+      case Kind::signal:
+        if (!(c.flags & IORING_CQE_F_MORE) && !closing_ && sigfd_ >= 0)
+          arm_poll_multishot(sigfd_, key(Kind::signal));
+        return sigfd_ >= 0 ? read_signals() : 0;
+      case Kind::ignore:
+        return 0;
+    }
+    return 0;
+  }
+
+  void on_one_shot(IoOp& op, int res) {
+    --inflight_;
+    --pending_;
+    auto* x = static_cast<Extra*>(op.backend_data);
+    op.backend_data = nullptr;
+    std::unique_ptr<Extra> keep(x);  // freed after complete() has read op.data
+    op.result = res;
+    switch (op.code) {
+      case OpCode::poll_in:
+      case OpCode::poll_out:
+        if (res > 0) op.result = 0;  // the revents: readiness, as the seam reports it
+        break;
+      case OpCode::recv:
+      case OpCode::read:
+        op.data = x && x->own ? x->own.get() : nullptr;
+        break;
+      case OpCode::recvfrom:
+        if (res >= 0 && op.addr) op.addrlen = x->msg.msg_namelen;
+        break;
+      default:
+        break;
+    }
+    finish(op);
+  }
+
+  std::size_t on_recv(const Cqe& c) {
+    bool more = c.flags & IORING_CQE_F_MORE;
+    if (!more) --inflight_;
+    int bid = (c.flags & IORING_CQE_F_BUFFER) ? static_cast<int>(c.flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+    int fd = key_fd(c.user_data);
+    std::uint32_t gen = key_gen(c.user_data);
+    FdState* st = state_if(fd);
+    if (!st || (st->gen & 0x0fffffffu) != gen) {  // the descriptor was closed since
+      if (bid >= 0) release_buffer(bid);
+      return 0;
+    }
+    if (!more) st->recv_armed = st->stopping_recv = false;
+    if (c.res > 0 && bid >= 0) {
+      st->chunks.push_back(Chunk{bid, 0, static_cast<std::uint32_t>(c.res), 0});
+      st->queued += static_cast<std::size_t>(c.res);
+    } else {
+      if (bid >= 0) release_buffer(bid);
+      if (c.res == -ENOBUFS)
+        st->nobufs = true;
+      else if (c.res != -ECANCELED)  // (ECANCELED: stopped by us, over the limit)
+        st->chunks.push_back(Chunk{-1, 0, 0, c.res});
+    }
+    std::size_t n = 0;
+    // Serve waiting readers; a completion may close fd (forget) or read again, so look fd up each time.
+    for (;;) {
+      st = state_if(fd);
+      if (!st || (st->gen & 0x0fffffffu) != gen || !st->has_chunks()) break;
+      IoOp* op = st->recv_waiters.pop_front();
+      if (!op) break;
+      int done_bid = take_chunk(*st, *op);
+      --pending_;
+      ++n;
+      finish(*op);
+      if (done_bid >= 0) release_buffer(done_bid);
+    }
+    st = state_if(fd);
+    if (st && (st->gen & 0x0fffffffu) == gen) {
+      if (!st->recv_armed && !st->recv_waiters.empty())
+        start_recv(fd, *st);
+      else if (st->recv_armed && st->queued > kMaxQueuedBytes)
+        stop_multishot(key(Kind::recv, fd, st->gen), st->stopping_recv);
+    }
+    return n;
+  }
+
+  std::size_t on_accept(const Cqe& c) {
+    bool more = c.flags & IORING_CQE_F_MORE;
+    if (!more) --inflight_;
+    int fd = key_fd(c.user_data);
+    std::uint32_t gen = key_gen(c.user_data);
+    FdState* st = state_if(fd);
+    if (!st || (st->gen & 0x0fffffffu) != gen) {
+      if (c.res >= 0) ::close(c.res);
+      return 0;
+    }
+    if (!more) st->accept_armed = st->stopping_accept = false;
+    if (c.res != -ECANCELED) st->accepted.push_back(c.res);  // a descriptor, or an error such as -EMFILE
+    std::size_t n = 0;
+    for (;;) {
+      st = state_if(fd);
+      if (!st || (st->gen & 0x0fffffffu) != gen || st->accepted_head == st->accepted.size()) break;
+      IoOp* op = st->accept_waiters.pop_front();
+      if (!op) break;
+      take_accepted(*st, *op);
+      --pending_;
+      ++n;
+      finish(*op);
+    }
+    st = state_if(fd);
+    if (st && (st->gen & 0x0fffffffu) == gen) {
+      if (!st->accept_armed && !st->accept_waiters.empty())
+        start_accept(fd, *st);
+      else if (st->accept_armed && st->accepted.size() - st->accepted_head > kMaxQueuedAccepts)
+        stop_multishot(key(Kind::accept, fd, st->gen), st->stopping_accept);
+    }
+    return n;
+  }
+
+  // ---- provided buffers
+
+  std::size_t br_bytes() const noexcept {
+    std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::size_t n = sizeof(io_uring_buf) * kBufCount;
+    return (n + page - 1) / page * page;
+  }
+
+  void setup_buffers() noexcept {
+    void* ring = ::mmap(nullptr, br_bytes(), PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* bufs = ::mmap(nullptr, std::size_t{kBufCount} * kBufSize, PROT_READ | PROT_WRITE,
+                        MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring == MAP_FAILED || bufs == MAP_FAILED) {
+      if (ring != MAP_FAILED) ::munmap(ring, br_bytes());
+      if (bufs != MAP_FAILED) ::munmap(bufs, std::size_t{kBufCount} * kBufSize);
+      return;  // no buffer ring: every receive is one-shot into its own buffer
+    }
+    br_ = static_cast<io_uring_buf_ring*>(ring);
+    bufs_ = static_cast<char*>(bufs);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uintptr_t>(br_);
+    reg.ring_entries = kBufCount;
+    reg.bgid = kBufGroup;
+    if (io_uring_register_buf_ring(ring_.get(), &reg, 0) != 0) return;
+    io_uring_buf_ring_init(br_);
+    for (unsigned i = 0; i < kBufCount; ++i)
+      io_uring_buf_ring_add(br_, buf_addr(static_cast<int>(i)), kBufSize, static_cast<unsigned short>(i),
+                            io_uring_buf_ring_mask(kBufCount), static_cast<int>(i));
+    io_uring_buf_ring_advance(br_, static_cast<int>(kBufCount));
+    buffer_ring_ = true;
+  }
+
+  char* buf_addr(int bid) const noexcept { return bufs_ + static_cast<std::size_t>(bid) * kBufSize; }
+
+  void release_buffer(int bid) noexcept {
+    io_uring_buf_ring_add(br_, buf_addr(bid), kBufSize, static_cast<unsigned short>(bid),
+                          io_uring_buf_ring_mask(kBufCount), 0);
+    io_uring_buf_ring_advance(br_, 1);
+  }
+
+  // Buffers handed out by try_now: their data was read by the time the loop polls again.
+  void release_later_buffers() noexcept {
+    for (int bid : later_release_) release_buffer(bid);
+    later_release_.clear();
+  }
+
+  // ---- teardown
+
+  // The loop is going away with operations still submitted (owned by objects such as streams, which keep
+  // themselves alive while an op is pending): complete each with -ECANCELED, or its real result if it
+  // raced, so that their owners let go; otherwise those objects and their descriptors would leak.
+  void abandon() noexcept {
+    closing_ = true;
+    for (int round = 0; round < 64; ++round) {
+      for (auto& st : fds_) {
+        if (!st) continue;
+        while (IoOp* op = st->recv_waiters.front()) cancel(*op);
+        while (IoOp* op = st->accept_waiters.front()) cancel(*op);
+      }
+      io_uring_sqe* sqe = get_sqe();
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data64(sqe, key(Kind::ignore));
+      std::size_t n = 0;
+      try {
+        n += run_deferred() + finish_done();
+        for (int spin = 0; spin < 100 && inflight_ > 0; ++spin) {
+          __kernel_timespec ts{0, 10'000'000};
+          io_uring_cqe* cqe = nullptr;
+          io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
+          n += reap();
+        }
+        n += finish_done();
+      } catch (...) {
+        // A completion threw while the loop closes: nothing can take it now.
+      }
+      if (n == 0 && inflight_ == 0) break;
+    }
+    release_later_buffers();
+    for (auto& st : fds_)
+      if (st) drop_queued(*st);
   }
 
   std::unique_ptr<io_uring> ring_;
-  std::size_t armed_ = 0;  // fd polls in flight
+  io_uring_buf_ring* br_ = nullptr;
+  char* bufs_ = nullptr;
+  bool buffer_ring_ = false;  // false: the kernel refused the provided-buffer ring
+  bool closing_ = false;
+  std::size_t pending_ = 0;   // ops submitted and not completed (the seam's count)
+  std::size_t inflight_ = 0;  // requests in the ring on behalf of ops (wake-up and signal polls excluded)
+  std::size_t busy_polls_ = 0;
+  std::vector<std::unique_ptr<FdState>> fds_;
+  IntrusiveList<IoOp> done_;   // completed without a request of their own: complete on the next poll
+  std::vector<Cqe> deferred_;  // completions taken out of the ring early (discard, a full ring)
+  std::vector<int> later_release_;
 };
 
 }  // namespace
 
-std::unique_ptr<IoBackend> make_uring_backend(int& err) { return UringBackend::create(err); }
+std::unique_ptr<IoBackend> make_uring_backend(int& err, std::string& flags_used) {
+  return UringBackend::create(err, flags_used);
+}
 
 }  // namespace corio::detail

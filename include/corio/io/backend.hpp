@@ -5,7 +5,8 @@
 // (>= 0, or -errno) and calling complete() on the loop's thread, on a later turn than submit(). The op and
 // the memory it points to must stay alive until then. cancel() asks for prompt completion with -ECANCELED
 // (an op that raced to completion keeps its real result). The epoll backend tries the system call first,
-// in try_now(), and waits for readiness only on EAGAIN; an io_uring backend submits instead.
+// in try_now(), and waits for readiness only on EAGAIN; the io_uring backend submits instead (try_now
+// answers only from what a multishot receive or accept already delivered).
 #pragma once
 
 #include <sys/socket.h>
@@ -48,6 +49,7 @@ struct IoOp : ListNode {
   const char* data = nullptr;      // recv/read into the backend's buffer: the bytes, valid in complete()
   bool pending = false;            // submitted and not completed yet
   std::uint8_t backend_state = 0;  // private to the backend
+  void* backend_data = nullptr;    // private to the backend (io_uring: a message header or own buffer)
 
   // Called once, on the loop's thread, when the op is done.
   virtual void complete() = 0;
