@@ -1,17 +1,14 @@
 // getaddrinfo: real lookups ("localhost"), numeric hosts answered inline without the pool, failures as
 // GaiError naming the host, and concurrent identical lookups sharing one query.
 //
-// To observe which lookups reach the system resolver, and from which thread, this binary interposes
-// ::getaddrinfo (the test executable's definition wins over libc's; the library calls through to libc).
-#include <dlfcn.h>
+// Which lookups reach the system resolver, and from which thread, is observed through the ::getaddrinfo
+// this binary interposes (interpose.hpp).
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
-#include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +18,7 @@
 #include "corio/net/errors.hpp"
 #include "corio/net/server.hpp"
 #include "corio/net/stream.hpp"
+#include "interpose.hpp"
 #include "net_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -30,45 +28,12 @@ using corio_test::run_guarded;
 
 namespace {
 
-struct ResolverCalls {
-  std::mutex mu;
-  std::map<std::string, int> count;                             // "host|service" -> calls
-  std::map<std::string, std::vector<std::thread::id>> threads;  // "host|service" -> the calling threads
-};
-ResolverCalls& calls() {
-  static ResolverCalls c;
-  return c;
-}
 int calls_for(const std::string& host, const std::string& service) {
-  std::lock_guard<std::mutex> lock(calls().mu);
-  return calls().count[host + "|" + service];
+  return corio_test::resolver_calls(host, service);
 }
 std::vector<std::thread::id> threads_for(const std::string& host, const std::string& service) {
-  std::lock_guard<std::mutex> lock(calls().mu);
-  return calls().threads[host + "|" + service];
+  return corio_test::resolver_threads(host, service);
 }
-
-using GetaddrinfoFn = int (*)(const char*, const char*, const addrinfo*, addrinfo**);
-
-}  // namespace
-
-extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
-  static GetaddrinfoFn real = reinterpret_cast<GetaddrinfoFn>(::dlsym(RTLD_NEXT, "getaddrinfo"));
-  if (!real) std::abort();
-  {
-    std::lock_guard<std::mutex> lock(calls().mu);
-    std::string key = std::string(node ? node : "") + "|" + (service ? service : "");
-    ++calls().count[key];
-    calls().threads[key].push_back(std::this_thread::get_id());
-  }
-  // Tests send nothing off this machine: a .invalid name (RFC 6761: never resolves) is answered here, as
-  // the resolver would, instead of asking the configured nameserver.
-  std::string_view name = node ? node : "";
-  if (name.size() >= 8 && name.substr(name.size() - 8) == ".invalid") return EAI_NONAME;
-  return real(node, service, hints, res);
-}
-
-namespace {
 
 TEST(Dns, LocalhostResolvesToLoopback) {
   run_guarded([]() -> Task<> {
