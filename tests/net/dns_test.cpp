@@ -1,5 +1,5 @@
 // getaddrinfo: real lookups ("localhost"), numeric hosts answered inline without the pool, failures as
-// GaiError naming the host, and concurrent identical lookups sharing one query.
+// GaiError naming the host and the service, and concurrent identical lookups sharing one query.
 //
 // Which lookups reach the system resolver, and from which thread, is observed through the ::getaddrinfo
 // this binary interposes (interpose.hpp).
@@ -109,32 +109,39 @@ TEST(Dns, NumericHostWithUnknownServiceThrowsGaiError) {
 
 // A name under .invalid never resolves (RFC 6761). If the resolver nevertheless waits on a network that
 // does not answer, the guard below turns the wait into a skip instead of a hang.
-TEST(Dns, UnresolvableNameThrowsGaiErrorNamingTheHost) {
+TEST(Dns, UnresolvableNameThrowsGaiErrorNamingHostAndService) {
   bool timed_out = false;
   run_guarded([](bool& timed_out) -> Task<> {
     try {
-      (void)co_await corio::wait_for(corio::getaddrinfo("no-such-host.corio-test.invalid", "80"), 5s);
+      (void)co_await corio::wait_for(corio::getaddrinfo("no-such-host.corio-test.invalid", "4711"), 5s);
       ADD_FAILURE() << "a .invalid name resolved";
     } catch (const corio::TimeoutError&) {
       timed_out = true;
     } catch (const corio::GaiError& e) {
-      EXPECT_NE(std::string(e.what()).find("no-such-host.corio-test.invalid"), std::string::npos) << e.what();
-      EXPECT_NE(e.code(), 0);
+      // Names the host and the service: "getaddrinfo(<host>, <service>): <gai_strerror>".
+      EXPECT_NE(std::string(e.what()).find("getaddrinfo(no-such-host.corio-test.invalid, 4711): "),
+                std::string::npos)
+          << e.what();
+      EXPECT_EQ(e.code(), EAI_NONAME);
     }
   }(timed_out));
   if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
 }
 
-TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiError) {
+TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiErrorNamingHostAndPort) {
   bool timed_out = false;
   run_guarded([](bool& timed_out) -> Task<> {
     try {
-      (void)co_await corio::wait_for(corio::open_connection("nowhere.corio-test.invalid", 80), 5s);
+      (void)co_await corio::wait_for(corio::open_connection("nowhere.corio-test.invalid", 4712), 5s);
       ADD_FAILURE() << "connected to a .invalid name";
     } catch (const corio::TimeoutError&) {
       timed_out = true;
     } catch (const corio::GaiError& e) {
-      EXPECT_NE(std::string(e.what()).find("nowhere.corio-test.invalid"), std::string::npos) << e.what();
+      // The port open_connection was given is the service it looked up: the message names both.
+      EXPECT_NE(std::string(e.what()).find("getaddrinfo(nowhere.corio-test.invalid, 4712): "),
+                std::string::npos)
+          << e.what();
+      EXPECT_EQ(e.code(), EAI_NONAME);
     }
   }(timed_out));
   if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
