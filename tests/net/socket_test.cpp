@@ -116,6 +116,8 @@ TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
     co_await corio_test::turns(5);
     if (pending.done()) co_return;  // the kernel accepted it after all: nothing to cancel
     EXPECT_NE(pending.awaiting().find("connect"), std::string::npos) << pending.awaiting();
+    // The pending connect holds one socket; once cancelled, it must be closed.
+    const int fds_while_pending = corio_test::open_fd_count();
     pending.cancel();
     bool cancelled = false;
     try {
@@ -124,6 +126,7 @@ TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
       cancelled = true;
     }
     EXPECT_TRUE(cancelled);
+    EXPECT_EQ(corio_test::open_fd_count(), fds_while_pending - 1) << "the cancelled connect's socket leaked";
   }(full.port()));
 }
 
