@@ -1,5 +1,5 @@
-// open_connection: its failures (refused, unreachable, timeout, bad options) and the typed errors of the
-// network layer.
+// open_connection: its failures (refused, unreachable, timeout, bad options), trying each resolved address
+// in turn, and the typed errors of the network layer.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -263,6 +263,26 @@ TEST(Socket, UnreachableHostIsAnOSErrorNamingHostAndPort) {
                               "): " + std::strerror(ENETUNREACH)),
             std::string::npos)
       << by_name.what;
+}
+
+// A name resolving (through the interposed getaddrinfo) to [127.0.0.2, 127.0.0.1], and a server on
+// 127.0.0.1 only: the connect to the first address is refused, open_connection goes on to the second.
+TEST(Socket, OpenConnectionTriesEachResolvedAddressInTurn) {
+  corio_test::FakeName name("second-answers.corio-test.invalid", {"127.0.0.2", "127.0.0.1"});
+  corio_test::ConnectInterposer connects;  // records only
+  std::uint16_t port = 0;
+  run_guarded([](std::uint16_t& port) -> Task<> {
+    corio::Server server = co_await corio_test::start_echo_server();
+    port = server.port();
+    auto [r, w] = co_await corio::open_connection("second-answers.corio-test.invalid", port);
+    EXPECT_EQ(w.peername(), "127.0.0.1:" + std::to_string(port));
+    w.write("second address\n");
+    EXPECT_EQ(co_await r.readline(), "second address\n");
+  }(port));
+  if (connect_bypasses_libc(connects))
+    GTEST_SKIP() << "this backend connects without libc's ::connect: the attempts cannot be seen";
+  const std::string p = std::to_string(port);
+  EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.2:" + p, "127.0.0.1:" + p}));
 }
 
 }  // namespace
