@@ -1,5 +1,5 @@
 // open_connection: its failures (refused, unreachable, timeout, bad options), trying each resolved address
-// in turn, and the typed errors of the network layer.
+// in turn, TCP_NODELAY, and the typed errors of the network layer.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -283,6 +283,22 @@ TEST(Socket, OpenConnectionTriesEachResolvedAddressInTurn) {
     GTEST_SKIP() << "this backend connects without libc's ::connect: the attempts cannot be seen";
   const std::string p = std::to_string(port);
   EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.2:" + p, "127.0.0.1:" + p}));
+}
+
+// TCP_NODELAY is on by default on open_connection's socket (found by its addresses: streams do not show
+// their descriptors).
+TEST(Socket, OpenConnectionTurnsTcpNodelayOn) {
+  run_guarded([]() -> Task<> {
+    corio_test::RawPeerConnection c = co_await corio_test::connect_to_raw_peer();
+    const std::string server = "127.0.0.1:" + std::to_string(c.listener.port());
+    const std::string client = corio::detail::peer_name(c.peer.get());
+    CO_ASSERT(c.writer.peername() == server);
+    const int fd = corio_test::find_socket_fd(client, server);
+    CO_ASSERT(fd >= 0);
+    EXPECT_EQ(corio_test::tcp_nodelay(fd), 1);
+    // The kernel's default is off (the raw peer shows it): the 1 above is open_connection's doing.
+    EXPECT_EQ(corio_test::tcp_nodelay(c.peer.get()), 0);
+  }());
 }
 
 }  // namespace
