@@ -1,4 +1,4 @@
-// start_server / Server: ephemeral ports, SO_REUSEADDR, close + wait_closed, serve_forever,
+// start_server / Server: ephemeral ports, SO_REUSEADDR, TCP_NODELAY, close + wait_closed, serve_forever,
 // failing and silent clients, the connection limit, running out of descriptors while accepting, and 1,000
 // concurrent clients.
 #include <netinet/in.h>
@@ -156,6 +156,34 @@ TEST(Server, RestartsOnAPortHeldByATimeWaitConnection) {
         "127.0.0.1", port);
     EXPECT_EQ(again.port(), port);
     EXPECT_EQ(co_await echo_once(port, "again\n"), "again\n");
+  }());
+}
+
+// TCP_NODELAY is on by default on accepted connections. The handler finds its socket in /proc/self/fd by
+// its addresses (streams do not show their descriptors) while the connection is open.
+TEST(Server, AcceptedConnectionsHaveTcpNodelay) {
+  run_guarded([]() -> Task<> {
+    std::string server_address;
+    int nodelay = -1;
+    corio::Event checked;
+    Server server = co_await corio::start_server(
+        [&](StreamReader, StreamWriter w) -> Task<> {
+          const int fd = corio_test::find_socket_fd(server_address, w.peername());
+          nodelay = fd >= 0 ? corio_test::tcp_nodelay(fd) : fd;
+          checked.set();
+          co_return;
+        },
+        "127.0.0.1", 0);
+    server_address = "127.0.0.1:" + std::to_string(server.port());
+    // A raw client (its blocking connect to a listening loopback socket returns once the handshake is
+    // done, without the loop's help).
+    corio_test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in to = corio_test::loopback4(server.port());
+    CO_ASSERT(::connect(client.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+    co_await checked.wait();
+    EXPECT_EQ(nodelay, 1) << "(-1: the accepted socket was not found, -2: found twice)";
+    // The kernel's default is off (the raw client shows it): the 1 above is the server's doing.
+    EXPECT_EQ(corio_test::tcp_nodelay(client.get()), 0);
   }());
 }
 
