@@ -1,5 +1,6 @@
 // Helpers shared by the net tests: assertions usable inside coroutines, a hang guard around corio::run,
-// raw (non-corio) loopback sockets to play the peer, and log capture.
+// raw (non-corio) loopback sockets to play the peer, descriptor counting and lookup (/proc/self/fd), and
+// log capture.
 #pragma once
 
 #include <arpa/inet.h>
