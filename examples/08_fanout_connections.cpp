@@ -12,6 +12,8 @@
 // 1,024 connection attempts in flight: the kernel queues at most `backlog` (here 4,096, Linux's default
 // somaxconn) connections the server has not accepted yet and drops further SYNs, which the client would
 // retry only after one second.
+//
+// Exits with status 1 if any client failed (the output says how many, and the first error).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -131,7 +133,8 @@ void report(const Stats& st) {
   if (st.failed) std::printf("    first error: %s\n", st.first_error.c_str());
 }
 
-corio::Task<> amain() {
+// Returns the exit status: 1 if any client failed.
+corio::Task<int> amain() {
   const double t0 = now();
   const long nofile = raise_nofile_limit();
   const long fit = std::max(1L, (nofile - kSpareDescriptors) / 2);
@@ -175,6 +178,13 @@ corio::Task<> amain() {
   co_await server.wait_closed();
   std::printf("server closed after serving %d connections; total time %.2f s\n", fan.ok + keep.ok,
               now() - t0);
+  if (fan.failed + keep.failed > 0) {
+    std::fflush(stdout);  // keeps the order when both go to one pipe
+    std::fprintf(stderr, "FAILED: %d of %d clients failed\n", fan.failed + keep.failed,
+                 kConnections + kKeepAlive);
+    co_return 1;
+  }
+  co_return 0;
 }
 
-int main() { corio::run(amain()); }
+int main() { return corio::run(amain()); }

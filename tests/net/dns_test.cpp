@@ -1,17 +1,14 @@
 // getaddrinfo: real lookups ("localhost"), numeric hosts answered inline without the pool, failures as
-// GaiError naming the host, and concurrent identical lookups sharing one query.
+// GaiError naming the host and the service, and concurrent identical lookups sharing one query.
 //
-// To observe which lookups reach the system resolver, and from which thread, this binary interposes
-// ::getaddrinfo (the test executable's definition wins over libc's; the library calls through to libc).
-#include <dlfcn.h>
+// Which lookups reach the system resolver, and from which thread, is observed through the ::getaddrinfo
+// this binary interposes (interpose.hpp).
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
 
-#include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +18,7 @@
 #include "corio/net/errors.hpp"
 #include "corio/net/server.hpp"
 #include "corio/net/stream.hpp"
+#include "interpose.hpp"
 #include "net_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -30,45 +28,12 @@ using corio_test::run_guarded;
 
 namespace {
 
-struct ResolverCalls {
-  std::mutex mu;
-  std::map<std::string, int> count;                             // "host|service" -> calls
-  std::map<std::string, std::vector<std::thread::id>> threads;  // "host|service" -> the calling threads
-};
-ResolverCalls& calls() {
-  static ResolverCalls c;
-  return c;
-}
 int calls_for(const std::string& host, const std::string& service) {
-  std::lock_guard<std::mutex> lock(calls().mu);
-  return calls().count[host + "|" + service];
+  return corio_test::resolver_calls(host, service);
 }
 std::vector<std::thread::id> threads_for(const std::string& host, const std::string& service) {
-  std::lock_guard<std::mutex> lock(calls().mu);
-  return calls().threads[host + "|" + service];
+  return corio_test::resolver_threads(host, service);
 }
-
-using GetaddrinfoFn = int (*)(const char*, const char*, const addrinfo*, addrinfo**);
-
-}  // namespace
-
-extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
-  static GetaddrinfoFn real = reinterpret_cast<GetaddrinfoFn>(::dlsym(RTLD_NEXT, "getaddrinfo"));
-  if (!real) std::abort();
-  {
-    std::lock_guard<std::mutex> lock(calls().mu);
-    std::string key = std::string(node ? node : "") + "|" + (service ? service : "");
-    ++calls().count[key];
-    calls().threads[key].push_back(std::this_thread::get_id());
-  }
-  // Tests send nothing off this machine: a .invalid name (RFC 6761: never resolves) is answered here, as
-  // the resolver would, instead of asking the configured nameserver.
-  std::string_view name = node ? node : "";
-  if (name.size() >= 8 && name.substr(name.size() - 8) == ".invalid") return EAI_NONAME;
-  return real(node, service, hints, res);
-}
-
-namespace {
 
 TEST(Dns, LocalhostResolvesToLoopback) {
   run_guarded([]() -> Task<> {
@@ -144,32 +109,39 @@ TEST(Dns, NumericHostWithUnknownServiceThrowsGaiError) {
 
 // A name under .invalid never resolves (RFC 6761). If the resolver nevertheless waits on a network that
 // does not answer, the guard below turns the wait into a skip instead of a hang.
-TEST(Dns, UnresolvableNameThrowsGaiErrorNamingTheHost) {
+TEST(Dns, UnresolvableNameThrowsGaiErrorNamingHostAndService) {
   bool timed_out = false;
   run_guarded([](bool& timed_out) -> Task<> {
     try {
-      (void)co_await corio::wait_for(corio::getaddrinfo("no-such-host.corio-test.invalid", "80"), 5s);
+      (void)co_await corio::wait_for(corio::getaddrinfo("no-such-host.corio-test.invalid", "4711"), 5s);
       ADD_FAILURE() << "a .invalid name resolved";
     } catch (const corio::TimeoutError&) {
       timed_out = true;
     } catch (const corio::GaiError& e) {
-      EXPECT_NE(std::string(e.what()).find("no-such-host.corio-test.invalid"), std::string::npos) << e.what();
-      EXPECT_NE(e.code(), 0);
+      // Names the host and the service: "getaddrinfo(<host>, <service>): <gai_strerror>".
+      EXPECT_NE(std::string(e.what()).find("getaddrinfo(no-such-host.corio-test.invalid, 4711): "),
+                std::string::npos)
+          << e.what();
+      EXPECT_EQ(e.code(), EAI_NONAME);
     }
   }(timed_out));
   if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
 }
 
-TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiError) {
+TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiErrorNamingHostAndPort) {
   bool timed_out = false;
   run_guarded([](bool& timed_out) -> Task<> {
     try {
-      (void)co_await corio::wait_for(corio::open_connection("nowhere.corio-test.invalid", 80), 5s);
+      (void)co_await corio::wait_for(corio::open_connection("nowhere.corio-test.invalid", 4712), 5s);
       ADD_FAILURE() << "connected to a .invalid name";
     } catch (const corio::TimeoutError&) {
       timed_out = true;
     } catch (const corio::GaiError& e) {
-      EXPECT_NE(std::string(e.what()).find("nowhere.corio-test.invalid"), std::string::npos) << e.what();
+      // The port open_connection was given is the service it looked up: the message names both.
+      EXPECT_NE(std::string(e.what()).find("getaddrinfo(nowhere.corio-test.invalid, 4712): "),
+                std::string::npos)
+          << e.what();
+      EXPECT_EQ(e.code(), EAI_NONAME);
     }
   }(timed_out));
   if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";

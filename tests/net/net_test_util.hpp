@@ -1,9 +1,12 @@
 // Helpers shared by the net tests: assertions usable inside coroutines, a hang guard around corio::run,
-// raw (non-corio) loopback sockets to play the peer, and log capture.
+// raw (non-corio) loopback sockets to play the peer, descriptor counting and lookup (/proc/self/fd), and
+// log capture.
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -27,6 +31,7 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/wait_for.hpp"
+#include "corio/net/socket.hpp"
 #include "corio/net/stream.hpp"
 
 // ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
@@ -97,6 +102,43 @@ inline std::uint16_t port_of(int fd) {
   socklen_t len = sizeof a;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) < 0) return 0;
   return ntohs(a.sin_port);
+}
+
+// The descriptors open in this process (the entries of /proc/self/fd, less the one reading it).
+inline int open_fd_count() {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) throw std::runtime_error("opendir /proc/self/fd");
+  int n = 0;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n - 1;
+}
+
+// The streams do not show their descriptors: finds the one socket of this process whose local and peer
+// addresses are these ("127.0.0.1:5000"), by asking each descriptor in /proc/self/fd. -1 if none, -2 if
+// several.
+inline int find_socket_fd(const std::string& local, const std::string& peer) {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (!d) throw std::runtime_error("opendir /proc/self/fd");
+  int found = -1;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (fd == ::dirfd(d)) continue;
+    if (corio::detail::sock_name(fd) == local && corio::detail::peer_name(fd) == peer)
+      found = found == -1 ? fd : -2;
+  }
+  ::closedir(d);
+  return found;
+}
+
+// getsockopt(TCP_NODELAY): 1 or 0, -1 on error.
+inline int tcp_nodelay(int fd) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) < 0) return -1;
+  return v ? 1 : 0;
 }
 
 // A descriptor closed on destruction.

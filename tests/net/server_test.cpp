@@ -1,5 +1,6 @@
-// start_server / Server: ephemeral ports, close + wait_closed, serve_forever, failing and silent clients,
-// the connection limit, running out of descriptors while accepting, and 1,000 concurrent clients.
+// start_server / Server: ephemeral ports, SO_REUSEADDR, TCP_NODELAY, close + wait_closed, serve_forever,
+// failing and silent clients, the connection limit, running out of descriptors while accepting, and 1,000
+// concurrent clients.
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -8,7 +9,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -104,6 +107,83 @@ TEST(Server, ReusePortLetsTwoServersShareAPort) {
     a.close();
     co_await a.wait_closed();
     EXPECT_EQ(co_await echo_once(b.port(), "still\n"), "still\n");  // b alone now
+  }());
+}
+
+// Whether a TCP socket of this network namespace is in TIME_WAIT with local port `port` (/proc/net/tcp:
+// "sl local_address rem_address st ...", addresses as hex "0100007F:1F90", state 06 = TIME_WAIT).
+bool time_wait_on_port(std::uint16_t port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    std::size_t colon = local.find(':');
+    if (colon == std::string::npos) continue;
+    if (state == "06" && std::stoul(local.substr(colon + 1), nullptr, 16) == port) return true;
+  }
+  return false;
+}
+
+// The server closes its connection first (active close), so the connection's server side, local port P,
+// stays in TIME_WAIT for a minute after the server is closed. A new server on P (no reuse_port) must start
+// anyway: without SO_REUSEADDR its bind fails with EADDRINUSE.
+TEST(Server, RestartsOnAPortHeldByATimeWaitConnection) {
+  run_guarded([]() -> Task<> {
+    corio::StreamHandler close_first = [](StreamReader, StreamWriter w) -> Task<> {
+      w.close();
+      co_await w.wait_closed();
+    };
+    Server server = co_await corio::start_server(std::move(close_first), "127.0.0.1", 0);
+    const std::uint16_t port = server.port();
+    {
+      auto [r, w] = co_await corio::open_connection("127.0.0.1", port);
+      EXPECT_EQ(co_await r.read(), "");  // the server's FIN
+      w.close();                         // our FIN: the server's side goes from FIN_WAIT2 to TIME_WAIT
+      co_await w.wait_closed();
+    }
+    server.close();
+    co_await server.wait_closed();
+    CO_ASSERT(co_await corio_test::until([port] { return time_wait_on_port(port); }, 10000));
+
+    Server again = co_await corio::start_server(
+        [](StreamReader r, StreamWriter w) -> Task<> {
+          w.write(co_await r.readline());
+          co_await w.drain();
+        },
+        "127.0.0.1", port);
+    EXPECT_EQ(again.port(), port);
+    EXPECT_EQ(co_await echo_once(port, "again\n"), "again\n");
+  }());
+}
+
+// TCP_NODELAY is on by default on accepted connections. The handler finds its socket in /proc/self/fd by
+// its addresses (streams do not show their descriptors) while the connection is open.
+TEST(Server, AcceptedConnectionsHaveTcpNodelay) {
+  run_guarded([]() -> Task<> {
+    std::string server_address;
+    int nodelay = -1;
+    corio::Event checked;
+    Server server = co_await corio::start_server(
+        [&](StreamReader, StreamWriter w) -> Task<> {
+          const int fd = corio_test::find_socket_fd(server_address, w.peername());
+          nodelay = fd >= 0 ? corio_test::tcp_nodelay(fd) : fd;
+          checked.set();
+          co_return;
+        },
+        "127.0.0.1", 0);
+    server_address = "127.0.0.1:" + std::to_string(server.port());
+    // A raw client (its blocking connect to a listening loopback socket returns once the handshake is
+    // done, without the loop's help).
+    corio_test::Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in to = corio_test::loopback4(server.port());
+    CO_ASSERT(::connect(client.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+    co_await checked.wait();
+    EXPECT_EQ(nodelay, 1) << "(-1: the accepted socket was not found, -2: found twice)";
+    // The kernel's default is off (the raw client shows it): the 1 above is the server's doing.
+    EXPECT_EQ(corio_test::tcp_nodelay(client.get()), 0);
   }());
 }
 

@@ -1,10 +1,13 @@
-// open_connection's failures (refused, timeout, bad options) and the typed errors of the network layer.
+// open_connection: its failures (refused, unreachable, timeout, bad options), trying each resolved address
+// in turn, TCP_NODELAY, and the typed errors of the network layer.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -13,6 +16,7 @@
 #include "corio/net/server.hpp"
 #include "corio/net/socket.hpp"
 #include "corio/net/stream.hpp"
+#include "interpose.hpp"
 #include "net_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -116,6 +120,8 @@ TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
     co_await corio_test::turns(5);
     if (pending.done()) co_return;  // the kernel accepted it after all: nothing to cancel
     EXPECT_NE(pending.awaiting().find("connect"), std::string::npos) << pending.awaiting();
+    // The pending connect holds one socket; once cancelled, it must be closed.
+    const int fds_while_pending = corio_test::open_fd_count();
     pending.cancel();
     bool cancelled = false;
     try {
@@ -124,6 +130,7 @@ TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
       cancelled = true;
     }
     EXPECT_TRUE(cancelled);
+    EXPECT_EQ(corio_test::open_fd_count(), fds_while_pending - 1) << "the cancelled connect's socket leaked";
   }(full.port()));
 }
 
@@ -193,10 +200,105 @@ TEST(Socket, UnixConnectToAMissingPathFails) {
   }());
 }
 
-// "Unreachable" (EHOSTUNREACH / ENETUNREACH) cannot be produced on loopback; the only way would be sending
-// to a non-loopback address, which these tests never do.
-TEST(Socket, UnreachableHost) {
-  GTEST_SKIP() << "an unreachable host cannot be produced on loopback, and tests send nothing elsewhere";
+// The interposed ::connect (interpose.hpp) records each attempt; on a backend that connects without
+// libc's ::connect (a future io_uring IORING_OP_CONNECT), it sees none.
+bool connect_bypasses_libc(const corio_test::ConnectInterposer& connects) {
+  const char* backend = std::getenv("CORIO_BACKEND");
+  return connects.attempts().empty() && backend && std::string(backend) == "io_uring";
+}
+
+struct ConnectOutcome {
+  bool os_error = false;          // threw corio::OSError
+  bool connection_error = false;  // ... and a ConnectionError (refused, reset, ...) at that
+  int code = 0;
+  std::string what;
+};
+
+Task<ConnectOutcome> try_connect(std::string host, std::uint16_t port) {
+  ConnectOutcome out;
+  try {
+    (void)co_await corio::open_connection(host, port);
+  } catch (const corio::OSError& e) {
+    out.os_error = true;
+    out.connection_error = dynamic_cast<const corio::ConnectionError*>(&e) != nullptr;
+    out.code = e.code();
+    out.what = e.what();
+  }
+  co_return out;
+}
+
+// An unreachable host cannot be had on loopback, and these tests send nothing elsewhere: the interposed
+// ::connect answers for 127.0.0.3 and 127.0.0.4 as the kernel does for a host or network it has no route
+// to, at once, with EHOSTUNREACH / ENETUNREACH. (Were the interposition bypassed, the connects would go to
+// those loopback addresses, where nothing listens: refused, and the test would fail.) Like Python's, the
+// error is an OSError with the errno, not a ConnectionError, and names host:port.
+TEST(Socket, UnreachableHostIsAnOSErrorNamingHostAndPort) {
+  BoundNotListening closed_port;  // a port nothing listens on, should a connect get through
+  const std::uint16_t port = closed_port.port();
+  const std::string p = std::to_string(port);
+  corio_test::ConnectInterposer connects;
+  connects.fail("127.0.0.3", EHOSTUNREACH);
+  connects.fail("127.0.0.4", ENETUNREACH);
+  corio_test::FakeName name("no-route.corio-test.invalid", {"127.0.0.4"});
+  ConnectOutcome by_address, by_name;
+  run_guarded([](std::uint16_t port, ConnectOutcome& by_address, ConnectOutcome& by_name) -> Task<> {
+    by_address = co_await try_connect("127.0.0.3", port);
+    by_name = co_await try_connect("no-route.corio-test.invalid", port);
+  }(port, by_address, by_name));
+  if (connect_bypasses_libc(connects))
+    GTEST_SKIP() << "this backend connects without libc's ::connect, so the interposition cannot fail it";
+  EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.3:" + p, "127.0.0.4:" + p}));
+
+  EXPECT_TRUE(by_address.os_error);
+  EXPECT_FALSE(by_address.connection_error);
+  EXPECT_EQ(by_address.code, EHOSTUNREACH);
+  EXPECT_NE(by_address.what.find("connect to 127.0.0.3:" + p + ": " + std::strerror(EHOSTUNREACH)),
+            std::string::npos)
+      << by_address.what;
+
+  EXPECT_TRUE(by_name.os_error);
+  EXPECT_FALSE(by_name.connection_error);
+  EXPECT_EQ(by_name.code, ENETUNREACH);
+  EXPECT_NE(by_name.what.find("connect to no-route.corio-test.invalid:" + p + " (127.0.0.4:" + p +
+                              "): " + std::strerror(ENETUNREACH)),
+            std::string::npos)
+      << by_name.what;
+}
+
+// A name resolving (through the interposed getaddrinfo) to [127.0.0.2, 127.0.0.1], and a server on
+// 127.0.0.1 only: the connect to the first address is refused, open_connection goes on to the second.
+TEST(Socket, OpenConnectionTriesEachResolvedAddressInTurn) {
+  corio_test::FakeName name("second-answers.corio-test.invalid", {"127.0.0.2", "127.0.0.1"});
+  corio_test::ConnectInterposer connects;  // records only
+  std::uint16_t port = 0;
+  run_guarded([](std::uint16_t& port) -> Task<> {
+    corio::Server server = co_await corio_test::start_echo_server();
+    port = server.port();
+    auto [r, w] = co_await corio::open_connection("second-answers.corio-test.invalid", port);
+    EXPECT_EQ(w.peername(), "127.0.0.1:" + std::to_string(port));
+    w.write("second address\n");
+    EXPECT_EQ(co_await r.readline(), "second address\n");
+  }(port));
+  if (connect_bypasses_libc(connects))
+    GTEST_SKIP() << "this backend connects without libc's ::connect: the attempts cannot be seen";
+  const std::string p = std::to_string(port);
+  EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.2:" + p, "127.0.0.1:" + p}));
+}
+
+// TCP_NODELAY is on by default on open_connection's socket (found by its addresses: streams do not show
+// their descriptors).
+TEST(Socket, OpenConnectionTurnsTcpNodelayOn) {
+  run_guarded([]() -> Task<> {
+    corio_test::RawPeerConnection c = co_await corio_test::connect_to_raw_peer();
+    const std::string server = "127.0.0.1:" + std::to_string(c.listener.port());
+    const std::string client = corio::detail::peer_name(c.peer.get());
+    CO_ASSERT(c.writer.peername() == server);
+    const int fd = corio_test::find_socket_fd(client, server);
+    CO_ASSERT(fd >= 0);
+    EXPECT_EQ(corio_test::tcp_nodelay(fd), 1);
+    // The kernel's default is off (the raw peer shows it): the 1 above is open_connection's doing.
+    EXPECT_EQ(corio_test::tcp_nodelay(c.peer.get()), 0);
+  }());
 }
 
 }  // namespace

@@ -7,12 +7,16 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -644,24 +648,56 @@ TEST_F(StreamTest, UnixSocketStreams) {
   std::filesystem::remove_all(dir);
 }
 
+// A stale socket file: the path a crashed server's socket was bound to, never unlinked, nobody listening.
 TEST_F(StreamTest, UnixServerReplacesAStaleSocketFile) {
   std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
   std::string path = dir + "/stale.sock";
+  {
+    corio_test::Fd raw(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ASSERT_EQ(::bind(raw.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+    ASSERT_EQ(::listen(raw.get(), 1), 0);
+  }  // closed, the file left behind
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  ASSERT_TRUE(S_ISSOCK(st.st_mode));
   run_guarded([](std::string path) -> Task<> {
+    // Stale indeed: nobody answers on it.
+    CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(path), corio::ConnectionRefusedError, e, {});
     auto echo = [](StreamReader r, StreamWriter w) -> Task<> {
       w.write(co_await r.readline());
       w.close();
     };
-    {
-      corio::Server first = co_await corio::start_unix_server(echo, path);
-      // A second server on the same path (the first one's file looks stale to it) takes it over.
-    }
-    corio::Server second = co_await corio::start_unix_server(echo, path);
+    // Without removing the stale file first, the bind would fail with EADDRINUSE.
+    corio::Server server = co_await corio::start_unix_server(echo, path);
     auto [reader, writer] = co_await corio::open_unix_connection(path);
     writer.write("x\n");
     EXPECT_EQ(co_await reader.readline(), "x\n");
   }(path));
+  std::filesystem::remove_all(dir);
+}
+
+// Only a socket file is taken for stale: anything else at the path stays, and the server does not start.
+TEST_F(StreamTest, UnixServerLeavesAFileThatIsNotASocketAlone) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::string path = dir + "/not-a-socket";
+  { std::ofstream(path) << "keep me"; }
+  run_guarded([](std::string path) -> Task<> {
+    CO_EXPECT_THROW_AS(
+        co_await corio::start_unix_server([](StreamReader, StreamWriter) -> Task<> { co_return; }, path),
+        corio::OSError, e, {
+          EXPECT_EQ(e.code(), EADDRINUSE);
+          EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        });
+  }(path));
+  std::ifstream in(path);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "keep me");
   std::filesystem::remove_all(dir);
 }
 

@@ -1,0 +1,195 @@
+// The interposed libc calls of interpose.hpp. Each finds libc's definition with dlsym(RTLD_NEXT) and calls
+// through to it unless a test asked otherwise.
+#include "interpose.hpp"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string_view>
+
+#include "corio/net/socket.hpp"
+
+namespace corio_test {
+namespace {
+
+using GetaddrinfoFn = int (*)(const char*, const char*, const addrinfo*, addrinfo**);
+using FreeaddrinfoFn = void (*)(addrinfo*);
+using ConnectFn = int (*)(int, const sockaddr*, socklen_t);
+
+template <class Fn>
+Fn real(const char* name) {
+  Fn fn = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  if (!fn) std::abort();
+  return fn;
+}
+
+struct State {
+  std::mutex mu;
+  std::map<std::string, int> calls;                             // "host|service" -> getaddrinfo calls
+  std::map<std::string, std::vector<std::thread::id>> threads;  // "host|service" -> the calling threads
+  std::map<std::string, std::vector<std::string>> fake_names;   // name -> numeric addresses
+  // A fake answer is libc's answers for each address, chained; freeaddrinfo unchains them again, so
+  // libc only ever frees lists it made. First node -> the first node of each of libc's lists.
+  std::map<addrinfo*, std::vector<addrinfo*>> fake_answers;
+  bool watching_connects = false;
+  std::map<std::string, int> failing_hosts;  // numeric host -> errno for its connects
+  std::vector<std::string> connects;         // destinations, while watching
+};
+State& state() {
+  static State s;
+  return s;
+}
+
+std::string key(const char* host, const char* service) {
+  return std::string(host ? host : "") + "|" + (service ? service : "");
+}
+
+}  // namespace
+
+int resolver_calls(const std::string& host, const std::string& service) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  return state().calls[key(host.c_str(), service.c_str())];
+}
+
+std::vector<std::thread::id> resolver_threads(const std::string& host, const std::string& service) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  return state().threads[key(host.c_str(), service.c_str())];
+}
+
+FakeName::FakeName(std::string name, std::vector<std::string> addresses) : name_(std::move(name)) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().fake_names[name_] = std::move(addresses);
+}
+
+FakeName::~FakeName() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().fake_names.erase(name_);
+}
+
+ConnectInterposer::ConnectInterposer() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  if (state().watching_connects) std::abort();  // one at a time
+  state().watching_connects = true;
+}
+
+ConnectInterposer::~ConnectInterposer() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().watching_connects = false;
+  state().failing_hosts.clear();
+  state().connects.clear();
+}
+
+void ConnectInterposer::fail(const std::string& host, int err) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().failing_hosts[host] = err;
+}
+
+std::vector<std::string> ConnectInterposer::attempts() const {
+  std::lock_guard<std::mutex> lock(state().mu);
+  return state().connects;
+}
+
+}  // namespace corio_test
+
+using corio_test::state;
+
+extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
+  static auto real_getaddrinfo = corio_test::real<corio_test::GetaddrinfoFn>("getaddrinfo");
+  std::vector<std::string> fake;
+  bool is_fake = false;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    std::string k = corio_test::key(node, service);
+    ++state().calls[k];
+    state().threads[k].push_back(std::this_thread::get_id());
+    if (node) {
+      if (auto it = state().fake_names.find(node); it != state().fake_names.end()) {
+        fake = it->second;
+        is_fake = true;
+      }
+    }
+  }
+  if (is_fake) {
+    // Each address through libc as a numeric host (the socket type and protocol as asked), then chained.
+    addrinfo numeric{};
+    if (hints) numeric = *hints;
+    numeric.ai_flags = (numeric.ai_flags & ~AI_ADDRCONFIG) | AI_NUMERICHOST;
+    std::vector<addrinfo*> parts;
+    for (const std::string& address : fake) {
+      addrinfo* part = nullptr;
+      int rc = real_getaddrinfo(address.c_str(), service, &numeric, &part);
+      if (rc != 0) {
+        for (addrinfo* p : parts) ::freeaddrinfo(p);
+        return rc;
+      }
+      parts.push_back(part);
+    }
+    if (parts.empty()) return EAI_NONAME;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+      addrinfo* tail = parts[i];
+      while (tail->ai_next) tail = tail->ai_next;
+      tail->ai_next = parts[i + 1];
+    }
+    *res = parts.front();
+    std::lock_guard<std::mutex> lock(state().mu);
+    state().fake_answers[parts.front()] = std::move(parts);
+    return 0;
+  }
+  // A .invalid name (RFC 6761: never resolves) is answered here, as the resolver would, instead of asking
+  // the configured nameserver.
+  std::string_view name = node ? node : "";
+  if (name.size() >= 8 && name.substr(name.size() - 8) == ".invalid") return EAI_NONAME;
+  return real_getaddrinfo(node, service, hints, res);
+}
+
+extern "C" void freeaddrinfo(addrinfo* res) {
+  static auto real_freeaddrinfo = corio_test::real<corio_test::FreeaddrinfoFn>("freeaddrinfo");
+  std::vector<addrinfo*> parts;
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    if (auto it = state().fake_answers.find(res); it != state().fake_answers.end()) {
+      parts = std::move(it->second);
+      state().fake_answers.erase(it);
+    }
+  }
+  if (parts.empty()) {
+    real_freeaddrinfo(res);
+    return;
+  }
+  // Unchain first: each of libc's lists ends where the next one starts.
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    addrinfo* tail = parts[i];
+    while (tail->ai_next != parts[i + 1]) tail = tail->ai_next;
+    tail->ai_next = nullptr;
+  }
+  for (addrinfo* p : parts) real_freeaddrinfo(p);
+}
+
+extern "C" int connect(int fd, const sockaddr* addr, socklen_t len) {
+  static auto real_connect = corio_test::real<corio_test::ConnectFn>("connect");
+  if (addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
+    std::lock_guard<std::mutex> lock(state().mu);
+    if (state().watching_connects) {
+      std::string dest = corio::detail::format_sockaddr(addr, len);
+      state().connects.push_back(dest);
+      char host[INET6_ADDRSTRLEN] = {};
+      const void* in =
+          addr->sa_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(addr)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr);
+      ::inet_ntop(addr->sa_family, in, host, sizeof host);
+      if (auto it = state().failing_hosts.find(host); it != state().failing_hosts.end()) {
+        errno = it->second;
+        return -1;
+      }
+    }
+  }
+  return real_connect(fd, addr, len);
+}
