@@ -118,6 +118,23 @@ TEST(Gather, EmptyVectorGivesEmptyResult) {
       kVirtual);
 }
 
+TEST(Gather, NoArgumentsGivesEmptyTupleWithoutSuspending) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool turn_passed = false;
+        corio::get_running_loop().call_soon([&] { turn_passed = true; });
+        double t0 = now();
+        auto t = co_await corio::gather();
+        static_assert(std::is_same_v<decltype(t), std::tuple<>>);
+        // Nothing to wait for: like awaiting asyncio's gather() (a done future), it does not yield.
+        EXPECT_FALSE(turn_passed);
+        EXPECT_EQ(now(), t0);
+        co_await corio::sleep(0s);
+        EXPECT_TRUE(turn_passed);
+      }(),
+      kVirtual);
+}
+
 TEST(Gather, ChildrenRunConcurrently) {
   corio::run(
       []() -> corio::Task<> {
