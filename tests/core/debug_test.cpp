@@ -10,9 +10,11 @@
 #include <corio/core/task_handle.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "log_capture.hpp"
 
@@ -34,6 +36,37 @@ corio::Task<> sleeps_an_hour() { co_await corio::sleep(1h); }
 corio::Task<> two_steps() {
   co_await corio::sleep(0s);
   co_return;
+}
+
+// Keeps the CPU busy for `d` of the steady clock: the work of a slow step (not a wait for anything).
+void burn(std::chrono::milliseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+// A fast first step, then a second step that burns `d`.
+corio::Task<> slow_second_step(std::chrono::milliseconds d) {
+  co_await corio::sleep(0s);
+  burn(d);
+}
+
+// The only captured line containing `needle` ("" if there is none or more than one).
+std::string line_with(const LogCapture& logs, std::string_view needle) {
+  std::string found;
+  int n = 0;
+  for (const auto& l : logs.lines())
+    if (l.find(needle) != std::string::npos) {
+      found = l;
+      ++n;
+    }
+  return n == 1 ? found : std::string();
+}
+
+// The seconds a slow-step line reports ("... took 0.081234 seconds"); -1 if there is no such number.
+double reported_seconds(const std::string& line) {
+  auto at = line.find(" took ");
+  return at == std::string::npos ? -1.0 : std::strtod(line.c_str() + at + 6, nullptr);
 }
 
 }  // namespace
@@ -124,6 +157,71 @@ TEST(Debug, SlowStepIsLoggedWithTheTaskName) {
       }(),
       {.debug = true});
   EXPECT_GE(logs.count("Executing task 'slowpoke'"), 2) << logs.text();  // one line per step
+}
+
+TEST(Debug, DefaultSlowThresholdIsAHundredMilliseconds) {
+  LogCapture logs;
+  double threshold = 0;
+  corio::run(
+      [&]() -> corio::Task<> {
+        threshold = corio::get_running_loop().slow_callback_duration();
+        corio::get_running_loop().call_soon([] {});
+        co_await corio::create_task(two_steps(), "brisk");
+      }(),
+      {.debug = true});
+  EXPECT_EQ(threshold, 0.1);
+  corio::EventLoop loop;
+  EXPECT_EQ(loop.slow_callback_duration(), 0.1);
+  // Steps and callbacks of microseconds stay under it: nothing is logged.
+  EXPECT_FALSE(logs.contains("Executing")) << logs.text();
+}
+
+TEST(Debug, OnlyStepsOverTheThresholdAreLogged) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        auto slow = corio::create_task(slow_second_step(80ms), "slow");
+        auto brisk = corio::create_task(two_steps(), "brisk");
+        co_await slow;
+        co_await brisk;
+      }(),
+      {.debug = true});
+  // Only the slow task's second step: not its first, not the brisk task's, not the main task's.
+  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
+  std::string line = line_with(logs, "Executing task 'slow'");
+  EXPECT_GE(reported_seconds(line), 0.08) << logs.text();
+}
+
+TEST(Debug, OnlyCallbacksOverTheThresholdAreLogged) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        loop.call_soon([] {});
+        loop.call_soon([] { burn(80ms); });
+        co_await corio::sleep(0s);
+      }(),
+      {.debug = true});
+  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.08) << logs.text();
+}
+
+TEST(Debug, SlowStepsAreMeasuredOnTheRealClockUnderVirtualTime) {
+  // The virtual clock stands still during a step: slow-step detection must not read it.
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        loop.call_soon([] { burn(80ms); });
+        co_await corio::create_task(slow_second_step(80ms), "slow");
+      }(),
+      {.debug = true, .virtual_time = true});
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing task 'slow'")), 0.08) << logs.text();
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.08) << logs.text();
 }
 
 TEST(Debug, SlowCallbackIsLogged) {
