@@ -71,6 +71,49 @@ double reported_seconds(const std::string& line) {
 
 }  // namespace
 
+// CORIO_DEBUG is read once per process, so these run in ctest entries of their own that set it
+// (core_env.CORIO_DEBUG=1 and =0, see CMakeLists.txt); anywhere else they skip.
+TEST(DebugFromEnv, OneTurnsDebugModeOn) {
+  const char* v = std::getenv("CORIO_DEBUG");
+  if (!v || std::string_view(v) != "1")
+    GTEST_SKIP() << "needs CORIO_DEBUG=1 in the environment: run by the ctest entry core_env.CORIO_DEBUG=1";
+  LogCapture logs;
+  { corio::Task<int> t = forgotten_coroutine_fn(); }  // no loop running: the environment decides
+  EXPECT_EQ(logs.count("never awaited"), 1) << logs.text();
+  bool loop_debug = false;
+  corio::run([&]() -> corio::Task<> {  // RunOptions{}: debug not asked for
+    corio::EventLoop& loop = corio::get_running_loop();
+    loop_debug = loop.get_debug();
+    { corio::Task<int> t = forgotten_coroutine_fn(); }
+    loop.set_slow_callback_duration(0.0);
+    co_await corio::create_task(two_steps(), "env-slowpoke");
+  }());
+  EXPECT_TRUE(loop_debug);
+  EXPECT_EQ(logs.count("never awaited"), 2) << logs.text();
+  EXPECT_TRUE(logs.contains("forgotten_coroutine_fn")) << logs.text();
+  EXPECT_GE(logs.count("Executing task 'env-slowpoke'"), 2) << logs.text();
+  corio::EventLoop loop;
+  EXPECT_TRUE(loop.get_debug());
+}
+
+TEST(DebugFromEnv, ZeroLeavesDebugModeOff) {
+  const char* v = std::getenv("CORIO_DEBUG");
+  if (!v || std::string_view(v) != "0")
+    GTEST_SKIP() << "needs CORIO_DEBUG=0 in the environment: run by the ctest entry core_env.CORIO_DEBUG=0";
+  LogCapture logs;
+  { corio::Task<int> t = forgotten_coroutine_fn(); }
+  bool loop_debug = true;
+  corio::run([&]() -> corio::Task<> {
+    loop_debug = corio::get_running_loop().get_debug();
+    { corio::Task<int> t = forgotten_coroutine_fn(); }
+    co_return;
+  }());
+  EXPECT_FALSE(loop_debug);
+  EXPECT_FALSE(logs.contains("never awaited")) << logs.text();
+  corio::EventLoop with_option({.debug = true});  // the option still turns it on
+  EXPECT_TRUE(with_option.get_debug());
+}
+
 TEST(Debug, NeverAwaitedIsReportedWithTheFunctionName) {
   LogCapture logs;
   corio::run(
