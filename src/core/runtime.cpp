@@ -67,6 +67,9 @@ bool env_debug() {
   return on;
 }
 
+// " (what)", or nothing for an empty `what`.
+std::string in_parens(const std::string& what) { return what.empty() ? what : " (" + what + ")"; }
+
 std::string format_loc(const SourceLoc& loc) {
   std::string out = "'";
   out += loc.function();
@@ -153,7 +156,8 @@ TaskStateBase::~TaskStateBase() {
     } catch (...) {
     }
     try {
-      log("Task exception was never retrieved: task '" + name() + "': " + what);
+      log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " +
+          what);
     } catch (...) {
     }
   }
@@ -162,6 +166,13 @@ TaskStateBase::~TaskStateBase() {
     extras_->callbacks = c->next;
     delete c;
   }
+}
+
+std::string TaskStateBase::created_at() const {
+  if (!extras_ || !extras_->created.known()) return {};
+  const SourceLoc& c = extras_->created;
+  if (!c.line()) return std::string("created in '") + c.function() + "'";
+  return std::string("created at ") + c.file() + ':' + std::to_string(c.line());
 }
 
 std::string TaskStateBase::name() const {
@@ -238,8 +249,8 @@ void TaskStateBase::run_ready() {
     resume_chain(h);
     std::int64_t took = monotonic_ns() - start;
     if (took >= loop.slow_callback_ns_)
-      log("Executing task '" + name() + "' took " + std::to_string(static_cast<double>(took) / 1e9) +
-          " seconds");
+      log("Executing task '" + name() + "'" + in_parens(created_at()) + " took " +
+          std::to_string(static_cast<double>(took) / 1e9) + " seconds");
     loop.current_ = nullptr;
     release();
     return;
@@ -329,6 +340,7 @@ void TaskStateBase::dump(std::string& out) const {
     }
     out += '\n';
   }
+  if (std::string created = created_at(); !created.empty()) out += "  " + created + '\n';
 }
 
 // ---------------------------------------------------------------- sleep
@@ -485,7 +497,8 @@ void EventLoop::cancel_all_tasks() {
       } catch (...) {
       }
       s->exc_retrieved_ = true;
-      detail::log("unhandled exception during run() shutdown: task '" + s->name() + "': " + what);
+      detail::log("unhandled exception during run() shutdown: task '" + s->name() + "'" +
+                  detail::in_parens(s->created_at()) + ": " + what);
     }
   }
 }

@@ -69,6 +69,14 @@ double reported_seconds(const std::string& line) {
   return at == std::string::npos ? -1.0 : std::strtod(line.c_str() + at + 6, nullptr);
 }
 
+// The block dump_tasks() prints for task `name`.
+std::string dump_block(const std::string& dump, const std::string& name) {
+  auto at = dump.find("Task '" + name + "'");
+  if (at == std::string::npos) return {};
+  std::string block = dump.substr(at);
+  return block.substr(0, block.find("Task '", 1));
+}
+
 }  // namespace
 
 // CORIO_DEBUG is read once per process, so these run in ctest entries of their own that set it
@@ -326,6 +334,56 @@ TEST(Debug, PendingTaskWithDoneCallbackIsFreedAtClose) {
   }
   EXPECT_FALSE(called);  // the loop is closed: nothing runs any more
   EXPECT_EQ(token.use_count(), 1);
+}
+
+TEST(Debug, TaskRemembersWhereCreateTaskWasCalled) {
+  LogCapture logs;
+  std::string dump, site;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::get_running_loop().set_slow_callback_duration(0.0);  // every step is logged
+        const int line = __LINE__ + 1;
+        auto h = corio::create_task(fails_with("lost failure"), "made-here");
+        site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+        co_await corio::sleep(0s);  // h ran its first step: it sleeps
+        dump = corio::dump_tasks();
+        co_await corio::sleep(0s);
+        co_await corio::sleep(0s);  // h failed; dropping the last handle reports the lost failure
+      }(),
+      {.debug = true});
+  EXPECT_NE(dump_block(dump, "made-here").find("  " + site + "\n"), std::string::npos) << dump;
+  EXPECT_NE(line_with(logs, "never retrieved").find("task 'made-here' (" + site + "): lost failure"),
+            std::string::npos)
+      << logs.text();
+  EXPECT_GE(logs.count("Executing task 'made-here' (" + site + ") took"), 2) << logs.text();
+}
+
+TEST(Debug, PendingAtCloseNamesWhereTheTaskWasCreated) {
+  LogCapture logs;
+  std::string site;
+  corio::EventLoop loop({.debug = true, .virtual_time = true});
+  loop.run_until_complete([&]() -> corio::Task<> {
+    const int line = __LINE__ + 1;
+    (void)corio::create_task(sleeps_an_hour(), "left-behind");
+    site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+    co_await corio::sleep(0s);
+  }());
+  loop.close();
+  EXPECT_NE(dump_block(line_with(logs, "pending task"), "left-behind").find(site), std::string::npos)
+      << logs.text();
+}
+
+TEST(Debug, CreationSiteIsNotKeptOutsideDebugMode) {
+  std::string dump;
+  corio::run([&]() -> corio::Task<> {
+    corio::get_running_loop().set_debug(false);
+    auto h = corio::create_task(sleeps_an_hour(), "plain");
+    co_await corio::sleep(0s);
+    dump = corio::dump_tasks();
+    h.cancel();
+  }());
+  EXPECT_NE(dump.find("Task 'plain'"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("created at"), std::string::npos) << dump;  // a task costs nothing more
 }
 
 TEST(Debug, NothingPendingIsNotListed) {
