@@ -36,3 +36,20 @@ function(corio_add_layer_tests tests_dir)
     message(STATUS "corio: tests/${_layer}: ${_target}")
   endforeach()
 endfunction()
+
+# corio_add_env_test(<name> <target> <gtest_filter> <VAR=value>...)
+#
+# Registers one ctest entry running <target> with --gtest_filter=<gtest_filter> in a process whose
+# environment also has the given variables (for settings the library reads once per process, such as
+# CORIO_DEBUG). Such tests GTEST_SKIP when their variable is missing, so the layer's normal run passes;
+# here the pass expression requires exactly one test to have passed, so a skip, a failure or a filter that
+# matches nothing fails the entry.
+function(corio_add_env_test name target filter)
+  add_test(NAME ${name} COMMAND ${target} --gtest_filter=${filter})
+  string(REGEX REPLACE "^corio_([^_]+)_tests$" "\\1" _layer "${target}")
+  set_tests_properties(${name} PROPERTIES
+    ENVIRONMENT "${ARGN}"
+    LABELS ${_layer}
+    TIMEOUT 120
+    PASS_REGULAR_EXPRESSION "\\[  PASSED  \\] 1 test\\.")
+endfunction()

@@ -67,6 +67,9 @@ bool env_debug() {
   return on;
 }
 
+// " (what)", or nothing for an empty `what`.
+std::string in_parens(const std::string& what) { return what.empty() ? what : " (" + what + ")"; }
+
 std::string format_loc(const SourceLoc& loc) {
   std::string out = "'";
   out += loc.function();
@@ -95,12 +98,15 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 
 thread_local LoopCore* LoopCore::running_ = nullptr;
 
-std::int64_t LoopCore::now_ns() const noexcept {
-  if (virtual_time_) return virtual_now_;
+namespace {
+std::int64_t monotonic_ns() noexcept {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+}  // namespace
+
+std::int64_t LoopCore::now_ns() const noexcept { return virtual_time_ ? virtual_now_ : monotonic_ns(); }
 
 LoopCore& LoopCore::current_loop() {
   if (!running_) throw RuntimeError("no running event loop");
@@ -114,7 +120,8 @@ void LoopCore::no_current_task() {
 
 void CallbackNode::run_ready() {
   if (!cancelled_) {
-    std::int64_t start = loop_->debug_ ? loop_->now_ns() : 0;
+    // Slow-callback detection measures work, so it reads the real clock, also under virtual time.
+    std::int64_t start = loop_->debug_ ? monotonic_ns() : 0;
     try {
       invoke();
     } catch (const CancelledError&) {
@@ -125,7 +132,7 @@ void CallbackNode::run_ready() {
       log("Exception in callback: unknown exception");
     }
     if (loop_->debug_) {
-      std::int64_t took = loop_->now_ns() - start;
+      std::int64_t took = monotonic_ns() - start;
       if (took >= loop_->slow_callback_ns_)
         log("Executing callback took " + std::to_string(static_cast<double>(took) / 1e9) + " seconds");
     }
@@ -149,7 +156,8 @@ TaskStateBase::~TaskStateBase() {
     } catch (...) {
     }
     try {
-      log("Task exception was never retrieved: task '" + name() + "': " + what);
+      log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " +
+          what);
     } catch (...) {
     }
   }
@@ -158,6 +166,13 @@ TaskStateBase::~TaskStateBase() {
     extras_->callbacks = c->next;
     delete c;
   }
+}
+
+std::string TaskStateBase::created_at() const {
+  if (!extras_ || !extras_->created.known()) return {};
+  const SourceLoc& c = extras_->created;
+  if (!c.line()) return std::string("created in '") + c.function() + "'";
+  return std::string("created at ") + c.file() + ':' + std::to_string(c.line());
 }
 
 std::string TaskStateBase::name() const {
@@ -230,12 +245,12 @@ void TaskStateBase::run_ready() {
   std::coroutine_handle<> h = std::exchange(resume_, nullptr);
   if (loop.debug_) {
     add_ref();
-    std::int64_t start = loop.now_ns();
+    std::int64_t start = monotonic_ns();
     resume_chain(h);
-    std::int64_t took = loop.now_ns() - start;
+    std::int64_t took = monotonic_ns() - start;
     if (took >= loop.slow_callback_ns_)
-      log("Executing task '" + name() + "' took " + std::to_string(static_cast<double>(took) / 1e9) +
-          " seconds");
+      log("Executing task '" + name() + "'" + in_parens(created_at()) + " took " +
+          std::to_string(static_cast<double>(took) / 1e9) + " seconds");
     loop.current_ = nullptr;
     release();
     return;
@@ -325,6 +340,7 @@ void TaskStateBase::dump(std::string& out) const {
     }
     out += '\n';
   }
+  if (std::string created = created_at(); !created.empty()) out += "  " + created + '\n';
 }
 
 // ---------------------------------------------------------------- sleep
@@ -481,7 +497,8 @@ void EventLoop::cancel_all_tasks() {
       } catch (...) {
       }
       s->exc_retrieved_ = true;
-      detail::log("unhandled exception during run() shutdown: task '" + s->name() + "': " + what);
+      detail::log("unhandled exception during run() shutdown: task '" + s->name() + "'" +
+                  detail::in_parens(s->created_at()) + ": " + what);
     }
   }
 }

@@ -10,9 +10,11 @@
 #include <corio/core/task_handle.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "log_capture.hpp"
 
@@ -36,7 +38,89 @@ corio::Task<> two_steps() {
   co_return;
 }
 
+// Keeps the CPU busy for `d` of the steady clock: the work of a slow step (not a wait for anything).
+void burn(std::chrono::milliseconds d) {
+  const auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+// A fast first step, then a second step that burns `d`.
+corio::Task<> slow_second_step(std::chrono::milliseconds d) {
+  co_await corio::sleep(0s);
+  burn(d);
+}
+
+// The only captured line containing `needle` ("" if there is none or more than one).
+std::string line_with(const LogCapture& logs, std::string_view needle) {
+  std::string found;
+  int n = 0;
+  for (const auto& l : logs.lines())
+    if (l.find(needle) != std::string::npos) {
+      found = l;
+      ++n;
+    }
+  return n == 1 ? found : std::string();
+}
+
+// The seconds a slow-step line reports ("... took 0.081234 seconds"); -1 if there is no such number.
+double reported_seconds(const std::string& line) {
+  auto at = line.find(" took ");
+  return at == std::string::npos ? -1.0 : std::strtod(line.c_str() + at + 6, nullptr);
+}
+
+// The block dump_tasks() prints for task `name`.
+std::string dump_block(const std::string& dump, const std::string& name) {
+  auto at = dump.find("Task '" + name + "'");
+  if (at == std::string::npos) return {};
+  std::string block = dump.substr(at);
+  return block.substr(0, block.find("Task '", 1));
+}
+
 }  // namespace
+
+// CORIO_DEBUG is read once per process, so these run in ctest entries of their own that set it
+// (core_env.CORIO_DEBUG=1 and =0, see CMakeLists.txt); anywhere else they skip.
+TEST(DebugFromEnv, OneTurnsDebugModeOn) {
+  const char* v = std::getenv("CORIO_DEBUG");
+  if (!v || std::string_view(v) != "1")
+    GTEST_SKIP() << "needs CORIO_DEBUG=1 in the environment: run by the ctest entry core_env.CORIO_DEBUG=1";
+  LogCapture logs;
+  { corio::Task<int> t = forgotten_coroutine_fn(); }  // no loop running: the environment decides
+  EXPECT_EQ(logs.count("never awaited"), 1) << logs.text();
+  bool loop_debug = false;
+  corio::run([&]() -> corio::Task<> {  // RunOptions{}: debug not asked for
+    corio::EventLoop& loop = corio::get_running_loop();
+    loop_debug = loop.get_debug();
+    { corio::Task<int> t = forgotten_coroutine_fn(); }
+    loop.set_slow_callback_duration(0.0);
+    co_await corio::create_task(two_steps(), "env-slowpoke");
+  }());
+  EXPECT_TRUE(loop_debug);
+  EXPECT_EQ(logs.count("never awaited"), 2) << logs.text();
+  EXPECT_TRUE(logs.contains("forgotten_coroutine_fn")) << logs.text();
+  EXPECT_GE(logs.count("Executing task 'env-slowpoke'"), 2) << logs.text();
+  corio::EventLoop loop;
+  EXPECT_TRUE(loop.get_debug());
+}
+
+TEST(DebugFromEnv, ZeroLeavesDebugModeOff) {
+  const char* v = std::getenv("CORIO_DEBUG");
+  if (!v || std::string_view(v) != "0")
+    GTEST_SKIP() << "needs CORIO_DEBUG=0 in the environment: run by the ctest entry core_env.CORIO_DEBUG=0";
+  LogCapture logs;
+  { corio::Task<int> t = forgotten_coroutine_fn(); }
+  bool loop_debug = true;
+  corio::run([&]() -> corio::Task<> {
+    loop_debug = corio::get_running_loop().get_debug();
+    { corio::Task<int> t = forgotten_coroutine_fn(); }
+    co_return;
+  }());
+  EXPECT_FALSE(loop_debug);
+  EXPECT_FALSE(logs.contains("never awaited")) << logs.text();
+  corio::EventLoop with_option({.debug = true});  // the option still turns it on
+  EXPECT_TRUE(with_option.get_debug());
+}
 
 TEST(Debug, NeverAwaitedIsReportedWithTheFunctionName) {
   LogCapture logs;
@@ -126,6 +210,71 @@ TEST(Debug, SlowStepIsLoggedWithTheTaskName) {
   EXPECT_GE(logs.count("Executing task 'slowpoke'"), 2) << logs.text();  // one line per step
 }
 
+TEST(Debug, DefaultSlowThresholdIsAHundredMilliseconds) {
+  LogCapture logs;
+  double threshold = 0;
+  corio::run(
+      [&]() -> corio::Task<> {
+        threshold = corio::get_running_loop().slow_callback_duration();
+        corio::get_running_loop().call_soon([] {});
+        co_await corio::create_task(two_steps(), "brisk");
+      }(),
+      {.debug = true});
+  EXPECT_EQ(threshold, 0.1);
+  corio::EventLoop loop;
+  EXPECT_EQ(loop.slow_callback_duration(), 0.1);
+  // Steps and callbacks of microseconds stay under it: nothing is logged.
+  EXPECT_FALSE(logs.contains("Executing")) << logs.text();
+}
+
+TEST(Debug, OnlyStepsOverTheThresholdAreLogged) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        auto slow = corio::create_task(slow_second_step(80ms), "slow");
+        auto brisk = corio::create_task(two_steps(), "brisk");
+        co_await slow;
+        co_await brisk;
+      }(),
+      {.debug = true});
+  // Only the slow task's second step: not its first, not the brisk task's, not the main task's.
+  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
+  std::string line = line_with(logs, "Executing task 'slow'");
+  EXPECT_GE(reported_seconds(line), 0.08) << logs.text();
+}
+
+TEST(Debug, OnlyCallbacksOverTheThresholdAreLogged) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        loop.call_soon([] {});
+        loop.call_soon([] { burn(80ms); });
+        co_await corio::sleep(0s);
+      }(),
+      {.debug = true});
+  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.08) << logs.text();
+}
+
+TEST(Debug, SlowStepsAreMeasuredOnTheRealClockUnderVirtualTime) {
+  // The virtual clock stands still during a step: slow-step detection must not read it.
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(0.04);
+        loop.call_soon([] { burn(80ms); });
+        co_await corio::create_task(slow_second_step(80ms), "slow");
+      }(),
+      {.debug = true, .virtual_time = true});
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing task 'slow'")), 0.08) << logs.text();
+  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.08) << logs.text();
+}
+
 TEST(Debug, SlowCallbackIsLogged) {
   LogCapture logs;
   corio::run(
@@ -185,6 +334,56 @@ TEST(Debug, PendingTaskWithDoneCallbackIsFreedAtClose) {
   }
   EXPECT_FALSE(called);  // the loop is closed: nothing runs any more
   EXPECT_EQ(token.use_count(), 1);
+}
+
+TEST(Debug, TaskRemembersWhereCreateTaskWasCalled) {
+  LogCapture logs;
+  std::string dump, site;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::get_running_loop().set_slow_callback_duration(0.0);  // every step is logged
+        const int line = __LINE__ + 1;
+        auto h = corio::create_task(fails_with("lost failure"), "made-here");
+        site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+        co_await corio::sleep(0s);  // h ran its first step: it sleeps
+        dump = corio::dump_tasks();
+        co_await corio::sleep(0s);
+        co_await corio::sleep(0s);  // h failed; dropping the last handle reports the lost failure
+      }(),
+      {.debug = true});
+  EXPECT_NE(dump_block(dump, "made-here").find("  " + site + "\n"), std::string::npos) << dump;
+  EXPECT_NE(line_with(logs, "never retrieved").find("task 'made-here' (" + site + "): lost failure"),
+            std::string::npos)
+      << logs.text();
+  EXPECT_GE(logs.count("Executing task 'made-here' (" + site + ") took"), 2) << logs.text();
+}
+
+TEST(Debug, PendingAtCloseNamesWhereTheTaskWasCreated) {
+  LogCapture logs;
+  std::string site;
+  corio::EventLoop loop({.debug = true, .virtual_time = true});
+  loop.run_until_complete([&]() -> corio::Task<> {
+    const int line = __LINE__ + 1;
+    (void)corio::create_task(sleeps_an_hour(), "left-behind");
+    site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+    co_await corio::sleep(0s);
+  }());
+  loop.close();
+  EXPECT_NE(dump_block(line_with(logs, "pending task"), "left-behind").find(site), std::string::npos)
+      << logs.text();
+}
+
+TEST(Debug, CreationSiteIsNotKeptOutsideDebugMode) {
+  std::string dump;
+  corio::run([&]() -> corio::Task<> {
+    corio::get_running_loop().set_debug(false);
+    auto h = corio::create_task(sleeps_an_hour(), "plain");
+    co_await corio::sleep(0s);
+    dump = corio::dump_tasks();
+    h.cancel();
+  }());
+  EXPECT_NE(dump.find("Task 'plain'"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("created at"), std::string::npos) << dump;  // a task costs nothing more
 }
 
 TEST(Debug, NothingPendingIsNotListed) {

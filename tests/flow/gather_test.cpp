@@ -118,6 +118,56 @@ TEST(Gather, EmptyVectorGivesEmptyResult) {
       kVirtual);
 }
 
+TEST(Gather, NoArgumentsGivesEmptyTupleWithoutSuspending) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool turn_passed = false;
+        corio::get_running_loop().call_soon([&] { turn_passed = true; });
+        double t0 = now();
+        auto t = co_await corio::gather();
+        static_assert(std::is_same_v<decltype(t), std::tuple<>>);
+        // Nothing to wait for: like awaiting asyncio's gather() (a done future), it does not yield.
+        EXPECT_FALSE(turn_passed);
+        EXPECT_EQ(now(), t0);
+        co_await corio::sleep(0s);
+        EXPECT_TRUE(turn_passed);
+      }(),
+      kVirtual);
+}
+
+TEST(Gather, AwaitingDescribesTheGather) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto g = corio::create_task(
+            []() -> corio::Task<> {
+              co_await corio::gather(value_after(1, 10ms), value_after(2, 20ms), value_after(3, 30ms));
+            }(),
+            "gatherer");
+        auto s = corio::create_task(
+            []() -> corio::Task<> {
+              std::vector<corio::Task<int>> ts;
+              ts.push_back(value_after(1, 10ms));
+              ts.push_back(fail_after(40ms, "settled anyway"));
+              (void)co_await corio::gather_settled(std::move(ts));
+            }(),
+            "settler");
+        co_await corio::sleep(0s);  // both ran their first step: they wait in their gathers
+        EXPECT_EQ(g.awaiting(), "gather of 3 (0 done)");
+        EXPECT_EQ(s.awaiting(), "gather_settled of 2 (0 done)");
+        co_await corio::sleep(15ms);  // the 10 ms children are done
+        EXPECT_EQ(g.awaiting(), "gather of 3 (1 done)");
+        EXPECT_EQ(s.awaiting(), "gather_settled of 2 (1 done)");
+        std::string dump = corio::dump_tasks();
+        std::string g_block = dump.substr(dump.find("Task 'gatherer'"));
+        g_block = g_block.substr(0, g_block.find("Task '", 1));
+        EXPECT_NE(g_block.find("awaiting: gather of 3 (1 done)"), std::string::npos) << dump;
+        co_await g;
+        co_await s;
+        EXPECT_EQ(g.awaiting(), "done");
+      }(),
+      kVirtual);
+}
+
 TEST(Gather, ChildrenRunConcurrently) {
   corio::run(
       []() -> corio::Task<> {

@@ -377,4 +377,24 @@ TEST(TaskGroup, BodyCallableStaysAliveUntilChildrenFinish) {
       kVirtual);
 }
 
+TEST(TaskGroup, DebugModeKeepsWhereAChildWasCreated) {
+  std::string dump, site;
+  corio::run(
+      [&]() -> corio::Task<> {
+        auto body = [&](corio::TaskGroup& tg) -> corio::Task<> {
+          const int line = __LINE__ + 1;
+          tg.create_task(value_after(1, 1s), "group-child");
+          site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+          co_await corio::sleep(0s);
+          dump = corio::dump_tasks();
+        };
+        co_await corio::task_group(std::move(body));
+      }(),
+      {.debug = true, .virtual_time = true});
+  // The user's tg.create_task line, not the line inside TaskGroup that calls corio::create_task.
+  auto at = dump.find("Task 'group-child'");
+  ASSERT_NE(at, std::string::npos) << dump;
+  EXPECT_NE(dump.find(site, at), std::string::npos) << dump;
+}
+
 }  // namespace

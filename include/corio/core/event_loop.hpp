@@ -149,7 +149,7 @@ class EventLoop : private detail::LoopCore {
   template <class T>
   TaskHandle<T> spawn(Task<T> main) {
     ActivateScope scope(*this);
-    return create_task(std::move(main));
+    return create_task(std::move(main), {}, detail::SourceLoc{});
   }
 
  private:

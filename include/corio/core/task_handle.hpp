@@ -215,14 +215,19 @@ class TaskHandle {
 // Schedules `task` to run concurrently; its first step runs on the loop's next turn. Default name:
 // "Task-<n>". Throws RuntimeError outside a running loop, InvalidStateError for a moved-from or already
 // awaited Task.
+// `where` defaults to the caller's source location. In debug mode the task keeps it and dump_tasks(), the
+// slow-step, "never retrieved" and pending-at-close reports name it ("created at file:line"), as asyncio's
+// debug mode keeps a task's source traceback; outside debug mode it is not stored.
 template <class T>
-TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
+TaskHandle<T> create_task(Task<T> task, std::string name = {},
+                          detail::SourceLoc where = detail::SourceLoc::current()) {
   if (!task.valid()) throw InvalidStateError("create_task() on a Task that was moved from");
   if (detail::ScheduledTask<T>::already_awaited(task))
     throw InvalidStateError("create_task() on a Task that was already awaited");
   detail::LoopCore& loop = detail::LoopCore::current_loop();
   auto* s = new detail::ScheduledTask<T>(loop, std::move(task));
   if (!name.empty()) s->set_name(std::move(name));
+  if (loop.debug_ && where.known()) s->set_created(where);
   loop.adopt(*s);
   TaskHandle<T> h(s);
   return h;
@@ -231,8 +236,9 @@ TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
 // Schedules any other awaitable (sleep(), shield(...), a user's awaiter) as a task that awaits it.
 template <class A>
 requires(detail::Awaitable<A> && !detail::is_task_v<std::decay_t<A>>)
-    TaskHandle<std::decay_t<detail::await_result_t<A>>> create_task(A awaitable, std::string name = {}) {
-  return create_task(detail::await_as_task(std::move(awaitable)), std::move(name));
+    TaskHandle<std::decay_t<detail::await_result_t<A>>> create_task(
+        A awaitable, std::string name = {}, detail::SourceLoc where = detail::SourceLoc::current()) {
+  return create_task(detail::await_as_task(std::move(awaitable)), std::move(name), where);
 }
 
 namespace detail {

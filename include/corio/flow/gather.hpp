@@ -105,9 +105,9 @@ Task<std::vector<Outcome<T>>> gather_settled_handles(std::vector<TaskHandle<T>> 
 }  // namespace detail
 
 // gather(a, b, ...) -> std::tuple of the results in argument order (void -> std::monostate).
+// gather() with no arguments returns an empty tuple without suspending (asyncio's gather() -> []).
 template <class... As>
-requires(sizeof...(As) >
-         0) Task<std::tuple<detail::value_or_monostate<detail::child_value_t<As>>...>> gather(As... args) {
+Task<std::tuple<detail::value_or_monostate<detail::child_value_t<As>>...>> gather(As... args) {
   // Braced initialisation evaluates left to right: children are scheduled in argument order.
   // A bad argument cancels the children already created (before their first step) and throws.
   detail::SetupGuard guard;

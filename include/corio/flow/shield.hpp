@@ -53,14 +53,14 @@ detail::ShieldAwaiter<T> shield(TaskHandle<T> task) {
 }
 template <class T>
 detail::ShieldAwaiter<T> shield(Task<T> task) {
-  return detail::ShieldAwaiter<T>(create_task(std::move(task)));
+  return detail::ShieldAwaiter<T>(create_task(std::move(task), {}, detail::SourceLoc{}));
 }
 
 // Any other awaitable runs as a task first, then is shielded.
 template <class A>
 requires(detail::Awaitable<A> && !detail::is_task_v<std::decay_t<A>> &&
          !detail::is_handle_v<std::decay_t<A>>) auto shield(A awaitable) {
-  return shield(create_task(detail::await_as_task(std::move(awaitable))));
+  return shield(create_task(detail::await_as_task(std::move(awaitable)), {}, detail::SourceLoc{}));
 }
 
 }  // namespace corio

@@ -39,11 +39,13 @@ class TaskGroup {
   // Schedules `task` as a child of the group. Throws RuntimeError once the group is finished (its body
   // returned and no child is left running, as asyncio's TaskGroup) or shutting down (a child failed, or it
   // was cancelled). While the body is done but children still run, children may still add siblings.
+  // `where`: the caller's location, kept in debug mode as corio::create_task does.
   template <class T>
-  TaskHandle<T> create_task(Task<T> task, std::string name = {}) {
+  TaskHandle<T> create_task(Task<T> task, std::string name = {},
+                            detail::SourceLoc where = detail::SourceLoc::current()) {
     if (finished_ || (exiting_ && pending_ == 0)) throw RuntimeError("TaskGroup is finished");
     if (aborting_) throw RuntimeError("TaskGroup is shutting down");
-    TaskHandle<T> h = corio::create_task(std::move(task), std::move(name));
+    TaskHandle<T> h = corio::create_task(std::move(task), std::move(name), where);
     auto w = std::make_unique<Watch>();
     w->group = this;
     h.state()->watchers_.push_back(*w);

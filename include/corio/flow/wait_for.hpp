@@ -105,7 +105,8 @@ Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns, bool owned) {
 template <class T, class Rep, class Period>
 Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
   co_return co_await detail::wait_for_handle(
-      create_task(std::move(task)), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
+      create_task(std::move(task), {}, detail::SourceLoc{}),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
       /*owned=*/true);
 }
 template <class T, class Rep, class Period>

@@ -38,6 +38,7 @@ struct SourceLoc {
   const char* function() const noexcept { return loc.function_name(); }
   const char* file() const noexcept { return loc.file_name(); }
   unsigned line() const noexcept { return loc.line(); }
+  bool known() const noexcept { return loc.line() != 0; }  // a default-constructed SourceLoc is not
 };
 #else
 struct SourceLoc {
@@ -46,6 +47,7 @@ struct SourceLoc {
   const char* function() const noexcept { return fn; }
   const char* file() const noexcept { return ""; }
   unsigned line() const noexcept { return 0; }
+  bool known() const noexcept { return *fn != 0; }
 };
 #endif
 
@@ -168,11 +170,13 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   std::exception_ptr exc_;
   IntrusiveList<DoneWatcher> watchers_;
   struct UserCallback;
-  // What most tasks never need, allocated on first use: a name, a cancel message, done callbacks.
+  // What most tasks never need, allocated on first use: a name, a cancel message, done callbacks, and in
+  // debug mode where create_task was called (so a task costs nothing more outside debug mode).
   struct Extras {
     std::string name;  // empty: "Task-<id>"
     std::string cancel_msg;
     UserCallback* callbacks = nullptr;  // add_done_callback, scheduled with call_soon when done
+    SourceLoc created{};                // create_task's caller; known() only if recorded in debug mode
   };
   std::unique_ptr<Extras> extras_;
   Extras& extras() {
@@ -188,6 +192,9 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   std::string name() const;
   std::string cancel_message() const { return extras_ ? extras_->cancel_msg : std::string(); }
   void set_name(std::string name) { extras().name = std::move(name); }
+  void set_created(SourceLoc where) { extras().created = where; }
+  // "created at file:line" when the creation site was recorded (debug mode), else empty.
+  std::string created_at() const;
   bool cancel(std::string msg);
   int uncancel() noexcept;
   // Throws what result() would for a task that did not finish with a value.

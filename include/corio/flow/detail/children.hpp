@@ -63,15 +63,16 @@ class SetupGuard {
   bool released_ = false;
 };
 
+// Children are created here, not where the user wrote the combinator: they record no creation site.
 template <class T>
 TaskHandle<T> to_handle(Task<T>&& t, SetupGuard& guard) {
-  return guard.adopt(create_task(std::move(t)));
+  return guard.adopt(create_task(std::move(t), {}, SourceLoc{}));
 }
 // Any other awaitable (sleep(), shield(...)) runs as a child task that awaits it.
 template <class A>
 requires(Awaitable<A> && !is_task_v<std::decay_t<A>> &&
          !is_handle_v<std::decay_t<A>>) auto to_handle(A&& a, SetupGuard& guard) {
-  return guard.adopt(create_task(await_as_task(std::move(a))));
+  return guard.adopt(create_task(await_as_task(std::move(a)), {}, SourceLoc{}));
 }
 template <class T>
 TaskHandle<T> to_handle(const TaskHandle<T>& h, SetupGuard&) {
