@@ -5,7 +5,7 @@
 // clients' first send and ends at the last reply (steady clock).
 //
 // Usage: corio_bench_floor_w4_epoll [N [C]]   (default N = 10,000, C = 100)
-// Output: one line "RESULT workload=w4 impl=floor n=... conns=... rt_per_s=... ns_per_rt=..."
+// Output: one line "RESULT workload=w4 impl=floor backend=epoll n=... conns=... rt_per_s=... ns_per_rt=..."
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   }
   const double s = std::chrono::duration<double>(t1 - t0).count();
   const double total = static_cast<double>(n) * conns;
-  std::printf("RESULT workload=w4 impl=floor n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n", n, conns,
-              total / s, s * 1e9 / total);
+  std::printf("RESULT workload=w4 impl=floor backend=epoll n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n", n,
+              conns, total / s, s * 1e9 / total);
   return 0;
 }

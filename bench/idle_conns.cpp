@@ -8,8 +8,8 @@
 // 77 after a "SKIP" line when that is not enough (scripts/bench then reruns it with the largest N that fits).
 //
 // Usage: corio_bench_idle_conns [N]
-// Output: one line "RESULT workload=idle impl=corio n=... bytes_per_conn=... rss_before_mb=...
-// rss_after_mb=..."
+// Output: one line "RESULT workload=idle impl=corio backend=... n=... bytes_per_conn=... rss_before_mb=...
+// rss_after_mb=..." (backend: the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "corio/core/event_loop.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
@@ -55,6 +56,7 @@ long rss_bytes() {
 
 struct Outcome {
   long before, after;
+  corio::Backend backend;
 };
 
 corio::Task<Outcome> bench(int n) {
@@ -99,7 +101,7 @@ corio::Task<Outcome> bench(int n) {
   while (waiting > 0 && std::chrono::steady_clock::now() < deadline) co_await corio::sleep(1ms);
   server.close();
   co_await server.wait_closed();
-  co_return Outcome{before, after};
+  co_return Outcome{before, after, corio::get_running_loop().backend()};
 }
 
 }  // namespace
@@ -125,7 +127,9 @@ int main(int argc, char** argv) {
   }
   const Outcome r = corio::run(bench(n));
   std::printf(
-      "RESULT workload=idle impl=corio n=%d bytes_per_conn=%.0f rss_before_mb=%.1f rss_after_mb=%.1f\n", n,
+      "RESULT workload=idle impl=corio backend=%s n=%d bytes_per_conn=%.0f rss_before_mb=%.1f "
+      "rss_after_mb=%.1f\n",
+      r.backend == corio::Backend::io_uring ? "io_uring" : "epoll", n,
       static_cast<double>(r.after - r.before) / n, r.before / 1048576.0, r.after / 1048576.0);
   return 0;
 }

@@ -39,7 +39,8 @@ def parse_raw(path):
             if not line.startswith("RESULT "):
                 continue
             kv = dict(tok.split("=", 1) for tok in line.split()[1:])
-            runs.setdefault((kv["workload"], kv["impl"]), []).append(kv)
+            impl = net_key(kv) if kv["workload"] in NET else kv["impl"]
+            runs.setdefault((kv["workload"], impl), []).append(kv)
     return runs
 
 
@@ -54,43 +55,83 @@ def fmt(v, unit):
 
 
 def values(runs, wl, impl, metric):
-    return [float(r[metric]) for r in runs.get((wl, impl), [])]
+    return [float(r[metric]) for r in runs.get((wl, impl), []) if metric in r]
 
 
-# ---- network workloads (W4 echo, W5 HTTP, idle connections): every implementation against the raw-epoll floor
+# ---- network workloads (W4 echo, W5 HTTP, idle connections): every implementation against the raw floors
 
-NET_IMPLS = ["floor", "corio", "asyncio", "uvloop"]
+# (key, label): floors and corio run on both backends; a RESULT line's impl=floor|corio plus its backend=
+# (epoll when absent: every run before the io_uring backend) make the key. asyncio and uvloop use epoll.
+NET_IMPLS = [("floor_epoll", "floor, epoll"), ("floor_io_uring", "floor, io_uring"), ("corio_epoll", "corio, epoll"),
+             ("corio_io_uring", "corio, io_uring"), ("asyncio", "asyncio"), ("uvloop", "uvloop")]
+NET_LABEL = dict(NET_IMPLS)
 
-# workload -> (title, [(metric, label, unit, higher is better)], goal metric, goal kind, goal value, description)
-#   goal kind "floor_min": corio / floor >= value; "floor_max": corio / floor <= value; "max": corio <= value
+
+def own_floor(impl):
+    return "floor_io_uring" if impl.endswith("_io_uring") else "floor_epoll"
+
+
+# workload -> (title, [(metric, label, unit, show ratios to the floors)])
 NET = {
     "w4": ("W4 TCP echo: one process, one loop, 100 connections x N round trips of 64 B",
-           [("rt_per_s", "round trips/s", "rt/s", True), ("ns_per_rt", "time per round trip", "ns", False)],
-           "rt_per_s", "floor_min", 0.95, "round trips/s >= 0.95x the floor's"),
+           [("rt_per_s", "round trips/s", "rt/s", True), ("ns_per_rt", "time per round trip", "ns", True)]),
     "w5": ("W5 plaintext HTTP over the streams API: server on CPU 0, `wrk -t1 -c100` on CPU 1",
-           [("rps", "requests/s", "req/s", True), ("cpu_us_per_req", "server CPU per request", "us", False),
-            ("sched_us_per_req", "same, from schedstat (ns resolution)", "us", False)],
-           "cpu_us_per_req", "floor_max", 1.03, "server CPU per request <= 1.03x the floor's"),
+           [("rps", "requests/s", "req/s", True), ("cpu_us_per_req", "server CPU per request", "us", True),
+            ("sched_us_per_req", "same, from schedstat (ns resolution)", "us", True)]),
     "idle": ("Idle connections: 10,000 connections to a corio server in one process, handlers in readline()",
-             [("bytes_per_conn", "RSS per connection", "B", False)],
-             "bytes_per_conn", "max", 4096.0, "RSS per connection <= 4 KiB (4,096 B)"),
+             [("bytes_per_conn", "RSS per connection", "B", False)]),
 }
 
+# (workload, impl, metric, kind, value, reference impl, description)
+#   kind "min_ratio": impl / reference >= value; "max_ratio": impl / reference <= value; "max": impl <= value
+NET_GOALS = [
+    ("w4", "corio_epoll", "rt_per_s", "min_ratio", 0.95, "floor_epoll", "round trips/s >= 0.95x the epoll floor's"),
+    ("w4", "corio_io_uring", "rt_per_s", "min_ratio", 0.95, "floor_io_uring",
+     "round trips/s >= 0.95x the io_uring floor's"),
+    ("w5", "corio_epoll", "cpu_us_per_req", "max_ratio", 1.03, "floor_epoll",
+     "server CPU per request <= 1.03x the epoll floor's"),
+    ("w5", "corio_io_uring", "cpu_us_per_req", "max_ratio", 1.0, "floor_epoll",
+     "server CPU per request <= the raw-epoll floor's"),
+    ("idle", "corio_epoll", "bytes_per_conn", "max", 4096.0, None, "RSS per connection <= 4 KiB (4,096 B)"),
+    ("idle", "corio_io_uring", "bytes_per_conn", "max", 4096.0, None, "RSS per connection <= 4 KiB (4,096 B)"),
+]
+
+# W5: where the server's CPU went (all per request, from the same wrk window).
+W5_CPU = [("cpu_us_per_req", "whole process (us)"), ("loop_us_per_req", "loop thread (us)"),
+          ("other_threads_us_per_req", "other threads of the process, incl. io-wq (us)"),
+          ("extra_threads", "threads besides the loop seen during the run (peak)"),
+          ("ksoftirqd_us_per_req", "ksoftirqd/0, the server CPU's softirq thread (us)")]
+
 NET_ABOUT = {
-    "w4": "Sources: `bench/w4_echo.cpp` (corio), `bench/w4_echo.py` (asyncio, uvloop), `bench/floor_w4_epoll.cpp` "
-          "(floor: one thread, non-blocking sockets, level-triggered epoll, one recv and one send per readiness "
-          "event, no runtime). Server and clients share one process and one loop; the client writes 64 B, "
-          "drains, readexactly(64); the server readexactly(64), writes, drains. Timed from the first round "
-          "trip to the last reply, all connections already open. N per client is in the RESULT lines below.",
-    "w5": "Sources: `bench/w5_http.cpp`, `bench/w5_http.py`, `bench/floor_w5_epoll.cpp` (readuntil(\"\\r\\n\\r\\n\"), "
-          "fixed `Hello, World!` response, drain; no HTTP layer). Server pinned with `taskset -c 0`, load "
-          "`taskset -c 1 wrk -t1 -c100 -dSs`; requests/s from wrk; CPU per request = server utime+stime "
-          "(/proc/PID/stat fields 14+15, clock ticks) across the wrk run / requests wrk completed; the goal uses "
-          "this. Clock ticks are 10 ms, so a short run has only tens of ticks: the schedstat column (on-CPU "
-          "nanoseconds of every server thread over the same window) is the finer cross-check.",
-    "idle": "Source: `bench/idle_conns.cpp`: raw non-blocking client sockets, corio server in the same process; "
-            "(current RSS once every handler waits in readline() - RSS before the first connect) / N, "
-            "buffers, stream state, handler frames and server bookkeeping included. Needs 2N+100 descriptors.",
+    "w4": "Sources: `bench/w4_echo.cpp` (corio, run with `CORIO_BACKEND=epoll` and `CORIO_BACKEND=io_uring`; "
+          "the program reports the backend its loop ran on), `bench/w4_echo.py` (asyncio, uvloop), "
+          "`bench/floor_w4_epoll.cpp` (epoll floor: one thread, non-blocking sockets, level-triggered epoll, one "
+          "recv and one send per readiness event, no runtime), `bench/floor_w4_uring.cpp` (io_uring floor: raw "
+          "liburing, one multishot recv per socket into a provided-buffer ring of 1024 x 4 KiB, sends as "
+          "IORING_OP_SEND, one io_uring_submit_and_wait per loop iteration, corio's setup flags; the flags the "
+          "kernel took are in its RESULT lines). Server and clients share one process and one loop; the client "
+          "writes 64 B, drains, readexactly(64); the server readexactly(64), writes, drains. Timed from the first "
+          "round trip to the last reply, all connections already open. N per client is in the RESULT lines "
+          "below. Each row has its ratio to its own backend's floor and to the epoll floor.",
+    "w5": "Sources: `bench/w5_http.cpp` (corio, once per backend), `bench/w5_http.py`, `bench/floor_w5_epoll.cpp`, "
+          "`bench/floor_w5_uring.cpp` (multishot accept, multishot recv into provided buffers, IORING_OP_SEND) "
+          "(readuntil(\"\\r\\n\\r\\n\"), fixed `Hello, World!` response, drain; no HTTP layer). Server pinned "
+          "with `taskset -c 0`, load `taskset -c 1 wrk -t1 -c100 -dSs`; requests/s from wrk; CPU per request = "
+          "server utime+stime (/proc/PID/stat fields 14+15, clock ticks: every thread of the process, also those "
+          "that ended during the run) across the wrk run / requests wrk completed; the goals use this. Clock "
+          "ticks are 10 ms, so a short run has only tens of ticks: the schedstat column (on-CPU nanoseconds of "
+          "every server thread alive at the end, over the same window) is the finer cross-check.",
+    "w5_cpu": "Kernel worker threads: io_uring's io-wq workers (`iou-wrk-*`) and SQPOLL threads (`iou-sqp-*`) are "
+              "threads of the server process, so the whole-process figure above already counts them; this table "
+              "splits it into the loop thread (/proc/PID/task/PID/stat) and the rest, and lists the threads seen "
+              "(sampled every 0.5 s during the wrk run). Softirq work deferred to the server CPU's ksoftirqd/0 is "
+              "in no process's time: its utime+stime over the window is the last column (wrk's side of loopback "
+              "traffic can land there too, so it is an upper bound for the server's share).",
+    "idle": "Source: `bench/idle_conns.cpp`, run once per backend: raw non-blocking client sockets, corio server in "
+            "the same process; (current RSS once every handler waits in readline() - RSS before the first "
+            "connect) / N, buffers, stream state, handler frames and server bookkeeping included (on io_uring the "
+            "provided-buffer ring is mapped at loop start, before the baseline, and its pages count only once "
+            "data lands in them; kernel-side request memory is not in RSS). Needs 2N+100 descriptors.",
 }
 
 
@@ -98,56 +139,77 @@ def nfmt(v, unit):
     return f"{v:.2f}" if v is not None and unit == "us" else fmt(v, unit)
 
 
+def net_key(kv):
+    if kv["impl"] in ("floor", "corio"):
+        return f"{kv['impl']}_{kv.get('backend', 'epoll')}"
+    return kv["impl"]
+
+
+def net_goal(med, goal):
+    """(value, ratio or None, ok or None, text) for one NET_GOALS row."""
+    wl, impl, metric, kind, gval, ref, _ = goal
+    v = med.get((impl, metric))
+    if v is None:
+        return v, None, None, "n/a (no data)"
+    if kind == "max":
+        ok = v <= gval
+        return v, None, ok, "met" if ok else "**NOT met**"
+    f = med.get((ref, metric))
+    if not f:
+        return v, None, None, "n/a (no floor)"
+    r = v / f
+    ok = r >= gval if kind == "min_ratio" else r <= gval
+    return v, r, ok, f"met ({r:.3f}x)" if ok else f"**NOT met** ({r:.3f}x)"
+
+
 def net_sections(runs, w, notes):
-    """Writes the network sections; returns goal summary rows (workload, label, value, unit, goal, ok)."""
+    """Writes the network sections; returns goal summary rows (workload, impl, desc, value, ratio, unit, ok)."""
     summary = []
-    for wl, (title, metrics, gmetric, gkind, gval, gdesc) in NET.items():
-        have = any(runs.get((wl, impl)) for impl in NET_IMPLS)
+    for wl, (title, metrics) in NET.items():
+        have = any(runs.get((wl, impl)) for impl, _ in NET_IMPLS)
         wl_notes = notes.get(wl, [])
         if not have and not wl_notes:
             continue
         w(f"## {title}")
         w("")
         med = {}
-        for impl in NET_IMPLS:
-            for metric, *_ in metrics:
+        for impl, _ in NET_IMPLS:
+            for metric, *_ in metrics + ([(m, None, None, None) for m, _ in W5_CPU] if wl == "w5" else []):
                 vs = values(runs, wl, impl, metric)
                 med[(impl, metric)] = statistics.median(vs) if vs else None
         head = "| implementation |"
         sep = "| --- |"
-        for metric, label, unit, _ in metrics:
-            head += f" {label} ({unit}) | ratio to floor |"
-            sep += " ---: | ---: |"
-        head += " runs | goal (corio) | met? |"
+        for metric, label, unit, ratios in metrics:
+            head += f" {label} ({unit}) |"
+            sep += " ---: |"
+            if ratios:
+                head += " ratio to own backend's floor | ratio to epoll floor |"
+                sep += " ---: | ---: |"
+        head += " runs | goal | met? |"
         sep += " ---: | --- | --- |"
         w(head)
         w(sep)
-        for impl in NET_IMPLS:
-            if wl == "idle" and impl != "corio" and not runs.get((wl, impl)):
-                continue
-            row = f"| {impl} |"
-            for metric, label, unit, _ in metrics:
+        for impl, label in NET_IMPLS:
+            if not runs.get((wl, impl)) and not any(g[0] == wl and g[1] == impl for g in NET_GOALS):
+                continue  # (a goal's row stays, to show its missing data)
+            row = f"| {label} |"
+            for metric, _, unit, ratios in metrics:
                 v = med[(impl, metric)]
-                f = med[("floor", metric)]
-                ratio = f"{v / f:.3f}x" if v is not None and f else "n/a"
-                row += f" {nfmt(v, unit)} | {ratio} |"
+                row += f" {nfmt(v, unit)} |"
+                if ratios:
+                    for ref in (own_floor(impl), "floor_epoll"):
+                        f = med[(ref, metric)]
+                        row += f" {v / f:.3f}x |" if v is not None and f else " n/a |"
             row += f" {len(runs.get((wl, impl), []))} |"
-            if impl == "corio":
-                v = med[("corio", gmetric)]
-                f = med[("floor", gmetric)]
-                if v is None:
-                    met, ok = "n/a (no data)", None
-                elif gkind == "max":
-                    ok = v <= gval
-                    met = "met" if ok else f"**NOT met** ({nfmt(v, 'B')} B)"
-                elif not f:
-                    met, ok = "n/a (no floor)", None
-                else:
-                    r = v / f
-                    ok = r >= gval if gkind == "floor_min" else r <= gval
-                    met = f"met ({r:.3f}x)" if ok else f"**NOT met** ({r:.3f}x)"
-                row += f" {gdesc} | {met} |"
-                summary.append((wl, gdesc, v, [u for m, _, u, _ in metrics if m == gmetric][0], gval, ok))
+            goals = [g for g in NET_GOALS if g[0] == wl and g[1] == impl]
+            if goals:
+                texts = []
+                for g in goals:
+                    v, r, ok, text = net_goal(med, g)
+                    texts.append(text)
+                    unit = [u for m, _, u, _ in metrics if m == g[2]][0]
+                    summary.append((wl, impl, g[6], v, r, unit, ok))
+                row += f" {'; '.join(g[6] for g in goals)} | {'; '.join(texts)} |"
             else:
                 row += " | |"
             w(row)
@@ -158,16 +220,42 @@ def net_sections(runs, w, notes):
             w("")
         w(NET_ABOUT[wl])
         w("")
+        if wl == "w5" and any(med[(impl, "loop_us_per_req")] is not None for impl, _ in NET_IMPLS):
+            w("### W5: where the server's CPU went (per request)")
+            w("")
+            w("| implementation | " + " | ".join(label for _, label in W5_CPU) + " |")
+            w("| --- |" + " ---: |" * len(W5_CPU))
+            for impl, label in NET_IMPLS:
+                if not runs.get((wl, impl)):
+                    continue
+                cells = []
+                for metric, _ in W5_CPU:
+                    v = med[(impl, metric)]
+                    cells.append("n/a" if v is None else (f"{v:.0f}" if metric == "extra_threads" else f"{v:.3f}"))
+                w(f"| {label} | " + " | ".join(cells) + " |")
+            w("")
+            uring = [(label, med[(impl, "extra_threads")]) for impl, label in NET_IMPLS
+                     if impl.endswith("_io_uring") and med[(impl, "extra_threads")] is not None]
+            if uring:
+                seen = [f"{label}: {x:.0f}" for label, x in uring if x]
+                w("io-wq / kernel worker threads in the io_uring runs: " +
+                  (f"seen ({'; '.join(seen)}; their names are in the notes above)." if seen else
+                   "none appeared (no thread besides the loop thread in any io_uring server)."))
+                w("")
+            w(NET_ABOUT["w5_cpu"])
+            w("")
     return summary
 
 
 def net_all_runs(runs, w):
-    for wl, (title, metrics, *_rest) in NET.items():
-        for metric, label, unit, _ in metrics:
-            for impl in NET_IMPLS:
+    for wl, (title, metrics) in NET.items():
+        extra = [(m, None, "" if m == "extra_threads" else "us", None) for m, _ in W5_CPU
+                 if m != "cpu_us_per_req"] if wl == "w5" else []
+        for metric, label, unit, _ in metrics + extra:
+            for impl, ilabel in NET_IMPLS:
                 vs = values(runs, wl, impl, metric)
                 if vs:
-                    w(f"| {wl.upper()} | {impl} | {metric} | {', '.join(nfmt(v, unit) for v in vs)} |")
+                    w(f"| {wl.upper()} | {ilabel} | {metric} | {', '.join(nfmt(v, unit) for v in vs)} |")
 
 
 def parse_notes(path):
@@ -339,7 +427,7 @@ def main():
                 met = "no data"
             else:
                 met = "yes" if c <= goal else f"**NO** ({fmt(c, unit)} {unit} > {fmt(goal, unit)} {unit})"
-            summary.append((wl, label, c, unit, goal, c is not None and c <= goal))
+            summary.append((wl, label, c, unit, goal, None if c is None else c <= goal))
             w(f"| {label} ({unit}) | {fmt(c, unit)} | {fmt(med['asyncio'], unit)} | {fmt(med['uvloop'], unit)} "
               f"| {ratio(med['asyncio'])} | {ratio(med['uvloop'])} | <= {fmt(goal, unit)} | {met} |")
         w("")
@@ -351,11 +439,12 @@ def main():
     w("## Goals")
     w("")
     for wl, label, c, unit, goal, ok in summary:
-        state = "met" if ok else "MISSED"
-        w(f"- {wl.upper()} {label}: {fmt(c, unit)} {unit} against <= {fmt(goal, unit)} {unit}: **{state}**")
-    for wl, desc, v, unit, goal, ok in net_summary:
         state = "no data" if ok is None else ("met" if ok else "MISSED")
-        w(f"- {wl.upper()} {desc}: corio {nfmt(v, unit)} {unit}: **{state}**")
+        w(f"- {wl.upper()} {label}: {fmt(c, unit)} {unit} against <= {fmt(goal, unit)} {unit}: **{state}**")
+    for wl, impl, desc, v, r, unit, ok in net_summary:
+        state = "no data" if ok is None else ("met" if ok else "MISSED")
+        got = "no data" if v is None else f"{nfmt(v, unit)} {unit}" + (f", {r:.3f}x" if r is not None else "")
+        w(f"- {wl.upper()} {NET_LABEL[impl]}: {desc}: {got}: **{state}**")
     for wl, label, c, unit, goal, ok in sync_summary:
         state = "no data" if ok is None else ("met" if ok else "MISSED")
         w(f"- {wl.upper()} {label}: {fmt(c, unit)} {unit} against <= {fmt(goal, unit)} {unit}: **{state}**")

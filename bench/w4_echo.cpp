@@ -4,7 +4,8 @@
 // client to the last reply of every client (steady clock). Prints round trips per second.
 //
 // Usage: corio_bench_w4_echo [N [C]]   (default N = 10,000 round trips per client, C = 100 clients)
-// Output: one line "RESULT workload=w4 impl=corio n=... conns=... rt_per_s=... ns_per_rt=..."
+// Output: one line "RESULT workload=w4 impl=corio backend=... n=... conns=... rt_per_s=... ns_per_rt=..."
+// (backend: the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "corio/core/event_loop.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
@@ -55,6 +57,7 @@ corio::Task<long> client(corio::StreamReader r, corio::StreamWriter w, int n) {
 struct Outcome {
   double seconds;
   long ok;
+  corio::Backend backend;
 };
 
 corio::Task<Outcome> bench(int n, int conns) {
@@ -73,7 +76,7 @@ corio::Task<Outcome> bench(int n, int conns) {
   const auto t1 = std::chrono::steady_clock::now();
   server.close();
   co_await server.wait_closed();
-  co_return Outcome{std::chrono::duration<double>(t1 - t0).count(), ok};
+  co_return Outcome{std::chrono::duration<double>(t1 - t0).count(), ok, corio::get_running_loop().backend()};
 }
 
 }  // namespace
@@ -91,7 +94,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "w4: %ld of %ld replies were correct\n", r.ok, total);
     return 1;
   }
-  std::printf("RESULT workload=w4 impl=corio n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n", n, conns,
+  std::printf("RESULT workload=w4 impl=corio backend=%s n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n",
+              r.backend == corio::Backend::io_uring ? "io_uring" : "epoll", n, conns,
               static_cast<double>(total) / r.seconds, r.seconds * 1e9 / static_cast<double>(total));
   return 0;
 }
