@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -229,11 +230,13 @@ TEST(BoundedSemaphore, CancelledAfterHandOverDoesNotThrowOrOverflow) {
       kVirtual);
 }
 
-TEST(Semaphore, TenThousandWaitersServedInOrder) {
+// 10,000 tasks through a semaphore of 3 permits: acquisitions in order of arrival, never more than 3 inside.
+template <class Sem>
+void ten_thousand_waiters_served_in_order() {
   static constexpr int kN = 10'000;
   corio::run(
       []() -> corio::Task<> {
-        corio::Semaphore sem(3);
+        Sem sem(3);
         std::vector<int> order;
         order.reserve(kN);
         int inside = 0;
@@ -241,19 +244,118 @@ TEST(Semaphore, TenThousandWaitersServedInOrder) {
         std::vector<corio::TaskHandle<>> hs;
         hs.reserve(kN);
         for (int i = 0; i < kN; ++i)
-          hs.push_back(corio::create_task([](corio::Semaphore& sem, std::vector<int>& order, int& inside,
-                                             int& max_inside, int i) -> corio::Task<> {
-            co_await sem.acquire();
-            order.push_back(i);
-            max_inside = std::max(max_inside, ++inside);
-            co_await corio::sleep(0s);
-            --inside;
-            sem.release();
-          }(sem, order, inside, max_inside, i)));
+          hs.push_back(corio::create_task(
+              [](Sem& sem, std::vector<int>& order, int& inside, int& max_inside, int i) -> corio::Task<> {
+                co_await sem.acquire();
+                order.push_back(i);
+                max_inside = std::max(max_inside, ++inside);
+                co_await corio::sleep(0s);
+                --inside;
+                sem.release();
+              }(sem, order, inside, max_inside, i)));
         for (auto& h : hs) co_await h;
         EXPECT_EQ(order, iota(kN));
         EXPECT_EQ(max_inside, 3);
         EXPECT_EQ(sem.value(), 3u);
+      }(),
+      kVirtual);
+}
+
+TEST(Semaphore, TenThousandWaitersServedInOrder) { ten_thousand_waiters_served_in_order<corio::Semaphore>(); }
+
+// ---------------------------------------------------------------- BoundedSemaphore: the same waiting rules
+
+TEST(BoundedSemaphore, TenThousandWaitersServedInOrder) {
+  ten_thousand_waiters_served_in_order<corio::BoundedSemaphore>();
+  // Each of the 10,000 releases above went to a waiter or back under the bound: none threw.
+}
+
+TEST(BoundedSemaphore, CancelledWhileWaitingLeavesThePermitsAndTheBound) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::BoundedSemaphore sem(1);
+        co_await sem.acquire();
+        auto a = corio::create_task(taker(sem, log, "a"));
+        auto b = corio::create_task(taker(sem, log, "b"));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(sem.value(), 0u);
+        EXPECT_TRUE(sem.locked());
+        sem.release();  // ours, to b: a left the queue
+        co_await b;
+        EXPECT_FALSE(b.cancelled());
+        EXPECT_EQ(sem.value(), 0u);
+        sem.release();  // b's
+        EXPECT_EQ(sem.value(), 1u);
+        EXPECT_THROW(sem.release(), corio::Error);  // a's cancelled wait gave it no permit to return
+        EXPECT_EQ(sem.value(), 1u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b+"}));
+}
+
+TEST(BoundedSemaphore, FifoAndNewcomerNeverJumpsAheadOfWaiters) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::BoundedSemaphore sem(2);
+        co_await sem.acquire();
+        co_await sem.acquire();
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c"}) hs.push_back(corio::create_task(taker(sem, log, n)));
+        co_await turns(1);
+        sem.release();  // to a
+        sem.release();  // to b
+        EXPECT_EQ(sem.value(), 0u);
+        hs.push_back(corio::create_task(taker(sem, log, "d")));  // arrives while a and b have not run
+        co_await turns(2);
+        EXPECT_TRUE(hs[0].done());
+        EXPECT_TRUE(hs[1].done());
+        EXPECT_FALSE(hs[2].done());
+        EXPECT_FALSE(hs[3].done());
+        sem.release();  // to c
+        sem.release();  // to d
+        for (auto& h : hs) co_await h;
+        EXPECT_EQ(sem.value(), 0u);
+        sem.release();
+        sem.release();
+        EXPECT_THROW(sem.release(), corio::Error);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"a+", "b+", "c+", "d+"}));
+}
+
+// release() is not virtual: the bound lives in Semaphore, so code holding a Semaphore& cannot overfill a
+// BoundedSemaphore.
+TEST(BoundedSemaphore, ReleaseThroughASemaphoreReferenceIsStillBounded) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::BoundedSemaphore bounded(2);
+        corio::Semaphore& sem = bounded;
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(sem.value(), 2u);
+        co_await sem.acquire();
+        sem.release();
+        EXPECT_EQ(sem.value(), 2u);
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(bounded.value(), 2u);
+        // A hand-over to a waiter through the reference does not count against the bound.
+        co_await sem.acquire();
+        co_await sem.acquire();
+        std::vector<std::string> log;
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(1);
+        sem.release();  // to c
+        co_await c;
+        EXPECT_EQ(sem.value(), 0u);
+        sem.release();
+        sem.release();
+        EXPECT_THROW(sem.release(), corio::Error);
+        EXPECT_EQ(sem.value(), 2u);
+        EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
       }(),
       kVirtual);
 }
