@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,6 +25,7 @@
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::Log;
 using corio_test::turns;
 
 namespace {
@@ -538,6 +541,354 @@ TEST(Queue, TenThousandPuttersServedInOrder) {
         EXPECT_EQ(got, iota(kN));
         for (auto& h : hs) co_await h;
         EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+// ---------------------------------------------------------------- every queue kind
+
+template <class Q>
+class QueueKinds : public ::testing::Test {};
+using Kinds = ::testing::Types<corio::Queue<int>, corio::PriorityQueue<int>, corio::LifoQueue<int>>;
+struct KindName {
+  template <class Q>
+  static std::string GetName(int) {
+    if constexpr (std::is_same_v<Q, corio::Queue<int>>) return "Fifo";
+    if constexpr (std::is_same_v<Q, corio::PriorityQueue<int>>) return "Priority";
+    return "Lifo";
+  }
+};
+TYPED_TEST_SUITE(QueueKinds, Kinds, KindName);
+
+// The order in which a queue of kind Q gives back items put in `put_order` (nothing taken in between).
+template <class Q>
+std::vector<int> drain_order(std::vector<int> put_order) {
+  if constexpr (std::is_same_v<Q, corio::PriorityQueue<int>>) std::sort(put_order.begin(), put_order.end());
+  if constexpr (std::is_same_v<Q, corio::LifoQueue<int>>) std::reverse(put_order.begin(), put_order.end());
+  return put_order;
+}
+
+template <class Q>
+std::vector<int> drain(Q& q) {
+  std::vector<int> out;
+  while (!q.empty()) out.push_back(q.get_nowait());
+  return out;
+}
+
+TYPED_TEST(QueueKinds, DrainOrderModel) {
+  using Q = TypeParam;
+  Q q;
+  for (int i : {5, 3, 9, 1}) q.put_nowait(i);
+  EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9, 1}));
+}
+
+TYPED_TEST(QueueKinds, GetterCancelledWhileWaitingTakesNothing) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        q.put_nowait(7);  // to b: a left the queue of getters
+        EXPECT_EQ(q.size(), 0u);
+        co_await b;
+        q.put_nowait(8);  // nobody waits any more: it stays
+        EXPECT_EQ(q.size(), 1u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b:7"}));
+}
+
+TYPED_TEST(QueueKinds, GetterWokenThenCancelledPassesTheItemOn) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        auto c = corio::create_task(getter(q, log, "c"));
+        co_await turns(1);
+        q.put_nowait(7);  // handed to a
+        a.cancel();       // before a runs: 7 must reach b, and c keeps waiting
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(c.done());
+        EXPECT_EQ(q.size(), 0u);
+        q.put_nowait(8);
+        co_await c;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b:7", "c:8"}));
+}
+
+// Waiting gets are served in the order they started waiting, each handed the next item put — in put order
+// for every kind: an item put while gets wait goes straight to the longest-waiting one (queue.hpp).
+TYPED_TEST(QueueKinds, WaitingGettersServedInFifoOrder) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d"}) {
+          hs.push_back(corio::create_task(getter(q, log, n)));
+          co_await turns(1);  // each starts waiting on its own turn
+        }
+        for (int v : {30, 10, 40, 20}) q.put_nowait(v);
+        EXPECT_EQ(q.size(), 0u);
+        EXPECT_THROW(q.get_nowait(), corio::QueueEmpty);  // handed over: nothing for a newcomer
+        for (auto& h : hs) co_await h;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:30", "b:10", "c:40", "d:20"}));
+}
+
+TYPED_TEST(QueueKinds, PutterCancelledWhileWaitingPutsNothing) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(0);
+        auto a = corio::create_task(putter(q, log, "a", 1));
+        auto b = corio::create_task(putter(q, log, "b", 2));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 1u);
+        EXPECT_EQ(q.get_nowait(), 0);  // the slot goes to b
+        co_await b;
+        EXPECT_EQ(drain(q), (std::vector<int>{2}));
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b<2"}));
+}
+
+TYPED_TEST(QueueKinds, PutterWokenThenCancelledPassesTheSlotOn) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(0);
+        auto a = corio::create_task(putter(q, log, "a", 1));
+        auto b = corio::create_task(putter(q, log, "b", 2));
+        auto c = corio::create_task(putter(q, log, "c", 3));
+        co_await turns(1);
+        EXPECT_EQ(q.get_nowait(), 0);  // reserves the slot for a
+        EXPECT_TRUE(q.full());
+        a.cancel();  // before a runs: the slot must reach b, not be lost
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(c.done());
+        EXPECT_EQ(q.get_nowait(), 2);
+        co_await c;
+        EXPECT_EQ(drain(q), (std::vector<int>{3}));
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b<2", "c<3"}));
+}
+
+// Waiting puts are served in the order they started waiting (maxsize 1, so the kind cannot reorder).
+TYPED_TEST(QueueKinds, WaitingPuttersServedInFifoOrder) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(100);
+        std::vector<corio::TaskHandle<>> hs;
+        int i = 0;
+        for (int v : {30, 10, 40, 20}) {
+          hs.push_back(corio::create_task(putter(q, log, std::string(1, static_cast<char>('a' + i++)), v)));
+          co_await turns(1);
+        }
+        std::vector<int> got;
+        for (int k = 0; k < 5; ++k) got.push_back(co_await q.get());
+        EXPECT_EQ(got, (std::vector<int>{100, 30, 10, 40, 20}));
+        for (auto& h : hs) co_await h;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a<30", "b<10", "c<40", "d<20"}));
+}
+
+TYPED_TEST(QueueKinds, TenThousandGettersServedInOrder) {
+  using Q = TypeParam;
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        std::vector<int> got(kN, -1);
+        std::vector<int> order;  // which getter finished when
+        order.reserve(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(corio::create_task(
+              [](Q& q, std::vector<int>& got, std::vector<int>& order, int i) -> corio::Task<> {
+                got[i] = co_await q.get();
+                order.push_back(i);
+              }(q, got, order, i)));
+        co_await turns(1);
+        // Descending values, so a PriorityQueue or LifoQueue that let its order decide would show it.
+        for (int i = 0; i < kN; ++i) q.put_nowait(kN - 1 - i);
+        EXPECT_EQ(q.size(), 0u);
+        for (auto& h : hs) co_await h;
+        for (int i = 0; i < kN; ++i) got[i] = kN - 1 - got[i];
+        EXPECT_EQ(got, iota(kN));
+        EXPECT_EQ(order, iota(kN));
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+TYPED_TEST(QueueKinds, TenThousandPuttersServedInOrder) {
+  using Q = TypeParam;
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](Q& q, int v) -> corio::Task<> { co_await q.put(v); }(q, kN - 1 - i)));
+        co_await turns(1);
+        EXPECT_EQ(co_await q.get(), kN);
+        std::vector<int> got;
+        got.reserve(kN);
+        for (int i = 0; i < kN; ++i) got.push_back(kN - 1 - co_await q.get());
+        EXPECT_EQ(got, iota(kN));
+        for (auto& h : hs) co_await h;
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+// A get handed an item, then cancelled before it runs, with no other get waiting: the item goes back into
+// the queue where it would be had it never left (asyncio keeps it there all along).
+TYPED_TEST(QueueKinds, HandedItemOfACancelledGetterGoesBackIntoTheQueue) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        co_await turns(1);
+        q.put_nowait(5);  // handed to a
+        EXPECT_EQ(q.size(), 0u);
+        q.put_nowait(3);
+        q.put_nowait(9);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 3u);
+        EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9}));
+        EXPECT_EQ(log, (Log{"a:cancelled"}));
+        // Its unfinished count is kept: the item still needs a task_done().
+        for (int i = 0; i < 3; ++i) q.task_done();
+        EXPECT_THROW(q.task_done(), corio::Error);
+      }(),
+      kVirtual);
+}
+
+// Two gets handed items, both cancelled: the items come back in the order they were put (the first
+// returned must not end up behind the second in a Queue, nor above it in a LifoQueue).
+TYPED_TEST(QueueKinds, HandedItemsOfSeveralCancelledGettersKeepTheirOrder) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        q.put_nowait(5);  // to a
+        q.put_nowait(3);  // to b
+        q.put_nowait(9);
+        q.put_nowait(1);
+        a.cancel();
+        b.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9, 1}));
+        // Interleaved with a get: one returned item can be taken before the next comes back. The tasks run
+        // in the order they were scheduled: c (returns 6), x (takes one), d (returns 2).
+        auto c = corio::create_task(getter(q, log, "c"));
+        auto d = corio::create_task(getter(q, log, "d"));
+        co_await turns(1);
+        q.put_nowait(6);  // to c
+        int first = -1;
+        auto x = corio::create_task([](Q& q, int& first) -> corio::Task<> {
+          first = q.get_nowait();
+          co_return;
+        }(q, first));
+        q.put_nowait(2);  // to d
+        q.put_nowait(8);
+        c.cancel();
+        d.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(c.cancelled());
+        EXPECT_TRUE(d.cancelled());
+        EXPECT_TRUE(x.done());
+        std::vector<int> all{first};
+        for (int v : drain(q)) all.push_back(v);
+        // x could take 6 (returned) or 8, not 2 (still handed to d); the rest then comes out as if it had
+        // sat in the queue since it was put.
+        std::vector<int> expect = drain_order<Q>({6, 8});
+        const int expect_first = expect.front();
+        EXPECT_EQ(first, expect_first);
+        std::vector<int> rest{6, 2, 8};
+        rest.erase(std::find(rest.begin(), rest.end(), expect_first));
+        std::vector<int> expect_all{expect_first};
+        for (int v : drain_order<Q>(rest)) expect_all.push_back(v);
+        EXPECT_EQ(all, expect_all);
+      }(),
+      kVirtual);
+}
+
+// A returned item may take the queue above maxsize (documented in queue.hpp): full() holds puts back until
+// size() is below maxsize again, and no item is lost.
+TYPED_TEST(QueueKinds, ReturnedItemMayExceedMaxsizeAndHoldsPutsBack) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q(1);
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        co_await turns(1);
+        q.put_nowait(5);  // to a; the queue stays empty
+        q.put_nowait(3);  // fills it
+        EXPECT_TRUE(q.full());
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 2u);  // above maxsize by the one returned item
+        EXPECT_TRUE(q.full());
+        EXPECT_THROW(q.put_nowait(7), corio::QueueFull);
+        auto p = corio::create_task(putter(q, log, "p", 7));
+        co_await turns(2);
+        EXPECT_FALSE(p.done());
+        const int first = q.get_nowait();  // size 1: still full
+        EXPECT_TRUE(q.full());
+        co_await turns(2);
+        EXPECT_FALSE(p.done());
+        const int second = q.get_nowait();  // below maxsize: the slot goes to p
+        co_await p;
+        EXPECT_EQ((std::vector<int>{first, second}), drain_order<Q>({5, 3}));
+        EXPECT_EQ(drain(q), (std::vector<int>{7}));
+        EXPECT_EQ(log, (Log{"a:cancelled", "p<7"}));
       }(),
       kVirtual);
 }
