@@ -893,4 +893,99 @@ TYPED_TEST(QueueKinds, ReturnedItemMayExceedMaxsizeAndHoldsPutsBack) {
       kVirtual);
 }
 
+// ---------------------------------------------------------------- join
+
+TEST(Queue, JoinerWokenThenCancelledBeforeRunning) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        auto joiner = [](corio::Queue<int>& q, Log& log, std::string name) -> corio::Task<> {
+          try {
+            co_await q.join();
+          } catch (const corio::CancelledError&) {
+            log.push_back(name + ":cancelled");
+            throw;
+          }
+          log.push_back(name + ":joined");
+        };
+        auto j1 = corio::create_task(joiner(q, log, "j1"));
+        auto j2 = corio::create_task(joiner(q, log, "j2"));
+        co_await turns(1);
+        (void)q.get_nowait();
+        q.task_done();  // wakes both
+        j1.cancel();    // before j1 runs
+        co_await turns(2);
+        EXPECT_TRUE(j1.cancelled());
+        EXPECT_TRUE(j2.done());
+        EXPECT_FALSE(j2.cancelled());
+        // The queue still joins: no joiner left behind in its list.
+        q.put_nowait(2);
+        auto j3 = corio::create_task(joiner(q, log, "j3"));
+        co_await turns(2);
+        EXPECT_FALSE(j3.done());
+        (void)q.get_nowait();
+        q.task_done();
+        co_await j3;
+        co_await q.join();
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"j1:cancelled", "j2:joined", "j3:joined"}));
+}
+
+TEST(Queue, SeveralJoinersAllReleasedByTheLastTaskDone) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        q.put_nowait(2);
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d", "e"})
+          hs.push_back(corio::create_task([](corio::Queue<int>& q, Log& log, std::string n) -> corio::Task<> {
+            co_await q.join();
+            log.push_back(n);
+          }(q, log, n)));
+        co_await turns(1);
+        (void)q.get_nowait();
+        (void)q.get_nowait();
+        q.task_done();
+        co_await turns(2);
+        for (auto& h : hs) EXPECT_FALSE(h.done());
+        q.task_done();
+        co_await turns(1);
+        for (auto& h : hs) EXPECT_TRUE(h.done());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a", "b", "c", "d", "e"}));
+}
+
+TEST(Queue, TenThousandJoiners) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        std::vector<int> order;
+        order.reserve(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](corio::Queue<int>& q, std::vector<int>& order, int i) -> corio::Task<> {
+                co_await q.join();
+                order.push_back(i);
+              }(q, order, i)));
+        co_await turns(2);
+        EXPECT_TRUE(order.empty());
+        (void)q.get_nowait();
+        q.task_done();
+        co_await turns(1);
+        EXPECT_EQ(order, iota(kN));
+        for (auto& h : hs) co_await h;
+      }(),
+      kVirtual);
+}
+
 }  // namespace
