@@ -19,6 +19,9 @@
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::Log;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -353,6 +356,36 @@ TEST(Lock, AwaitingReportsTheLock) {
         co_await b;
       }(),
       kVirtual);
+}
+
+// Waiters whose frames are destroyed while parked (their loop dropped) unlink themselves: the lock then
+// frees on release and goes to a live waiter, never to a dead one.
+TEST(Lock, WaitersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Lock lock;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    co_await lock.acquire();
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(lock.acquire(), log, destroyed));
+    co_await turns(1);  // all three wait
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());  // destroyed, never resumed
+  corio::run(
+      [](corio::Lock& lock, Log& log) -> corio::Task<> {
+        EXPECT_TRUE(lock.locked());  // still held by the dropped loop's main task
+        lock.release();
+        EXPECT_FALSE(lock.locked());  // nobody (dead) to hand it to
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        co_await turns(1);
+        lock.release();  // to b, the only waiter
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(lock.locked());
+      }(lock, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b+"}));
 }
 
 }  // namespace

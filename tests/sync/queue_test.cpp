@@ -26,6 +26,8 @@ using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
 using corio_test::Log;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -985,6 +987,94 @@ TEST(Queue, TenThousandJoiners) {
         EXPECT_EQ(order, iota(kN));
         for (auto& h : hs) co_await h;
       }(),
+      kVirtual);
+}
+
+// ---------------------------------------------------------------- waiters destroyed while parked
+
+// Getters, putters and joiners whose frames are destroyed while parked (their loop dropped) unlink
+// themselves: later puts, gets and task_done() deal with live waiters only.
+TEST(Queue, GettersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(q.get(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        q.put_nowait(1);
+        EXPECT_EQ(q.size(), 1u);  // kept: no (dead) getter was handed it
+        EXPECT_EQ(q.get_nowait(), 1);
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        q.put_nowait(2);  // to b
+        EXPECT_EQ(q.size(), 0u);
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+      }(q, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b:2"}));
+}
+
+TEST(Queue, PuttersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q(1);
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    q.put_nowait(0);
+    for (int i = 1; i <= 3; ++i) (void)corio::create_task(parked(q.put(i), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        EXPECT_EQ(q.get_nowait(), 0);
+        EXPECT_FALSE(q.full());  // no slot reserved for a dead put
+        q.put_nowait(4);
+        auto b = corio::create_task(putter(q, log, "b", 5));
+        co_await turns(1);
+        EXPECT_EQ(q.get_nowait(), 4);  // the slot goes to b
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_EQ(q.get_nowait(), 5);
+        EXPECT_TRUE(q.empty());
+      }(q, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b<5"}));
+}
+
+TEST(Queue, JoinersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    q.put_nowait(0);
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(q.join(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        bool joined = false;
+        auto j = corio::create_task([](corio::Queue<int>& q, bool& joined) -> corio::Task<> {
+          co_await q.join();
+          joined = true;
+        }(q, joined));
+        co_await turns(1);
+        EXPECT_FALSE(joined);
+        EXPECT_EQ(q.get_nowait(), 0);
+        q.task_done();  // wakes the live joiner only
+        co_await turns(1);
+        EXPECT_TRUE(joined);
+        EXPECT_TRUE(j.done());
+        EXPECT_TRUE(log.empty());
+      }(q, log),
       kVirtual);
 }
 

@@ -20,6 +20,8 @@
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -358,6 +360,36 @@ TEST(BoundedSemaphore, ReleaseThroughASemaphoreReferenceIsStillBounded) {
         EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
       }(),
       kVirtual);
+}
+
+// Waiters whose frames are destroyed while parked (their loop dropped) unlink themselves: a later release
+// goes to the pool or to a live waiter, never to a dead one.
+TEST(Semaphore, WaitersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Semaphore sem(0);
+  corio_test::Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(sem.acquire(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Semaphore& sem, corio_test::Log& log) -> corio::Task<> {
+        EXPECT_TRUE(sem.locked());
+        sem.release();
+        EXPECT_EQ(sem.value(), 1u);  // to the pool: nobody (dead) to hand it to
+        EXPECT_FALSE(sem.locked());
+        co_await sem.acquire();
+        auto b = corio::create_task(taker(sem, log, "b"));
+        co_await turns(1);
+        sem.release();  // to b
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_EQ(sem.value(), 0u);
+      }(sem, log),
+      kVirtual);
+  EXPECT_EQ(log, (corio_test::Log{"b+"}));
 }
 
 }  // namespace
