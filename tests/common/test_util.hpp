@@ -17,6 +17,7 @@
 #include "corio/core/event_loop.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
 
 // ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
 // coroutine by throwing instead.
@@ -101,6 +102,26 @@ corio::Task<> parked(A wait, Log& log, int& destroyed) {
     throw;
   }
   log.push_back("resumed");
+}
+
+// Lets the loop turn until some task is suspended at a waiter that describes itself as `what` ("lock",
+// "semaphore", "queue get"; see TaskHandle::awaiting()) or until `give_up()` is true. True if one was found.
+template <class F>
+corio::Task<bool> until_parked_at(std::string what, F give_up) {
+  for (;;) {
+    for (auto& t : corio::all_tasks())
+      if (t.awaiting() == what) co_return true;
+    if (give_up()) co_return false;
+    co_await corio::sleep(0s);
+  }
+}
+
+// Keeps the loop's thread busy until the loop's clock (real time: not under kVirtual) reads past `t`, so
+// that every timer due by `t` fires on the next turn, before the tasks already ready run. For tests of what
+// happens when a timeout and a wake-up land in the same turn; it orders nothing between threads.
+inline void spin_past(double t) {
+  while (now() <= t) {
+  }
 }
 
 }  // namespace corio_test

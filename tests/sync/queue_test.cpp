@@ -19,6 +19,7 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
@@ -26,6 +27,7 @@ using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
 using corio_test::Log;
+using corio_test::now;
 using corio_test::parked;
 using corio_test::run_then_drop_loop;
 using corio_test::turns;
@@ -1076,6 +1078,92 @@ TEST(Queue, JoinersDestroyedWhileParkedLeaveNoTrace) {
         EXPECT_TRUE(log.empty());
       }(q, log),
       kVirtual);
+}
+
+// ---------------------------------------------------------------- wait_for around get()
+
+// wait_for(q.get(), t): the value as a string, or "timeout".
+template <class Q>
+corio::Task<std::string> get_within(Q& q, std::chrono::milliseconds t) {
+  try {
+    co_return std::to_string(co_await corio::wait_for(q.get(), t));
+  } catch (const corio::TimeoutError&) {
+    co_return "timeout";
+  }
+}
+
+TEST(Queue, WaitForAroundGet) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        EXPECT_EQ(co_await get_within(q, 1000ms), "1");  // an item there: at once
+        // Times out while waiting, with another getter behind: the next item goes to that getter.
+        auto timed = corio::create_task(get_within(q, 1000ms));
+        co_await turns(2);
+        auto c = corio::create_task(getter(q, log, "c"));
+        EXPECT_EQ(co_await timed, "timeout");
+        EXPECT_EQ(now(), 1.0);
+        q.put_nowait(2);  // to c
+        co_await turns(1);
+        EXPECT_TRUE(c.done());
+        // Times out with nobody behind: a later item stays in the queue.
+        EXPECT_EQ(co_await get_within(q, 1000ms), "timeout");
+        q.put_nowait(3);
+        EXPECT_EQ(q.size(), 1u);
+        EXPECT_EQ(q.get_nowait(), 3);
+        // An item put within the timeout is returned.
+        auto producer = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> {
+          co_await corio::sleep(500ms);
+          q.put_nowait(4);
+        }(q));
+        EXPECT_EQ(co_await get_within(q, 1000ms), "4");
+        EXPECT_EQ(now(), 2.5);
+        co_await producer;
+        EXPECT_TRUE(q.empty());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"c:2"}));
+}
+
+// An item is handed to wait_for's inner get and the timeout fires before that task runs: wait_for throws
+// TimeoutError and no item is lost — it goes to the getter behind, or back into the queue (real clock; see
+// the Lock test).
+TEST(Queue, WaitForTimesOutAfterTheItemWasHandedOver) {
+  bool too_slow = false;
+  Log log;
+  corio::run([](bool& too_slow, Log& log) -> corio::Task<> {
+    corio::Queue<int> q;
+    for (bool getter_behind : {true, false}) {
+      auto timed = corio::create_task(get_within(q, 50ms));
+      if (!co_await corio_test::until_parked_at("queue get", [&] { return timed.done(); })) {
+        too_slow = true;
+        co_return;
+      }
+      corio::TaskHandle<> c;
+      if (getter_behind) c = corio::create_task(getter(q, log, "c"));
+      co_await turns(1);
+      if (timed.done()) {
+        too_slow = true;
+        co_return;
+      }
+      q.put_nowait(7);  // handed to the inner get...
+      EXPECT_EQ(q.size(), 0u);
+      corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
+      EXPECT_EQ(co_await timed, "timeout");
+      co_await turns(2);
+      if (getter_behind) {
+        EXPECT_TRUE(c.done());  // the item reached c
+        EXPECT_TRUE(q.empty());
+      } else {
+        EXPECT_EQ(q.size(), 1u);  // back in the queue
+        EXPECT_EQ(q.get_nowait(), 7);
+      }
+    }
+  }(too_slow, log));
+  if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the get waited";
+  EXPECT_EQ(log, (Log{"c:7"}));
 }
 
 }  // namespace

@@ -14,12 +14,14 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::now;
 using corio_test::parked;
 using corio_test::run_then_drop_loop;
 using corio_test::turns;
@@ -390,6 +392,84 @@ TEST(Semaphore, WaitersDestroyedWhileParkedLeaveNoTrace) {
       }(sem, log),
       kVirtual);
   EXPECT_EQ(log, (corio_test::Log{"b+"}));
+}
+
+// ---------------------------------------------------------------- wait_for around acquire()
+
+// wait_for(sem.acquire(), t): "acquired" (then holding a permit) or "timeout".
+corio::Task<std::string> acquire_within(corio::Semaphore& sem, std::chrono::milliseconds t) {
+  try {
+    co_await corio::wait_for(sem.acquire(), t);
+  } catch (const corio::TimeoutError&) {
+    co_return "timeout";
+  }
+  co_return "acquired";
+}
+
+TEST(Semaphore, WaitForAroundAcquire) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::BoundedSemaphore sem(1);
+        EXPECT_EQ(co_await acquire_within(sem, 1000ms), "acquired");  // a free permit: at once
+        EXPECT_EQ(sem.value(), 0u);
+        // Times out while waiting, with another waiter behind: no permit taken or lost.
+        auto timed = corio::create_task(acquire_within(sem, 1000ms));
+        co_await turns(2);
+        auto c = corio::create_task(taker(sem, log, "c"));
+        EXPECT_EQ(co_await timed, "timeout");
+        EXPECT_EQ(now(), 1.0);
+        EXPECT_EQ(sem.value(), 0u);
+        EXPECT_FALSE(c.done());
+        sem.release();  // to c, not to the timed-out acquire
+        co_await turns(1);
+        EXPECT_TRUE(c.done());
+        EXPECT_EQ(sem.value(), 0u);
+        // Granted within the timeout: returns holding the permit.
+        auto releaser = corio::create_task([](corio::Semaphore& s) -> corio::Task<> {
+          co_await corio::sleep(500ms);
+          s.release();  // c's permit
+        }(sem));
+        EXPECT_EQ(co_await acquire_within(sem, 1000ms), "acquired");
+        EXPECT_EQ(now(), 1.5);
+        EXPECT_EQ(sem.value(), 0u);
+        co_await releaser;
+        sem.release();
+        EXPECT_EQ(sem.value(), 1u);
+        EXPECT_THROW(sem.release(), corio::Error);  // the bound held throughout
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
+}
+
+// The permit is handed to wait_for's inner acquire and the timeout fires before that task runs: wait_for
+// throws TimeoutError and the permit passes on to the next waiter (real clock; see the Lock test).
+TEST(Semaphore, WaitForTimesOutAfterThePermitWasHandedOver) {
+  bool too_slow = false;
+  std::vector<std::string> log;
+  corio::run([](bool& too_slow, std::vector<std::string>& log) -> corio::Task<> {
+    corio::Semaphore sem(0);
+    auto timed = corio::create_task(acquire_within(sem, 50ms));
+    if (!co_await corio_test::until_parked_at("semaphore", [&] { return timed.done(); })) {
+      too_slow = true;
+      co_return;
+    }
+    auto c = corio::create_task(taker(sem, log, "c"));
+    co_await turns(1);
+    if (timed.done()) {
+      too_slow = true;
+      co_return;
+    }
+    sem.release();  // handed to the inner acquire...
+    EXPECT_EQ(sem.value(), 0u);
+    corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
+    EXPECT_EQ(co_await timed, "timeout");
+    co_await turns(2);
+    EXPECT_TRUE(c.done());  // the permit reached c
+    EXPECT_EQ(sem.value(), 0u);
+  }(too_slow, log));
+  if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the acquire waited";
+  EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
 }
 
 }  // namespace
