@@ -91,13 +91,10 @@ void Condition::notify_all() { notify(waiters_.size()); }
 
 // ---------------------------------------------------------------- Semaphore
 
-void Semaphore::release() noexcept {
-  if (!waiters_.wake_one()) ++value_;
-}
-
-void BoundedSemaphore::release() {
-  if (waiters_.empty() && value_ >= bound_) throw Error("BoundedSemaphore released too many times");
-  Semaphore::release();
+void Semaphore::release() {
+  if (waiters_.wake_one()) return;
+  if (value_ >= bound_) throw Error("BoundedSemaphore released too many times");
+  ++value_;
 }
 
 // ---------------------------------------------------------------- Barrier

@@ -1,18 +1,23 @@
 // Helpers shared by the tests of several layers (core, flow, sync, thread): assertions usable inside
-// coroutines, virtual-time run options, loop-turn helpers and small value helpers. Not a test binary of its
-// own (no *_test.cpp here); a test includes it as "common/test_util.hpp".
+// coroutines, virtual-time run options, loop-turn helpers, small value helpers, and helpers that destroy
+// parked tasks. Not a test binary of its own (no *_test.cpp here); a test includes it as
+// "common/test_util.hpp".
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
+#include "corio/core/task_handle.hpp"
 
 // ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
 // coroutine by throwing instead.
@@ -67,6 +72,56 @@ inline corio::Task<int> value_after(int v, std::chrono::milliseconds d,
   co_await corio::sleep(d);
   if (finished) finished->push_back(v);
   co_return v;
+}
+
+// Runs `body()` to completion on a loop of its own (virtual time), then destroys that loop with whatever
+// tasks `body` left suspended: their frames are destroyed without being resumed or cancelled, as when a
+// program drops a loop. The loop lives on the heap, so ASan reports anything that touches it afterwards.
+template <class F>
+void run_then_drop_loop(F body) {
+  auto loop = std::make_unique<corio::EventLoop>(kVirtual);
+  loop->run_until_complete(body());
+  loop.reset();
+}
+
+// Counts its own destruction: one in a coroutine frame shows the frame was destroyed.
+struct FrameGuard {
+  int* destroyed;
+  ~FrameGuard() { ++*destroyed; }
+};
+
+// A task that parks at `co_await wait` (any awaitable) and records what becomes of it: "cancelled" if it is
+// resumed with CancelledError, "resumed" if it runs on; `destroyed` counts its frame's destruction.
+template <class A>
+corio::Task<> parked(A wait, Log& log, int& destroyed) {
+  FrameGuard guard{&destroyed};
+  try {
+    co_await std::move(wait);
+  } catch (const corio::CancelledError&) {
+    log.push_back("cancelled");
+    throw;
+  }
+  log.push_back("resumed");
+}
+
+// Lets the loop turn until some task is suspended at a waiter that describes itself as `what` ("lock",
+// "semaphore", "queue get"; see TaskHandle::awaiting()) or until `give_up()` is true. True if one was found.
+template <class F>
+corio::Task<bool> until_parked_at(std::string what, F give_up) {
+  for (;;) {
+    for (auto& t : corio::all_tasks())
+      if (t.awaiting() == what) co_return true;
+    if (give_up()) co_return false;
+    co_await corio::sleep(0s);
+  }
+}
+
+// Keeps the loop's thread busy until the loop's clock (real time: not under kVirtual) reads past `t`, so
+// that every timer due by `t` fires on the next turn, before the tasks already ready run. For tests of what
+// happens when a timeout and a wake-up land in the same turn; it orders nothing between threads.
+inline void spin_past(double t) {
+  while (now() <= t) {
+  }
 }
 
 }  // namespace corio_test

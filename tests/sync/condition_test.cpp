@@ -20,6 +20,7 @@
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -291,6 +292,40 @@ TEST(Condition, TenThousandWaitersNotifiedInOrder) {
         EXPECT_EQ(order, iota(kN));
       }(),
       kVirtual);
+}
+
+// Waiters whose frames are destroyed while parked in wait() (their loop dropped) unlink themselves: a later
+// notify(1) reaches the live waiter behind them, not a dead one.
+TEST(Condition, WaitersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Lock lock;
+  corio::Condition cv(lock);
+  std::vector<std::string> log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    for (const char* n : {"a", "b", "c"})
+      (void)corio::create_task([](corio::Condition& cv, std::vector<std::string>& log, int& destroyed,
+                                  std::string n) -> corio::Task<> {
+        corio_test::FrameGuard guard{&destroyed};
+        co_await waiter(cv, log, n);
+      }(cv, log, destroyed, n));
+    co_await turns(2);  // each took the lock, released it in wait() and parked
+    EXPECT_FALSE(lock.locked());
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Condition& cv, std::vector<std::string>& log) -> corio::Task<> {
+        auto d = corio::create_task(waiter(cv, log, "d"));
+        co_await turns(1);
+        co_await cv.lock().acquire();
+        cv.notify(1);  // must reach d
+        cv.lock().release();
+        co_await turns(2);
+        EXPECT_TRUE(d.done());
+        EXPECT_FALSE(cv.lock().locked());
+      }(cv, log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"d"}));
 }
 
 }  // namespace

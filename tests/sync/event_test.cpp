@@ -19,6 +19,8 @@
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -166,6 +168,31 @@ TEST(Event, TenThousandWaiters) {
         for (auto& h : hs) co_await h;
       }(),
       kVirtual);
+}
+
+// Waiters whose frames are destroyed while parked (their loop dropped) unlink themselves: set() then wakes
+// only live waiters (waking a dead one would touch its freed task and dropped loop: ASan reports that).
+TEST(Event, WaitersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Event ev;
+  std::vector<std::string> log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(ev.wait(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Event& ev, std::vector<std::string>& log) -> corio::Task<> {
+        auto b = corio::create_task(waiter(ev, log, "b"));
+        co_await turns(1);
+        EXPECT_FALSE(b.done());
+        ev.set();
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+      }(ev, log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"b"}));
 }
 
 }  // namespace

@@ -13,12 +13,17 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::Log;
+using corio_test::now;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -353,6 +358,119 @@ TEST(Lock, AwaitingReportsTheLock) {
         co_await b;
       }(),
       kVirtual);
+}
+
+// Waiters whose frames are destroyed while parked (their loop dropped) unlink themselves: the lock then
+// frees on release and goes to a live waiter, never to a dead one.
+TEST(Lock, WaitersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Lock lock;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    co_await lock.acquire();
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(lock.acquire(), log, destroyed));
+    co_await turns(1);  // all three wait
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());  // destroyed, never resumed
+  corio::run(
+      [](corio::Lock& lock, Log& log) -> corio::Task<> {
+        EXPECT_TRUE(lock.locked());  // still held by the dropped loop's main task
+        lock.release();
+        EXPECT_FALSE(lock.locked());  // nobody (dead) to hand it to
+        co_await lock.acquire();
+        auto b = corio::create_task(waiter(lock, log, "b"));
+        co_await turns(1);
+        lock.release();  // to b, the only waiter
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(lock.locked());
+      }(lock, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b+"}));
+}
+
+// ---------------------------------------------------------------- wait_for around acquire()
+
+// wait_for(lock.acquire(), t): "acquired" (then holding the lock) or "timeout".
+corio::Task<std::string> acquire_within(corio::Lock& lock, std::chrono::milliseconds t) {
+  try {
+    co_await corio::wait_for(lock.acquire(), t);
+  } catch (const corio::TimeoutError&) {
+    co_return "timeout";
+  }
+  co_return "acquired";
+}
+
+TEST(Lock, WaitForAroundAcquire) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        EXPECT_EQ(co_await acquire_within(lock, 1000ms), "acquired");  // free: at once
+        EXPECT_EQ(now(), 0.0);
+        // Times out while waiting, with another waiter behind: the lock stays ours, the waiter behind is
+        // next, and no trace of the timed-out acquire is left to be handed the lock.
+        auto timed = corio::create_task(acquire_within(lock, 1000ms));
+        co_await turns(2);  // its inner acquire waits
+        auto c = corio::create_task(waiter(lock, log, "c"));
+        EXPECT_EQ(co_await timed, "timeout");
+        EXPECT_EQ(now(), 1.0);
+        EXPECT_TRUE(lock.locked());
+        EXPECT_FALSE(c.done());
+        lock.release();  // to c, which releases
+        co_await turns(1);
+        EXPECT_TRUE(c.done());
+        EXPECT_FALSE(lock.locked());
+        // Granted within the timeout: returns holding the lock.
+        co_await lock.acquire();
+        auto releaser = corio::create_task([](corio::Lock& l) -> corio::Task<> {
+          co_await corio::sleep(500ms);
+          l.release();
+        }(lock));
+        EXPECT_EQ(co_await acquire_within(lock, 1000ms), "acquired");
+        EXPECT_EQ(now(), 1.5);
+        EXPECT_TRUE(lock.locked());
+        co_await releaser;
+        lock.release();
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
+}
+
+// The lock is handed to wait_for's inner acquire, and the timeout fires before that task runs: wait_for
+// throws TimeoutError and the lock passes on to the next waiter (real clock: the grant and the timeout
+// must land in one turn, which virtual time never lets happen).
+TEST(Lock, WaitForTimesOutAfterTheLockWasHandedOver) {
+  bool too_slow = false;
+  std::vector<std::string> log;
+  corio::run([](bool& too_slow, std::vector<std::string>& log) -> corio::Task<> {
+    corio::Lock lock;
+    co_await lock.acquire();
+    const double start = now();
+    auto timed = corio::create_task(acquire_within(lock, 50ms));
+    if (!co_await corio_test::until_parked_at("lock", [&] { return timed.done(); })) {
+      too_slow = true;  // the loop stalled past the timeout before the acquire even waited
+      co_return;
+    }
+    auto c = corio::create_task(waiter(lock, log, "c"));
+    co_await turns(1);  // c waits behind
+    if (timed.done()) {
+      too_slow = true;
+      co_return;
+    }
+    lock.release();  // handed to the inner acquire...
+    EXPECT_TRUE(lock.locked());
+    corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
+    EXPECT_EQ(co_await timed, "timeout");
+    EXPECT_GE(now() - start, 0.05);
+    co_await turns(2);
+    EXPECT_TRUE(c.done());  // the lock reached c (which released it)
+    EXPECT_FALSE(lock.locked());
+  }(too_slow, log));
+  if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the acquire waited";
+  EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
 }
 
 }  // namespace

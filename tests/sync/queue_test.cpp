@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,12 +19,17 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::iota;
 using corio_test::kVirtual;
+using corio_test::Log;
+using corio_test::now;
+using corio_test::parked;
+using corio_test::run_then_drop_loop;
 using corio_test::turns;
 
 namespace {
@@ -540,6 +547,623 @@ TEST(Queue, TenThousandPuttersServedInOrder) {
         EXPECT_TRUE(q.empty());
       }(),
       kVirtual);
+}
+
+// ---------------------------------------------------------------- every queue kind
+
+template <class Q>
+class QueueKinds : public ::testing::Test {};
+using Kinds = ::testing::Types<corio::Queue<int>, corio::PriorityQueue<int>, corio::LifoQueue<int>>;
+struct KindName {
+  template <class Q>
+  static std::string GetName(int) {
+    if constexpr (std::is_same_v<Q, corio::Queue<int>>) return "Fifo";
+    if constexpr (std::is_same_v<Q, corio::PriorityQueue<int>>) return "Priority";
+    return "Lifo";
+  }
+};
+TYPED_TEST_SUITE(QueueKinds, Kinds, KindName);
+
+// The order in which a queue of kind Q gives back items put in `put_order` (nothing taken in between).
+template <class Q>
+std::vector<int> drain_order(std::vector<int> put_order) {
+  if constexpr (std::is_same_v<Q, corio::PriorityQueue<int>>) std::sort(put_order.begin(), put_order.end());
+  if constexpr (std::is_same_v<Q, corio::LifoQueue<int>>) std::reverse(put_order.begin(), put_order.end());
+  return put_order;
+}
+
+template <class Q>
+std::vector<int> drain(Q& q) {
+  std::vector<int> out;
+  while (!q.empty()) out.push_back(q.get_nowait());
+  return out;
+}
+
+TYPED_TEST(QueueKinds, DrainOrderModel) {
+  using Q = TypeParam;
+  Q q;
+  for (int i : {5, 3, 9, 1}) q.put_nowait(i);
+  EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9, 1}));
+}
+
+TYPED_TEST(QueueKinds, GetterCancelledWhileWaitingTakesNothing) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        q.put_nowait(7);  // to b: a left the queue of getters
+        EXPECT_EQ(q.size(), 0u);
+        co_await b;
+        q.put_nowait(8);  // nobody waits any more: it stays
+        EXPECT_EQ(q.size(), 1u);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b:7"}));
+}
+
+TYPED_TEST(QueueKinds, GetterWokenThenCancelledPassesTheItemOn) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        auto c = corio::create_task(getter(q, log, "c"));
+        co_await turns(1);
+        q.put_nowait(7);  // handed to a
+        a.cancel();       // before a runs: 7 must reach b, and c keeps waiting
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(c.done());
+        EXPECT_EQ(q.size(), 0u);
+        q.put_nowait(8);
+        co_await c;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b:7", "c:8"}));
+}
+
+// Waiting gets are served in the order they started waiting, each handed the next item put — in put order
+// for every kind: an item put while gets wait goes straight to the longest-waiting one (queue.hpp).
+TYPED_TEST(QueueKinds, WaitingGettersServedInFifoOrder) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q;
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d"}) {
+          hs.push_back(corio::create_task(getter(q, log, n)));
+          co_await turns(1);  // each starts waiting on its own turn
+        }
+        for (int v : {30, 10, 40, 20}) q.put_nowait(v);
+        EXPECT_EQ(q.size(), 0u);
+        EXPECT_THROW(q.get_nowait(), corio::QueueEmpty);  // handed over: nothing for a newcomer
+        for (auto& h : hs) co_await h;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:30", "b:10", "c:40", "d:20"}));
+}
+
+TYPED_TEST(QueueKinds, PutterCancelledWhileWaitingPutsNothing) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(0);
+        auto a = corio::create_task(putter(q, log, "a", 1));
+        auto b = corio::create_task(putter(q, log, "b", 2));
+        co_await turns(1);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 1u);
+        EXPECT_EQ(q.get_nowait(), 0);  // the slot goes to b
+        co_await b;
+        EXPECT_EQ(drain(q), (std::vector<int>{2}));
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b<2"}));
+}
+
+TYPED_TEST(QueueKinds, PutterWokenThenCancelledPassesTheSlotOn) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(0);
+        auto a = corio::create_task(putter(q, log, "a", 1));
+        auto b = corio::create_task(putter(q, log, "b", 2));
+        auto c = corio::create_task(putter(q, log, "c", 3));
+        co_await turns(1);
+        EXPECT_EQ(q.get_nowait(), 0);  // reserves the slot for a
+        EXPECT_TRUE(q.full());
+        a.cancel();  // before a runs: the slot must reach b, not be lost
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.done());
+        EXPECT_FALSE(c.done());
+        EXPECT_EQ(q.get_nowait(), 2);
+        co_await c;
+        EXPECT_EQ(drain(q), (std::vector<int>{3}));
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a:cancelled", "b<2", "c<3"}));
+}
+
+// Waiting puts are served in the order they started waiting (maxsize 1, so the kind cannot reorder).
+TYPED_TEST(QueueKinds, WaitingPuttersServedInFifoOrder) {
+  using Q = TypeParam;
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(100);
+        std::vector<corio::TaskHandle<>> hs;
+        int i = 0;
+        for (int v : {30, 10, 40, 20}) {
+          hs.push_back(corio::create_task(putter(q, log, std::string(1, static_cast<char>('a' + i++)), v)));
+          co_await turns(1);
+        }
+        std::vector<int> got;
+        for (int k = 0; k < 5; ++k) got.push_back(co_await q.get());
+        EXPECT_EQ(got, (std::vector<int>{100, 30, 10, 40, 20}));
+        for (auto& h : hs) co_await h;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a<30", "b<10", "c<40", "d<20"}));
+}
+
+TYPED_TEST(QueueKinds, TenThousandGettersServedInOrder) {
+  using Q = TypeParam;
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        std::vector<int> got(kN, -1);
+        std::vector<int> order;  // which getter finished when
+        order.reserve(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(corio::create_task(
+              [](Q& q, std::vector<int>& got, std::vector<int>& order, int i) -> corio::Task<> {
+                got[i] = co_await q.get();
+                order.push_back(i);
+              }(q, got, order, i)));
+        co_await turns(1);
+        // Descending values, so a PriorityQueue or LifoQueue that let its order decide would show it.
+        for (int i = 0; i < kN; ++i) q.put_nowait(kN - 1 - i);
+        EXPECT_EQ(q.size(), 0u);
+        for (auto& h : hs) co_await h;
+        for (int i = 0; i < kN; ++i) got[i] = kN - 1 - got[i];
+        EXPECT_EQ(got, iota(kN));
+        EXPECT_EQ(order, iota(kN));
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+TYPED_TEST(QueueKinds, TenThousandPuttersServedInOrder) {
+  using Q = TypeParam;
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q(1);
+        q.put_nowait(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](Q& q, int v) -> corio::Task<> { co_await q.put(v); }(q, kN - 1 - i)));
+        co_await turns(1);
+        EXPECT_EQ(co_await q.get(), kN);
+        std::vector<int> got;
+        got.reserve(kN);
+        for (int i = 0; i < kN; ++i) got.push_back(kN - 1 - co_await q.get());
+        EXPECT_EQ(got, iota(kN));
+        for (auto& h : hs) co_await h;
+        EXPECT_TRUE(q.empty());
+      }(),
+      kVirtual);
+}
+
+// A get handed an item, then cancelled before it runs, with no other get waiting: the item goes back into
+// the queue where it would be had it never left (asyncio keeps it there all along).
+TYPED_TEST(QueueKinds, HandedItemOfACancelledGetterGoesBackIntoTheQueue) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        co_await turns(1);
+        q.put_nowait(5);  // handed to a
+        EXPECT_EQ(q.size(), 0u);
+        q.put_nowait(3);
+        q.put_nowait(9);
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 3u);
+        EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9}));
+        EXPECT_EQ(log, (Log{"a:cancelled"}));
+        // Its unfinished count is kept: the item still needs a task_done().
+        for (int i = 0; i < 3; ++i) q.task_done();
+        EXPECT_THROW(q.task_done(), corio::Error);
+      }(),
+      kVirtual);
+}
+
+// Two gets handed items, both cancelled: the items come back in the order they were put (the first
+// returned must not end up behind the second in a Queue, nor above it in a LifoQueue).
+TYPED_TEST(QueueKinds, HandedItemsOfSeveralCancelledGettersKeepTheirOrder) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q;
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        q.put_nowait(5);  // to a
+        q.put_nowait(3);  // to b
+        q.put_nowait(9);
+        q.put_nowait(1);
+        a.cancel();
+        b.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(b.cancelled());
+        EXPECT_EQ(drain(q), drain_order<Q>({5, 3, 9, 1}));
+        // Interleaved with a get: one returned item can be taken before the next comes back. The tasks run
+        // in the order they were scheduled: c (returns 6), x (takes one), d (returns 2).
+        auto c = corio::create_task(getter(q, log, "c"));
+        auto d = corio::create_task(getter(q, log, "d"));
+        co_await turns(1);
+        q.put_nowait(6);  // to c
+        int first = -1;
+        auto x = corio::create_task([](Q& q, int& first) -> corio::Task<> {
+          first = q.get_nowait();
+          co_return;
+        }(q, first));
+        q.put_nowait(2);  // to d
+        q.put_nowait(8);
+        c.cancel();
+        d.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(c.cancelled());
+        EXPECT_TRUE(d.cancelled());
+        EXPECT_TRUE(x.done());
+        std::vector<int> all{first};
+        for (int v : drain(q)) all.push_back(v);
+        // x could take 6 (returned) or 8, not 2 (still handed to d); the rest then comes out as if it had
+        // sat in the queue since it was put.
+        std::vector<int> expect = drain_order<Q>({6, 8});
+        const int expect_first = expect.front();
+        EXPECT_EQ(first, expect_first);
+        std::vector<int> rest{6, 2, 8};
+        rest.erase(std::find(rest.begin(), rest.end(), expect_first));
+        std::vector<int> expect_all{expect_first};
+        for (int v : drain_order<Q>(rest)) expect_all.push_back(v);
+        EXPECT_EQ(all, expect_all);
+      }(),
+      kVirtual);
+}
+
+// A returned item may take the queue above maxsize (documented in queue.hpp): full() holds puts back until
+// size() is below maxsize again, and no item is lost.
+TYPED_TEST(QueueKinds, ReturnedItemMayExceedMaxsizeAndHoldsPutsBack) {
+  using Q = TypeParam;
+  corio::run(
+      []() -> corio::Task<> {
+        Q q(1);
+        Log log;
+        auto a = corio::create_task(getter(q, log, "a"));
+        co_await turns(1);
+        q.put_nowait(5);  // to a; the queue stays empty
+        q.put_nowait(3);  // fills it
+        EXPECT_TRUE(q.full());
+        a.cancel();
+        co_await turns(1);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_EQ(q.size(), 2u);  // above maxsize by the one returned item
+        EXPECT_TRUE(q.full());
+        EXPECT_THROW(q.put_nowait(7), corio::QueueFull);
+        auto p = corio::create_task(putter(q, log, "p", 7));
+        co_await turns(2);
+        EXPECT_FALSE(p.done());
+        const int first = q.get_nowait();  // size 1: still full
+        EXPECT_TRUE(q.full());
+        co_await turns(2);
+        EXPECT_FALSE(p.done());
+        const int second = q.get_nowait();  // below maxsize: the slot goes to p
+        co_await p;
+        EXPECT_EQ((std::vector<int>{first, second}), drain_order<Q>({5, 3}));
+        EXPECT_EQ(drain(q), (std::vector<int>{7}));
+        EXPECT_EQ(log, (Log{"a:cancelled", "p<7"}));
+      }(),
+      kVirtual);
+}
+
+// ---------------------------------------------------------------- join
+
+TEST(Queue, JoinerWokenThenCancelledBeforeRunning) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        auto joiner = [](corio::Queue<int>& q, Log& log, std::string name) -> corio::Task<> {
+          try {
+            co_await q.join();
+          } catch (const corio::CancelledError&) {
+            log.push_back(name + ":cancelled");
+            throw;
+          }
+          log.push_back(name + ":joined");
+        };
+        auto j1 = corio::create_task(joiner(q, log, "j1"));
+        auto j2 = corio::create_task(joiner(q, log, "j2"));
+        co_await turns(1);
+        (void)q.get_nowait();
+        q.task_done();  // wakes both
+        j1.cancel();    // before j1 runs
+        co_await turns(2);
+        EXPECT_TRUE(j1.cancelled());
+        EXPECT_TRUE(j2.done());
+        EXPECT_FALSE(j2.cancelled());
+        // The queue still joins: no joiner left behind in its list.
+        q.put_nowait(2);
+        auto j3 = corio::create_task(joiner(q, log, "j3"));
+        co_await turns(2);
+        EXPECT_FALSE(j3.done());
+        (void)q.get_nowait();
+        q.task_done();
+        co_await j3;
+        co_await q.join();
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"j1:cancelled", "j2:joined", "j3:joined"}));
+}
+
+TEST(Queue, SeveralJoinersAllReleasedByTheLastTaskDone) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        q.put_nowait(2);
+        std::vector<corio::TaskHandle<>> hs;
+        for (const char* n : {"a", "b", "c", "d", "e"})
+          hs.push_back(corio::create_task([](corio::Queue<int>& q, Log& log, std::string n) -> corio::Task<> {
+            co_await q.join();
+            log.push_back(n);
+          }(q, log, n)));
+        co_await turns(1);
+        (void)q.get_nowait();
+        (void)q.get_nowait();
+        q.task_done();
+        co_await turns(2);
+        for (auto& h : hs) EXPECT_FALSE(h.done());
+        q.task_done();
+        co_await turns(1);
+        for (auto& h : hs) EXPECT_TRUE(h.done());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"a", "b", "c", "d", "e"}));
+}
+
+TEST(Queue, TenThousandJoiners) {
+  static constexpr int kN = 10'000;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        std::vector<int> order;
+        order.reserve(kN);
+        std::vector<corio::TaskHandle<>> hs;
+        hs.reserve(kN);
+        for (int i = 0; i < kN; ++i)
+          hs.push_back(
+              corio::create_task([](corio::Queue<int>& q, std::vector<int>& order, int i) -> corio::Task<> {
+                co_await q.join();
+                order.push_back(i);
+              }(q, order, i)));
+        co_await turns(2);
+        EXPECT_TRUE(order.empty());
+        (void)q.get_nowait();
+        q.task_done();
+        co_await turns(1);
+        EXPECT_EQ(order, iota(kN));
+        for (auto& h : hs) co_await h;
+      }(),
+      kVirtual);
+}
+
+// ---------------------------------------------------------------- waiters destroyed while parked
+
+// Getters, putters and joiners whose frames are destroyed while parked (their loop dropped) unlink
+// themselves: later puts, gets and task_done() deal with live waiters only.
+TEST(Queue, GettersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(q.get(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        q.put_nowait(1);
+        EXPECT_EQ(q.size(), 1u);  // kept: no (dead) getter was handed it
+        EXPECT_EQ(q.get_nowait(), 1);
+        auto b = corio::create_task(getter(q, log, "b"));
+        co_await turns(1);
+        q.put_nowait(2);  // to b
+        EXPECT_EQ(q.size(), 0u);
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+      }(q, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b:2"}));
+}
+
+TEST(Queue, PuttersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q(1);
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    q.put_nowait(0);
+    for (int i = 1; i <= 3; ++i) (void)corio::create_task(parked(q.put(i), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        EXPECT_EQ(q.get_nowait(), 0);
+        EXPECT_FALSE(q.full());  // no slot reserved for a dead put
+        q.put_nowait(4);
+        auto b = corio::create_task(putter(q, log, "b", 5));
+        co_await turns(1);
+        EXPECT_EQ(q.get_nowait(), 4);  // the slot goes to b
+        co_await turns(1);
+        EXPECT_TRUE(b.done());
+        EXPECT_EQ(q.get_nowait(), 5);
+        EXPECT_TRUE(q.empty());
+      }(q, log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"b<5"}));
+}
+
+TEST(Queue, JoinersDestroyedWhileParkedLeaveNoTrace) {
+  corio::Queue<int> q;
+  Log log;
+  int destroyed = 0;
+  run_then_drop_loop([&]() -> corio::Task<> {
+    q.put_nowait(0);
+    for (int i = 0; i < 3; ++i) (void)corio::create_task(parked(q.join(), log, destroyed));
+    co_await turns(1);
+  });
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(log.empty());
+  corio::run(
+      [](corio::Queue<int>& q, Log& log) -> corio::Task<> {
+        bool joined = false;
+        auto j = corio::create_task([](corio::Queue<int>& q, bool& joined) -> corio::Task<> {
+          co_await q.join();
+          joined = true;
+        }(q, joined));
+        co_await turns(1);
+        EXPECT_FALSE(joined);
+        EXPECT_EQ(q.get_nowait(), 0);
+        q.task_done();  // wakes the live joiner only
+        co_await turns(1);
+        EXPECT_TRUE(joined);
+        EXPECT_TRUE(j.done());
+        EXPECT_TRUE(log.empty());
+      }(q, log),
+      kVirtual);
+}
+
+// ---------------------------------------------------------------- wait_for around get()
+
+// wait_for(q.get(), t): the value as a string, or "timeout".
+template <class Q>
+corio::Task<std::string> get_within(Q& q, std::chrono::milliseconds t) {
+  try {
+    co_return std::to_string(co_await corio::wait_for(q.get(), t));
+  } catch (const corio::TimeoutError&) {
+    co_return "timeout";
+  }
+}
+
+TEST(Queue, WaitForAroundGet) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        EXPECT_EQ(co_await get_within(q, 1000ms), "1");  // an item there: at once
+        // Times out while waiting, with another getter behind: the next item goes to that getter.
+        auto timed = corio::create_task(get_within(q, 1000ms));
+        co_await turns(2);
+        auto c = corio::create_task(getter(q, log, "c"));
+        EXPECT_EQ(co_await timed, "timeout");
+        EXPECT_EQ(now(), 1.0);
+        q.put_nowait(2);  // to c
+        co_await turns(1);
+        EXPECT_TRUE(c.done());
+        // Times out with nobody behind: a later item stays in the queue.
+        EXPECT_EQ(co_await get_within(q, 1000ms), "timeout");
+        q.put_nowait(3);
+        EXPECT_EQ(q.size(), 1u);
+        EXPECT_EQ(q.get_nowait(), 3);
+        // An item put within the timeout is returned.
+        auto producer = corio::create_task([](corio::Queue<int>& q) -> corio::Task<> {
+          co_await corio::sleep(500ms);
+          q.put_nowait(4);
+        }(q));
+        EXPECT_EQ(co_await get_within(q, 1000ms), "4");
+        EXPECT_EQ(now(), 2.5);
+        co_await producer;
+        EXPECT_TRUE(q.empty());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"c:2"}));
+}
+
+// An item is handed to wait_for's inner get and the timeout fires before that task runs: wait_for throws
+// TimeoutError and no item is lost — it goes to the getter behind, or back into the queue (real clock; see
+// the Lock test).
+TEST(Queue, WaitForTimesOutAfterTheItemWasHandedOver) {
+  bool too_slow = false;
+  Log log;
+  corio::run([](bool& too_slow, Log& log) -> corio::Task<> {
+    corio::Queue<int> q;
+    for (bool getter_behind : {true, false}) {
+      auto timed = corio::create_task(get_within(q, 50ms));
+      if (!co_await corio_test::until_parked_at("queue get", [&] { return timed.done(); })) {
+        too_slow = true;
+        co_return;
+      }
+      corio::TaskHandle<> c;
+      if (getter_behind) c = corio::create_task(getter(q, log, "c"));
+      co_await turns(1);
+      if (timed.done()) {
+        too_slow = true;
+        co_return;
+      }
+      q.put_nowait(7);  // handed to the inner get...
+      EXPECT_EQ(q.size(), 0u);
+      corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
+      EXPECT_EQ(co_await timed, "timeout");
+      co_await turns(2);
+      if (getter_behind) {
+        EXPECT_TRUE(c.done());  // the item reached c
+        EXPECT_TRUE(q.empty());
+      } else {
+        EXPECT_EQ(q.size(), 1u);  // back in the queue
+        EXPECT_EQ(q.get_nowait(), 7);
+      }
+    }
+  }(too_slow, log));
+  if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the get waited";
+  EXPECT_EQ(log, (Log{"c:7"}));
 }
 
 }  // namespace

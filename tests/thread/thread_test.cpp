@@ -512,4 +512,50 @@ TEST(RunCoroutineThreadsafe, FutureDroppedOnTheCallerThread) {
       kVirtual);
 }
 
+// ThreadsafeFuture::cancel() once the loop is gone (it must not post to a destroyed loop: ASan and TSan
+// check that) and the future's outcome for each way the loop can let go of the task.
+TEST(RunCoroutineThreadsafe, CancelAfterTheLoopIsGone) {
+  auto loop = std::make_unique<corio::EventLoop>(kVirtual);
+  // Finished before the loop went.
+  auto finished = corio::run_coroutine_threadsafe(add_later(40, 2), *loop);
+  loop->run_until_complete(turn_until([&] { return is_ready(finished); }));
+  // Suspended when the loop went: the loop's close() destroyed its frame.
+  std::promise<void> started;
+  auto started_f = started.get_future();
+  auto suspended = corio::run_coroutine_threadsafe(wait_forever(&started), *loop);
+  loop->run_until_complete(turn_until([&] { return is_ready(started_f); }));
+  // Never started: posted to the loop, which never ran again.
+  auto unstarted = corio::run_coroutine_threadsafe(wait_forever(nullptr), *loop);
+  loop.reset();
+  finished.cancel();
+  suspended.cancel();
+  unstarted.cancel();
+  EXPECT_EQ(finished.get(), 42);
+  EXPECT_THROW(suspended.get(), corio::CancelledError);
+  EXPECT_THROW(unstarted.get(), corio::CancelledError);  // not a broken promise
+}
+
+// cancel() from another thread while the loop's thread destroys the loop (TSan checks the hand-off).
+TEST(RunCoroutineThreadsafe, CancelRacingTheLoopsDestruction) {
+  for (int round = 0; round < 20; ++round) {
+    auto loop = std::make_unique<corio::EventLoop>(kVirtual);
+    std::promise<void> started;
+    auto started_f = started.get_future();
+    auto f = corio::run_coroutine_threadsafe(wait_forever(&started), *loop);
+    loop->run_until_complete(turn_until([&] { return is_ready(started_f); }));
+    std::atomic<bool> stop{false};
+    std::latch cancelling(1);
+    std::thread canceller([&] {
+      f.cancel();
+      cancelling.count_down();
+      while (!stop.load()) f.cancel();
+    });
+    cancelling.wait();
+    loop.reset();
+    stop = true;
+    canceller.join();
+    EXPECT_THROW(f.get(), corio::CancelledError);
+  }
+}
+
 }  // namespace

@@ -1,10 +1,15 @@
 // Queue, PriorityQueue, LifoQueue: FIFO/priority/LIFO queues between tasks (asyncio.Queue and friends).
 //
 // put() suspends while the queue is full (maxsize > 0), get() while it is empty; each is resumed by the
-// loop on the turn after a slot or an item appeared, in FIFO order of waiting, then checks again (a
-// put_nowait/get_nowait in between may take it first, as in asyncio). A waiter woken but cancelled before
-// it runs passes the wake-up on. task_done()/join() count unfinished items; shutdown() wakes every waiter
-// with QueueShutDown. Move-only T works. Not thread-safe: use from the loop's thread.
+// loop on the turn after a slot or an item appeared, in FIFO order of waiting. An item put while gets wait
+// is handed straight to the longest-waiting get and never enters the queue (size() stays 0), so a
+// get_nowait() in between cannot take it; likewise a freed slot is reserved for the longest-waiting put
+// (full() counts it until that put runs, so a put_nowait() in between cannot take it). This differs from
+// asyncio, where the item or slot stays up for grabs until the woken task runs: a deliberate difference,
+// for speed (no re-check, no lost race, no retry). So items put in one turn while gets wait go to those gets
+// in put order, in a PriorityQueue or LifoQueue too. A waiter woken but cancelled before it runs passes the
+// item or slot on. task_done()/join() count unfinished items; shutdown() wakes every waiter with
+// QueueShutDown. Move-only T works. Not thread-safe: use from the loop's thread.
 #pragma once
 
 #include <algorithm>
@@ -22,32 +27,55 @@
 namespace corio {
 namespace detail {
 
+// Each store's unget(x) puts back an item that was handed to a waiting get whose task was then cancelled,
+// where the item would be had it stayed in the queue, as in asyncio. Such an item is older than everything
+// in the store (it was handed over because the store was empty), and items come back in the order they
+// were handed over (the woken tasks run in that order).
 template <class T>
 struct FifoStore {
   std::deque<T> items;
+  // Invariant: the first `returned` items came back through unget(), oldest first; the next comes after them.
+  std::size_t returned = 0;
   void push(T&& x) { items.push_back(std::move(x)); }
-  void unget(T&& x) { items.push_front(std::move(x)); }  // back where it was: the oldest
+  void unget(T&& x) {
+    items.insert(items.begin() + static_cast<std::ptrdiff_t>(returned), std::move(x));
+    ++returned;
+  }
   T pop() {
     T x = std::move(items.front());
     items.pop_front();
+    if (returned > 0) --returned;
     return x;
   }
   std::size_t size() const noexcept { return items.size(); }
-  void clear() { items.clear(); }
+  void clear() {
+    items.clear();
+    returned = 0;
+  }
 };
 
 template <class T>
 struct LifoStore {
-  std::vector<T> items;
+  std::vector<T> items;  // the top is the back
+  // Invariant: the bottom `returned` items came back through unget(), oldest at the bottom; the next goes
+  // right above them, under every item put since.
+  std::size_t returned = 0;
   void push(T&& x) { items.push_back(std::move(x)); }
-  void unget(T&& x) { items.push_back(std::move(x)); }
+  void unget(T&& x) {
+    items.insert(items.begin() + static_cast<std::ptrdiff_t>(returned), std::move(x));
+    ++returned;
+  }
   T pop() {
     T x = std::move(items.back());
     items.pop_back();
+    if (returned > items.size()) returned = items.size();
     return x;
   }
   std::size_t size() const noexcept { return items.size(); }
-  void clear() { items.clear(); }
+  void clear() {
+    items.clear();
+    returned = 0;
+  }
 };
 
 // A binary heap whose top is the smallest element under Compare (as Python's heapq).
@@ -60,7 +88,7 @@ struct HeapStore {
     items.push_back(std::move(x));
     std::push_heap(items.begin(), items.end(), [this](const T& a, const T& b) { return greater(a, b); });
   }
-  void unget(T&& x) { push(std::move(x)); }
+  void unget(T&& x) { push(std::move(x)); }  // by priority, as any item
   T pop() {
     std::pop_heap(items.begin(), items.end(), [this](const T& a, const T& b) { return greater(a, b); });
     T x = std::move(items.back());
@@ -106,8 +134,12 @@ class BasicQueue {
     store_.push(std::move(item));
   }
   // Suspends while empty; throws QueueShutDown once shut down and empty. Returns an awaitable (not a
-  // Task<>): an item put while gets wait is handed to the longest-waiting one; if its task is cancelled
-  // before it runs, the item goes back to the front of the queue (to the next getter, if one waits).
+  // Task<>): an item put while gets wait is handed to the longest-waiting one. If its task is cancelled
+  // before it runs, the item goes to the next waiting get, or if none waits back into the queue where it
+  // would be had it never left: the front of a Queue, its place by priority in a PriorityQueue, the bottom
+  // of a LifoQueue. Such a returned item may take size() above maxsize (by one per get cancelled so, since
+  // the puts after the hand-over were not held back by it); full() is then true and put()/put_nowait() wait
+  // or throw QueueFull until size() is below maxsize again.
   GetAwaiter get() { return GetAwaiter(*this); }
   // Throws QueueEmpty when empty (QueueShutDown when also shut down).
   T get_nowait() {

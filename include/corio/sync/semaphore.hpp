@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 
 #include "corio/core/task.hpp"
 #include "corio/sync/detail/wait_list.hpp"
@@ -22,26 +23,35 @@ class Semaphore {
   // hands a permit to this task. Strictly FIFO: a new acquire never jumps ahead of waiters (CPython
   // #90155). Cancelled after the permit was handed over but before running: the permit passes on.
   detail::SemaphoreAcquire acquire() noexcept;
-  // Returns a permit: to the first waiter if any, else to the pool.
-  void release() noexcept;
+  // Returns a permit: to the first waiter if any, else to the pool. Throws corio::Error (and changes
+  // nothing) when that would take a BoundedSemaphore above its initial value — also when called through a
+  // Semaphore&: the bound is stored here, not in a virtual override.
+  void release();
   // True when acquire() would suspend.
   bool locked() const noexcept { return value_ == 0 || !waiters_.empty(); }
   std::size_t value() const noexcept { return value_; }
 
  protected:
+  static constexpr std::size_t kUnbounded = std::numeric_limits<std::size_t>::max();
+  Semaphore(std::size_t value, std::size_t bound) noexcept : value_(value), bound_(bound) {}
+
+ private:
   friend class detail::SemaphoreAcquire;
+  // A permit handed back by a waiter that was given it and then cancelled: it was out, so the bound holds.
+  void give_back() noexcept {
+    if (!waiters_.wake_one()) ++value_;
+  }
+
   std::size_t value_;
+  // Invariant: value_ <= bound_ (kUnbounded for a plain Semaphore; BoundedSemaphore's initial value).
+  std::size_t bound_ = kUnbounded;
   detail::WaitList waiters_;
 };
 
-// A Semaphore whose release() above the initial value throws corio::Error.
+// A Semaphore whose release() above the initial value throws corio::Error (through a Semaphore& too).
 class BoundedSemaphore : public Semaphore {
  public:
-  explicit BoundedSemaphore(std::size_t value = 1) noexcept : Semaphore(value), bound_(value) {}
-  void release();
-
- private:
-  std::size_t bound_;
+  explicit BoundedSemaphore(std::size_t value = 1) noexcept : Semaphore(value, value) {}
 };
 
 namespace detail {
@@ -57,7 +67,7 @@ class [[nodiscard]] SemaphoreAcquire : public WaitList::Node {
     return true;
   }
   void await_resume() {
-    if (granted && task_->must_cancel_) sem_->Semaphore::release();  // handed a permit, then cancelled
+    if (granted && task_->must_cancel_) sem_->give_back();  // handed a permit, then cancelled
     throw_if_cancelled();
   }
 

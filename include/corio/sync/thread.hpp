@@ -6,6 +6,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -131,7 +132,11 @@ template <class T>
 class ThreadsafeFuture : public std::future<T> {
  public:
   struct Shared {
-    EventLoop* loop;
+    std::mutex mu;
+    // The loop, while the task may still need cancelling; null once the task's bridge has ended or the loop
+    // dropped the not-yet-started bridge (both on the loop's thread, before the loop can be destroyed), so
+    // cancel() never reaches a loop that is gone. Guarded by mu.
+    EventLoop* loop = nullptr;
     TaskHandle<void> handle;        // loop thread only
     bool cancel_requested = false;  // loop thread only
   };
@@ -139,8 +144,11 @@ class ThreadsafeFuture : public std::future<T> {
       : std::future<T>(std::move(f)), s_(std::move(s)) {}
 
   // Thread-safe: asks the loop to cancel the task; the future then holds CancelledError (unless the task
-  // finished first or swallows the cancellation).
+  // finished first or swallows the cancellation). Does nothing once the task has ended or its loop is gone
+  // (closed or destroyed).
   void cancel() {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (!s_->loop) return;
     s_->loop->call_soon_threadsafe([s = s_] {
       s->cancel_requested = true;
       if (s->handle) s->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
@@ -152,18 +160,21 @@ class ThreadsafeFuture : public std::future<T> {
 };
 
 // From another thread: schedules `task` on `loop` (thread-safe) and returns a future for its result.
-// Exceptions (CancelledError included) reach the future intact; the future's cancel() cancels the task.
+// Exceptions (CancelledError included) reach the future intact; the future's cancel() cancels the task. If
+// the loop closes before the task ran or finished, the future holds CancelledError.
 template <class T>
 ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
+  using Shared = typename ThreadsafeFuture<T>::Shared;
   auto promise = std::make_shared<std::promise<T>>();
-  auto shared = std::make_shared<typename ThreadsafeFuture<T>::Shared>();
+  auto shared = std::make_shared<Shared>();
   shared->loop = &loop;
   ThreadsafeFuture<T> future(promise->get_future(), shared);
-  using Shared = typename ThreadsafeFuture<T>::Shared;
-  // Lives in the bridge task's frame, so it dies on the loop's thread whatever happens to the task: it then
-  // drops the TaskHandle (whose count is not thread-safe: ~Shared may run on the caller's thread) and
-  // settles the promise with CancelledError if the bridge never did (cancelled before its first step, or
-  // the loop closed first) rather than leaving the caller a broken_promise.
+  // Travels with the task: first in the callback posted to the loop, then in the bridge task's frame. So it
+  // dies on the loop's side whatever happens — the bridge ends, or the loop closes first and drops the
+  // callback or the bridge — and before the loop itself can go. It then drops the TaskHandle (whose count
+  // is not thread-safe: ~Shared may run on the caller's thread), tells cancel() the loop is out of reach,
+  // and settles the promise with CancelledError if the bridge never did, rather than leaving the caller a
+  // broken_promise.
   struct Link {
     std::shared_ptr<std::promise<T>> promise;
     std::shared_ptr<Shared> shared;
@@ -174,6 +185,10 @@ ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
         : promise(std::move(o.promise)), shared(std::move(o.shared)), settled(o.settled) {}
     ~Link() {
       if (!promise) return;  // moved from
+      {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        shared->loop = nullptr;
+      }
       if (!settled) {
         try {
           promise->set_exception(
@@ -197,11 +212,11 @@ ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
     }
     link.settled = true;
   };
-  loop.call_soon_threadsafe(
-      [bridge, t = std::make_shared<Task<T>>(std::move(task)), promise, shared]() mutable {
-        shared->handle = create_task(bridge(std::move(*t), Link(promise, shared)));
-        if (shared->cancel_requested) shared->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
-      });
+  loop.call_soon_threadsafe([bridge, t = std::move(task), link = Link(promise, shared)]() mutable {
+    std::shared_ptr<Shared> s = link.shared;
+    s->handle = create_task(bridge(std::move(t), std::move(link)));
+    if (s->cancel_requested) s->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
+  });
   return future;
 }
 
