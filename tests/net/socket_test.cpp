@@ -200,11 +200,11 @@ TEST(Socket, UnixConnectToAMissingPathFails) {
   }());
 }
 
-// The interposed ::connect (interpose.hpp) records each attempt; on a backend that connects without
-// libc's ::connect (a future io_uring IORING_OP_CONNECT), it sees none.
-bool connect_bypasses_libc(const corio_test::ConnectInterposer& connects) {
-  const char* backend = std::getenv("CORIO_BACKEND");
-  return connects.attempts().empty() && backend && std::string(backend) == "io_uring";
+// The interposed ::connect (interpose.hpp) records each attempt; the io_uring backend connects with
+// IORING_OP_CONNECT, without libc's ::connect, so it sees none there. (`backend`: the one the test's loop
+// ran, whether chosen by CORIO_BACKEND or by Backend::automatic.)
+bool connect_bypasses_libc(const corio_test::ConnectInterposer& connects, corio::Backend backend) {
+  return connects.attempts().empty() && backend == corio::Backend::io_uring;
 }
 
 struct ConnectOutcome {
@@ -241,11 +241,14 @@ TEST(Socket, UnreachableHostIsAnOSErrorNamingHostAndPort) {
   connects.fail("127.0.0.4", ENETUNREACH);
   corio_test::FakeName name("no-route.corio-test.invalid", {"127.0.0.4"});
   ConnectOutcome by_address, by_name;
-  run_guarded([](std::uint16_t port, ConnectOutcome& by_address, ConnectOutcome& by_name) -> Task<> {
+  corio::Backend backend{};
+  run_guarded([](std::uint16_t port, ConnectOutcome& by_address, ConnectOutcome& by_name,
+                 corio::Backend& backend) -> Task<> {
+    backend = corio::get_running_loop().backend();
     by_address = co_await try_connect("127.0.0.3", port);
     by_name = co_await try_connect("no-route.corio-test.invalid", port);
-  }(port, by_address, by_name));
-  if (connect_bypasses_libc(connects))
+  }(port, by_address, by_name, backend));
+  if (connect_bypasses_libc(connects, backend))
     GTEST_SKIP() << "this backend connects without libc's ::connect, so the interposition cannot fail it";
   EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.3:" + p, "127.0.0.4:" + p}));
 
@@ -271,15 +274,17 @@ TEST(Socket, OpenConnectionTriesEachResolvedAddressInTurn) {
   corio_test::FakeName name("second-answers.corio-test.invalid", {"127.0.0.2", "127.0.0.1"});
   corio_test::ConnectInterposer connects;  // records only
   std::uint16_t port = 0;
-  run_guarded([](std::uint16_t& port) -> Task<> {
+  corio::Backend backend{};
+  run_guarded([](std::uint16_t& port, corio::Backend& backend) -> Task<> {
+    backend = corio::get_running_loop().backend();
     corio::Server server = co_await corio_test::start_echo_server();
     port = server.port();
     auto [r, w] = co_await corio::open_connection("second-answers.corio-test.invalid", port);
     EXPECT_EQ(w.peername(), "127.0.0.1:" + std::to_string(port));
     w.write("second address\n");
     EXPECT_EQ(co_await r.readline(), "second address\n");
-  }(port));
-  if (connect_bypasses_libc(connects))
+  }(port, backend));
+  if (connect_bypasses_libc(connects, backend))
     GTEST_SKIP() << "this backend connects without libc's ::connect: the attempts cannot be seen";
   const std::string p = std::to_string(port);
   EXPECT_EQ(connects.attempts(), (std::vector<std::string>{"127.0.0.2:" + p, "127.0.0.1:" + p}));
