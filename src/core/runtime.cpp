@@ -328,7 +328,7 @@ void TaskStateBase::dump(std::string& out) const {
   out += ")\n  awaiting: " + awaiting() + "\n";
   // The chain of coroutines, innermost first.
   const PromiseBase* p = waiter_ ? waiter_->promise_ : nullptr;
-  for (; p; p = p->parent_) {
+  for (; p; p = p->parent()) {
     out += "  in ";
     out += p->loc_.function();
     if (p->loc_.line()) {

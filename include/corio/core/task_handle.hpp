@@ -61,7 +61,7 @@ class TaskState : public TaskState<void> {
 
  protected:
   void take_value(PromiseBase& root) override {
-    value_.emplace(std::move(*static_cast<Promise<T>&>(root).value_));
+    value_.emplace(std::move(static_cast<Promise<T>&>(root).value_));
   }
 
  private:
@@ -73,7 +73,7 @@ template <class T>
 class ScheduledTask final : public TaskState<T> {
  public:
   ScheduledTask(LoopCore& loop, Task<T>&& task) noexcept : TaskState<T>(loop), task_(std::move(task)) {
-    task_.h_.promise().root_ = this;
+    task_.h_.promise().set_root(this);
     task_.h_.promise().started_ = true;
   }
 

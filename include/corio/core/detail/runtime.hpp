@@ -66,17 +66,40 @@ inline void resume_chain(std::coroutine_handle<> h) {
   }
 }
 
-// The part of every corio promise the runtime needs without knowing the result type.
+// The part of every corio promise the runtime needs without knowing the result type. It sits in every
+// coroutine frame, so it is kept small (40 bytes): a coroutine is either awaited (it has a parent) or the
+// root of a scheduled task, never both, so the two links share a slot; the flags come last so that
+// PromiseStorage<T> can put a small result in the tail padding.
 struct PromiseBase : PooledAlloc {
   explicit PromiseBase(SourceLoc loc) noexcept : loc_(loc) {}
 
   std::coroutine_handle<> continuation_;  // who awaits this coroutine; null for a task's root
-  PromiseBase* parent_ = nullptr;         // continuation_'s promise when it is a corio one (introspection)
-  TaskStateBase* root_ = nullptr;         // set when this coroutine is the root of a scheduled task
+
+  // continuation_'s promise when it is a corio one (introspection); null for a root.
+  PromiseBase* parent() const noexcept { return is_root_ ? nullptr : link_.parent; }
+  // The scheduled task this coroutine is the root of, or null.
+  TaskStateBase* root() const noexcept { return is_root_ ? link_.root : nullptr; }
+  void set_parent(PromiseBase* p) noexcept { link_.parent = p; }  // not on a root (a root is started_)
+  void set_root(TaskStateBase* t) noexcept {
+    link_.root = t;
+    is_root_ = true;
+  }
+
   std::exception_ptr exc_;
   SourceLoc loc_;
+
+ private:
+  union Link {
+    PromiseBase* parent;
+    TaskStateBase* root;
+  } link_{nullptr};  // which one: is_root_
+
+ public:
   bool started_ = false;        // awaited (or scheduled) once; a second await is an error
   bool cancelled_exc_ = false;  // exc_ holds a CancelledError (only tracked for task roots)
+  bool has_value_ = false;      // PromiseStorage<T> holds a value
+ private:
+  bool is_root_ = false;
 };
 
 // Something that finishes tasks' awaits: a watcher is told, synchronously, when a task is done.
