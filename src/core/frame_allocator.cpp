@@ -1,6 +1,8 @@
 // The frame allocator's slow path: carving blocks from chunks.
 #include "corio/core/detail/frame_allocator.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <mutex>
 #include <new>
@@ -16,6 +18,12 @@ namespace {
 constexpr std::size_t kFirstChunk = 4096;
 constexpr std::size_t kMaxChunk = std::size_t{2} << 20;  // one transparent huge page
 thread_local std::size_t tl_next_chunk = kFirstChunk;
+// Full-size chunks are prefaulted a window at a time, ahead of the bump pointer: blocks are carved front to
+// back and written at once, and one madvise(MADV_POPULATE_WRITE) (Linux >= 5.14; a no-op error before)
+// maps 64 pages for the price of about one page fault. Measured here, page faults were half of W1's time
+// (~670 -> ~340 ns/task on a loaded VM). At most one window of memory is made resident early.
+constexpr std::size_t kPrefaultWindow = 256 * 1024;
+thread_local char* tl_prefaulted = nullptr;  // end of the prefaulted part of the current chunk
 
 // Every chunk ever made, so they stay reachable (see the header: blocks may sit on any thread's list).
 std::mutex chunks_mu;
@@ -46,11 +54,20 @@ void* FrameAllocator::refill(std::size_t cls) {
     tl_next_chunk = std::min(kMaxChunk, tl_next_chunk * 2);
     bump_ = static_cast<char*>(new_chunk(chunk));
     bump_end_ = bump_ + chunk;
+    // Smaller chunks are not page-aligned; they are few (2 MiB in all) and left to fault.
+    tl_prefaulted = chunk == kMaxChunk ? bump_ : bump_end_;
     std::lock_guard<std::mutex> lock(chunks_mu);
     chunks->push_back(bump_);
   }
   void* p = bump_;
   bump_ += size;
+#ifdef MADV_POPULATE_WRITE
+  if (bump_ > tl_prefaulted) {
+    const std::size_t len = std::min<std::size_t>(kPrefaultWindow, bump_end_ - tl_prefaulted);
+    (void)::madvise(tl_prefaulted, len, MADV_POPULATE_WRITE);
+    tl_prefaulted += len;
+  }
+#endif
   return p;
 }
 

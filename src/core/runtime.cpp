@@ -144,9 +144,19 @@ void CallbackNode::fire() { loop_->enqueue(*this); }
 
 // ---------------------------------------------------------------- task state
 
-TaskStateBase::TaskStateBase(LoopCore& loop) noexcept : loop_(&loop) {}
+TaskStateBase::TaskStateBase(LoopCore& loop, std::coroutine_handle<> frame) noexcept
+    : loop_(&loop), frame_(frame.address()) {}
 
 TaskStateBase::~TaskStateBase() {
+  if (!done()) {
+    // Only reachable if create_task failed half-way: the loop holds a reference until the task ends.
+    if (frame_) std::coroutine_handle<>::from_address(frame_).destroy();
+    return;
+  }
+  struct DestroyExc {
+    std::exception_ptr& e;
+    ~DestroyExc() { e.~exception_ptr(); }
+  } destroy_exc{exc_};
   if (status_ == Status::failed && !exc_retrieved_) {
     std::string what = "unknown exception";
     try {
@@ -181,17 +191,19 @@ std::string TaskStateBase::name() const {
 
 bool TaskStateBase::cancel(std::string msg) {
   if (done()) return false;
-  ++cancel_requests_;
-  if (!msg.empty()) extras().cancel_msg = std::move(msg);
-  if (waiter_ && waiter_->cancel()) return true;
+  Extras& x = extras();
+  ++x.cancel_requests;
+  if (!msg.empty()) x.cancel_msg = std::move(msg);
+  if (Waiter* w = waiter(); w && w->cancel()) return true;
   must_cancel_ = true;
   return true;
 }
 
 int TaskStateBase::uncancel() noexcept {
-  if (cancel_requests_ > 0) --cancel_requests_;
-  if (cancel_requests_ == 0) must_cancel_ = false;
-  return cancel_requests_;
+  int n = 0;
+  if (extras_ && extras_->cancel_requests > 0) n = --extras_->cancel_requests;
+  if (n == 0) must_cancel_ = false;
+  return n;
 }
 
 void TaskStateBase::check_result() {
@@ -228,21 +240,22 @@ void TaskStateBase::run_ready() {
   if (done()) return;
   LoopCore& loop = *loop_;
   loop.current_ = this;
+  std::coroutine_handle<> h;
   if (!started_) {
     started_ = true;
     if (must_cancel_) {
       // Cancelled before its first step: the body never runs (asyncio throws into the unstarted coroutine).
       must_cancel_ = false;
-      exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
-      status_ = Status::cancelled;
-      destroy_frame();
+      end(Status::cancelled, std::make_exception_ptr(CancelledError(cancel_message())));
       finish();
       loop.current_ = nullptr;
       return;
     }
-    resume_ = frame();
+    h = std::coroutine_handle<>::from_address(frame_);
+  } else {
+    h = std::coroutine_handle<>::from_address(resume_);
+    set_waiter(nullptr);
   }
-  std::coroutine_handle<> h = std::exchange(resume_, nullptr);
   if (loop.debug_) {
     add_ref();
     std::int64_t start = monotonic_ns();
@@ -259,20 +272,24 @@ void TaskStateBase::run_ready() {
   loop.current_ = nullptr;
 }
 
+void TaskStateBase::end(Status s, std::exception_ptr e) noexcept {
+  void* frame = frame_;
+  std::construct_at(&exc_, std::move(e));  // frame_ and exc_ share storage: done() now selects exc_
+  status_ = s;
+  if (frame) std::coroutine_handle<>::from_address(frame).destroy();
+}
+
 void TaskStateBase::complete(PromiseBase& root) noexcept {
   if (root.exc_) {
-    exc_ = root.exc_;
-    status_ = root.cancelled_exc_ ? Status::cancelled : Status::failed;
+    end(root.cancelled_exc_ ? Status::cancelled : Status::failed, root.exc_);
   } else if (must_cancel_) {
     // Cancelled while running, then returned without awaiting again: asyncio ends such a task cancelled.
     must_cancel_ = false;
-    exc_ = std::make_exception_ptr(CancelledError(cancel_message()));
-    status_ = Status::cancelled;
+    end(Status::cancelled, std::make_exception_ptr(CancelledError(cancel_message())));
   } else {
     take_value(root);
-    status_ = Status::finished;
+    end(Status::finished, nullptr);
   }
-  destroy_frame();
   finish();
 }
 
@@ -294,11 +311,9 @@ void TaskStateBase::abandon() noexcept {
   while (watchers_.pop_front()) {
   }
   if (status_ == Status::pending) {
-    status_ = Status::cancelled;
-    exc_ = std::make_exception_ptr(CancelledError("event loop closed"));
     exc_retrieved_ = true;
+    end(Status::cancelled, std::make_exception_ptr(CancelledError("event loop closed")));
   }
-  destroy_frame();
   // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
   // would keep the task (and what they captured) alive forever.
   while (extras_ && extras_->callbacks) {
@@ -312,9 +327,9 @@ void TaskStateBase::abandon() noexcept {
 
 std::string TaskStateBase::awaiting() const {
   if (done()) return "done";
-  if (waiter_) {
+  if (Waiter* w = waiter()) {
     std::string out;
-    waiter_->describe(out);
+    w->describe(out);
     return out;
   }
   if (loop_->current_ == this) return "running";
@@ -324,11 +339,12 @@ std::string TaskStateBase::awaiting() const {
 void TaskStateBase::dump(std::string& out) const {
   out += "Task '" + name() + "' (";
   out += done() ? "done" : (started_ ? "pending" : "not started");
-  if (cancel_requests_) out += ", cancelling=" + std::to_string(cancel_requests_);
+  if (int n = cancelling()) out += ", cancelling=" + std::to_string(n);
   out += ")\n  awaiting: " + awaiting() + "\n";
   // The chain of coroutines, innermost first.
-  const PromiseBase* p = waiter_ ? waiter_->promise_ : nullptr;
-  for (; p; p = p->parent_) {
+  const Waiter* w = waiter();
+  const PromiseBase* p = w ? w->promise_ : nullptr;
+  for (; p; p = p->parent()) {
     out += "  in ";
     out += p->loc_.function();
     if (p->loc_.line()) {
@@ -491,7 +507,7 @@ void EventLoop::cancel_all_tasks() {
     if (s->status_ == detail::TaskStateBase::Status::failed && !s->exc_retrieved_) {
       std::string what = "unknown exception";
       try {
-        std::rethrow_exception(s->exc_);
+        std::rethrow_exception(s->exception());
       } catch (const std::exception& e) {
         what = e.what();
       } catch (...) {

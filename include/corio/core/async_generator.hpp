@@ -68,7 +68,7 @@ class [[nodiscard]] AsyncGenerator {
     void await_suspend(std::coroutine_handle<P> caller) noexcept {
       promise_type& p = h_.promise();
       p.continuation_ = caller;
-      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) p.parent_ = &caller.promise();
+      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) p.set_parent(&caller.promise());
       p.started_ = true;
       detail::tl_transfer = h_;
     }

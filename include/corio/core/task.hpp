@@ -13,6 +13,7 @@
 
 #include <coroutine>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -37,24 +38,36 @@ struct FinalAwaiter {
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) noexcept {
     PromiseBase& p = h.promise();
-    if (p.root_)
-      p.root_->complete(p);  // may destroy this frame: touch nothing after
+    if (TaskStateBase* root = p.root())
+      root->complete(p);  // may destroy this frame: touch nothing after
     else
       tl_transfer = p.continuation_;
   }
   void await_resume() const noexcept {}
 };
 
+// The result slot. A bare union rather than std::optional, whose flag would cost a word after the base: the
+// flag is PromiseBase::has_value_, and a small T lands in PromiseBase's tail padding.
 template <class T>
 struct PromiseStorage : PromiseBase {
-  using PromiseBase::PromiseBase;
-  std::optional<T> value_;
+  explicit PromiseStorage(SourceLoc loc) noexcept : PromiseBase(loc) {}
+  PromiseStorage(const PromiseStorage&) = delete;
+  PromiseStorage& operator=(const PromiseStorage&) = delete;
+  ~PromiseStorage() {
+    if (has_value_) value_.~T();
+  }
+  union {
+    T value_;  // constructed iff has_value_
+  };
   template <class U>
   requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
+  void return_value(U&& v) {
+    std::construct_at(std::addressof(value_), std::forward<U>(v));
+    has_value_ = true;
+  }
   T take() {
     if (exc_) std::rethrow_exception(exc_);
-    return std::move(*value_);
+    return std::move(value_);
   }
 };
 
@@ -76,7 +89,7 @@ struct Promise final : PromiseStorage<T> {
   FinalAwaiter final_suspend() const noexcept { return {}; }
   void unhandled_exception() noexcept {
     this->exc_ = std::current_exception();
-    if (this->root_) {
+    if (this->root()) {
       try {
         throw;
       } catch (const CancelledError&) {
@@ -101,7 +114,7 @@ struct TaskAwaiter {
     Promise<T>& p = h_.promise();
     p.started_ = true;
     p.continuation_ = caller;
-    if constexpr (std::is_base_of_v<PromiseBase, P>) p.parent_ = &caller.promise();
+    if constexpr (std::is_base_of_v<PromiseBase, P>) p.set_parent(&caller.promise());
     tl_transfer = h_;
   }
   T await_resume() { return h_.promise().take(); }

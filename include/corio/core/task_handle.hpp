@@ -36,7 +36,7 @@ namespace detail {
 template <>
 class TaskState<void> : public TaskStateBase {
  public:
-  explicit TaskState(LoopCore& loop) noexcept : TaskStateBase(loop) {}
+  TaskState(LoopCore& loop, std::coroutine_handle<> frame) noexcept : TaskStateBase(loop, frame) {}
   // Throws the task's exception, CancelledError, or InvalidStateError if it did not finish with a value.
   void get() { check_result(); }
   void take() { check_result(); }
@@ -48,44 +48,46 @@ class TaskState<void> : public TaskStateBase {
 template <class T>
 class TaskState : public TaskState<void> {
  public:
-  explicit TaskState(LoopCore& loop) noexcept : TaskState<void>(loop) {}
+  TaskState(LoopCore& loop, std::coroutine_handle<> frame) noexcept : TaskState<void>(loop, frame) {}
+  TaskState(const TaskState&) = delete;
+  TaskState& operator=(const TaskState&) = delete;
+  ~TaskState() override {
+    if (status_ == Status::finished) value_.~T();
+  }
   // The value of a task that finished (throws its exception, CancelledError, or InvalidStateError).
   T get() {
     check_result();
-    return *value_;
+    return value_;
   }
   T take() {
     check_result();
-    return std::move(*value_);
+    return std::move(value_);
   }
 
  protected:
   void take_value(PromiseBase& root) override {
-    value_.emplace(std::move(*static_cast<Promise<T>&>(root).value_));
+    std::construct_at(std::addressof(value_), std::move(static_cast<Promise<T>&>(root).value_));
   }
 
  private:
-  std::optional<T> value_;
+  // A bare union rather than std::optional: status_ == finished says whether it holds a value, and a small
+  // T lands in TaskStateBase's tail padding.
+  union {
+    T value_;
+  };
 };
 
-// The state of a task scheduled with create_task: owns its root coroutine.
+// The state of a task scheduled with create_task: takes over its root coroutine.
 template <class T>
 class ScheduledTask final : public TaskState<T> {
  public:
-  ScheduledTask(LoopCore& loop, Task<T>&& task) noexcept : TaskState<T>(loop), task_(std::move(task)) {
-    task_.h_.promise().root_ = this;
-    task_.h_.promise().started_ = true;
+  ScheduledTask(LoopCore& loop, Task<T>&& task) noexcept : TaskState<T>(loop, task.h_) {
+    task.h_.promise().set_root(this);
+    task.h_.promise().started_ = true;
+    task.h_ = nullptr;
   }
 
   static bool already_awaited(const Task<T>& t) noexcept { return t.h_.promise().started_; }
-
- protected:
-  std::coroutine_handle<> frame() noexcept override { return task_.h_; }
-  void destroy_frame() noexcept override { task_ = Task<T>(); }
-  PromiseBase* root_promise() noexcept override { return task_.h_ ? &task_.h_.promise() : nullptr; }
-
- private:
-  Task<T> task_;
 };
 
 // The result side of any task's state (TaskState<void> for a type-erased view).
@@ -173,7 +175,7 @@ class TaskHandle {
     if (!s->done()) throw InvalidStateError("exception(): the task is not done");
     if (s->status_ == detail::TaskStateBase::Status::cancelled) s->check_result();
     s->exc_retrieved_ = true;
-    return s->exc_;
+    return s->exception();
   }
   // f(TaskHandle<T>) runs on the loop (scheduled with call_soon, never inline) once the task is done.
   template <class F>
@@ -184,7 +186,7 @@ class TaskHandle {
         std::function<void()>([f = std::move(f), self = std::move(self)]() mutable { f(self); }));
     s->add_callback(std::move(cb));
   }
-  int cancelling() const { return state_or_throw()->cancel_requests_; }
+  int cancelling() const { return state_or_throw()->cancelling(); }
   int uncancel() { return state_or_throw()->uncancel(); }
   std::string get_name() const { return state_or_throw()->name(); }
   void set_name(std::string name) { state_or_throw()->set_name(std::move(name)); }

@@ -86,7 +86,7 @@ class TaskGroup {
     --pending_;
     if (t.status_ == detail::TaskStateBase::Status::failed) {
       t.exc_retrieved_ = true;
-      errors_.push_back(t.exc_);
+      errors_.push_back(t.exception());
       if (!aborting_ && !parent_cancel_requested_) {
         abort();
         parent_cancel_requested_ = true;

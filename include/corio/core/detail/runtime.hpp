@@ -66,17 +66,40 @@ inline void resume_chain(std::coroutine_handle<> h) {
   }
 }
 
-// The part of every corio promise the runtime needs without knowing the result type.
+// The part of every corio promise the runtime needs without knowing the result type. It sits in every
+// coroutine frame, so it is kept small (40 bytes): a coroutine is either awaited (it has a parent) or the
+// root of a scheduled task, never both, so the two links share a slot; the flags come last so that
+// PromiseStorage<T> can put a small result in the tail padding.
 struct PromiseBase : PooledAlloc {
   explicit PromiseBase(SourceLoc loc) noexcept : loc_(loc) {}
 
   std::coroutine_handle<> continuation_;  // who awaits this coroutine; null for a task's root
-  PromiseBase* parent_ = nullptr;         // continuation_'s promise when it is a corio one (introspection)
-  TaskStateBase* root_ = nullptr;         // set when this coroutine is the root of a scheduled task
+
+  // continuation_'s promise when it is a corio one (introspection); null for a root.
+  PromiseBase* parent() const noexcept { return is_root_ ? nullptr : link_.parent; }
+  // The scheduled task this coroutine is the root of, or null.
+  TaskStateBase* root() const noexcept { return is_root_ ? link_.root : nullptr; }
+  void set_parent(PromiseBase* p) noexcept { link_.parent = p; }  // not on a root (a root is started_)
+  void set_root(TaskStateBase* t) noexcept {
+    link_.root = t;
+    is_root_ = true;
+  }
+
   std::exception_ptr exc_;
   SourceLoc loc_;
+
+ private:
+  union Link {
+    PromiseBase* parent;
+    TaskStateBase* root;
+  } link_{nullptr};  // which one: is_root_
+
+ public:
   bool started_ = false;        // awaited (or scheduled) once; a second await is an error
   bool cancelled_exc_ = false;  // exc_ holds a CancelledError (only tracked for task roots)
+  bool has_value_ = false;      // PromiseStorage<T> holds a value
+ private:
+  bool is_root_ = false;
 };
 
 // Something that finishes tasks' awaits: a watcher is told, synchronously, when a task is done.
@@ -89,7 +112,7 @@ struct DoneWatcher : ListNode {
 };
 
 // A leaf a task is suspended at: a timer, a lock's waiter list, a child task, a socket. Invariant: while a
-// task is suspended here, task_->waiter_ == this; wake() clears it and schedules the task, so a waiter is
+// task is suspended here, task_->waiter() == this; wake() clears it and schedules the task, so a waiter is
 // woken at most once.
 struct Waiter {
   TaskStateBase* task_ = nullptr;
@@ -149,40 +172,77 @@ struct FnCallback final : CallbackNode {
 
 // The state of a task scheduled with create_task (asyncio.Task). Owned by references: the loop holds one
 // while the task is pending, each TaskHandle one more. Loop-thread only, so the count is not atomic.
+//
+// Every task pays for this object, so it is packed to 92 bytes (a small result fits in the tail, 96 in all):
+// the id and the flags share a word, slots that are never needed at the same time share storage (the
+// waiter and the next step's coroutine; the root frame and the exception), and what few tasks need sits in
+// Extras.
 class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
  public:
   enum class Status : std::uint8_t { pending, finished, failed, cancelled };
 
-  explicit TaskStateBase(LoopCore& loop) noexcept;
+  // Takes ownership of `frame`, the root coroutine (suspended at its initial suspend point).
+  TaskStateBase(LoopCore& loop, std::coroutine_handle<> frame) noexcept;
   virtual ~TaskStateBase();
 
   LoopCore* loop_;
-  std::uint32_t refs_ = 1;
-  int cancel_requests_ = 0;  // cancelling()
-  Status status_ = Status::pending;
-  bool started_ = false;        // its first step ran (or it was cancelled before it)
-  bool queued_ = false;         // in the ready queue
-  bool must_cancel_ = false;    // throw CancelledError at the next resumption (asyncio's _must_cancel)
-  bool exc_retrieved_ = false;  // somebody looked at exc_: no "never retrieved" report
-  std::uint64_t id_ = 0;
-  Waiter* waiter_ = nullptr;        // what the task is suspended at; null while ready or running
-  std::coroutine_handle<> resume_;  // where the next step resumes
-  std::exception_ptr exc_;
+  std::uint64_t id_ : 48 = 0;  // "Task-<id>"; 2^48 tasks outlast any process
+  Status status_ : 8 = Status::pending;
+  bool started_ : 1 = false;        // its first step ran (or it was cancelled before it)
+  bool queued_ : 1 = false;         // in the ready queue
+  bool must_cancel_ : 1 = false;    // throw CancelledError at the next resumption (asyncio's _must_cancel)
+  bool exc_retrieved_ : 1 = false;  // somebody looked at the exception: no "never retrieved" report
+
+ private:
+  bool has_resume_ : 1 = false;  // which member of the union below is live
+  // Invariant: while the task is suspended, waiter_ is the Waiter it is suspended at; while it is scheduled
+  // after a wake-up, resume_ is the coroutine its next step resumes; while it runs or before its first step,
+  // waiter_ is null. The two are never needed at once.
+  union {
+    Waiter* waiter_ = nullptr;
+    void* resume_;  // a coroutine_handle's address
+  };
+  // While pending, frame_ is the root coroutine (null once destroyed); once done, exc_ is the exception
+  // the task ended with (null if it returned a value). The frame is destroyed when the task ends, so the
+  // two are never needed at once either.
+  union {
+    void* frame_;
+    std::exception_ptr exc_;
+  };
+
+ public:
   IntrusiveList<DoneWatcher> watchers_;
   struct UserCallback;
-  // What most tasks never need, allocated on first use: a name, a cancel message, done callbacks, and in
-  // debug mode where create_task was called (so a task costs nothing more outside debug mode).
+  // What most tasks never need, allocated on first use: a name, a cancel message and count, done callbacks,
+  // and in debug mode where create_task was called (so a task costs nothing more outside debug mode).
   struct Extras {
     std::string name;  // empty: "Task-<id>"
     std::string cancel_msg;
     UserCallback* callbacks = nullptr;  // add_done_callback, scheduled with call_soon when done
     SourceLoc created{};                // create_task's caller; known() only if recorded in debug mode
+    int cancel_requests = 0;            // cancelling()
   };
   std::unique_ptr<Extras> extras_;
+  std::uint32_t refs_ = 1;  // last, so that TaskState<T> can put a small value in the tail padding
   Extras& extras() {
     if (!extras_) extras_ = std::make_unique<Extras>();
     return *extras_;
   }
+
+  // The waiter the task is suspended at, or null (see the invariant above).
+  Waiter* waiter() const noexcept { return has_resume_ ? nullptr : waiter_; }
+  void set_waiter(Waiter* w) noexcept {
+    waiter_ = w;
+    has_resume_ = false;
+  }
+  // Records where the next step resumes (the task is woken).
+  void set_resume(std::coroutine_handle<> h) noexcept {
+    resume_ = h.address();
+    has_resume_ = true;
+  }
+  // The exception the task ended with; null while it is pending or if it returned a value.
+  std::exception_ptr exception() const noexcept { return done() ? exc_ : nullptr; }
+  int cancelling() const noexcept { return extras_ ? extras_->cancel_requests : 0; }
 
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -214,11 +274,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
 
  protected:
   virtual void take_value(PromiseBase& root) = 0;
-  virtual std::coroutine_handle<> frame() noexcept = 0;
-  virtual void destroy_frame() noexcept = 0;
-  virtual PromiseBase* root_promise() noexcept = 0;
 
  private:
+  // Ends the task with status `s` and exception `e`, then destroys the root frame.
+  void end(Status s, std::exception_ptr e) noexcept;
   void finish() noexcept;
 };
 
@@ -281,19 +340,18 @@ void Waiter::suspend_on(std::coroutine_handle<P> h) {
   if constexpr (std::is_base_of_v<PromiseBase, P>) promise_ = &h.promise();
   TaskStateBase& t = LoopCore::current_task_or_throw();
   task_ = &t;
-  t.waiter_ = this;
+  t.set_waiter(this);
   if (t.must_cancel_) {
     t.must_cancel_ = false;
     if (!cancel()) t.must_cancel_ = true;
   }
 }
 
-inline bool Waiter::suspended() const noexcept { return task_ && task_->waiter_ == this; }
+inline bool Waiter::suspended() const noexcept { return task_ && task_->waiter() == this; }
 
 inline void Waiter::wake() noexcept {
   TaskStateBase* t = task_;
-  t->waiter_ = nullptr;
-  t->resume_ = handle_;
+  t->set_resume(handle_);
   t->loop_->schedule(*t);
 }
 
@@ -311,7 +369,7 @@ inline bool Waiter::cancel_and_wake() noexcept {
 }
 
 inline Waiter::~Waiter() {
-  if (task_ && task_->waiter_ == this) task_->waiter_ = nullptr;
+  if (task_ && task_->waiter() == this) task_->set_waiter(nullptr);
 }
 
 }  // namespace corio::detail
