@@ -7,11 +7,11 @@
 // Both sides run in the same loop, so every number below counts the client's and the server's work.
 //
 // Every open connection costs two descriptors here (the client's and the server's), so the program first
-// raises its soft RLIMIT_NOFILE to the hard limit; a Semaphore keeps the connections open at once within
-// what the limit allows (and says so when that is fewer than 10,000). A second Semaphore keeps at most
-// 1,024 connection attempts in flight: the kernel queues at most `backlog` (here 4,096, Linux's default
-// somaxconn) connections the server has not accepted yet and drops further SYNs, which the client would
-// retry only after one second.
+// raises RLIMIT_NOFILE to 20,064 (the hard limit too, where it may: root); a Semaphore keeps the connections
+// open at once within what the limit allows (and says so when that is fewer than 10,000). A second Semaphore
+// keeps at most 1,024 connection attempts in flight: the kernel queues at most `backlog` (here 4,096, Linux's
+// default somaxconn) connections the server has not accepted yet and drops further SYNs, which the client
+// would retry only after one second.
 //
 // Exits with status 1 if any client failed (the output says how many, and the first error).
 #include <sys/resource.h>
@@ -32,13 +32,18 @@ constexpr long kSpareDescriptors = 64;  // stdio, the listener, epoll, eventfd, 
 
 double now() { return corio::get_running_loop().time(); }
 
-// Raises the soft descriptor limit to the hard one; returns the soft limit in force.
+// Raises the descriptor limit to what 10,000 connections need: the hard limit too where that is allowed
+// (root), else the soft limit up to the hard one. Returns the soft limit in force.
 long raise_nofile_limit() {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 1024;
-  if (lim.rlim_cur < lim.rlim_max) {
-    rlimit want = lim;
-    want.rlim_cur = lim.rlim_max;
+  const rlim_t need = 2 * kConnections + kSpareDescriptors;
+  if (lim.rlim_cur < need) {
+    rlimit want{need, std::max(need, lim.rlim_max)};
+    if (setrlimit(RLIMIT_NOFILE, &want) != 0) {
+      want = lim;
+      want.rlim_cur = lim.rlim_max;
+    }
     if (setrlimit(RLIMIT_NOFILE, &want) == 0) lim = want;
   }
   return lim.rlim_cur == RLIM_INFINITY ? 1L << 20 : static_cast<long>(lim.rlim_cur);
