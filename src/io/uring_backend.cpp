@@ -237,17 +237,20 @@ class UringBackend final : public SignalCore {
   }
 
   std::size_t poll(std::int64_t timeout_ns) override {
+    // A busy loop with no I/O (tasks handing work to each other) polls every turn: with nothing prepared,
+    // in flight or left over, only a wake-up (cross-thread posts are seen through the loop's flag) or a
+    // signal could be waiting. Return without touching the ring, except on every 256th busy turn when
+    // signals are watched, as the epoll backend does.
+    const bool signal_turn = timeout_ns == 0 && sigfd_ >= 0 && (++busy_polls_ & 255) == 0;
+    if (timeout_ns == 0 && !prepared_ && inflight_ == 0 && !signal_turn && done_.empty() &&
+        deferred_.empty() && later_release_.empty())
+      return 0;
     release_later_buffers();
     std::size_t handled = run_deferred() + finish_done();
     if (handled) timeout_ns = 0;
-    bool to_submit = io_uring_sq_ready(ring_.get()) > 0;
     int rc = 0;
     if (timeout_ns == 0) {
-      // Nothing in flight and nothing to submit: only a wake-up (cross-thread posts are seen through the
-      // loop's flag) or a signal could be waiting. Skip the system call, except on every 256th busy turn
-      // when signals are watched, as the epoll backend does.
-      if (to_submit || inflight_ > 0 || (sigfd_ >= 0 && (++busy_polls_ & 255) == 0))
-        rc = io_uring_submit_and_get_events(ring_.get());
+      if (prepared_ || inflight_ > 0 || signal_turn) rc = io_uring_submit_and_get_events(ring_.get());
     } else if (timeout_ns < 0) {
       rc = io_uring_submit_and_wait(ring_.get(), 1);
     } else {
@@ -257,6 +260,7 @@ class UringBackend final : public SignalCore {
       io_uring_cqe* cqe = nullptr;
       rc = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
     }
+    prepared_ = false;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       throw std::system_error(-rc, std::generic_category(), "io_uring_enter");
     handled += reap();
@@ -378,6 +382,7 @@ class UringBackend final : public SignalCore {
   // ---- requests
 
   io_uring_sqe* get_sqe() noexcept {
+    prepared_ = true;
     io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
     while (!sqe) {
       // The submission queue is full: submit it. The kernel refuses (EBUSY) while completions it could
@@ -798,6 +803,7 @@ class UringBackend final : public SignalCore {
   char* bufs_ = nullptr;
   bool buffer_ring_ = false;  // false: the kernel refused the provided-buffer ring
   bool closing_ = false;
+  bool prepared_ = false;     // requests prepared since the last submission
   std::size_t pending_ = 0;   // ops submitted and not completed (the seam's count)
   std::size_t inflight_ = 0;  // requests in the ring on behalf of ops (wake-up and signal polls excluded)
   std::size_t busy_polls_ = 0;
