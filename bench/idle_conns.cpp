@@ -1,12 +1,12 @@
-// Idle connections: N (default 10,000) connections to a corio server in the same process, each server
-// handler waiting in readline(). The client side is raw non-blocking sockets (no user-space state beyond
-// an int each). Reports (RSS once every handler waits in readline() - RSS before the first connect) / N:
-// the server's per-connection cost, buffers, stream state, handler frame and the server's bookkeeping
-// included. RSS is the current resident set (/proc/self/statm), not the peak.
+// Idle connections: N (default 10,000) connections to a corio server, each server
+// handler waiting in readline(). The client side is raw blocking sockets (no user-space state beyond
+// an int each, in a child process). Reports (RSS once every handler waits in readline() - RSS before the
+// first connect) / N: the server's per-connection cost, buffers, stream state, handler frame and the server's
+// bookkeeping included. RSS is the current resident set (/proc/self/statm), not the peak.
 //
-// Needs 2N + 100 descriptors: raises RLIMIT_NOFILE to that (the hard limit too where allowed: root), and
-// exits with status 77 after a "SKIP" line when it cannot (scripts/bench then reruns it with the largest N
-// that fits).
+// The raw clients run in a child process, so each process needs N + 100 descriptors: raises RLIMIT_NOFILE
+// to that (the hard limit too where allowed), and exits with status 77 after a "SKIP" line when it cannot
+// (scripts/bench then reruns it with the largest N that fits).
 //
 // Usage: corio_bench_idle_conns [N]
 // Output: one line "RESULT workload=idle impl=corio backend=... n=... bytes_per_conn=... rss_before_mb=...
@@ -16,11 +16,13 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -61,46 +63,72 @@ struct Outcome {
   corio::Backend backend;
 };
 
+// The client side, in a child process so that each process needs only N descriptors (the hard
+// RLIMIT_NOFILE here is 20,000, and raising it needs CAP_SYS_RESOURCE): N blocking connects, then hold the
+// connections until the parent writes to `release_fd`, then close them all and exit.
+[[noreturn]] void clients(std::uint16_t port, int n, int release_fd) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  std::vector<int> fds;
+  fds.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      std::perror("idle clients: connect");
+      _exit(1);
+    }
+    fds.push_back(fd);
+  }
+  char c;
+  while (read(release_fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  for (int fd : fds) close(fd);
+  _exit(0);
+}
+
 corio::Task<Outcome> bench(int n) {
   using namespace std::chrono_literals;
   corio::Server server =
       co_await corio::start_server(idle, "127.0.0.1", 0, corio::ServerOptions{.backlog = 1024});
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(server.port());
-  std::vector<int> fds;
-  fds.reserve(static_cast<std::size_t>(n));
   co_await corio::sleep(0s);
   const long before = rss_bytes();
-  const auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (static_cast<int>(fds.size()) < n) {
-    // Connect in batches below the backlog, then let the loop accept them.
-    for (int b = 0; b < 500 && static_cast<int>(fds.size()) < n; ++b) {
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd < 0) {
-        std::perror("socket");
-        std::exit(1);
-      }
-      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 && errno != EINPROGRESS) {
-        std::perror("connect");
-        std::exit(1);
-      }
-      fds.push_back(fd);
-    }
-    while (waiting + 600 < static_cast<long>(fds.size())) co_await corio::sleep(1ms);
+  int release[2];
+  if (pipe2(release, O_CLOEXEC) != 0) {
+    std::perror("pipe2");
+    std::exit(1);
   }
+  const pid_t child = fork();
+  if (child < 0) {
+    std::perror("fork");
+    std::exit(1);
+  }
+  if (child == 0) {
+    close(release[1]);
+    clients(server.port(), n, release[0]);
+  }
+  close(release[0]);
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
   while (waiting < n) {
     if (std::chrono::steady_clock::now() > deadline) {
       std::fprintf(stderr, "idle: only %ld of %d handlers reached readline()\n", waiting, n);
+      kill(child, SIGKILL);
       std::exit(1);
     }
     co_await corio::sleep(1ms);
   }
   for (int i = 0; i < 3; ++i) co_await corio::sleep(0s);  // every read submitted
   const long after = rss_bytes();
-  for (int fd : fds) close(fd);
+  if (write(release[1], "x", 1) != 1) std::perror("idle: release the clients");
+  close(release[1]);
   while (waiting > 0 && std::chrono::steady_clock::now() < deadline) co_await corio::sleep(1ms);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "idle: the client process failed\n");
+    std::exit(1);
+  }
   server.close();
   co_await server.wait_closed();
   co_return Outcome{before, after, corio::get_running_loop().backend()};
@@ -114,7 +142,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s [N > 0]\n", argv[0]);
     return 2;
   }
-  const rlim_t need = 2 * static_cast<rlim_t>(n) + 100;
+  const rlim_t need = static_cast<rlim_t>(n) + 100;  // each process: the clients are in a child
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
   if (rl.rlim_cur < need) {

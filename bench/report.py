@@ -127,11 +127,11 @@ NET_ABOUT = {
               "(sampled every 0.5 s during the wrk run). Softirq work deferred to the server CPU's ksoftirqd/0 is "
               "in no process's time: its utime+stime over the window is the last column (wrk's side of loopback "
               "traffic can land there too, so it is an upper bound for the server's share).",
-    "idle": "Source: `bench/idle_conns.cpp`, run once per backend: raw non-blocking client sockets, corio server in "
-            "the same process; (current RSS once every handler waits in readline() - RSS before the first "
+    "idle": "Source: `bench/idle_conns.cpp`, run once per backend: raw client sockets in a child process, the corio "
+            "server in this one; (current RSS once every handler waits in readline() - RSS before the first "
             "connect) / N, buffers, stream state, handler frames and server bookkeeping included (on io_uring the "
             "provided-buffer ring is mapped at loop start, before the baseline, and its pages count only once "
-            "data lands in them; kernel-side request memory is not in RSS). Needs 2N+100 descriptors.",
+            "data lands in them; kernel-side request memory is not in RSS). Each process needs N+100 descriptors.",
 }
 
 
