@@ -245,8 +245,8 @@ class UringBackend final : public SignalCore {
     if (timeout_ns == 0 && !prepared_ && inflight_ == 0 && !signal_turn && done_.empty() &&
         deferred_.empty() && later_release_.empty())
       return 0;
+    std::size_t handled = run_deferred() + finish_done();  // (done_ ops may still read their op.data)
     release_later_buffers();
-    std::size_t handled = run_deferred() + finish_done();
     if (handled) timeout_ns = 0;
     int rc = 0;
     if (timeout_ns == 0) {
