@@ -404,9 +404,9 @@ StreamWriter::~StreamWriter() {
 
 void StreamWriter::write(std::string_view data) { state_or_throw(s_).write(data); }
 
-Task<> StreamWriter::drain() {
-  detail::StreamState& s = state_or_throw(s_);
-  auto keep = s_;
+namespace {
+Task<> drain_slow(std::shared_ptr<detail::StreamState> keep) {
+  detail::StreamState& s = *keep;
   if (s.werr_) std::rethrow_exception(s.werr_);
   while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
     detail::WaitList::Node node(s.drain_waiters_, "drain");
@@ -414,6 +414,20 @@ Task<> StreamWriter::drain() {
   }
   if (s.werr_) std::rethrow_exception(s.werr_);
   if (s.closed_ && s.buffered() > 0) throw ConnectionResetError(ECONNRESET, "drain(): connection lost");
+}
+}  // namespace
+
+StreamWriter::Drain StreamWriter::drain() {
+  state_or_throw(s_);
+  return Drain(s_);
+}
+
+bool StreamWriter::Drain::await_ready() {
+  const detail::StreamState& s = *s_;
+  if (!s.werr_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
+  slow_ = drain_slow(s_);
+  awaiter_ = slow_.operator co_await();
+  return awaiter_.await_ready();
 }
 
 void StreamWriter::write_eof() { state_or_throw(s_).write_eof(); }

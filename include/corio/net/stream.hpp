@@ -76,8 +76,12 @@ class StreamWriter {
   // Queues data; never blocks. Throws RuntimeError after close() or write_eof().
   void write(std::string_view data);
   // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
-  // ConnectionResetError, BrokenPipeError) once the peer is gone.
-  Task<> drain();
+  // ConnectionResetError, BrokenPipeError) once the peer is gone. Returns an awaitable (DESIGN.md: Task<>):
+  // nothing happens until it is awaited; then, when there is nothing to wait for and no error (the common
+  // case, drain() after every write), it completes in await_ready with no coroutine frame; otherwise it
+  // awaits a Task that waits on the stream, so cancellation and awaiting() work as for any Task.
+  class [[nodiscard]] Drain;
+  Drain drain();
   // Half-close: after the buffered data, the peer reads EOF; reading goes on.
   void write_eof();
   bool can_write_eof() const noexcept { return true; }
@@ -93,6 +97,24 @@ class StreamWriter {
 
  private:
   std::shared_ptr<detail::StreamState> s_;
+};
+
+class [[nodiscard]] StreamWriter::Drain {
+ public:
+  explicit Drain(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {}
+  bool await_ready();
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    awaiter_.await_suspend(h);
+  }
+  void await_resume() {
+    if (slow_.valid()) awaiter_.await_resume();
+  }
+
+ private:
+  std::shared_ptr<detail::StreamState> s_;
+  Task<> slow_;  // the waiting path, made by await_ready only when needed
+  detail::TaskAwaiter<void> awaiter_{};
 };
 
 struct ConnectOptions {
