@@ -31,22 +31,13 @@
 #include <cstring>
 #include <vector>
 
+#include "floor_uring.hpp"
+
 namespace {
 
-constexpr int kMsg = 64;
-constexpr unsigned kEntries = 4096;
-constexpr unsigned kBufCount = 1024;
-constexpr unsigned kBufSize = 4096;
-constexpr unsigned kBufGroup = 0;
+using namespace floor_uring;
 
-[[noreturn]] void die(const char* what) {
-  std::perror(what);
-  std::exit(1);
-}
-[[noreturn]] void die_rc(const char* what, int rc) {
-  std::fprintf(stderr, "%s: %s\n", what, std::strerror(-rc));
-  std::exit(1);
-}
+constexpr int kMsg = 64;
 
 void setup_fd(int fd) {
   const int one = 1;
@@ -114,29 +105,6 @@ struct Uring {
   }
 };
 
-const char* setup_ring(io_uring& ring) {
-  struct Attempt {
-    unsigned flags;
-    const char* name;
-  };
-  const Attempt attempts[] = {
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "SINGLE_ISSUER|DEFER_TASKRUN"},
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, "SINGLE_ISSUER|COOP_TASKRUN"},
-      {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
-      {0, "none"},
-  };
-  int rc = -EINVAL;
-  for (const Attempt& a : attempts) {
-    io_uring_params p{};
-    p.flags = a.flags | IORING_SETUP_CQSIZE;
-    p.cq_entries = 4 * kEntries;
-    rc = io_uring_queue_init_params(kEntries, &ring, &p);
-    if (rc == 0) return a.name;
-    if (rc != -EINVAL) break;
-  }
-  die_rc("io_uring_queue_init_params", rc);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,22 +126,9 @@ int main(int argc, char** argv) {
 
   Uring u;
   const char* setup = setup_ring(u.ring);
-  // liburing 2.3 has no io_uring_setup_buf_ring: map the ring and the buffers, then register the ring.
-  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const std::size_t br_bytes = (sizeof(io_uring_buf) * kBufCount + page - 1) / page * page;
-  void* br = mmap(nullptr, br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  void* bufs = mmap(nullptr, std::size_t{kBufCount} * kBufSize, PROT_READ | PROT_WRITE,
-                    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (br == MAP_FAILED || bufs == MAP_FAILED) die("mmap");
-  u.br = static_cast<io_uring_buf_ring*>(br);
-  u.bufs = static_cast<char*>(bufs);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uintptr_t>(br);
-  reg.ring_entries = kBufCount;
-  reg.bgid = kBufGroup;
-  if (int rc = io_uring_register_buf_ring(&u.ring, &reg, 0); rc != 0)
-    die_rc("io_uring_register_buf_ring", rc);
-  io_uring_buf_ring_init(u.br);
+  const BufferRing mapped = map_buffer_ring(u.ring);
+  u.br = mapped.br;
+  u.bufs = mapped.bufs;
   for (unsigned i = 0; i < kBufCount; ++i) u.give_back(static_cast<int>(i));
   u.publish_buffers();
 

@@ -26,22 +26,13 @@
 #include <string>
 #include <string_view>
 
+#include "floor_uring.hpp"
+
 namespace {
 
-constexpr std::string_view kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
-constexpr unsigned kEntries = 4096;
-constexpr unsigned kBufCount = 1024;
-constexpr unsigned kBufSize = 4096;
-constexpr unsigned kBufGroup = 0;
+using namespace floor_uring;
 
-[[noreturn]] void die(const char* what) {
-  std::perror(what);
-  std::exit(1);
-}
-[[noreturn]] void die_rc(const char* what, int rc) {
-  std::fprintf(stderr, "%s: %s\n", what, std::strerror(-rc));
-  std::exit(1);
-}
+constexpr std::string_view kResponse = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
 
 struct Conn {
   explicit Conn(int f) : fd(f) {}
@@ -112,29 +103,6 @@ void close_conn(Conn* c) {
   if (!c->recv_armed && !c->sending) delete c;
 }
 
-const char* setup_ring() {
-  struct Attempt {
-    unsigned flags;
-    const char* name;
-  };
-  const Attempt attempts[] = {
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, "SINGLE_ISSUER|DEFER_TASKRUN"},
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, "SINGLE_ISSUER|COOP_TASKRUN"},
-      {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
-      {0, "none"},
-  };
-  int rc = -EINVAL;
-  for (const Attempt& a : attempts) {
-    io_uring_params p{};
-    p.flags = a.flags | IORING_SETUP_CQSIZE;
-    p.cq_entries = 4 * kEntries;
-    rc = io_uring_queue_init_params(kEntries, &ring, &p);
-    if (rc == 0) return a.name;
-    if (rc != -EINVAL) break;
-  }
-  die_rc("io_uring_queue_init_params", rc);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,22 +127,10 @@ int main(int argc, char** argv) {
   socklen_t alen = sizeof addr;
   if (getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &alen) < 0) die("getsockname");
 
-  const char* setup = setup_ring();
-  // liburing 2.3 has no io_uring_setup_buf_ring: map the ring and the buffers, then register the ring.
-  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  const std::size_t br_bytes = (sizeof(io_uring_buf) * kBufCount + page - 1) / page * page;
-  void* brm = mmap(nullptr, br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  void* bufm = mmap(nullptr, std::size_t{kBufCount} * kBufSize, PROT_READ | PROT_WRITE,
-                    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (brm == MAP_FAILED || bufm == MAP_FAILED) die("mmap");
-  br = static_cast<io_uring_buf_ring*>(brm);
-  bufs = static_cast<char*>(bufm);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uintptr_t>(brm);
-  reg.ring_entries = kBufCount;
-  reg.bgid = kBufGroup;
-  if (int rc = io_uring_register_buf_ring(&ring, &reg, 0); rc != 0) die_rc("io_uring_register_buf_ring", rc);
-  io_uring_buf_ring_init(br);
+  const char* setup = setup_ring(ring);
+  const BufferRing mapped = map_buffer_ring(ring);
+  br = mapped.br;
+  bufs = mapped.bufs;
   for (unsigned i = 0; i < kBufCount; ++i) give_back(static_cast<int>(i));
   io_uring_buf_ring_advance(br, to_advance);
   to_advance = 0;
