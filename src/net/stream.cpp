@@ -18,7 +18,7 @@
 namespace corio {
 namespace detail {
 
-class StreamState : public std::enable_shared_from_this<StreamState> {
+class StreamState {
  public:
   StreamState(int fd, bool is_socket, std::string peer)
       : fd_(fd), socket_(is_socket), peer_(std::move(peer)), be_(&io_backend()), loop_(LoopCore::running_) {
@@ -26,6 +26,11 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
     write_op_.owner = this;
   }
   ~StreamState() { close_now(); }
+  StreamState(const StreamState&) = delete;
+  StreamState& operator=(const StreamState&) = delete;
+
+  std::uint32_t refs_ = 0;  // StreamRefs (readers, writers, pending operations, awaited reads)
+  StreamRef self() noexcept { return StreamRef(this); }
 
   // A stream works on the loop that made it, while that loop runs: its backend is gone after the loop
   // closes (a stream returned out of run(), say). Closing stays allowed everywhere.
@@ -45,8 +50,8 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   bool eof_ = false;
   std::exception_ptr rerr_;
   std::size_t limit_ = StreamReader::kDefaultLimit;
-  Waiter* reader_ = nullptr;  // the one task waiting for data
-  int users_ = 0;             // StreamReader/StreamWriter objects alive
+  StreamReader::Read* reader_ = nullptr;  // the one task waiting for data
+  int users_ = 0;                         // StreamReader/StreamWriter objects alive
 
   std::size_t available() const noexcept { return rbuf_.size() - rpos_; }
   std::string_view unread() const noexcept { return std::string_view(rbuf_).substr(rpos_); }
@@ -66,7 +71,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   struct ReadOp final : IoOp {
     StreamState* owner = nullptr;
-    std::shared_ptr<StreamState> keep;  // alive while pending
+    StreamRef keep;  // alive while pending
     void complete() override {
       auto self = std::move(keep);
       owner->on_read(result, data);
@@ -86,8 +91,9 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void on_read(std::int64_t r, const char* data) {
     commit_read(r, data);
     if (reader_ && reader_->suspended()) {
-      if (r == -ECANCELED && fd_ >= 0)
-        start_read();  // a new reader waits for a cancelled op: go again
+      // Wake the reader only once the buffer decides its read; until then keep reading for it.
+      if (fd_ >= 0 && (r == -ECANCELED || !reader_->decided()))
+        start_read();
       else
         reader_->wake();
     }
@@ -103,53 +109,9 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void start_read() {
     if (read_op_.pending) return;
     prepare_read_op();
-    read_op_.keep = shared_from_this();
+    read_op_.keep = self();
     be_->submit(read_op_);
   }
-
-  // Waits for one more chunk (or EOF or an error) to arrive in the buffer.
-  struct FillAwaiter final : Waiter {
-    StreamState* s;
-    explicit FillAwaiter(StreamState* st) : s(st) {}
-    ~FillAwaiter() {
-      if (s->reader_ == this) s->reader_ = nullptr;
-    }
-    bool await_ready() {
-      s->check_loop();
-      if (s->reader_)
-        throw RuntimeError("read() called while another task is already waiting for incoming data");
-      if (s->eof_ || s->fd_ < 0) return true;
-      if (!s->read_op_.pending) {
-        s->prepare_read_op();
-        if (s->be_->try_now(s->read_op_)) {
-          s->commit_read(s->read_op_.result, s->read_op_.data);
-          return true;
-        }
-      }
-      return false;
-    }
-    template <class P>
-    void await_suspend(std::coroutine_handle<P> h) {
-      s->reader_ = this;
-      if (!s->read_op_.pending) {
-        s->read_op_.keep = s->shared_from_this();
-        s->be_->submit(s->read_op_);
-      }
-      suspend_on(h);
-    }
-    void await_resume() {
-      if (s->reader_ == this) s->reader_ = nullptr;
-      throw_if_cancelled();
-    }
-    bool cancel() override {
-      s->reader_ = nullptr;
-      if (s->read_op_.pending) s->be_->cancel(s->read_op_);  // epoll: nothing was read; data is never lost
-      return cancel_and_wake();
-    }
-    void describe(std::string& out) const override {
-      out += "read from " + (s->peer_.empty() ? "stream" : s->peer_);
-    }
-  };
 
   void throw_read_error() {
     if (rerr_) std::rethrow_exception(rerr_);
@@ -170,7 +132,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   struct WriteOp final : IoOp {
     StreamState* owner = nullptr;
-    std::shared_ptr<StreamState> keep;
+    StreamRef keep;
     void complete() override {
       auto self = std::move(keep);
       owner->on_write(result);
@@ -216,7 +178,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
     write_op_.buf = inflight_.data() + inflight_pos_;
     write_op_.len = inflight_.size() - inflight_pos_;
     write_op_.flags = 0;
-    write_op_.keep = shared_from_this();
+    write_op_.keep = self();
     be_->submit(write_op_);
   }
 
@@ -294,7 +256,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
 // ---------------------------------------------------------------- StreamReader
 
-StreamReader::StreamReader(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {
+StreamReader::StreamReader(detail::StreamRef s) noexcept : s_(std::move(s)) {
   if (s_) ++s_->users_;
 }
 StreamReader& StreamReader::operator=(StreamReader&& o) noexcept {
@@ -309,75 +271,138 @@ StreamReader::~StreamReader() {
 }
 
 namespace {
-detail::StreamState& state_or_throw(const std::shared_ptr<detail::StreamState>& s) {
+detail::StreamState& state_or_throw(const detail::StreamRef& s) {
   if (!s) throw InvalidStateError("stream object was moved from");
   return *s;
 }
 }  // namespace
 
-Task<std::string> StreamReader::read(std::size_t n) {
-  detail::StreamState& s = state_or_throw(s_);
-  auto keep = s_;
-  if (n == 0) co_return std::string();
-  if (n == npos) {
-    while (!s.eof_) co_await detail::StreamState::FillAwaiter(&s);
-    if (s.available() == 0) s.throw_read_error();
-    co_return s.take(s.available());
-  }
-  if (s.available() == 0 && !s.eof_) co_await detail::StreamState::FillAwaiter(&s);
-  if (s.available() == 0) s.throw_read_error();
-  co_return s.take(n);
+// Nothing happens until the Read is awaited (as for a Task): a moved-from reader or an empty separator
+// throws there.
+StreamReader::Read StreamReader::read(std::size_t n) {
+  return Read(s_, n == npos ? Read::Mode::all : Read::Mode::some, n, {});
+}
+StreamReader::Read StreamReader::readline() { return Read(s_, Read::Mode::line, 0, "\n"); }
+StreamReader::Read StreamReader::readexactly(std::size_t n) { return Read(s_, Read::Mode::exactly, n, {}); }
+StreamReader::Read StreamReader::readuntil(std::string_view sep) {
+  return Read(s_, Read::Mode::until, 0, sep);
 }
 
-Task<std::string> StreamReader::readuntil(std::string_view sep) {
-  detail::StreamState& s = state_or_throw(s_);
-  auto keep = s_;
-  if (sep.empty()) throw Error("readuntil(): the separator is empty");
-  std::size_t searched = 0;
-  for (;;) {
-    std::string_view buf = s.unread();
-    std::size_t start = searched > sep.size() ? searched - sep.size() + 1 : 0;
-    std::size_t at = buf.find(sep, start);
-    if (at != std::string_view::npos) {
-      if (at > s.limit_)
-        throw LimitOverrunError("readuntil(): separator found, but the chunk exceeds the limit", at);
-      co_return s.take(at + sep.size());
+// ---------------------------------------------------------------- StreamReader::Read
+
+namespace {
+Task<std::string> await_read(StreamReader::Read r) { co_return co_await r; }
+}  // namespace
+
+StreamReader::Read::operator Task<std::string>() && { return await_read(std::move(*this)); }
+
+StreamReader::Read::~Read() {
+  if (s_ && s_->reader_ == this) s_->reader_ = nullptr;
+}
+
+bool StreamReader::Read::decided() noexcept {
+  detail::StreamState& s = *s_;
+  if (s.eof_) return true;
+  switch (mode_) {
+    case Mode::some:
+      return n_ == 0 || s.available() > 0;
+    case Mode::all:
+      return false;
+    case Mode::exactly:
+      return s.available() >= n_;
+    case Mode::until:
+    case Mode::line: {
+      std::string_view buf = s.unread();
+      std::size_t start = searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0;
+      if (buf.find(sep_, start) != std::string_view::npos) return true;
+      searched_ = buf.size();
+      return buf.size() > s.limit_;
     }
-    searched = buf.size();
-    if (buf.size() > s.limit_)
-      throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit", buf.size());
-    if (s.eof_) {
+  }
+  return true;
+}
+
+bool StreamReader::Read::await_ready() {
+  if (!s_) throw InvalidStateError("stream read on a moved-from reader, or awaited twice");
+  if (mode_ == Mode::until && sep_.empty()) throw Error("readuntil(): the separator is empty");
+  detail::StreamState& s = *s_;
+  s.check_loop();
+  if (s.reader_) throw RuntimeError("read() called while another task is already waiting for incoming data");
+  // Answer from the buffer, then from what the backend has at once (a system call on epoll, a queued
+  // chunk on io_uring), before suspending.
+  for (;;) {
+    if (decided() || s.fd_ < 0) return true;
+    if (s.read_op_.pending) return false;
+    s.prepare_read_op();
+    if (!s.be_->try_now(s.read_op_)) return false;
+    s.commit_read(s.read_op_.result, s.read_op_.data);
+  }
+}
+
+void StreamReader::Read::park() {
+  detail::StreamState& s = *s_;
+  s.reader_ = this;
+  if (!s.read_op_.pending) {
+    s.read_op_.keep = s.self();
+    s.be_->submit(s.read_op_);
+  }
+}
+
+bool StreamReader::Read::cancel() {
+  detail::StreamState& s = *s_;
+  s.reader_ = nullptr;
+  if (s.read_op_.pending) s.be_->cancel(s.read_op_);  // epoll: nothing was read; data is never lost
+  return cancel_and_wake();
+}
+
+void StreamReader::Read::describe(std::string& out) const {
+  out += "read from " + (s_->peer_.empty() ? std::string("stream") : s_->peer_);
+}
+
+std::string StreamReader::Read::await_resume() {
+  detail::StreamState& s = *s_;
+  if (s.reader_ == this) s.reader_ = nullptr;
+  throw_if_cancelled();
+  std::string out = finish();
+  s_.reset();  // awaited once
+  return out;
+}
+
+// The result of a decided read, or its error; the data stays buffered when it throws LimitOverrunError.
+std::string StreamReader::Read::finish() {
+  detail::StreamState& s = *s_;
+  switch (mode_) {
+    case Mode::some:
+      if (n_ == 0) return {};
+      if (s.available() == 0) s.throw_read_error();
+      return s.take(n_);
+    case Mode::all:
+      if (s.available() == 0) s.throw_read_error();
+      return s.take(s.available());
+    case Mode::exactly:
+      if (s.available() >= n_) return s.take(n_);
+      s.throw_read_error();
+      throw IncompleteReadError(s.take(s.available()), n_);
+    case Mode::until:
+    case Mode::line: {
+      std::string_view buf = s.unread();
+      std::size_t at = buf.find(sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
+      if (at != std::string_view::npos) {
+        if (at > s.limit_)
+          throw LimitOverrunError("readuntil(): separator found, but the chunk exceeds the limit", at);
+        return s.take(at + sep_.size());
+      }
+      if (buf.size() > s.limit_)
+        throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit",
+                                buf.size());
       s.throw_read_error();
       std::string partial = s.take(s.available());
-      std::size_t expected = partial.size() + sep.size();
+      if (mode_ == Mode::line) return partial;
+      std::size_t expected = partial.size() + sep_.size();
       throw IncompleteReadError(std::move(partial), expected);
     }
-    co_await detail::StreamState::FillAwaiter(&s);
   }
-}
-
-Task<std::string> StreamReader::readline() {
-  state_or_throw(s_);
-  auto keep = s_;
-  try {
-    co_return co_await readuntil("\n");
-  } catch (const IncompleteReadError& e) {
-    co_return e.partial();
-  }
-}
-
-Task<std::string> StreamReader::readexactly(std::size_t n) {
-  detail::StreamState& s = state_or_throw(s_);
-  auto keep = s_;
-  while (s.available() < n) {
-    if (s.eof_) {
-      s.throw_read_error();
-      std::string partial = s.take(s.available());
-      throw IncompleteReadError(std::move(partial), n);
-    }
-    co_await detail::StreamState::FillAwaiter(&s);
-  }
-  co_return s.take(n);
+  return {};
 }
 
 bool StreamReader::at_eof() const noexcept { return !s_ || (s_->eof_ && s_->available() == 0); }
@@ -388,7 +413,7 @@ void StreamReader::set_limit(std::size_t limit) noexcept {
 
 // ---------------------------------------------------------------- StreamWriter
 
-StreamWriter::StreamWriter(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {
+StreamWriter::StreamWriter(detail::StreamRef s) noexcept : s_(std::move(s)) {
   if (s_) ++s_->users_;
 }
 StreamWriter& StreamWriter::operator=(StreamWriter&& o) noexcept {
@@ -405,7 +430,7 @@ StreamWriter::~StreamWriter() {
 void StreamWriter::write(std::string_view data) { state_or_throw(s_).write(data); }
 
 namespace {
-Task<> drain_slow(std::shared_ptr<detail::StreamState> keep) {
+Task<> drain_slow(detail::StreamRef keep) {
   detail::StreamState& s = *keep;
   if (s.werr_) std::rethrow_exception(s.werr_);
   while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
@@ -448,9 +473,13 @@ std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered()
 
 namespace detail {
 
-std::shared_ptr<StreamState> make_stream_state(int fd, bool is_socket, std::string peer) {
-  return std::make_shared<StreamState>(fd, is_socket, std::move(peer));
+StreamRef make_stream_state(int fd, bool is_socket, std::string peer) {
+  return StreamRef(new StreamState(fd, is_socket, std::move(peer)));
 }
+
+void add_stream_ref(StreamState* s) noexcept { ++s->refs_; }
+bool drop_stream_ref(StreamState* s) noexcept { return --s->refs_ == 0; }
+void destroy_stream_state(StreamState* s) noexcept { delete s; }
 
 std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer) {
   auto s = make_stream_state(fd, is_socket, std::move(peer));

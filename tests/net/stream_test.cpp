@@ -231,6 +231,75 @@ TEST_F(StreamTest, SecondConcurrentReaderThrowsRuntimeError) {
   }());
 }
 
+// A read suspends its caller until the buffer decides it, however the data trickles in: the caller is
+// not woken for each partial arrival (it would see a short result), and the parked task says what it waits
+// on.
+TEST_F(StreamTest, ReadWaitsUntilItsDataIsWholeWhenItTricklesIn) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto exactly = corio::create_task(c.reader.readexactly(6));
+    CO_ASSERT(co_await corio_test::until(
+        [&] { return exactly.awaiting().find("read from") != std::string::npos; }));
+    for (char ch : std::string("abcdef")) {
+      EXPECT_FALSE(exactly.done());
+      raw_send(c.peer.get(), std::string_view(&ch, 1));
+      co_await corio_test::until([&] { return exactly.done(); }, 50);
+    }
+    CO_ASSERT(exactly.done());
+    EXPECT_EQ(co_await exactly, "abcdef");
+
+    auto until = corio::create_task(c.reader.readuntil("\r\n"));
+    for (std::string_view piece : {"one", "\r", "two", "\r", "\n"}) {
+      co_await corio_test::turns(3);
+      EXPECT_FALSE(until.done());
+      raw_send(c.peer.get(), piece);
+    }
+    EXPECT_EQ(co_await until, "one\rtwo\r\n");
+  }());
+}
+
+// Like a Task, a read does nothing until it is awaited: errors show at the co_await, and awaiting the same
+// read twice throws InvalidStateError.
+TEST_F(StreamTest, ReadIsLazyAndAwaitedOnce) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    StreamReader moved = std::move(c.reader);
+    auto from_moved = c.reader.readline();  // nothing happens yet
+    bool threw = false;
+    try {
+      (void)co_await from_moved;
+    } catch (const corio::InvalidStateError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+
+    auto empty_sep = moved.readuntil("");
+    threw = false;
+    try {
+      (void)co_await empty_sep;
+    } catch (const corio::Error&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+
+    raw_send(c.peer.get(), "xy");
+    auto two = moved.readexactly(2);
+    EXPECT_EQ(co_await two, "xy");
+    threw = false;
+    try {
+      (void)co_await two;
+    } catch (const corio::InvalidStateError&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+
+    // DESIGN.md's signature still works where a Task is wanted.
+    Task<std::string> as_task = moved.readline();
+    raw_send(c.peer.get(), "task\n");
+    EXPECT_EQ(co_await std::move(as_task), "task\n");
+  }());
+}
+
 TEST_F(StreamTest, ReadTimedOutByWaitForLosesNothing) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();

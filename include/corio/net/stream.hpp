@@ -29,28 +29,64 @@ namespace corio {
 
 namespace detail {
 class StreamState;
-}
+void destroy_stream_state(StreamState* s) noexcept;
+void add_stream_ref(StreamState* s) noexcept;
+bool drop_stream_ref(StreamState* s) noexcept;  // true when that was the last reference
+
+// An owning reference to a connection's state. The count is not atomic (streams are loop-thread only):
+// every read, write and background operation takes one, so an atomic shared_ptr count cost a locked
+// instruction each time.
+class StreamRef {
+ public:
+  StreamRef() noexcept = default;
+  explicit StreamRef(StreamState* s) noexcept : p_(s) {
+    if (p_) add_stream_ref(p_);
+  }
+  StreamRef(const StreamRef& o) noexcept : StreamRef(o.p_) {}
+  StreamRef(StreamRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  StreamRef& operator=(StreamRef o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~StreamRef() { reset(); }
+  void reset() noexcept {
+    if (StreamState* p = std::exchange(p_, nullptr); p && drop_stream_ref(p)) destroy_stream_state(p);
+  }
+  StreamState* get() const noexcept { return p_; }
+  StreamState& operator*() const noexcept { return *p_; }
+  StreamState* operator->() const noexcept { return p_; }
+  explicit operator bool() const noexcept { return p_ != nullptr; }
+
+ private:
+  StreamState* p_ = nullptr;
+};
+}  // namespace detail
 
 class StreamReader {
  public:
   static constexpr std::size_t kDefaultLimit = 64 * 1024;
 
   StreamReader() = default;
-  explicit StreamReader(std::shared_ptr<detail::StreamState> s) noexcept;
+  explicit StreamReader(detail::StreamRef s) noexcept;
   StreamReader(StreamReader&& o) noexcept = default;
   StreamReader& operator=(StreamReader&& o) noexcept;
   ~StreamReader();
 
+  // Each read returns a Read: an awaitable (DESIGN.md: Task<std::string>) that does nothing until it is
+  // awaited; see StreamReader::Read below.
+  class [[nodiscard]] Read;
+
   // Up to n bytes (at least one, unless at EOF: then ""); n = npos reads until EOF.
-  Task<std::string> read(std::size_t n = npos);
+  Read read(std::size_t n = npos);
   // One line including its "\n"; at EOF the partial line without it ("" once nothing is left).
   // A line longer than the limit throws LimitOverrunError and leaves the data in the buffer.
-  Task<std::string> readline();
+  Read readline();
   // Exactly n bytes; EOF first throws IncompleteReadError carrying partial() (which is consumed).
-  Task<std::string> readexactly(std::size_t n);
-  // Data up to and including `sep`. EOF first: IncompleteReadError with everything read; more than the
-  // limit without finding sep: LimitOverrunError, data kept.
-  Task<std::string> readuntil(std::string_view sep = "\n");
+  Read readexactly(std::size_t n);
+  // Data up to and including `sep` (which must outlive the await, as for a Task taking a string_view). EOF
+  // first: IncompleteReadError with everything read; more than the limit without finding sep:
+  // LimitOverrunError, data kept.
+  Read readuntil(std::string_view sep = "\n");
   // EOF was received and the buffer is empty.
   bool at_eof() const noexcept;
   std::size_t limit() const noexcept;
@@ -59,7 +95,49 @@ class StreamReader {
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
  private:
-  std::shared_ptr<detail::StreamState> s_;
+  detail::StreamRef s_;
+};
+
+// What read(), readline(), readexactly() and readuntil() return. Awaiting it answers from the buffer when
+// the buffer can (no coroutine frame, no suspension: the common case of a reply already arrived); otherwise
+// the awaiting task itself waits as the stream's one reader, and the stream wakes it only once the data
+// it asked for (or EOF, or an error) is there. Cancelling it loses nothing: what arrived stays buffered.
+// It is movable until awaited, so create_task(), wait_for() and gather() take it as any awaitable, and an
+// rvalue converts to Task<std::string>. Awaited once (InvalidStateError the second time).
+class [[nodiscard]] StreamReader::Read final : public detail::Waiter {
+ public:
+  enum class Mode : unsigned char { some, all, exactly, until, line };
+  Read(detail::StreamRef s, Mode mode, std::size_t n, std::string_view sep) noexcept
+      : s_(std::move(s)), sep_(sep), n_(n), mode_(mode) {}
+  Read(Read&& o) noexcept
+      : s_(std::move(o.s_)), sep_(o.sep_), n_(o.n_), searched_(o.searched_), mode_(o.mode_) {}
+  Read& operator=(Read&&) = delete;
+  ~Read();
+  // Where a Task is wanted (DESIGN.md's signature): Task<std::string> t = reader.readline();
+  operator Task<std::string>() &&;
+
+  bool await_ready();
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) {
+    park();
+    suspend_on(h);
+  }
+  std::string await_resume();
+
+  bool cancel() override;
+  void describe(std::string& out) const override;
+  // Whether the buffer now decides this read (enough data, the separator, EOF, an error or the limit).
+  bool decided() noexcept;
+
+ private:
+  void park();
+  std::string finish();
+
+  detail::StreamRef s_;
+  std::string_view sep_;
+  std::size_t n_;
+  std::size_t searched_ = 0;  // until/line: how much of the buffer holds no separator
+  Mode mode_;
 };
 
 class StreamWriter {
@@ -68,7 +146,7 @@ class StreamWriter {
   static constexpr std::size_t kLowWater = 16 * 1024;
 
   StreamWriter() = default;
-  explicit StreamWriter(std::shared_ptr<detail::StreamState> s) noexcept;
+  explicit StreamWriter(detail::StreamRef s) noexcept;
   StreamWriter(StreamWriter&& o) noexcept = default;
   StreamWriter& operator=(StreamWriter&& o) noexcept;
   ~StreamWriter();
@@ -96,12 +174,12 @@ class StreamWriter {
   std::size_t buffered() const noexcept;
 
  private:
-  std::shared_ptr<detail::StreamState> s_;
+  detail::StreamRef s_;
 };
 
 class [[nodiscard]] StreamWriter::Drain {
  public:
-  explicit Drain(std::shared_ptr<detail::StreamState> s) noexcept : s_(std::move(s)) {}
+  explicit Drain(detail::StreamRef s) noexcept : s_(std::move(s)) {}
   bool await_ready();
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
@@ -112,7 +190,7 @@ class [[nodiscard]] StreamWriter::Drain {
   }
 
  private:
-  std::shared_ptr<detail::StreamState> s_;
+  detail::StreamRef s_;
   Task<> slow_;  // the waiting path, made by await_ready only when needed
   detail::TaskAwaiter<void> awaiter_{};
 };
@@ -133,7 +211,7 @@ Task<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
 namespace detail {
 // Wraps a connected non-blocking descriptor (socket or pipe) into a reader/writer pair sharing one state.
 std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer);
-std::shared_ptr<StreamState> make_stream_state(int fd, bool is_socket, std::string peer);
+StreamRef make_stream_state(int fd, bool is_socket, std::string peer);
 }  // namespace detail
 
 }  // namespace corio
