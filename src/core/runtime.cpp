@@ -151,6 +151,7 @@ TaskStateBase::~TaskStateBase() {
   if (!done()) {
     // Only reachable if create_task failed half-way: the loop holds a reference until the task ends.
     if (frame_) std::coroutine_handle<>::from_address(frame_).destroy();
+    free_extras();
     return;
   }
   struct DestroyExc {
@@ -171,22 +172,57 @@ TaskStateBase::~TaskStateBase() {
     } catch (...) {
     }
   }
-  while (extras_ && extras_->callbacks) {
-    UserCallback* c = extras_->callbacks;
-    extras_->callbacks = c->next;
+  free_extras();
+}
+
+void TaskStateBase::free_extras() noexcept {
+  drop_watchers();
+  Extras* x = extras_if();
+  if (!x) return;
+  while (x->callbacks) {
+    UserCallback* c = x->callbacks;
+    x->callbacks = c->next;
     delete c;
+  }
+  has_extras_ = false;
+  watchers_ = nullptr;
+  delete x;
+}
+
+void TaskStateBase::drop_watchers() noexcept {
+  HListNode*& head = watcher_head();
+  while (head) head->unlink();
+}
+
+void TaskStateBase::notify_watchers() noexcept {
+  // The list holds the newest first: move the watchers to a local list, which reverses them, and tell
+  // them from there (a watcher told may unlink another). Watchers added meanwhile are told in a next round.
+  for (;;) {
+    HListNode*& head = watcher_head();
+    if (!head) return;
+    HListNode* oldest_first = nullptr;
+    while (HListNode* n = head) {
+      n->unlink();
+      n->link_front(oldest_first);
+    }
+    while (HListNode* n = oldest_first) {
+      n->unlink();
+      static_cast<DoneWatcher*>(n)->on_done(*this);
+    }
   }
 }
 
 std::string TaskStateBase::created_at() const {
-  if (!extras_ || !extras_->created.known()) return {};
-  const SourceLoc& c = extras_->created;
+  const Extras* x = extras_if();
+  if (!x || !x->created.known()) return {};
+  const SourceLoc& c = x->created;
   if (!c.line()) return std::string("created in '") + c.function() + "'";
   return std::string("created at ") + c.file() + ':' + std::to_string(c.line());
 }
 
 std::string TaskStateBase::name() const {
-  return extras_ && !extras_->name.empty() ? extras_->name : "Task-" + std::to_string(id_);
+  const Extras* x = extras_if();
+  return x && !x->name.empty() ? x->name : "Task-" + std::to_string(id_);
 }
 
 bool TaskStateBase::cancel(std::string msg) {
@@ -201,7 +237,7 @@ bool TaskStateBase::cancel(std::string msg) {
 
 int TaskStateBase::uncancel() noexcept {
   int n = 0;
-  if (extras_ && extras_->cancel_requests > 0) n = --extras_->cancel_requests;
+  if (Extras* x = extras_if(); x && x->cancel_requests > 0) n = --x->cancel_requests;
   if (n == 0) must_cancel_ = false;
   return n;
 }
@@ -295,10 +331,11 @@ void TaskStateBase::complete(PromiseBase& root) noexcept {
 
 void TaskStateBase::finish() noexcept {
   ListNode::unlink();  // leave the loop's list of pending tasks
-  while (DoneWatcher* w = watchers_.pop_front()) w->on_done(*this);
-  while (extras_ && extras_->callbacks) {
-    UserCallback* c = extras_->callbacks;
-    extras_->callbacks = c->next;
+  notify_watchers();
+  while (Extras* x = extras_if()) {
+    UserCallback* c = x->callbacks;
+    if (!c) break;
+    x->callbacks = c->next;
     loop_->enqueue(*c->node.release());
     delete c;
   }
@@ -308,17 +345,17 @@ void TaskStateBase::finish() noexcept {
 void TaskStateBase::abandon() noexcept {
   add_ref();  // dropping the done callbacks below may drop the last handle to this task
   ListNode::unlink();
-  while (watchers_.pop_front()) {
-  }
+  drop_watchers();
   if (status_ == Status::pending) {
     exc_retrieved_ = true;
     end(Status::cancelled, std::make_exception_ptr(CancelledError("event loop closed")));
   }
   // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
   // would keep the task (and what they captured) alive forever.
-  while (extras_ && extras_->callbacks) {
-    UserCallback* c = extras_->callbacks;
-    extras_->callbacks = c->next;
+  while (Extras* x = extras_if()) {
+    UserCallback* c = x->callbacks;
+    if (!c) break;
+    x->callbacks = c->next;
     delete c;
   }
   release();  // the loop's reference
@@ -491,7 +528,7 @@ void EventLoop::run_until_done(detail::TaskStateBase& task) {
   } watcher;
   watcher.loop = this;
   if (task.done()) return;
-  task.watchers_.push_back(watcher);
+  task.add_watcher(watcher);
   run_forever();
   if (!task.done()) throw RuntimeError("Event loop stopped before the task completed");
 }

@@ -7,6 +7,7 @@
 #include <corio/core/sleep.hpp>
 #include <corio/core/task.hpp>
 #include <corio/core/task_handle.hpp>
+#include <corio/flow/shield.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -522,4 +523,38 @@ TEST(Cancel, ResultOfACancelledTaskThrowsCancelledError) {
   }());
   EXPECT_EQ(msg, "bye");
   EXPECT_TRUE(exception_throws);
+}
+
+// Tasks awaiting one task are resumed in the order they began to wait (the done-watchers' list keeps
+// arrival order), also when the awaited task got its Extras (a name) between two awaiters, and when an
+// awaiter in the middle leaves the list (a cancelled shield: cancelling a plain `co_await t` would cancel t).
+TEST(TaskHandle, AwaitersOfOneTaskResumeInTheOrderTheyCame) {
+  std::vector<int> order;
+  corio::run(
+      [](std::vector<int>& order) -> corio::Task<> {
+        auto target = corio::create_task(corio::sleep(10s));
+        auto awaiter = [](corio::TaskHandle<> t, int i, std::vector<int>& order) -> corio::Task<> {
+          if (i % 2 == 0)
+            co_await t;
+          else
+            co_await corio::shield(t);
+          order.push_back(i);
+        };
+        std::vector<corio::TaskHandle<>> awaiters;
+        for (int i = 0; i < 3; ++i) awaiters.push_back(corio::create_task(awaiter(target, i, order)));
+        co_await corio::sleep(0s);
+        target.set_name("target");  // moves the watcher list into the task's Extras
+        for (int i = 3; i < 7; ++i) awaiters.push_back(corio::create_task(awaiter(target, i, order)));
+        co_await corio::sleep(0s);
+        awaiters[1].cancel();
+        awaiters[5].cancel();
+        co_await corio::sleep(0s);
+        EXPECT_TRUE(awaiters[1].cancelled());
+        EXPECT_TRUE(awaiters[5].cancelled());
+        EXPECT_FALSE(target.done());
+        co_await corio::sleep(20s);  // (virtual time) the target's sleep ends
+        for (auto& a : awaiters) EXPECT_TRUE(a.done());
+      }(order),
+      kVirtual);
+  EXPECT_EQ(order, (std::vector<int>{0, 2, 3, 4, 6}));
 }

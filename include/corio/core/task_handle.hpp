@@ -110,7 +110,7 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
   void await_suspend(std::coroutine_handle<P> h) {
     if (LoopCore::running_ && LoopCore::running_->current_ == s_)
       throw RuntimeError("a task cannot await itself");
-    s_->watchers_.push_back(*this);
+    s_->add_watcher(*this);
     suspend_on(h);
   }
   T await_resume() {

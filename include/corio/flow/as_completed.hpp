@@ -31,7 +31,7 @@ class CompletionQueue {
       }
       watches_[i].owner = this;
       watches_[i].index = i;
-      tasks[i]->watchers_.push_back(watches_[i]);
+      tasks[i]->add_watcher(watches_[i]);
     }
   }
 

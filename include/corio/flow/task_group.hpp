@@ -48,7 +48,7 @@ class TaskGroup {
     TaskHandle<T> h = corio::create_task(std::move(task), std::move(name), where);
     auto w = std::make_unique<Watch>();
     w->group = this;
-    h.state()->watchers_.push_back(*w);
+    h.state()->add_watcher(*w);
     watches_.push_back(std::move(w));
     children_.emplace_back(h);
     ++pending_;

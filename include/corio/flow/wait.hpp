@@ -49,7 +49,7 @@ class WaitWaiter final : public Waiter, public TimerNode {
     for (std::size_t i = 0; i < tasks_.size(); ++i) {
       if (tasks_[i]->done()) continue;
       watches_[i].owner = this;
-      tasks_[i]->watchers_.push_back(watches_[i]);
+      tasks_[i]->add_watcher(watches_[i]);
     }
     if (timeout_ns_) {
       std::int64_t now = loop_->now_ns();

@@ -34,7 +34,7 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
     loop_ = &LoopCore::current_loop();
-    child_->watchers_.push_back(*this);
+    child_->add_watcher(*this);
     suspend_on(h);
     if (outer_cancelled_) return;
     if (timeout_ns_ <= 0) {

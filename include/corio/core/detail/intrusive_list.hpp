@@ -25,6 +25,36 @@ struct ListNode {
   }
 };
 
+// A node of a list whose head is a single pointer (Linux's hlist): half the head of an IntrusiveList, for
+// lists that every task carries. A node unlinks itself in O(1) through pprev_, the address of the pointer
+// that points to it (the head, or the previous node's next_). New nodes go in front.
+struct HListNode {
+  HListNode* next_ = nullptr;
+  HListNode** pprev_ = nullptr;
+
+  HListNode() = default;
+  HListNode(const HListNode&) = delete;
+  HListNode& operator=(const HListNode&) = delete;
+  ~HListNode() { unlink(); }
+
+  bool linked() const noexcept { return pprev_ != nullptr; }
+  void unlink() noexcept {
+    if (pprev_) {
+      *pprev_ = next_;
+      if (next_) next_->pprev_ = pprev_;
+      next_ = nullptr;
+      pprev_ = nullptr;
+    }
+  }
+  // Puts this (unlinked) node at the front of the list whose head is `head`.
+  void link_front(HListNode*& head) noexcept {
+    next_ = head;
+    if (head) head->pprev_ = &next_;
+    head = this;
+    pprev_ = &head;
+  }
+};
+
 // T must derive from ListNode. The list does not own its elements.
 template <class T>
 class IntrusiveList {

@@ -104,7 +104,7 @@ struct PromiseBase : PooledAlloc {
 
 // Something that finishes tasks' awaits: a watcher is told, synchronously, when a task is done.
 // Internal combinators use it; user callbacks go through add_done_callback and are scheduled instead.
-struct DoneWatcher : ListNode {
+struct DoneWatcher : HListNode {
   virtual void on_done(TaskStateBase& task) = 0;
 
  protected:
@@ -173,10 +173,10 @@ struct FnCallback final : CallbackNode {
 // The state of a task scheduled with create_task (asyncio.Task). Owned by references: the loop holds one
 // while the task is pending, each TaskHandle one more. Loop-thread only, so the count is not atomic.
 //
-// Every task pays for this object, so it is packed to 92 bytes (a small result fits in the tail, 96 in all):
+// Every task pays for this object, so it is packed to 76 bytes (a small result fits in the tail, 80 in all):
 // the id and the flags share a word, slots that are never needed at the same time share storage (the
-// waiter and the next step's coroutine; the root frame and the exception), and what few tasks need sits in
-// Extras.
+// waiter and the next step's coroutine; the root frame and the exception), the done-watchers' list head is
+// one pointer, and what few tasks need sits in Extras, which then also holds that head.
 class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
  public:
   enum class Status : std::uint8_t { pending, finished, failed, cancelled };
@@ -195,6 +195,7 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
 
  private:
   bool has_resume_ : 1 = false;  // which member of the union below is live
+  bool has_extras_ : 1 = false;  // which member of the watchers_/extras_ union is live
   // Invariant: while the task is suspended, waiter_ is the Waiter it is suspended at; while it is scheduled
   // after a wake-up, resume_ is the coroutine its next step resumes; while it runs or before its first step,
   // waiter_ is null. The two are never needed at once.
@@ -211,7 +212,6 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   };
 
  public:
-  IntrusiveList<DoneWatcher> watchers_;
   struct UserCallback;
   // What most tasks never need, allocated on first use: a name, a cancel message and count, done callbacks,
   // and in debug mode where create_task was called (so a task costs nothing more outside debug mode).
@@ -221,13 +221,32 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
     UserCallback* callbacks = nullptr;  // add_done_callback, scheduled with call_soon when done
     SourceLoc created{};                // create_task's caller; known() only if recorded in debug mode
     int cancel_requests = 0;            // cancelling()
+    HListNode* watchers = nullptr;      // the task's done-watchers, once it has Extras
   };
-  std::unique_ptr<Extras> extras_;
+
+ private:
+  // The done-watchers (newest first) while the task has no Extras; then the Extras, which hold them.
+  union {
+    HListNode* watchers_ = nullptr;
+    Extras* extras_;
+  };
+
+ public:
   std::uint32_t refs_ = 1;  // last, so that TaskState<T> can put a small value in the tail padding
+
+  Extras* extras_if() const noexcept { return has_extras_ ? extras_ : nullptr; }
   Extras& extras() {
-    if (!extras_) extras_ = std::make_unique<Extras>();
+    if (!has_extras_) {
+      auto* x = new Extras();
+      x->watchers = watchers_;
+      if (x->watchers) x->watchers->pprev_ = &x->watchers;
+      extras_ = x;
+      has_extras_ = true;
+    }
     return *extras_;
   }
+  // Registers a watcher, told synchronously when the task is done, in the order watchers came.
+  void add_watcher(DoneWatcher& w) noexcept { w.link_front(watcher_head()); }
 
   // The waiter the task is suspended at, or null (see the invariant above).
   Waiter* waiter() const noexcept { return has_resume_ ? nullptr : waiter_; }
@@ -242,7 +261,7 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   }
   // The exception the task ended with; null while it is pending or if it returned a value.
   std::exception_ptr exception() const noexcept { return done() ? exc_ : nullptr; }
-  int cancelling() const noexcept { return extras_ ? extras_->cancel_requests : 0; }
+  int cancelling() const noexcept { return has_extras_ ? extras_->cancel_requests : 0; }
 
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -250,7 +269,7 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   }
   bool done() const noexcept { return status_ != Status::pending; }
   std::string name() const;
-  std::string cancel_message() const { return extras_ ? extras_->cancel_msg : std::string(); }
+  std::string cancel_message() const { return has_extras_ ? extras_->cancel_msg : std::string(); }
   void set_name(std::string name) { extras().name = std::move(name); }
   void set_created(SourceLoc where) { extras().created = where; }
   // "created at file:line" when the creation site was recorded (debug mode), else empty.
@@ -276,6 +295,12 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   virtual void take_value(PromiseBase& root) = 0;
 
  private:
+  HListNode*& watcher_head() noexcept { return has_extras_ ? extras_->watchers : watchers_; }
+  // Tells every watcher, oldest first; then the list is empty.
+  void notify_watchers() noexcept;
+  // Unlinks every watcher without telling it.
+  void drop_watchers() noexcept;
+  void free_extras() noexcept;
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
   void end(Status s, std::exception_ptr e) noexcept;
   void finish() noexcept;

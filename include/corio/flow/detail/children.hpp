@@ -134,7 +134,7 @@ class ChildrenWaiter final : public Waiter {
     for (std::size_t i = 0; i < children_.size(); ++i) {
       if (children_[i]->done()) continue;
       watches_[i].owner = this;
-      children_[i]->watchers_.push_back(watches_[i]);
+      children_[i]->add_watcher(watches_[i]);
     }
     suspend_on(h);
   }
