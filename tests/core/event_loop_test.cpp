@@ -8,8 +8,12 @@
 #include <corio/core/task.hpp>
 #include <corio/core/task_handle.hpp>
 
+#include <corio/core/detail/timer_heap.hpp>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -261,4 +265,60 @@ TEST(EventLoop, DebugFlag) {
   EXPECT_FALSE(loop.get_debug());
   corio::EventLoop dbg({.debug = true});
   EXPECT_TRUE(dbg.get_debug());
+}
+
+// The timer structure against a reference: random adds (runs of growing deadlines, which take the FIFO
+// path, mixed with earlier ones, which take the heap, and many equal deadlines), cancels anywhere and pops.
+// Every pop must give the earliest (due time, arrival) timer still scheduled.
+TEST(TimerHeap, PopsInDueThenArrivalOrderAcrossRunAndHeapWithCancels) {
+  struct Node final : corio::detail::TimerNode {
+    int id = 0;
+    void fire() override {}
+  };
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 20; ++round) {
+    std::vector<Node> nodes(4000);
+    corio::detail::TimerHeap heap;
+    std::vector<std::pair<std::int64_t, int>> expect;  // (when, arrival) of every scheduled node
+    std::vector<int> arrival(nodes.size(), -1);
+    int next_arrival = 0;
+    std::int64_t base = 0;
+    std::size_t next = 0;
+    auto pop_one = [&] {
+      ASSERT_FALSE(heap.empty());
+      auto it = std::min_element(expect.begin(), expect.end());
+      auto* n = static_cast<Node*>(heap.pop());
+      EXPECT_EQ(n->when_ns_, it->first);
+      EXPECT_EQ(arrival[static_cast<std::size_t>(n->id)], it->second);
+      EXPECT_FALSE(n->scheduled());
+      expect.erase(it);
+    };
+    while (next < nodes.size() || !expect.empty()) {
+      const unsigned r = rng() % 100;
+      if (r < 55 && next < nodes.size()) {
+        Node& n = nodes[next];
+        n.id = static_cast<int>(next++);
+        if (rng() % 4 != 0) base += static_cast<std::int64_t>(rng() % 3);  // mostly growing, often equal
+        n.when_ns_ = rng() % 5 == 0 ? base - static_cast<std::int64_t>(rng() % 50) : base;
+        arrival[static_cast<std::size_t>(n.id)] = next_arrival++;
+        heap.push(n);
+        expect.emplace_back(n.when_ns_, arrival[static_cast<std::size_t>(n.id)]);
+      } else if (r < 75 && !expect.empty()) {  // cancel a random scheduled node
+        auto& e = expect[rng() % expect.size()];
+        auto id = std::find(arrival.begin(), arrival.end(), e.second) - arrival.begin();
+        heap.remove(nodes[static_cast<std::size_t>(id)]);
+        EXPECT_FALSE(nodes[static_cast<std::size_t>(id)].scheduled());
+        e = expect.back();
+        expect.pop_back();
+      } else if (!expect.empty()) {
+        pop_one();
+      }
+      ASSERT_EQ(heap.size(), expect.size());
+      if (!expect.empty()) {
+        auto it = std::min_element(expect.begin(), expect.end());
+        ASSERT_EQ(heap.top()->when_ns_, it->first);
+      }
+    }
+    EXPECT_TRUE(heap.empty());
+  }
 }
