@@ -276,6 +276,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   virtual void take_value(PromiseBase& root) = 0;
 
  private:
+  // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
+  [[gnu::noinline]] void run_first_or_debug();
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
   void end(Status s, std::exception_ptr e) noexcept;
   void finish() noexcept;
