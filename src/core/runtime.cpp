@@ -96,7 +96,7 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 
 // ---------------------------------------------------------------- loop core
 
-thread_local LoopCore* LoopCore::running_ = nullptr;
+constinit thread_local LoopCore* LoopCore::running_ = nullptr;
 
 namespace {
 std::int64_t monotonic_ns() noexcept {

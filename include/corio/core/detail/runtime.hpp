@@ -297,8 +297,9 @@ class LoopCore {
   std::int64_t slow_callback_ns_ = 100'000'000;
   int inhibit_auto_advance_ = 0;  // work outside the loop (threads) that virtual time must not jump past
 
-  // The loop running on this thread, if any.
-  static thread_local LoopCore* running_;
+  // The loop running on this thread, if any. constinit, so that reading it (every await does) needs no TLS
+  // wrapper call from other translation units.
+  static constinit thread_local LoopCore* running_;
 
   std::int64_t now_ns() const noexcept;
 
