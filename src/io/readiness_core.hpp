@@ -158,13 +158,26 @@ class ReadinessCore : public SignalCore {
   }
 
   std::size_t poll(std::int64_t timeout_ns) override {
-    std::size_t handled = finish_done();
-    if (handled || !dirty_.empty()) timeout_ns = 0;
     // A non-blocking poll with nothing watched can only find a wake-up (cross-thread posts are seen through
     // the loop's remote_pending_ flag) or a signal: skip the system call, except on every 256th busy turn
     // when signals are watched, so a busy loop still takes Ctrl-C (the system call costs about as much as
-    // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks).
-    if (timeout_ns == 0 && !has_watches() && (sigfd_ < 0 || (++busy_polls_ & 255) != 0)) return handled;
+    // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks). This test comes first
+    // and the rest is out of line, so that such a turn (every turn of tasks handing work to each other)
+    // costs a few instructions.
+    if (timeout_ns == 0 && done_.empty() && dirty_.empty() && !has_watches()) {
+      if (sigfd_ < 0 || (++busy_polls_ & 255) != 0) return 0;
+      return poll_slow(0, true);
+    }
+    return poll_slow(timeout_ns, false);
+  }
+
+ private:
+  // poll() past the idle test; counted: busy_polls_ was counted for this poll already.
+  [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool counted) {
+    std::size_t handled = finish_done();
+    if (handled || !dirty_.empty()) timeout_ns = 0;
+    if (!counted && timeout_ns == 0 && !has_watches() && (sigfd_ < 0 || (++busy_polls_ & 255) != 0))
+      return handled;
     handled += wait(timeout_ns);
     if (!dirty_.empty()) {
       std::vector<int> dirty;
