@@ -246,9 +246,7 @@ void TaskStateBase::run_ready() {
   // registers.
   LoopCore& loop = *loop_;
   loop.current_ = this;
-  std::coroutine_handle<> h = std::coroutine_handle<>::from_address(resume_);
-  set_waiter(nullptr);
-  resume_chain(h);
+  resume_chain(std::coroutine_handle<>::from_address(resume_));  // (resume_ goes stale: see has_resume_)
   loop.current_ = nullptr;
 }
 

@@ -196,8 +196,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
  private:
   bool has_resume_ : 1 = false;  // which member of the union below is live
   // Invariant: while the task is suspended, waiter_ is the Waiter it is suspended at; while it is scheduled
-  // after a wake-up, resume_ is the coroutine its next step resumes; while it runs or before its first step,
-  // waiter_ is null. The two are never needed at once.
+  // after a wake-up, resume_ is the coroutine its next step resumes; before its first step, waiter_ is null.
+  // While it runs, waiter() is null: either waiter_ is null or has_resume_ is still set from the wake-up (a
+  // stale resume_ that nothing reads; run_ready leaves it rather than pay for clearing it on every step).
+  // The two are never needed at once.
   union {
     Waiter* waiter_ = nullptr;
     void* resume_;  // a coroutine_handle's address
