@@ -10,9 +10,9 @@
 
 namespace corio::detail {
 
-thread_local FrameAllocator::FreeBlock* FrameAllocator::heads_[FrameAllocator::kClasses] = {};
-thread_local char* FrameAllocator::bump_ = nullptr;
-thread_local char* FrameAllocator::bump_end_ = nullptr;
+constinit thread_local FrameAllocator::FreeBlock* FrameAllocator::heads_[FrameAllocator::kClasses] = {};
+constinit thread_local char* FrameAllocator::bump_ = nullptr;
+constinit thread_local char* FrameAllocator::bump_end_ = nullptr;
 
 namespace {
 constexpr std::size_t kFirstChunk = 4096;

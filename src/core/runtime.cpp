@@ -96,7 +96,7 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 
 // ---------------------------------------------------------------- loop core
 
-thread_local LoopCore* LoopCore::running_ = nullptr;
+constinit thread_local LoopCore* LoopCore::running_ = nullptr;
 
 namespace {
 std::int64_t monotonic_ns() noexcept {
@@ -274,6 +274,19 @@ void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
 void TaskStateBase::run_ready() {
   queued_ = false;
   if (done()) return;
+  if (!started_ || loop_->debug_) [[unlikely]] {
+    run_first_or_debug();
+    return;
+  }
+  // The common step: resume where the task was woken. Kept free of the rare paths so that it saves few
+  // registers.
+  LoopCore& loop = *loop_;
+  loop.current_ = this;
+  resume_chain(std::coroutine_handle<>::from_address(resume_));  // (resume_ goes stale: see has_resume_)
+  loop.current_ = nullptr;
+}
+
+void TaskStateBase::run_first_or_debug() {
   LoopCore& loop = *loop_;
   loop.current_ = this;
   std::coroutine_handle<> h;
@@ -468,11 +481,42 @@ std::size_t EventLoop::poll_io(std::int64_t timeout_ns) {
   return n;
 }
 
+namespace {
+// Out of line: most turns of a busy loop have no timer, and this would make run_once save registers.
+[[gnu::noinline]] void fire_due_timers(detail::LoopCore& loop) {
+  const std::int64_t end = loop.now_ns();
+  while (!loop.timers_.empty() && loop.timers_.top()->when_ns_ <= end) loop.timers_.pop()->fire();
+}
+}  // namespace
+
 void EventLoop::run_once() {
+  if (!ready_.empty() || stopping_) [[likely]] {
+    // A busy turn: poll without blocking. Such a poll does not announce sleep, so sleeping_ is false
+    // already (poll_io clears it after every blocking poll) and is left alone.
+    poller_->poll(0);
+    if (remote_pending_.load(std::memory_order_acquire)) [[unlikely]]
+      drain_remote();
+  } else {
+    wait_for_work();
+  }
+
+  if (!timers_.empty()) fire_due_timers(*this);  // the clock is read only when a timer could be due
+
+  // Run what is ready now, up to the node queued last; what they make ready waits for the next turn. (A
+  // node may be gone once run, so whether it was the last is decided before.)
+  detail::ReadyNode* last = ready_.back();
+  if (!last) return;
+  for (;;) {
+    detail::ReadyNode* n = ready_.pop();
+    const bool was_last = n == last;
+    n->run_ready();
+    if (was_last) return;
+  }
+}
+
+void EventLoop::wait_for_work() {
   std::int64_t timeout;
-  if (!ready_.empty() || stopping_)
-    timeout = 0;
-  else if (!timers_.empty())
+  if (!timers_.empty())
     timeout = std::max<std::int64_t>(0, timers_.top()->when_ns_ - now_ns());
   else
     timeout = -1;
@@ -489,13 +533,6 @@ void EventLoop::run_once() {
   } else {
     poll_io(virtual_time_ && timeout != 0 ? -1 : timeout);
   }
-
-  if (!timers_.empty()) {  // the clock is read only when a timer could be due
-    const std::int64_t end = now_ns();
-    while (!timers_.empty() && timers_.top()->when_ns_ <= end) timers_.pop()->fire();
-  }
-
-  for (std::size_t n = ready_.size(); n > 0; --n) ready_.pop()->run_ready();
 }
 
 void EventLoop::run_forever() {

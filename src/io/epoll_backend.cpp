@@ -63,8 +63,6 @@ class EpollBackend final : public ReadinessCore {
     --registered_;
   }
 
-  bool has_watches() const noexcept override { return registered_ > 0; }
-
   void watch_signals(int sigfd) override {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -107,7 +105,6 @@ class EpollBackend final : public ReadinessCore {
   static constexpr std::uint64_t kSignalKey = ~std::uint64_t{0} - 1;
 
   int epfd_;
-  std::size_t registered_ = 0;  // descriptors in the interest list besides the eventfd and signalfd
 };
 
 }  // namespace

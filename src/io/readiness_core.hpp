@@ -1,7 +1,7 @@
 // The readiness core of the epoll backend (private to src/io): each operation first tries its system call
 // (try_now); only on EAGAIN does it wait in its descriptor's reader or writer list, and the loop retries
 // the list's head when the mechanism reports the descriptor ready. The mechanism (epoll_backend.cpp) is
-// behind the hooks watch, unwatch, wait, has_watches and SignalCore's watch_signals. (The io_uring backend,
+// behind the hooks watch, unwatch, wait and SignalCore's watch_signals. (The io_uring backend,
 // uring_backend.cpp, is completion-style and does not use this core.)
 #pragma once
 
@@ -158,13 +158,26 @@ class ReadinessCore : public SignalCore {
   }
 
   std::size_t poll(std::int64_t timeout_ns) override {
-    std::size_t handled = finish_done();
-    if (handled || !dirty_.empty()) timeout_ns = 0;
     // A non-blocking poll with nothing watched can only find a wake-up (cross-thread posts are seen through
     // the loop's remote_pending_ flag) or a signal: skip the system call, except on every 256th busy turn
     // when signals are watched, so a busy loop still takes Ctrl-C (the system call costs about as much as
-    // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks).
-    if (timeout_ns == 0 && !has_watches() && (sigfd_ < 0 || (++busy_polls_ & 255) != 0)) return handled;
+    // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks). This test comes first
+    // and the rest is out of line, so that such a turn (every turn of tasks handing work to each other)
+    // costs a few instructions.
+    if (timeout_ns == 0 && done_.empty() && dirty_.empty() && registered_ == 0) {
+      if (sigfd_ < 0 || (++busy_polls_ & 255) != 0) return 0;
+      return poll_slow(0, true);
+    }
+    return poll_slow(timeout_ns, false);
+  }
+
+ private:
+  // poll() past the idle test; counted: busy_polls_ was counted for this poll already.
+  [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool counted) {
+    std::size_t handled = finish_done();
+    if (handled || !dirty_.empty()) timeout_ns = 0;
+    if (!counted && timeout_ns == 0 && registered_ == 0 && (sigfd_ < 0 || (++busy_polls_ & 255) != 0))
+      return handled;
     handled += wait(timeout_ns);
     if (!dirty_.empty()) {
       std::vector<int> dirty;
@@ -179,11 +192,11 @@ class ReadinessCore : public SignalCore {
   // The mechanism's hooks. watch: an op now waits on fd in one direction (just_tried: its system call just
   // failed with EAGAIN); returns 0 or an errno that fails the op. unwatch: fd is about to be closed.
   // wait: block at most timeout_ns (-1: no limit) and report through on_ready/drain_wakefd/read_signals;
-  // returns the events handled. watch_signals: start watching the signalfd.
+  // returns the events handled. watch_signals: start watching the signalfd. watch and unwatch keep
+  // registered_ (a plain count, not a hook, so that a busy turn's poll makes no virtual call).
   virtual int watch(FdEntry& e, int fd, bool read_side, bool just_tried) noexcept = 0;
   virtual void unwatch(FdEntry& e, int fd) noexcept = 0;
   virtual std::size_t wait(std::int64_t timeout_ns) = 0;
-  virtual bool has_watches() const noexcept = 0;
 
   // The descriptor is ready (as the mechanism reports): retry the waiting ops of each ready direction.
   std::size_t on_ready(int fd, bool in, bool out, bool hup) {
@@ -343,7 +356,8 @@ class ReadinessCore : public SignalCore {
   }
 
   std::size_t busy_polls_ = 0;
-  std::size_t pending_ = 0;  // ops submitted and not completed
+  std::size_t registered_ = 0;  // descriptors in the interest list besides the eventfd and signalfd
+  std::size_t pending_ = 0;     // ops submitted and not completed
   std::vector<std::unique_ptr<FdEntry>> fds_;
   IntrusiveList<IoOp> done_;  // cancelled or failed at submission: complete on the next poll
   std::vector<int> dirty_;

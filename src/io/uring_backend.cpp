@@ -240,11 +240,17 @@ class UringBackend final : public SignalCore {
     // A busy loop with no I/O (tasks handing work to each other) polls every turn: with nothing prepared,
     // in flight or left over, only a wake-up (cross-thread posts are seen through the loop's flag) or a
     // signal could be waiting. Return without touching the ring, except on every 256th busy turn when
-    // signals are watched, as the epoll backend does.
+    // signals are watched, as the epoll backend does. The rest is out of line, so that such a turn costs a
+    // few instructions.
     const bool signal_turn = timeout_ns == 0 && sigfd_ >= 0 && (++busy_polls_ & 255) == 0;
     if (timeout_ns == 0 && !prepared_ && inflight_ == 0 && !signal_turn && done_.empty() &&
         deferred_.empty() && later_release_.empty())
       return 0;
+    return poll_slow(timeout_ns, signal_turn);
+  }
+
+ private:
+  [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool signal_turn) {
     std::size_t handled = run_deferred() + finish_done();  // (done_ ops may still read their op.data)
     release_later_buffers();
     if (handled) timeout_ns = 0;

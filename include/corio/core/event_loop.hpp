@@ -174,6 +174,8 @@ class EventLoop : private detail::LoopCore {
   }
   void post_remote(std::unique_ptr<detail::CallbackNode> n);
   void run_once();
+  // Steps 1-3 of run_once when nothing is ready: the timeout, virtual time, the poll.
+  void wait_for_work();
   std::size_t poll_io(std::int64_t timeout_ns);
   std::size_t drain_remote();
   void cancel_all_tasks();

@@ -48,6 +48,7 @@ struct FifoStore {
     return x;
   }
   std::size_t size() const noexcept { return items.size(); }
+  bool empty() const noexcept { return items.empty(); }  // cheaper than size() == 0 for a deque
   void clear() {
     items.clear();
     returned = 0;
@@ -72,6 +73,7 @@ struct LifoStore {
     return x;
   }
   std::size_t size() const noexcept { return items.size(); }
+  bool empty() const noexcept { return items.empty(); }  // cheaper than size() == 0 for a deque
   void clear() {
     items.clear();
     returned = 0;
@@ -96,6 +98,7 @@ struct HeapStore {
     return x;
   }
   std::size_t size() const noexcept { return items.size(); }
+  bool empty() const noexcept { return items.empty(); }
   void clear() { items.clear(); }
 };
 
@@ -111,7 +114,7 @@ class BasicQueue {
 
   std::size_t size() const noexcept { return store_.size(); }
   std::size_t maxsize() const noexcept { return maxsize_; }
-  bool empty() const noexcept { return store_.size() == 0; }
+  bool empty() const noexcept { return store_.empty(); }
   bool full() const noexcept { return maxsize_ > 0 && store_.size() + reserved_ >= maxsize_; }
 
   // Suspends while full; throws QueueShutDown once shut down. Returns an awaitable (not a Task<>, as
@@ -123,15 +126,7 @@ class BasicQueue {
   void put_nowait(T item) {
     if (shutdown_) throw QueueShutDown();
     if (full()) throw QueueFull();
-    ++unfinished_;
-    if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
-      // A getter waits, so the store is empty: hand the item straight over.
-      getter->item_.emplace(std::move(item));
-      getters_.wake_one();
-      pass_slot();  // the item never took a slot
-      return;
-    }
-    store_.push(std::move(item));
+    add(std::move(item));
   }
   // Suspends while empty; throws QueueShutDown once shut down and empty. Returns an awaitable (not a
   // Task<>): an item put while gets wait is handed to the longest-waiting one. If its task is cancelled
@@ -185,6 +180,17 @@ class BasicQueue {
     GetAwaiter(GetAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_) {}
     bool await_ready() const noexcept { return !q_->empty() || q_->shutdown_; }
     T await_resume() {
+      // The common case, kept small enough to inline: handed an item, and neither cancelled since nor
+      // shut down with immediate=true. (item_ is only set on a parked getter, so task_ is set.)
+      if (item_ && !q_->immediate_ && !task_->must_cancel_) [[likely]]
+        return std::move(*item_);
+      return resume_slow();
+    }
+
+   private:
+    friend class BasicQueue;
+    // Out of line, so that await_resume() stays small enough to inline into the awaiting coroutine.
+    [[gnu::noinline]] T resume_slow() {
       if (item_ && q_->immediate_) {
         // shutdown(immediate=true) came after the item was handed over: it is dropped with the rest.
         item_.reset();
@@ -199,25 +205,26 @@ class BasicQueue {
       return q_->get_nowait();  // the ready path, or woken by shutdown (QueueShutDown once empty)
     }
 
-   private:
-    friend class BasicQueue;
     BasicQueue* q_;
     std::optional<T> item_;
   };
 
   class [[nodiscard]] PutAwaiter : public WaitList::Node {
    public:
-    PutAwaiter(BasicQueue& q, T item) : Node(q.putters_, "queue put"), q_(&q), item_(std::move(item)) {}
+    PutAwaiter(BasicQueue& q, T&& item) : Node(q.putters_, "queue put"), q_(&q), item_(std::move(item)) {}
     PutAwaiter(PutAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_), item_(std::move(o.item_)) {}
     bool await_ready() {
-      if (q_->shutdown_ || !q_->full()) {
-        q_->put_nowait(std::move(item_));  // throws QueueShutDown when shut down
-        return true;
-      }
-      return false;
+      if (q_->shutdown_) throw QueueShutDown();
+      if (q_->full()) return false;
+      q_->add(std::move(item_));
+      return true;
     }
     void await_resume() {
-      if (!task_) return;  // put at once in await_ready
+      if (task_) resume_slow();  // else put at once in await_ready
+    }
+
+   private:
+    [[gnu::noinline]] void resume_slow() {  // (out of line: see GetAwaiter's)
       if (granted && status != kShutDown) {
         --q_->reserved_;  // the slot reserved for us
         if (task_->must_cancel_) {
@@ -231,13 +238,25 @@ class BasicQueue {
       throw QueueShutDown();  // woken by shutdown
     }
 
-   private:
     BasicQueue* q_;
     T item_;
   };
 
  private:
   static constexpr int kShutDown = 1;  // WaitList::Node::status of waiters woken by shutdown()
+  // put_nowait() once the checks passed. Takes the item by reference so that it is moved once on its way
+  // to a waiting get or into the store.
+  void add(T&& item) {
+    ++unfinished_;
+    if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
+      // A getter waits, so the store is empty: hand the item straight over.
+      getter->item_.emplace(std::move(item));
+      getters_.wake_one();
+      pass_slot();  // the item never took a slot
+      return;
+    }
+    store_.push(std::move(item));
+  }
   void drop_unfinished(std::size_t n) {
     unfinished_ -= std::min(unfinished_, n);
     if (unfinished_ == 0) joiners_.wake_all();

@@ -47,10 +47,11 @@ class FrameAllocator {
     FreeBlock* next;
   };
   static void* refill(std::size_t cls);
-  // Trivially destructible, so the hot path needs no TLS guard.
-  static thread_local FreeBlock* heads_[kClasses];
-  static thread_local char* bump_;  // next free byte of the current chunk
-  static thread_local char* bump_end_;
+  // Trivially destructible and constinit, so the hot path needs no TLS guard (without constinit, an access
+  // from another translation unit still calls the TLS wrapper when one may exist).
+  static constinit thread_local FreeBlock* heads_[kClasses];
+  static constinit thread_local char* bump_;  // next free byte of the current chunk
+  static constinit thread_local char* bump_end_;
 };
 
 // Mixin giving a class the recycling allocator.

@@ -20,7 +20,8 @@ struct ReadyNode {
 class ReadyQueue {
  public:
   bool empty() const noexcept { return head_ == nullptr; }
-  std::size_t size() const noexcept { return size_; }
+  // The node queued last, or null: the loop runs up to it and no further in one turn.
+  ReadyNode* back() const noexcept { return tail_; }
   void push(ReadyNode& n) noexcept {
     n.ready_next_ = nullptr;
     if (tail_)
@@ -28,21 +29,18 @@ class ReadyQueue {
     else
       head_ = &n;
     tail_ = &n;
-    ++size_;
   }
+  // Not empty() first. (A popped node's ready_next_ is stale until it is pushed again.)
   ReadyNode* pop() noexcept {
     ReadyNode* n = head_;
     head_ = n->ready_next_;
     if (!head_) tail_ = nullptr;
-    --size_;
-    n->ready_next_ = nullptr;
     return n;
   }
 
  private:
   ReadyNode* head_ = nullptr;
   ReadyNode* tail_ = nullptr;
-  std::size_t size_ = 0;
 };
 
 }  // namespace corio::detail

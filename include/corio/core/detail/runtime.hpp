@@ -197,8 +197,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   bool has_resume_ : 1 = false;  // which member of the union below is live
   bool has_extras_ : 1 = false;  // which member of the watchers_/extras_ union is live
   // Invariant: while the task is suspended, waiter_ is the Waiter it is suspended at; while it is scheduled
-  // after a wake-up, resume_ is the coroutine its next step resumes; while it runs or before its first step,
-  // waiter_ is null. The two are never needed at once.
+  // after a wake-up, resume_ is the coroutine its next step resumes; before its first step, waiter_ is null.
+  // While it runs, waiter() is null: either waiter_ is null or has_resume_ is still set from the wake-up (a
+  // stale resume_ that nothing reads; run_ready leaves it rather than pay for clearing it on every step).
+  // The two are never needed at once.
   union {
     Waiter* waiter_ = nullptr;
     void* resume_;  // a coroutine_handle's address
@@ -301,6 +303,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // Unlinks every watcher without telling it.
   void drop_watchers() noexcept;
   void free_extras() noexcept;
+  // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
+  [[gnu::noinline]] void run_first_or_debug();
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
   void end(Status s, std::exception_ptr e) noexcept;
   void finish() noexcept;
@@ -320,8 +324,9 @@ class LoopCore {
   std::int64_t slow_callback_ns_ = 100'000'000;
   int inhibit_auto_advance_ = 0;  // work outside the loop (threads) that virtual time must not jump past
 
-  // The loop running on this thread, if any.
-  static thread_local LoopCore* running_;
+  // The loop running on this thread, if any. constinit, so that reading it (every await does) needs no TLS
+  // wrapper call from other translation units.
+  static constinit thread_local LoopCore* running_;
 
   std::int64_t now_ns() const noexcept;
 
