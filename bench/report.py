@@ -293,6 +293,28 @@ W3_QUOTED = [("asyncio", "~2,400 ns/hop"), ("uvloop", "~1,750"), ("Boost.Asio ch
              ("Go", "~95"), ("bare C++20 ready-queue hop", "3.9"), ("direct coroutine hand-off", "1.2")]
 
 
+def bare_line(runs, wl, metrics):
+    """A sentence on the bare C++20 ready-queue loop measured in this run, with corio's ratio to it (the issue
+    sets its goals on another machine; this shows where the bare loop stands on this one), or "" if not run.
+    metrics: [(metric, unit text)]."""
+    parts = []
+    for metric, unit in metrics:
+        b = values(runs, wl, "bare", metric)
+        c = values(runs, wl, "corio", metric)
+        if not b:
+            continue
+        mb = statistics.median(b)
+        text = f"{fmt(mb, '')} {unit}"
+        if c:
+            text += f" (corio {statistics.median(c) / mb:.2f}x that)"
+        parts.append(text)
+    if not parts:
+        return ""
+    runs_n = len(values(runs, wl, "bare", metrics[0][0]))
+    return ("Bare C++20 ready-queue loop measured in this run (`bench/bare_loop.cpp`: minimal promise, frames "
+            f"from operator new, a vector of handles as the ready queue; median of {runs_n}): " + "; ".join(parts) + ".")
+
+
 def w3_section(runs, w):
     """Writes the W3 section; returns goal summary rows (workload, label, value, unit, goal, ok)."""
     if not any(runs.get(("w3", impl)) for impl in IMPLS):
@@ -335,12 +357,15 @@ def w3_section(runs, w):
     w("Peers quoted from the issue, not measured in this run: " +
       "; ".join(f"{name} {num}" for name, num in W3_QUOTED) + ".")
     w("")
+    if line := bare_line(runs, "w3", [("ns_per_hop", "ns/hop")]):
+        w(line)
+        w("")
     return summary
 
 
 def w3_all_runs(runs, w):
     for metric, label, unit in W3_METRICS:
-        for impl in IMPLS:
+        for impl in IMPLS + ["bare"]:
             vs = values(runs, "w3", impl, metric)
             if vs:
                 w(f"| W3 | {impl} | {metric} | {', '.join(fmt(v, unit) for v in vs)} |")
@@ -449,6 +474,9 @@ def main():
         w("Peers quoted from the issue, not measured in this run: " +
           "; ".join(f"{name} {num}" for name, num in QUOTED[wl]) + ".")
         w("")
+        if wl == "w1" and (line := bare_line(runs, "w1", [("ns_per_task", "ns/task"), ("peak_rss_mb", "MB peak RSS")])):
+            w(line)
+            w("")
     net_summary = net_sections(runs, w, parse_notes(raw))
     sync_summary = w3_section(runs, w)
     w("## Goals")
@@ -510,8 +538,10 @@ def main():
     w("| workload | impl | metric | runs |")
     w("| --- | --- | --- | --- |")
     for mwl, metric, label, unit, goal in METRICS:
-        for impl in IMPLS:
+        for impl in IMPLS + ["bare"]:
             vs = values(runs, mwl, impl, metric)
+            if impl == "bare" and not vs:
+                continue
             w(f"| {mwl.upper()} | {impl} | {metric} | {', '.join(fmt(v, unit) for v in vs) or 'n/a'} |")
     net_all_runs(runs, w)
     w3_all_runs(runs, w)
