@@ -104,7 +104,7 @@ class StreamReader {
 // it asked for (or EOF, or an error) is there. Cancelling it loses nothing: what arrived stays buffered.
 // It is movable until awaited, so create_task(), wait_for() and gather() take it as any awaitable, and an
 // rvalue converts to Task<std::string>. Awaited once (InvalidStateError the second time).
-class [[nodiscard]] StreamReader::Read final : public detail::Waiter {
+class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
  public:
   enum class Mode : unsigned char { some, all, exactly, until, line };
   Read(detail::StreamRef s, Mode mode, std::size_t n, std::string_view sep) noexcept
@@ -124,12 +124,12 @@ class [[nodiscard]] StreamReader::Read final : public detail::Waiter {
   }
   std::string await_resume();
 
+ private:
+  friend class detail::StreamState;
   bool cancel() override;
   void describe(std::string& out) const override;
   // Whether the buffer now decides this read (enough data, the separator, EOF, an error or the limit).
   bool decided() noexcept;
-
- private:
   void park();
   std::string finish();
 
