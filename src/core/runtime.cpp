@@ -177,16 +177,21 @@ TaskStateBase::~TaskStateBase() {
 
 void TaskStateBase::free_extras() noexcept {
   drop_watchers();
+  drop_callbacks();
   Extras* x = extras_if();
   if (!x) return;
-  while (x->callbacks) {
-    UserCallback* c = x->callbacks;
-    x->callbacks = c->next;
-    delete c;
-  }
   has_extras_ = false;
   watchers_ = nullptr;
   delete x;
+}
+
+void TaskStateBase::drop_callbacks() noexcept {
+  Extras* x = extras_if();
+  if (!x) return;
+  while (UserCallback* c = x->callbacks) {
+    x->callbacks = c->next;
+    delete c;
+  }
 }
 
 void TaskStateBase::drop_watchers() noexcept {
@@ -365,12 +370,7 @@ void TaskStateBase::abandon() noexcept {
   }
   // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
   // would keep the task (and what they captured) alive forever.
-  while (Extras* x = extras_if()) {
-    UserCallback* c = x->callbacks;
-    if (!c) break;
-    x->callbacks = c->next;
-    delete c;
-  }
+  drop_callbacks();
   release();  // the loop's reference
   release();
 }

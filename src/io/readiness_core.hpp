@@ -164,20 +164,17 @@ class ReadinessCore : public SignalCore {
     // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks). This test comes first
     // and the rest is out of line, so that such a turn (every turn of tasks handing work to each other)
     // costs a few instructions.
-    if (timeout_ns == 0 && done_.empty() && dirty_.empty() && registered_ == 0) {
-      if (sigfd_ < 0 || (++busy_polls_ & 255) != 0) return 0;
-      return poll_slow(0, true);
-    }
-    return poll_slow(timeout_ns, false);
+    const bool signal_turn = timeout_ns == 0 && sigfd_ >= 0 && (++busy_polls_ & 255) == 0;
+    if (timeout_ns == 0 && !signal_turn && registered_ == 0 && done_.empty() && dirty_.empty()) return 0;
+    return poll_slow(timeout_ns, signal_turn);
   }
 
  private:
-  // poll() past the idle test; counted: busy_polls_ was counted for this poll already.
-  [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool counted) {
+  // poll() past the idle test (the same test as the io_uring backend's).
+  [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool signal_turn) {
     std::size_t handled = finish_done();
     if (handled || !dirty_.empty()) timeout_ns = 0;
-    if (!counted && timeout_ns == 0 && registered_ == 0 && (sigfd_ < 0 || (++busy_polls_ & 255) != 0))
-      return handled;
+    if (timeout_ns == 0 && registered_ == 0 && !signal_turn) return handled;
     handled += wait(timeout_ns);
     if (!dirty_.empty()) {
       std::vector<int> dirty;

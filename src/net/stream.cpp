@@ -311,15 +311,18 @@ bool StreamReader::Read::decided() noexcept {
     case Mode::exactly:
       return s.available() >= n_;
     case Mode::until:
-    case Mode::line: {
-      std::string_view buf = s.unread();
-      std::size_t start = searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0;
-      if (buf.find(sep_, start) != std::string_view::npos) return true;
-      searched_ = buf.size();
-      return buf.size() > s.limit_;
-    }
+    case Mode::line:
+      return find_sep() != std::string_view::npos || s.available() > s.limit_;
   }
   return true;
+}
+
+std::size_t StreamReader::Read::find_sep() noexcept {
+  std::string_view buf = s_->unread();
+  // Resume where the last search stopped, less a separator's length (it may straddle the old end).
+  std::size_t at = buf.find(sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
+  if (at == std::string_view::npos) searched_ = buf.size();
+  return at;
 }
 
 bool StreamReader::Read::await_ready() {
@@ -340,12 +343,8 @@ bool StreamReader::Read::await_ready() {
 }
 
 void StreamReader::Read::park() {
-  detail::StreamState& s = *s_;
-  s.reader_ = this;
-  if (!s.read_op_.pending) {
-    s.read_op_.keep = s.self();
-    s.be_->submit(s.read_op_);
-  }
+  s_->reader_ = this;
+  s_->start_read();  // (unless a read is already pending)
 }
 
 bool StreamReader::Read::cancel() {
@@ -385,16 +384,15 @@ std::string StreamReader::Read::finish() {
       throw IncompleteReadError(s.take(s.available()), n_);
     case Mode::until:
     case Mode::line: {
-      std::string_view buf = s.unread();
-      std::size_t at = buf.find(sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
+      std::size_t at = find_sep();
       if (at != std::string_view::npos) {
         if (at > s.limit_)
           throw LimitOverrunError("readuntil(): separator found, but the chunk exceeds the limit", at);
         return s.take(at + sep_.size());
       }
-      if (buf.size() > s.limit_)
+      if (s.available() > s.limit_)
         throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit",
-                                buf.size());
+                                s.available());
       s.throw_read_error();
       std::string partial = s.take(s.available());
       if (mode_ == Mode::line) return partial;

@@ -265,33 +265,15 @@ TEST_F(StreamTest, ReadIsLazyAndAwaitedOnce) {
     auto c = co_await connect_to_raw_peer();
     StreamReader moved = std::move(c.reader);
     auto from_moved = c.reader.readline();  // nothing happens yet
-    bool threw = false;
-    try {
-      (void)co_await from_moved;
-    } catch (const corio::InvalidStateError&) {
-      threw = true;
-    }
-    EXPECT_TRUE(threw);
+    CO_EXPECT_THROW_AS(co_await from_moved, corio::InvalidStateError, e, {});
 
     auto empty_sep = moved.readuntil("");
-    threw = false;
-    try {
-      (void)co_await empty_sep;
-    } catch (const corio::Error&) {
-      threw = true;
-    }
-    EXPECT_TRUE(threw);
+    CO_EXPECT_THROW_AS(co_await empty_sep, corio::Error, e, {});
 
     raw_send(c.peer.get(), "xy");
     auto two = moved.readexactly(2);
     EXPECT_EQ(co_await two, "xy");
-    threw = false;
-    try {
-      (void)co_await two;
-    } catch (const corio::InvalidStateError&) {
-      threw = true;
-    }
-    EXPECT_TRUE(threw);
+    CO_EXPECT_THROW_AS(co_await two, corio::InvalidStateError, e, {});
 
     // DESIGN.md's signature still works where a Task is wanted.
     Task<std::string> as_task = moved.readline();

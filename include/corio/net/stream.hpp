@@ -130,6 +130,8 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   void describe(std::string& out) const override;
   // Whether the buffer now decides this read (enough data, the separator, EOF, an error or the limit).
   bool decided() noexcept;
+  // until/line: where the separator starts in the unread data (npos if not there yet).
+  std::size_t find_sep() noexcept;
   void park();
   std::string finish();
 

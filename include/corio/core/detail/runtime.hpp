@@ -302,6 +302,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   void notify_watchers() noexcept;
   // Unlinks every watcher without telling it.
   void drop_watchers() noexcept;
+  // Deletes the done callbacks without running them.
+  void drop_callbacks() noexcept;
   void free_extras() noexcept;
   // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
   [[gnu::noinline]] void run_first_or_debug();
