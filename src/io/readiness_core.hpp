@@ -27,16 +27,10 @@
 namespace corio::detail {
 
 inline bool is_read_side(OpCode c) noexcept {
-  switch (c) {
-    case OpCode::recv:
-    case OpCode::read:
-    case OpCode::accept:
-    case OpCode::recvfrom:
-    case OpCode::poll_in:
-      return true;
-    default:
-      return false;
-  }
+  constexpr unsigned kReadSide = 1u << unsigned(OpCode::recv) | 1u << unsigned(OpCode::read) |
+                                 1u << unsigned(OpCode::accept) | 1u << unsigned(OpCode::recvfrom) |
+                                 1u << unsigned(OpCode::poll_in);
+  return (kReadSide >> unsigned(c)) & 1u;
 }
 
 class ReadinessCore : public SignalCore {
@@ -122,6 +116,7 @@ class ReadinessCore : public SignalCore {
     (read_side ? e.readers : e.writers).push_back(op);
     bool just_tried = just_tried_ == &op;
     just_tried_ = nullptr;
+    if (e.registered && just_tried) return;  // the edge after that EAGAIN will retry it: nothing to do
     if (int err = watch(e, op.fd, read_side, just_tried); err != 0) {
       op.unlink();
       op.result = -err;
@@ -179,7 +174,9 @@ class ReadinessCore : public SignalCore {
     if (!dirty_.empty()) {
       std::vector<int> dirty;
       dirty.swap(dirty_);
-      for (int fd : dirty) handled += run_list(fd, true) + run_list(fd, false);
+      for (int fd : dirty) {
+        if (FdEntry* e = entry_if(fd)) handled += run_list(*e, true) + run_list(*e, false);
+      }
     }
     return handled;
   }
@@ -203,11 +200,11 @@ class ReadinessCore : public SignalCore {
     if (hup) e->hup = true;
     if (in || hup) {
       e->readable = true;
-      handled += run_list(fd, true);
+      handled += run_list(*e, true);
     }
     if (out || hup) {
-      if (FdEntry* again = entry_if(fd)) again->writable = true;
-      handled += run_list(fd, false);
+      e->writable = true;
+      handled += run_list(*e, false);
     }
     return handled;
   }
@@ -320,16 +317,14 @@ class ReadinessCore : public SignalCore {
     return r < 0 ? -errno : r;
   }
 
-  // Retries the head of one direction's list until an op would block again.
-  std::size_t run_list(int fd, bool readers) {
+  // Retries the head of one direction's list until an op would block again. (Entries live as long as the
+  // backend, so e stays valid while completions close descriptors or open new ones.)
+  std::size_t run_list(FdEntry& e, bool readers) {
     std::size_t n = 0;
-    for (;;) {
-      FdEntry* e = entry_if(fd);
-      if (!e) return n;
-      IoOp* op = (readers ? e->readers : e->writers).front();
-      if (!op) return n;
+    IntrusiveList<IoOp>& list = readers ? e.readers : e.writers;
+    while (IoOp* op = list.front()) {
       std::int64_t r = attempt(*op);
-      note_result(e, *op, r);
+      note_result(&e, *op, r);
       if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
       op->unlink();
       op->result = r;
@@ -338,6 +333,7 @@ class ReadinessCore : public SignalCore {
       ++n;
       op->complete();  // only enqueues (wakes a task) or consumes op->data at once
     }
+    return n;
   }
 
   std::size_t finish_done() {

@@ -255,6 +255,15 @@ TEST_F(StreamTest, ReadWaitsUntilItsDataIsWholeWhenItTricklesIn) {
       raw_send(c.peer.get(), piece);
     }
     EXPECT_EQ(co_await until, "one\rtwo\r\n");
+
+    // A longer separator whose prefixes arrive (and fail to complete it) before it does.
+    auto head = corio::create_task(c.reader.readuntil("\r\n\r\n"));
+    for (std::string_view piece : {"a\r\n", "\r", "b\r\n\r", "\n"}) {
+      co_await corio_test::turns(3);
+      EXPECT_FALSE(head.done());
+      raw_send(c.peer.get(), piece);
+    }
+    EXPECT_EQ(co_await head, "a\r\n\rb\r\n\r\n");
   }());
 }
 

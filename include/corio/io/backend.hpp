@@ -36,20 +36,21 @@ enum class OpCode : std::uint8_t {
 };
 
 struct IoOp : ListNode {
+  // Ordered so that what every op touches (code .. result) fills the first 64 bytes with no padding.
   OpCode code = OpCode::poll_in;
-  int fd = -1;
-  int flags = 0;
-  void* buf = nullptr;
-  std::size_t len = 0;
-  const iovec* iov = nullptr;
-  int iovcnt = 0;
-  sockaddr* addr = nullptr;        // accept/recvfrom: filled in; connect/sendto: read
-  socklen_t addrlen = 0;           // in: capacity or length; out: length
-  std::int64_t result = 0;         // >= 0 or -errno, valid once completed
-  const char* data = nullptr;      // recv/read into the backend's buffer: the bytes, valid in complete()
   bool pending = false;            // submitted and not completed yet
   std::uint8_t backend_state = 0;  // private to the backend
-  void* backend_data = nullptr;    // private to the backend (io_uring: a message header or own buffer)
+  int fd = -1;
+  int flags = 0;
+  socklen_t addrlen = 0;  // in: capacity or length; out: length
+  void* buf = nullptr;
+  std::size_t len = 0;
+  std::int64_t result = 0;        // >= 0 or -errno, valid once completed
+  const char* data = nullptr;     // recv/read into the backend's buffer: the bytes, valid in complete()
+  void* backend_data = nullptr;   // private to the backend (io_uring: a message header or own buffer)
+  const iovec* iov = nullptr;
+  sockaddr* addr = nullptr;  // accept/recvfrom: filled in; connect/sendto: read
+  int iovcnt = 0;
 
   // Called once, on the loop's thread, when the op is done.
   virtual void complete() = 0;
