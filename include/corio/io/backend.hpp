@@ -45,9 +45,9 @@ struct IoOp : ListNode {
   socklen_t addrlen = 0;  // in: capacity or length; out: length
   void* buf = nullptr;
   std::size_t len = 0;
-  std::int64_t result = 0;        // >= 0 or -errno, valid once completed
-  const char* data = nullptr;     // recv/read into the backend's buffer: the bytes, valid in complete()
-  void* backend_data = nullptr;   // private to the backend (io_uring: a message header or own buffer)
+  std::int64_t result = 0;       // >= 0 or -errno, valid once completed
+  const char* data = nullptr;    // recv/read into the backend's buffer: the bytes, valid in complete()
+  void* backend_data = nullptr;  // private to the backend (io_uring: a message header or own buffer)
   const iovec* iov = nullptr;
   sockaddr* addr = nullptr;  // accept/recvfrom: filled in; connect/sendto: read
   int iovcnt = 0;
