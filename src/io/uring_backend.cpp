@@ -139,6 +139,7 @@ class UringBackend final : public SignalCore {
   std::size_t pending() const noexcept override { return pending_; }
 
   bool try_now(IoOp& op) override {
+    if (op.code != OpCode::recv && op.code != OpCode::accept) return false;  // (sends go to the ring)
     FdState* st = state_if(op.fd);
     if (!st) return false;
     if (op.code == OpCode::recv && op.flags == 0 && st->has_chunks()) {

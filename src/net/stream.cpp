@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -121,7 +122,11 @@ class alignas(64) StreamState {
     if (eof_requested_) throw RuntimeError("write() after write_eof()");
     check_loop();
     if (werr_ || data.empty()) return;  // the peer is gone: drain() reports it
-    if (!write_op_.pending && buffered() == 0) {
+    // With no write in flight nothing is queued (on_write restarts the op while anything is left, and a
+    // failed or closed stream returned above): so the queue's strings, a cache line of their own, are not
+    // read on this path.
+    if (!write_op_.pending) {
+      assert(buffered() == 0);
       write_op_.code = socket_ ? OpCode::send : OpCode::write;
       write_op_.fd = fd_;
       write_op_.buf = const_cast<char*>(data.data());
