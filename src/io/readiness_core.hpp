@@ -104,7 +104,7 @@ class ReadinessCore : public SignalCore {
       just_tried_ = &op;
       return false;
     }
-    op.result = r;
+    op.result = static_cast<std::int32_t>(r);
     return true;
   }
 
@@ -327,7 +327,7 @@ class ReadinessCore : public SignalCore {
       note_result(&e, *op, r);
       if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
       op->unlink();
-      op->result = r;
+      op->result = static_cast<std::int32_t>(r);
       op->pending = false;
       --pending_;
       ++n;

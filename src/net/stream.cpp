@@ -19,18 +19,32 @@
 namespace corio {
 namespace detail {
 
-class alignas(64) StreamState {
+class StreamState;
+
+// A stream's two background operations: the read that fills the reader's buffer and the write that flushes
+// the writer's. They are StreamState's first two bases, so that an op finds its stream without a pointer
+// and holds its reference without a member: a send or a receive touches only the op's first cache line.
+struct alignas(64) StreamReadOp : IoOp {
+  void complete() final;
+};
+struct alignas(64) StreamWriteOp : IoOp {
+  void complete() final;
+};
+
+class alignas(64) StreamState final : private StreamReadOp, private StreamWriteOp {
+  friend struct StreamReadOp;
+  friend struct StreamWriteOp;
+
  public:
   StreamState(int fd, bool is_socket, std::string peer)
-      : fd_(fd), be_(&io_backend()), loop_(LoopCore::running_), socket_(is_socket), peer_(std::move(peer)) {
-    read_op_.owner = this;
-    write_op_.owner = this;
-  }
+      : fd_(fd), be_(&io_backend()), loop_(LoopCore::running_), socket_(is_socket), peer_(std::move(peer)) {}
   ~StreamState() { close_now(); }
   StreamState(const StreamState&) = delete;
   StreamState& operator=(const StreamState&) = delete;
 
   StreamRef self() noexcept { return StreamRef(this); }
+  StreamReadOp& read_op() noexcept { return *this; }
+  StreamWriteOp& write_op() noexcept { return *this; }
 
   // ---- reading
 
@@ -57,15 +71,6 @@ class alignas(64) StreamState {
     return out;
   }
 
-  struct ReadOp final : IoOp {
-    StreamState* owner = nullptr;
-    StreamRef keep;  // alive while pending
-    void complete() override {
-      auto self = std::move(keep);
-      owner->on_read(result, data);
-    }
-  };
-
   void commit_read(std::int64_t r, const char* data) {
     if (r > 0) {
       rbuf_.append(data ? data : "", static_cast<std::size_t>(r));
@@ -87,32 +92,23 @@ class alignas(64) StreamState {
     }
   }
   void prepare_read_op() {
-    read_op_.code = socket_ ? OpCode::recv : OpCode::read;
-    read_op_.fd = fd_;
-    read_op_.buf = nullptr;
-    read_op_.len = 64 * 1024;
-    read_op_.flags = 0;
-    read_op_.data = nullptr;
+    read_op().code = socket_ ? OpCode::recv : OpCode::read;
+    read_op().fd = fd_;
+    read_op().buf = nullptr;
+    read_op().len = 64 * 1024;
+    read_op().flags = 0;
+    read_op().data = nullptr;
   }
   void start_read() {
-    if (read_op_.pending) return;
+    if (read_op().pending) return;
     prepare_read_op();
-    read_op_.keep = self();
-    be_->submit(read_op_);
+    ++refs_;  // the op's reference, adopted back in StreamReadOp::complete()
+    be_->submit(read_op());
   }
 
   void throw_read_error() {
     if (rerr_) std::rethrow_exception(rerr_);
   }
-
-  struct WriteOp final : IoOp {
-    StreamState* owner = nullptr;
-    StreamRef keep;
-    void complete() override {
-      auto self = std::move(keep);
-      owner->on_write(result);
-    }
-  };
 
   // ---- writing
   std::size_t buffered() const noexcept { return wbuf_.size() + inflight_.size() - inflight_pos_; }
@@ -125,24 +121,24 @@ class alignas(64) StreamState {
     // With no write in flight nothing is queued (on_write restarts the op while anything is left, and a
     // failed or closed stream returned above): so the queue's strings, a cache line of their own, are not
     // read on this path.
-    if (!write_op_.pending) {
+    if (!write_op().pending) {
       assert(buffered() == 0);
-      write_op_.code = socket_ ? OpCode::send : OpCode::write;
-      write_op_.fd = fd_;
-      write_op_.buf = const_cast<char*>(data.data());
-      write_op_.len = data.size();
-      write_op_.flags = 0;
-      if (be_->try_now(write_op_)) {
-        if (write_op_.result < 0) {
-          fail_write(static_cast<int>(-write_op_.result));
+      write_op().code = socket_ ? OpCode::send : OpCode::write;
+      write_op().fd = fd_;
+      write_op().buf = const_cast<char*>(data.data());
+      write_op().len = data.size();
+      write_op().flags = 0;
+      if (be_->try_now(write_op())) {
+        if (write_op().result < 0) {
+          fail_write(static_cast<int>(-write_op().result));
           return;
         }
-        data.remove_prefix(static_cast<std::size_t>(write_op_.result));
+        data.remove_prefix(static_cast<std::size_t>(write_op().result));
         if (data.empty()) return;
       }
     }
     wbuf_.append(data);
-    if (!write_op_.pending) start_write();
+    if (!write_op().pending) start_write();
     if (buffered() > StreamWriter::kHighWater) paused_ = true;
   }
 
@@ -153,13 +149,13 @@ class alignas(64) StreamState {
       inflight_.swap(wbuf_);
     }
     if (inflight_.empty()) return;
-    write_op_.code = socket_ ? OpCode::send : OpCode::write;
-    write_op_.fd = fd_;
-    write_op_.buf = inflight_.data() + inflight_pos_;
-    write_op_.len = inflight_.size() - inflight_pos_;
-    write_op_.flags = 0;
-    write_op_.keep = self();
-    be_->submit(write_op_);
+    write_op().code = socket_ ? OpCode::send : OpCode::write;
+    write_op().fd = fd_;
+    write_op().buf = inflight_.data() + inflight_pos_;
+    write_op().len = inflight_.size() - inflight_pos_;
+    write_op().flags = 0;
+    ++refs_;  // the op's reference, adopted back in StreamWriteOp::complete()
+    be_->submit(write_op());
   }
 
   void on_write(std::int64_t r) {
@@ -225,7 +221,7 @@ class alignas(64) StreamState {
     if (--users_ == 0) {
       // Nobody can read or write any more: close once the buffered data is flushed (at once if the loop
       // is gone: nothing will flush it).
-      if (read_op_.pending) be_->cancel(read_op_);
+      if (read_op().pending) be_->cancel(read_op());
       if (LoopCore::running_ != loop_) close_now();
       close();
     }
@@ -248,19 +244,29 @@ class alignas(64) StreamState {
   bool paused_ = false;  // above the high-water mark; drain waits until the low one
   int users_ = 0;        // StreamReader/StreamWriter objects alive
   std::exception_ptr werr_;
-  std::string rbuf_;  // the second line: the buffer the reads take from
-  std::exception_ptr rerr_;
-  std::size_t limit_ = StreamReader::kDefaultLimit;
-  alignas(64) ReadOp read_op_;
-  alignas(64) WriteOp write_op_;  // a write that goes out at once touches only the first line of it
+  std::string rbuf_;  // the header's second line: the buffer the reads take from
   std::size_t inflight_pos_ = 0;
-  std::string inflight_;  // what the write op is sending
-  std::string wbuf_;      // queued behind the write in flight
+  std::size_t limit_ = StreamReader::kDefaultLimit;
+  std::exception_ptr rerr_;
+  alignas(64) std::string inflight_;  // what the write op is sending
+  std::string wbuf_;                  // queued behind the write in flight
   // cold
   std::string peer_;
   WaitList drain_waiters_;
   WaitList close_waiters_;
 };
+
+void StreamReadOp::complete() {
+  auto* s = static_cast<StreamState*>(this);
+  StreamRef self(s, StreamRef::adopt);  // the reference start_read() took
+  s->on_read(result, data);
+}
+
+void StreamWriteOp::complete() {
+  auto* s = static_cast<StreamState*>(this);
+  StreamRef self(s, StreamRef::adopt);  // the reference start_write() took
+  s->on_write(result);
+}
 
 }  // namespace detail
 
@@ -370,10 +376,10 @@ bool StreamReader::Read::await_ready() {
   // chunk on io_uring), before suspending.
   for (;;) {
     if (decided() || s.fd_ < 0) return true;
-    if (s.read_op_.pending) return false;
+    if (s.read_op().pending) return false;
     s.prepare_read_op();
-    if (!s.be_->try_now(s.read_op_)) return false;
-    s.commit_read(s.read_op_.result, s.read_op_.data);
+    if (!s.be_->try_now(s.read_op())) return false;
+    s.commit_read(s.read_op().result, s.read_op().data);
   }
 }
 
@@ -385,7 +391,7 @@ void StreamReader::Read::park() {
 bool StreamReader::Read::cancel() {
   detail::StreamState& s = *s_;
   s.reader_ = nullptr;
-  if (s.read_op_.pending) s.be_->cancel(s.read_op_);  // epoll: nothing was read; data is never lost
+  if (s.read_op().pending) s.be_->cancel(s.read_op());  // epoll: nothing was read; data is never lost
   return cancel_and_wake();
 }
 

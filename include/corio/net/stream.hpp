@@ -42,6 +42,10 @@ class StreamRef {
   explicit StreamRef(StreamState* s) noexcept : p_(s) {
     if (p_) add_stream_ref(p_);
   }
+  // Takes over a reference counted already (add_stream_ref), as an operation in flight holds one.
+  struct Adopt {};
+  static constexpr Adopt adopt{};
+  StreamRef(StreamState* s, Adopt) noexcept : p_(s) {}
   StreamRef(const StreamRef& o) noexcept : StreamRef(o.p_) {}
   StreamRef(StreamRef&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   StreamRef& operator=(StreamRef o) noexcept {
