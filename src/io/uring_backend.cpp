@@ -295,13 +295,13 @@ class UringBackend final : public SignalCore {
   // What a receive touches comes first, in one cache line (with 100s of connections each descriptor's
   // state is out of the L1 cache whenever it is used); accept's part of it only listening sockets use.
   struct alignas(64) FdState {
-    std::uint32_t gen = 0;    // bumped by forget(): completions of an older generation only clean up
-    bool recv_armed = false;  // a multishot receive is in the ring (until its last completion)
+    std::uint32_t gen = 0;         // bumped by forget(): completions of an older generation only clean up
+    std::uint32_t chunk_head = 0;  // chunks[chunk_head..] not read yet
+    bool recv_armed = false;       // a multishot receive is in the ring (until its last completion)
     bool accept_armed = false;
     bool stopping_recv = false;  // a cancel of that request is on its way (queue over the limit)
     bool stopping_accept = false;
     bool nobufs = false;                 // the last multishot receive ended for want of buffers
-    std::size_t chunk_head = 0;          // chunks[chunk_head..] not read yet
     IntrusiveList<IoOp> recv_waiters;    // fed by the multishot receive, in order
     IntrusiveList<IoOp> in_ring;         // one-shot requests in the ring (until their completions arrive)
     std::vector<Chunk> chunks;           // received, not read yet (from chunk_head)

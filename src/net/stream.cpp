@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "corio/core/detail/runtime.hpp"
 #include "corio/io/backend.hpp"
@@ -20,6 +22,66 @@ namespace corio {
 namespace detail {
 
 class StreamState;
+
+// A stream's read buffer: data_[pos_, size_) is unread. 16 bytes, so that it shares the stream's first
+// cache line with everything else a read or a write touches (a std::string and its read position took 40,
+// a line of their own). At most 4 GiB: more than that unread is a read error (asyncio's limit is 64 KiB).
+class ReadBuffer {
+ public:
+  static constexpr std::size_t kMax = 0xffffffffu;
+
+  ReadBuffer() = default;
+  ReadBuffer(const ReadBuffer&) = delete;
+  ReadBuffer& operator=(const ReadBuffer&) = delete;
+  ~ReadBuffer() { std::free(data_); }
+
+  std::size_t available() const noexcept { return size_ - pos_; }
+  std::string_view unread() const noexcept { return {data_ + pos_, available()}; }
+
+  // False (and nothing appended) when the unread data would pass kMax bytes.
+  bool append(const char* p, std::size_t n) {
+    if (n > cap_ - size_ && !make_room(n)) return false;
+    std::memcpy(data_ + size_, p, n);
+    size_ += static_cast<std::uint32_t>(n);
+    return true;
+  }
+
+  // The first n unread bytes (n <= available()).
+  std::string take(std::size_t n) {
+    std::string out(data_ + pos_, n);
+    pos_ += static_cast<std::uint32_t>(n);
+    if (pos_ == size_) pos_ = size_ = 0;
+    return out;
+  }
+
+ private:
+  // Room for n more bytes: move the unread data to the front when that makes enough room and the data is
+  // small beside the buffer (a copy cheaper than it frees), otherwise grow to twice what is needed.
+  bool make_room(std::size_t n) {
+    std::size_t unread = available();
+    if (n > kMax - unread) return false;
+    std::size_t need = unread + n;
+    if (need <= cap_ && unread <= cap_ / 2) {
+      std::memmove(data_, data_ + pos_, unread);
+    } else {
+      std::size_t cap = std::min<std::size_t>(std::max<std::size_t>(need * 2, 256), kMax);
+      auto* p = static_cast<char*>(std::malloc(cap));
+      if (!p) throw std::bad_alloc();
+      if (unread) std::memcpy(p, data_ + pos_, unread);
+      std::free(data_);
+      data_ = p;
+      cap_ = static_cast<std::uint32_t>(cap);
+    }
+    pos_ = 0;
+    size_ = static_cast<std::uint32_t>(unread);
+    return true;
+  }
+
+  char* data_ = nullptr;
+  std::uint32_t size_ = 0;
+  std::uint32_t cap_ = 0;
+  std::uint32_t pos_ = 0;
+};
 
 // A stream's two background operations: the read that fills the reader's buffer and the write that flushes
 // the writer's. They are StreamState's first two bases, so that an op finds its stream without a pointer
@@ -55,25 +117,17 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       throw RuntimeError("stream used outside the running event loop that created it");
   }
 
-  std::size_t available() const noexcept { return rbuf_.size() - rpos_; }
-  std::string_view unread() const noexcept { return std::string_view(rbuf_).substr(rpos_); }
-  std::string take(std::size_t n) {
-    n = std::min(n, available());
-    std::string out = rbuf_.substr(rpos_, n);
-    rpos_ += n;
-    if (rpos_ == rbuf_.size()) {
-      rbuf_.clear();
-      rpos_ = 0;
-    } else if (rpos_ > 64 * 1024 && rpos_ > rbuf_.size() / 2) {
-      rbuf_.erase(0, rpos_);
-      rpos_ = 0;
-    }
-    return out;
-  }
+  std::size_t available() const noexcept { return rbuf_.available(); }
+  std::string_view unread() const noexcept { return rbuf_.unread(); }
+  std::string take(std::size_t n) { return rbuf_.take(std::min(n, available())); }
 
   void commit_read(std::int64_t r, const char* data) {
     if (r > 0) {
-      rbuf_.append(data ? data : "", static_cast<std::size_t>(r));
+      if (!rbuf_.append(data, static_cast<std::size_t>(r))) {
+        rerr_ = std::make_exception_ptr(
+            Error("read from " + (peer_.empty() ? "stream" : peer_) + ": more than 4 GiB unread"));
+        eof_ = true;
+      }
     } else if (r == 0) {
       eof_ = true;
     } else if (r != -ECANCELED) {
@@ -117,7 +171,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     if (close_requested_ || closed_) throw RuntimeError("write() on a closed StreamWriter");
     if (eof_requested_) throw RuntimeError("write() after write_eof()");
     check_loop();
-    if (werr_ || data.empty()) return;  // the peer is gone: drain() reports it
+    if (write_failed_ || data.empty()) return;  // the peer is gone: drain() reports it
     // With no write in flight nothing is queued (on_write restarts the op while anything is left, and a
     // failed or closed stream returned above): so the queue's strings, a cache line of their own, are not
     // read on this path.
@@ -175,6 +229,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
   void fail_write(int err) {
     werr_ = make_os_error(err, "write to " + (peer_.empty() ? "stream" : peer_));
+    write_failed_ = true;
     wbuf_.clear();
     inflight_.clear();
     inflight_pos_ = 0;
@@ -200,7 +255,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   void close() {
     if (close_requested_) return;
     close_requested_ = true;
-    if (buffered() == 0 || werr_) close_now();
+    if (buffered() == 0 || write_failed_) close_now();
   }
 
   void close_now() noexcept {
@@ -229,25 +284,27 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
   // ---- data. Hot first: with 100s of connections a stream's lines are out of the L1 cache each time it is
   // used, so what one read or write touches is packed into as few of them as possible.
+  // The header line: what a read or a write touches.
   std::uint32_t refs_ = 0;  // StreamRefs (readers, writers, pending operations, awaited reads)
   int fd_;
   IoBackend* be_;
   LoopCore* loop_;
   StreamReader::Read* reader_ = nullptr;  // the one task waiting for data
-  std::size_t rpos_ = 0;                  // rbuf_[rpos_..] is unread
+  ReadBuffer rbuf_;
   bool socket_;
   bool eof_ = false;
   bool eof_requested_ = false;
   bool eof_sent_ = false;
   bool close_requested_ = false;
   bool closed_ = false;
-  bool paused_ = false;  // above the high-water mark; drain waits until the low one
-  int users_ = 0;        // StreamReader/StreamWriter objects alive
-  std::exception_ptr werr_;
-  std::string rbuf_;  // the header's second line: the buffer the reads take from
+  bool paused_ = false;        // above the high-water mark; drain waits until the low one
+  bool write_failed_ = false;  // werr_ is set
+  // The next line: writes that wait, errors.
   std::size_t inflight_pos_ = 0;
-  std::size_t limit_ = StreamReader::kDefaultLimit;
+  std::exception_ptr werr_;
   std::exception_ptr rerr_;
+  std::size_t limit_ = StreamReader::kDefaultLimit;
+  int users_ = 0;                     // StreamReader/StreamWriter objects alive
   alignas(64) std::string inflight_;  // what the write op is sending
   std::string wbuf_;                  // queued behind the write in flight
   // cold
@@ -488,7 +545,7 @@ StreamWriter::Drain StreamWriter::drain() {
 
 bool StreamWriter::Drain::await_ready() {
   const detail::StreamState& s = *s_;
-  if (!s.werr_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
+  if (!s.write_failed_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
   slow_ = drain_slow(s_);
   awaiter_ = slow_.operator co_await();
   return awaiter_.await_ready();

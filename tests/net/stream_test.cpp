@@ -122,6 +122,54 @@ TEST_F(StreamTest, RoundTripsWithEveryReadCall) {
   }());
 }
 
+// A long stream cut into writes of varying sizes and read back with a mix of every read call and size:
+// each byte arrives once and in order while the read buffer grows, fills, and moves its unread data.
+TEST_F(StreamTest, MixedReadsOfALongStreamReturnEveryByteInOrder) {
+  std::string text = pattern(300'000);
+  for (std::size_t i = 97; i < text.size(); i += 97 + i % 89) text[i] = '\n';
+  run_guarded([&]() -> Task<> {
+    corio::Server server = co_await corio::start_server(
+        [&](StreamReader, StreamWriter w) -> Task<> {
+          std::size_t at = 0;
+          for (std::size_t k = 0; at < text.size(); ++k) {
+            std::size_t n = std::min<std::size_t>(1 + k * 7919 % 9000, text.size() - at);
+            w.write(std::string_view(text).substr(at, n));
+            at += n;
+            if (k % 3 == 0) co_await w.drain();
+          }
+          co_await w.drain();
+          w.close();
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await corio::open_connection("127.0.0.1", server.port());
+    std::string got;
+    for (std::size_t k = 0; !reader.at_eof(); ++k) {
+      std::size_t n = 1 + k * 104729 % 5000;
+      std::string part;
+      switch (k % 3) {
+        case 0:
+          part = co_await reader.read(n);
+          break;
+        case 1:
+          part = co_await reader.readline();
+          break;
+        default:
+          try {
+            part = co_await reader.readexactly(n);
+          } catch (const corio::IncompleteReadError& e) {
+            part = e.partial();
+          }
+          break;
+      }
+      got += part;
+    }
+    EXPECT_EQ(got.size(), text.size());
+    EXPECT_TRUE(got == text);
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 TEST_F(StreamTest, ReadlineReturnsPartialLineAtEof) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
