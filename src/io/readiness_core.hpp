@@ -34,6 +34,9 @@ inline bool is_read_side(OpCode c) noexcept {
 }
 
 class ReadinessCore : public SignalCore {
+ protected:
+  struct FdEntry;
+
  public:
   explicit ReadinessCore(int wakefd) noexcept : SignalCore(wakefd) {
     scratch_.resize(64 * 1024);  // (std::bad_alloc here would end the program: noexcept)
@@ -84,7 +87,22 @@ class ReadinessCore : public SignalCore {
         just_tried_ = &op;
         return false;
       }
+      // A stream's send, the most common call here, without the general path's switch.
+      if (op.code == OpCode::send) {
+        ssize_t r = ::send(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
+        if (r >= 0) {
+          if (static_cast<std::size_t>(r) < op.len) e->writable = false;  // a short send: drained
+          op.result = static_cast<std::int32_t>(r);
+          return true;
+        }
+        return failed_now(e, op, errno);
+      }
     }
+    return try_now_general(e, op);
+  }
+
+ private:
+  [[gnu::noinline]] bool try_now_general(FdEntry* e, IoOp& op) {
     if (op.code == OpCode::connect) {
       int r = ::connect(op.fd, op.addr, op.addrlen);
       if (r == 0) {
@@ -107,7 +125,18 @@ class ReadinessCore : public SignalCore {
     op.result = static_cast<std::int32_t>(r);
     return true;
   }
+  // try_now's send failed with err: wait for the edge after EAGAIN, else complete with the error.
+  bool failed_now(FdEntry* e, IoOp& op, int err) noexcept {
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      e->writable = false;
+      just_tried_ = &op;
+      return false;
+    }
+    op.result = -err;
+    return true;
+  }
 
+ public:
   void submit(IoOp& op) override {
     FdEntry& e = entry(op.fd);
     op.pending = true;
@@ -182,7 +211,6 @@ class ReadinessCore : public SignalCore {
   }
 
  protected:
-  struct FdEntry;
   // The mechanism's hooks. watch: an op now waits on fd in one direction (just_tried: its system call just
   // failed with EAGAIN); returns 0 or an errno that fails the op. unwatch: fd is about to be closed.
   // wait: block at most timeout_ns (-1: no limit) and report through on_ready/drain_wakefd/read_signals;
@@ -244,6 +272,10 @@ class ReadinessCore : public SignalCore {
     return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
   }
   FdEntry& entry(int fd) {
+    if (FdEntry* e = entry_if(fd)) return *e;
+    return new_entry(fd);
+  }
+  [[gnu::noinline]] FdEntry& new_entry(int fd) {
     if (static_cast<std::size_t>(fd) >= fds_.size())
       fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
     if (!fds_[fd]) fds_[fd] = std::make_unique<FdEntry>();

@@ -319,6 +319,10 @@ class UringBackend final : public SignalCore {
     return fd >= 0 && static_cast<std::size_t>(fd) < fds_.size() ? fds_[fd].get() : nullptr;
   }
   FdState& state(int fd) {
+    if (FdState* st = state_if(fd)) return *st;
+    return new_state(fd);
+  }
+  [[gnu::noinline]] FdState& new_state(int fd) {
     if (static_cast<std::size_t>(fd) >= fds_.size())
       fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
     if (!fds_[fd]) fds_[fd] = std::make_unique<FdState>();
@@ -392,7 +396,11 @@ class UringBackend final : public SignalCore {
 
   io_uring_sqe* get_sqe() noexcept {
     prepared_ = true;
-    io_uring_sqe* sqe = io_uring_get_sqe(ring_.get());
+    if (io_uring_sqe* sqe = io_uring_get_sqe(ring_.get())) return sqe;
+    return get_sqe_full();
+  }
+  [[gnu::noinline]] io_uring_sqe* get_sqe_full() noexcept {
+    io_uring_sqe* sqe = nullptr;
     while (!sqe) {
       // The submission queue is full: submit it. The kernel refuses (EBUSY) while completions it could
       // not post are waiting: take those into deferred_ (handled on the next poll) and try again.

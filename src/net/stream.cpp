@@ -190,9 +190,13 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
         data.remove_prefix(static_cast<std::size_t>(write_op().result));
         if (data.empty()) return;
       }
+      // The rest goes out as the write in flight (its string keeps its capacity from the last one).
+      inflight_.assign(data);
+      inflight_pos_ = 0;
+      submit_write();
+    } else {
+      wbuf_.append(data);
     }
-    wbuf_.append(data);
-    if (!write_op().pending) start_write();
     if (buffered() > StreamWriter::kHighWater) paused_ = true;
   }
 
@@ -203,6 +207,11 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       inflight_.swap(wbuf_);
     }
     if (inflight_.empty()) return;
+    submit_write();
+  }
+
+  // Sends inflight_[inflight_pos_..] (not empty) with the write op.
+  void submit_write() {
     write_op().code = socket_ ? OpCode::send : OpCode::write;
     write_op().fd = fd_;
     write_op().buf = inflight_.data() + inflight_pos_;
