@@ -156,8 +156,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   void start_read() {
     if (read_op().pending) return;
     prepare_read_op();
-    ++refs_;  // the op's reference, adopted back in StreamReadOp::complete()
-    be_->submit(read_op());
+    be_->submit(read_op());  // (completes on a later turn; if it throws, no reference was taken)
+    ++refs_;                 // the op's reference, adopted back in StreamReadOp::complete()
   }
 
   void throw_read_error() {
@@ -217,8 +217,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     write_op().buf = inflight_.data() + inflight_pos_;
     write_op().len = inflight_.size() - inflight_pos_;
     write_op().flags = 0;
-    ++refs_;  // the op's reference, adopted back in StreamWriteOp::complete()
     be_->submit(write_op());
+    ++refs_;  // the op's reference, adopted back in StreamWriteOp::complete()
   }
 
   void on_write(std::int64_t r) {
