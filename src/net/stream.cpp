@@ -99,7 +99,15 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
  public:
   StreamState(int fd, bool is_socket, std::string peer)
-      : fd_(fd), be_(&io_backend()), loop_(LoopCore::running_), socket_(is_socket), peer_(std::move(peer)) {}
+      : fd_(fd), be_(&io_backend()), loop_(LoopCore::running_), socket_(is_socket), peer_(std::move(peer)) {
+    // The read op is the same call every time (the backends set only result and data): set it up once.
+    StreamReadOp& op = read_op();
+    op.code = socket_ ? OpCode::recv : OpCode::read;
+    op.fd = fd_;
+    op.buf = nullptr;
+    op.len = 64 * 1024;
+    op.flags = 0;
+  }
   ~StreamState() { close_now(); }
   StreamState(const StreamState&) = delete;
   StreamState& operator=(const StreamState&) = delete;
@@ -145,17 +153,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
         reader_->wake();
     }
   }
-  void prepare_read_op() {
-    read_op().code = socket_ ? OpCode::recv : OpCode::read;
-    read_op().fd = fd_;
-    read_op().buf = nullptr;
-    read_op().len = 64 * 1024;
-    read_op().flags = 0;
-    read_op().data = nullptr;
-  }
   void start_read() {
     if (read_op().pending) return;
-    prepare_read_op();
     be_->submit(read_op());  // (completes on a later turn; if it throws, no reference was taken)
     ++refs_;                 // the op's reference, adopted back in StreamReadOp::complete()
   }
@@ -394,6 +393,7 @@ bool StreamReader::Read::decided() noexcept {
       return s.available() >= n_;
     case Mode::until:
     case Mode::line:
+      if (s.available() < sep_.size()) return s.available() > s.limit_;  // (no search in an empty buffer)
       return find_sep() != std::string_view::npos || s.available() > s.limit_;
   }
   return true;
@@ -424,11 +424,18 @@ std::size_t find_from(std::string_view buf, std::string_view sep, std::size_t fr
 }  // namespace
 
 std::size_t StreamReader::Read::find_sep() noexcept {
+  // Once found, the separator stays where it is (this read is the stream's only reader, and positions
+  // count from the unread data's start): finish() after decided() does not search again.
+  if (found_) return searched_;
   std::string_view buf = s_->unread();
-  // Resume where the last search stopped, less a separator's length (it may straddle the old end). Once
-  // found, the next call (finish() after decided()) starts right at it.
+  // Resume where the last search stopped, less a separator's length (it may straddle the old end).
   std::size_t at = find_from(buf, sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
-  searched_ = at == std::string_view::npos ? buf.size() : at + sep_.size() - 1;
+  if (at == std::string_view::npos) {
+    searched_ = buf.size();
+  } else {
+    searched_ = at;
+    found_ = true;
+  }
   return at;
 }
 
@@ -443,7 +450,6 @@ bool StreamReader::Read::await_ready() {
   for (;;) {
     if (decided() || s.fd_ < 0) return true;
     if (s.read_op().pending) return false;
-    s.prepare_read_op();
     if (!s.be_->try_now(s.read_op())) return false;
     s.commit_read(s.read_op().result, s.read_op().data);
   }

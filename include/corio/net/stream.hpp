@@ -114,7 +114,12 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   Read(detail::StreamRef s, Mode mode, std::size_t n, std::string_view sep) noexcept
       : s_(std::move(s)), sep_(sep), n_(n), mode_(mode) {}
   Read(Read&& o) noexcept
-      : s_(std::move(o.s_)), sep_(o.sep_), n_(o.n_), searched_(o.searched_), mode_(o.mode_) {}
+      : s_(std::move(o.s_)),
+        sep_(o.sep_),
+        n_(o.n_),
+        searched_(o.searched_),
+        mode_(o.mode_),
+        found_(o.found_) {}
   Read& operator=(Read&&) = delete;
   ~Read();
   // Where a Task is wanted (DESIGN.md's signature): Task<std::string> t = reader.readline();
@@ -142,8 +147,9 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   detail::StreamRef s_;
   std::string_view sep_;
   std::size_t n_;
-  std::size_t searched_ = 0;  // until/line: how much of the buffer holds no separator
+  std::size_t searched_ = 0;  // until/line: how much of the buffer holds no separator (found_: where it is)
   Mode mode_;
+  bool found_ = false;  // until/line: the separator was found (at searched_)
 };
 
 class StreamWriter {
