@@ -16,6 +16,7 @@
 #include "corio/core/detail/runtime.hpp"
 #include "corio/io/backend.hpp"
 #include "corio/io/operations.hpp"
+#include "corio/net/detail/find_separator.hpp"
 #include "corio/sync/detail/wait_list.hpp"
 
 namespace corio {
@@ -399,37 +400,14 @@ bool StreamReader::Read::decided() noexcept {
   return true;
 }
 
-namespace {
-// Where sep (non-empty) first starts in buf at or after `from`, or npos. memchr finds each candidate end
-// (sep's last byte) and the bytes before it are compared in place: a request head has few candidates,
-// where string_view::find calls memchr and memcmp once per "\r".
-std::size_t find_from(std::string_view buf, std::string_view sep, std::size_t from) noexcept {
-  const std::size_t k = sep.size() - 1;
-  if (buf.size() < sep.size() || from > buf.size() - sep.size()) return std::string_view::npos;
-  const char* const base = buf.data();
-  const char* p = base + from + k;
-  const char* const end = base + buf.size();
-  const char last = sep[k];
-  while (p < end) {
-    auto* q = static_cast<const char*>(std::memchr(p, last, static_cast<std::size_t>(end - p)));
-    if (!q) break;
-    const char* start = q - k;
-    std::size_t i = 0;
-    while (i < k && start[i] == sep[i]) ++i;
-    if (i == k) return static_cast<std::size_t>(start - base);
-    p = q + 1;
-  }
-  return std::string_view::npos;
-}
-}  // namespace
-
 std::size_t StreamReader::Read::find_sep() noexcept {
   // Once found, the separator stays where it is (this read is the stream's only reader, and positions
   // count from the unread data's start): finish() after decided() does not search again.
   if (found_) return searched_;
   std::string_view buf = s_->unread();
   // Resume where the last search stopped, less a separator's length (it may straddle the old end).
-  std::size_t at = find_from(buf, sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
+  std::size_t at =
+      detail::find_separator(buf, sep_, searched_ >= sep_.size() ? searched_ - sep_.size() + 1 : 0);
   if (at == std::string_view::npos) {
     searched_ = buf.size();
   } else {

@@ -22,6 +22,7 @@
 
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
+#include "corio/net/detail/find_separator.hpp"
 #include "corio/net/errors.hpp"
 #include "corio/net/server.hpp"
 #include "corio/net/stream.hpp"
@@ -168,6 +169,80 @@ TEST_F(StreamTest, MixedReadsOfALongStreamReturnEveryByteInOrder) {
     server.close();
     co_await server.wait_closed();
   }());
+}
+
+// The search itself, against std::string_view::find: every buffer length up to 80, every start, separators
+// of 1 to 5 bytes, over an alphabet of the separators' own bytes so that near-misses are everywhere.
+TEST(FindSeparator, AgreesWithStringViewFindOnEveryLengthAndStart) {
+  const std::string_view seps[] = {"\n", "\r\n", "\r\n\r\n", "-->|<", "aab"};
+  std::uint64_t x = 88172645463325252u;  // xorshift: the same buffers every run
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  std::size_t checked = 0;
+  for (std::string_view sep : seps) {
+    std::string alphabet(sep);
+    alphabet += 'x';
+    for (std::size_t len = 0; len <= 80; ++len) {
+      for (int round = 0; round < 20; ++round) {
+        std::string buf(len, ' ');
+        for (char& c : buf) c = alphabet[next() % alphabet.size()];
+        for (std::size_t from = 0; from <= len; ++from) {
+          std::size_t want = std::string_view(buf).find(sep, from);
+          ASSERT_EQ(corio::detail::find_separator(buf, sep, from), want)
+              << "sep size " << sep.size() << ", buffer \"" << buf << "\", from " << from;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 100'000u);
+}
+
+// readuntil against std::string::find on text full of near-misses of the separator ("\r\n\r", "\n\r\n",
+// "\r\r\n\n"): once arriving in chunks of varying sizes (the search resumes as data trickles in), once
+// all buffered before the first read (each search starts at a different offset of the same buffer), so
+// the separator ends at every offset of the search's 16-byte blocks, straddles them, and ends buffers.
+TEST_F(StreamTest, ReaduntilFindsTheFirstSeparatorAmongNearMisses) {
+  const std::string sep = "\r\n\r\n";
+  const char* pieces[] = {"ab", "\r", "\n", "\r\n\r", "\n\r\n", "\r\r\n\n", "xyz0123456789", "\r\n\r\n"};
+  std::string text;
+  for (std::size_t i = 0; text.size() < 20'000; ++i) text += pieces[(i * 7 + i / 3) % 8];
+  text += sep;
+  std::vector<std::string> expected;
+  for (std::size_t at = 0, next; (next = text.find(sep, at)) != std::string::npos; at = next + sep.size())
+    expected.push_back(text.substr(at, next + sep.size() - at));
+  ASSERT_GT(expected.size(), 100u);
+  for (bool bulk : {false, true}) {
+    run_guarded([&]() -> Task<> {
+      corio::Event sent;
+      corio::Server server = co_await corio::start_server(
+          [&](StreamReader, StreamWriter w) -> Task<> {
+            std::size_t at = 0;
+            for (std::size_t k = 0; at < text.size(); ++k) {
+              std::size_t n = bulk ? text.size() : std::min<std::size_t>(1 + k * 37 % 61, text.size() - at);
+              w.write(std::string_view(text).substr(at, n));
+              at += n;
+              if (k % 4 == 0) co_await w.drain();
+            }
+            co_await w.drain();
+            sent.set();
+            w.close();
+          },
+          "127.0.0.1", 0);
+      auto [reader, writer] = co_await corio::open_connection("127.0.0.1", server.port());
+      if (bulk) co_await sent.wait();
+      std::size_t mismatches = 0;
+      for (const std::string& want : expected) mismatches += co_await reader.readuntil(sep) != want;
+      EXPECT_EQ(mismatches, 0u) << (bulk ? "all buffered" : "in chunks");
+      EXPECT_EQ(co_await reader.read(), "");
+      server.close();
+      co_await server.wait_closed();
+    }());
+  }
 }
 
 TEST_F(StreamTest, ReadlineReturnsPartialLineAtEof) {
