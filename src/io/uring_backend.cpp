@@ -344,6 +344,17 @@ class UringBackend final : public SignalCore {
   // Gives op (a recv) the head of st's queue: up to op.len bytes (all of the chunk when op.len is 0),
   // copied into op.buf or pointed to by op.data. Returns the buffer id to release once op.data has been
   // read, or -1.
+  // Received bytes [p, p + n) for a recv op: copied into its own buffer, or pointed at (valid in complete()).
+  static void give(IoOp& op, const char* p, std::size_t n) noexcept {
+    if (op.buf) {
+      std::memcpy(op.buf, p, n);
+      op.data = nullptr;
+    } else {
+      op.data = p;
+    }
+    op.result = static_cast<std::int32_t>(n);
+  }
+
   int take_chunk(FdState& st, IoOp& op) noexcept {
     Chunk& c = st.chunks[st.chunk_head];
     if (c.bid < 0) {
@@ -354,14 +365,7 @@ class UringBackend final : public SignalCore {
     }
     std::size_t n = c.len - c.off;
     if (op.len) n = std::min(n, op.len);
-    const char* p = buf_addr(c.bid) + c.off;
-    if (op.buf) {
-      std::memcpy(op.buf, p, n);
-      op.data = nullptr;
-    } else {
-      op.data = p;
-    }
-    op.result = static_cast<std::int32_t>(n);
+    give(op, buf_addr(c.bid) + c.off, n);
     c.off += static_cast<std::uint32_t>(n);
     st.queued -= n;
     if (c.off < c.len) return -1;
@@ -672,14 +676,7 @@ class UringBackend final : public SignalCore {
         (first->len == 0 || first->len >= static_cast<std::size_t>(c.res))) {
       // The usual case, a reader waiting on an empty queue: it takes the whole buffer, no queueing.
       first->unlink();
-      const char* p = buf_addr(bid);
-      if (first->buf) {
-        std::memcpy(first->buf, p, static_cast<std::size_t>(c.res));
-        first->data = nullptr;
-      } else {
-        first->data = p;
-      }
-      first->result = c.res;
+      give(*first, buf_addr(bid), static_cast<std::size_t>(c.res));
       --pending_;
       finish(*first);
       release_buffer(bid);

@@ -108,12 +108,16 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     op.buf = nullptr;
     op.len = 64 * 1024;
     op.flags = 0;
+    // Likewise the write op's call; only buf and len change.
+    StreamWriteOp& w = write_op();
+    w.code = socket_ ? OpCode::send : OpCode::write;
+    w.fd = fd_;
+    w.flags = 0;
   }
   ~StreamState() { close_now(); }
   StreamState(const StreamState&) = delete;
   StreamState& operator=(const StreamState&) = delete;
 
-  StreamRef self() noexcept { return StreamRef(this); }
   StreamReadOp& read_op() noexcept { return *this; }
   StreamWriteOp& write_op() noexcept { return *this; }
 
@@ -177,11 +181,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     // read on this path.
     if (!write_op().pending) {
       assert(buffered() == 0);
-      write_op().code = socket_ ? OpCode::send : OpCode::write;
-      write_op().fd = fd_;
       write_op().buf = const_cast<char*>(data.data());
       write_op().len = data.size();
-      write_op().flags = 0;
       if (be_->try_now(write_op())) {
         if (write_op().result < 0) {
           fail_write(static_cast<int>(-write_op().result));
@@ -212,11 +213,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
   // Sends inflight_[inflight_pos_..] (not empty) with the write op.
   void submit_write() {
-    write_op().code = socket_ ? OpCode::send : OpCode::write;
-    write_op().fd = fd_;
     write_op().buf = inflight_.data() + inflight_pos_;
     write_op().len = inflight_.size() - inflight_pos_;
-    write_op().flags = 0;
     be_->submit(write_op());
     ++refs_;  // the op's reference, adopted back in StreamWriteOp::complete()
   }
