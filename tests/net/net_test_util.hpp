@@ -206,6 +206,17 @@ inline void raw_send(int fd, std::string_view data) {
   }
 }
 
+// Awaits a task that should end cancelled: true when awaiting it throws CancelledError.
+template <class Handle>
+corio::Task<bool> ends_cancelled(Handle& t) {
+  try {
+    (void)co_await t;
+  } catch (const corio::CancelledError&) {
+    co_return true;
+  }
+  co_return false;
+}
+
 // Reads until EOF from a blocking descriptor (run it off the loop thread, e.g. through corio::to_thread).
 inline std::string raw_read_all(int fd) {
   std::string out;

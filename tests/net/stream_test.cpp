@@ -172,9 +172,9 @@ TEST_F(StreamTest, MixedReadsOfALongStreamReturnEveryByteInOrder) {
 }
 
 // The search itself, against std::string_view::find: every buffer length up to 80, every start, separators
-// of 1 to 5 bytes, over an alphabet of the separators' own bytes so that near-misses are everywhere.
+// of 1 to 19 bytes, over an alphabet of the separators' own bytes so that near-misses are everywhere.
 TEST(FindSeparator, AgreesWithStringViewFindOnEveryLengthAndStart) {
-  const std::string_view seps[] = {"\n", "\r\n", "\r\n\r\n", "-->|<", "aab"};
+  const std::string_view seps[] = {"\n", "\r\n", "\r\n\r\n", "-->|<", "aab", "aaaaaaaaaaaaaaaaaab"};
   std::uint64_t x = 88172645463325252u;  // xorshift: the same buffers every run
   auto next = [&] {
     x ^= x << 13;
@@ -453,14 +453,36 @@ TEST_F(StreamTest, CancelledReadWithDataAlreadyInTheKernelLosesNothing) {
       // polls again. Either the read already took it (into the buffer) or it is still in the kernel.
       raw_send(c.peer.get(), msg);
       t.cancel();
-      bool cancelled = false;
-      try {
-        (void)co_await t;
-      } catch (const corio::CancelledError&) {
-        cancelled = true;
-      }
-      EXPECT_TRUE(cancelled);
+      EXPECT_TRUE(co_await corio_test::ends_cancelled(t));
       EXPECT_EQ(co_await c.reader.readline(), msg);
+    }
+  }());
+}
+
+// Here the cancellation comes one step later: the loop's poll has already handed the data to the pending
+// read (a chunk that is exactly its result goes straight to it) and woken its task, which has not run yet.
+// The data goes back to the stream, ahead of anything that came after it.
+TEST_F(StreamTest, ReadCancelledAfterItsDataArrivedLosesNothing) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    for (int round = 0; round < 40; ++round) {
+      std::string msg = "round " + std::to_string(round) + "\n";
+      auto t = round % 2 == 0 ? corio::create_task(c.reader.readexactly(msg.size()))
+                              : corio::create_task(c.reader.readline());
+      CO_ASSERT(
+          co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
+      raw_send(c.peer.get(), msg);
+      // Queued now, so it runs in the next turn, after that turn's poll has delivered msg to the read and
+      // before the read's task runs (it was queued by the poll, behind this).
+      corio::get_running_loop().call_soon([&t, &c, round] {
+        t.cancel();
+        if (round % 4 == 1) raw_send(c.peer.get(), "later\n");  // more data behind it, before it goes back
+      });
+      EXPECT_TRUE(co_await corio_test::ends_cancelled(t));
+      EXPECT_EQ(co_await c.reader.readexactly(msg.size()), msg);
+      if (round % 4 == 1) {
+        EXPECT_EQ(co_await c.reader.readline(), "later\n");
+      }
     }
   }());
 }
