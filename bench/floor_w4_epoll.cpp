@@ -5,7 +5,8 @@
 // clients' first send and ends at the last reply (steady clock).
 //
 // Usage: corio_bench_floor_w4_epoll [N [C]]   (default N = 10,000, C = 100)
-// Output: one line "RESULT workload=w4 impl=floor backend=epoll n=... conns=... rt_per_s=... ns_per_rt=..."
+// Output: one line "RESULT workload=w4 impl=floor backend=epoll n=... conns=... rt_per_s=... ns_per_rt=...
+// user_ns_per_rt=... sys_ns_per_rt=..." (as bench/w4_echo.cpp)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+
+#include "cpu_time.hpp"
 
 namespace {
 
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
   char msg[kMsg];
   std::memset(msg, 'x', sizeof msg);
   const auto t0 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu0 = corio_bench::cpu_time();
   for (int c = 0; c < conns; ++c)
     if (send(cs[static_cast<std::size_t>(2 * c)].fd, msg, kMsg, 0) != kMsg) die("send");
   int done = 0;
@@ -154,6 +158,7 @@ int main(int argc, char** argv) {
     }
   }
   const auto t1 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu1 = corio_bench::cpu_time();
   for (Conn& c : cs) close(c.fd);
   close(ep);
   if (bad) {
@@ -162,7 +167,11 @@ int main(int argc, char** argv) {
   }
   const double s = std::chrono::duration<double>(t1 - t0).count();
   const double total = static_cast<double>(n) * conns;
-  std::printf("RESULT workload=w4 impl=floor backend=epoll n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n", n,
-              conns, total / s, s * 1e9 / total);
+  std::printf(
+      "RESULT workload=w4 impl=floor backend=epoll n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f "
+      "user_ns_per_rt=%.1f "
+      "sys_ns_per_rt=%.1f\n",
+      n, conns, total / s, s * 1e9 / total, (cpu1.user_s - cpu0.user_s) * 1e9 / total,
+      (cpu1.sys_s - cpu0.sys_s) * 1e9 / total);
   return 0;
 }

@@ -13,7 +13,7 @@
 //
 // Usage: corio_bench_floor_w4_uring [N [C]]   (default N = 10,000, C = 100)
 // Output: one line "RESULT workload=w4 impl=floor backend=io_uring setup=... n=... conns=... rt_per_s=...
-// ns_per_rt=..."
+// ns_per_rt=... user_ns_per_rt=... sys_ns_per_rt=..." (as bench/w4_echo.cpp)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -31,6 +31,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu_time.hpp"
 #include "floor_uring.hpp"
 
 namespace {
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
   char msg[kMsg];
   std::memset(msg, 'x', sizeof msg);
   const auto t0 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu0 = corio_bench::cpu_time();
   for (int c = 0; c < conns; ++c) u.send(2 * c, cs[static_cast<std::size_t>(2 * c)].fd, msg, kMsg);
   int done = 0;
   long bad = 0;
@@ -233,6 +235,7 @@ int main(int argc, char** argv) {
     rearm.clear();
   }
   const auto t1 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu1 = corio_bench::cpu_time();
   for (Conn& c : cs) close(c.fd);
   io_uring_queue_exit(&u.ring);
   if (bad) {
@@ -242,7 +245,9 @@ int main(int argc, char** argv) {
   const double s = std::chrono::duration<double>(t1 - t0).count();
   const double total = static_cast<double>(n) * conns;
   std::printf(
-      "RESULT workload=w4 impl=floor backend=io_uring setup=%s n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n",
-      setup, n, conns, total / s, s * 1e9 / total);
+      "RESULT workload=w4 impl=floor backend=io_uring setup=%s n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f "
+      "user_ns_per_rt=%.1f sys_ns_per_rt=%.1f\n",
+      setup, n, conns, total / s, s * 1e9 / total, (cpu1.user_s - cpu0.user_s) * 1e9 / total,
+      (cpu1.sys_s - cpu0.sys_s) * 1e9 / total);
   return 0;
 }

@@ -74,7 +74,9 @@ def own_floor(impl):
 # workload -> (title, [(metric, label, unit, show ratios to the floors)])
 NET = {
     "w4": ("W4 TCP echo: one process, one loop, 100 connections x N round trips of 64 B",
-           [("rt_per_s", "round trips/s", "rt/s", True), ("ns_per_rt", "time per round trip", "ns", True)]),
+           [("rt_per_s", "round trips/s", "rt/s", True), ("ns_per_rt", "time per round trip", "ns", True),
+            ("user_ns_per_rt", "user CPU per round trip", "ns", False),
+            ("sys_ns_per_rt", "kernel CPU per round trip", "ns", False)]),
     "w5": ("W5 plaintext HTTP over the streams API: server on CPU 0, `wrk -t1 -c100` on CPU 1",
            [("rps", "requests/s", "req/s", True), ("cpu_us_per_req", "server CPU per request", "us", True),
             ("sched_us_per_req", "same, from schedstat (ns resolution)", "us", True)]),
@@ -112,7 +114,10 @@ NET_ABOUT = {
           "kernel took are in its RESULT lines). Server and clients share one process and one loop; the client "
           "writes 64 B, drains, readexactly(64); the server readexactly(64), writes, drains. Timed from the first "
           "round trip to the last reply, all connections already open. N per client is in the RESULT lines "
-          "below. Each row has its ratio to its own backend's floor and to the epoll floor.",
+          "below. Each row has its ratio to its own backend's floor and to the epoll floor. CPU per round trip: "
+          "the process's user and kernel time (getrusage) over the timed span / round trips. Linux keeps the "
+          "total exact but splits it between the two by clock-tick samples, so a part worth only a few dozen "
+          "ticks per run (user time on io_uring) is coarse: read the medians.",
     "w5": "Sources: `bench/w5_http.cpp` (corio, once per backend), `bench/w5_http.py`, `bench/floor_w5_epoll.cpp`, "
           "`bench/floor_w5_uring.cpp` (multishot accept, multishot recv into provided buffers, IORING_OP_SEND) "
           "(readuntil(\"\\r\\n\\r\\n\"), fixed `Hello, World!` response, drain; no HTTP layer). Server pinned "

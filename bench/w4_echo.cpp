@@ -4,8 +4,9 @@
 // client to the last reply of every client (steady clock). Prints round trips per second.
 //
 // Usage: corio_bench_w4_echo [N [C]]   (default N = 10,000 round trips per client, C = 100 clients)
-// Output: one line "RESULT workload=w4 impl=corio backend=... n=... conns=... rt_per_s=... ns_per_rt=..."
-// (backend: the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
+// Output: one line "RESULT workload=w4 impl=corio backend=... n=... conns=... rt_per_s=... ns_per_rt=...
+// user_ns_per_rt=... sys_ns_per_rt=..." (the process's user and kernel CPU time over the timed part, per
+// round trip) (backend: the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "corio/net/errors.hpp"
 #include "corio/net/server.hpp"
 #include "corio/net/stream.hpp"
+#include "cpu_time.hpp"
 
 namespace {
 
@@ -56,6 +58,7 @@ corio::Task<long> client(corio::StreamReader r, corio::StreamWriter w, int n) {
 
 struct Outcome {
   double seconds;
+  corio_bench::CpuTime cpu;
   long ok;
   corio::Backend backend;
 };
@@ -68,15 +71,20 @@ corio::Task<Outcome> bench(int n, int conns) {
   for (int c = 0; c < conns; ++c)
     streams.push_back(co_await corio::open_connection("127.0.0.1", server.port()));
   const auto t0 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu0 = corio_bench::cpu_time();
   std::vector<corio::TaskHandle<long>> clients;
   clients.reserve(static_cast<std::size_t>(conns));
   for (auto& [r, w] : streams) clients.push_back(corio::create_task(client(std::move(r), std::move(w), n)));
   long ok = 0;
   for (auto& h : clients) ok += co_await h;
   const auto t1 = std::chrono::steady_clock::now();
+  const corio_bench::CpuTime cpu1 = corio_bench::cpu_time();
   server.close();
   co_await server.wait_closed();
-  co_return Outcome{std::chrono::duration<double>(t1 - t0).count(), ok, corio::get_running_loop().backend()};
+  co_return Outcome{std::chrono::duration<double>(t1 - t0).count(),
+                    {cpu1.user_s - cpu0.user_s, cpu1.sys_s - cpu0.sys_s},
+                    ok,
+                    corio::get_running_loop().backend()};
 }
 
 }  // namespace
@@ -94,8 +102,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "w4: %ld of %ld replies were correct\n", r.ok, total);
     return 1;
   }
-  std::printf("RESULT workload=w4 impl=corio backend=%s n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f\n",
-              r.backend == corio::Backend::io_uring ? "io_uring" : "epoll", n, conns,
-              static_cast<double>(total) / r.seconds, r.seconds * 1e9 / static_cast<double>(total));
+  std::printf(
+      "RESULT workload=w4 impl=corio backend=%s n=%d conns=%d rt_per_s=%.0f ns_per_rt=%.1f "
+      "user_ns_per_rt=%.1f "
+      "sys_ns_per_rt=%.1f\n",
+      r.backend == corio::Backend::io_uring ? "io_uring" : "epoll", n, conns,
+      static_cast<double>(total) / r.seconds, r.seconds * 1e9 / static_cast<double>(total),
+      r.cpu.user_s * 1e9 / static_cast<double>(total), r.cpu.sys_s * 1e9 / static_cast<double>(total));
   return 0;
 }

@@ -6,6 +6,7 @@ Usage: /usr/bin/python3 w4_echo.py asyncio|uvloop [N [C]]   (default N = 10,000,
 Output: "RESULT workload=w4 impl=... n=... conns=... rt_per_s=... ns_per_rt=..."
 """
 import asyncio
+import resource
 import sys
 import time
 
@@ -39,11 +40,13 @@ async def bench(n, conns):
     port = server.sockets[0].getsockname()[1]
     streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(conns)]
     t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     ok = sum(await asyncio.gather(*(client(r, w, n) for r, w in streams)))
     t1 = time.perf_counter()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     server.close()
     await server.wait_closed()
-    return t1 - t0, ok
+    return t1 - t0, (ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime), ok
 
 
 def main():
@@ -58,12 +61,13 @@ def main():
     else:
         sys.exit("usage: w4_echo.py asyncio|uvloop [N [C]]")
     with asyncio.Runner(loop_factory=factory) as runner:
-        secs, ok = runner.run(bench(n, conns))
+        secs, (user, sys_), ok = runner.run(bench(n, conns))
     total = n * conns
     if ok != total:
         sys.exit(f"w4: {ok} of {total} replies were correct")
     print(f"RESULT workload=w4 impl={impl} n={n} conns={conns} rt_per_s={total / secs:.0f} "
-          f"ns_per_rt={secs * 1e9 / total:.1f}")
+          f"ns_per_rt={secs * 1e9 / total:.1f} user_ns_per_rt={user * 1e9 / total:.1f} "
+          f"sys_ns_per_rt={sys_ * 1e9 / total:.1f}")
 
 
 if __name__ == "__main__":
