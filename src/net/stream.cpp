@@ -24,7 +24,7 @@ namespace detail {
 
 class StreamState;
 
-// A stream's read buffer: data_[pos_, size_) is unread. 16 bytes, so that it shares the stream's first
+// A stream's read buffer: data_[pos_, size_) is unread. 24 bytes, so that it shares the stream's first
 // cache line with everything else a read or a write touches (a std::string and its read position took 40,
 // a line of their own). At most 4 GiB: more than that unread is a read error (asyncio's limit is 64 KiB).
 class ReadBuffer {
@@ -45,13 +45,6 @@ class ReadBuffer {
     std::memcpy(data_ + size_, p, n);
     size_ += static_cast<std::uint32_t>(n);
     return true;
-  }
-
-  // Puts p[0, n) back in front of the unread data (a read handed it over, then could not return it).
-  void unread_front(const char* p, std::size_t n) {
-    std::string rest(unread());
-    pos_ = size_ = 0;
-    if (!append(p, n) || !append(rest.data(), rest.size())) throw std::bad_alloc();
   }
 
   // The first n unread bytes (n <= available()).
@@ -90,6 +83,8 @@ class ReadBuffer {
   std::uint32_t cap_ = 0;
   std::uint32_t pos_ = 0;
 };
+
+static_assert(sizeof(ReadBuffer) == 24);
 
 // A stream's two background operations: the read that fills the reader's buffer and the write that flushes
 // the writer's. They are StreamState's first two bases, so that an op finds its stream without a pointer
@@ -140,7 +135,6 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   std::size_t available() const noexcept { return rbuf_.available(); }
   std::string_view unread() const noexcept { return rbuf_.unread(); }
   std::string take(std::size_t n) { return rbuf_.take(std::min(n, available())); }
-  void unread_front(std::string_view data) { rbuf_.unread_front(data.data(), data.size()); }
 
   void commit_read(std::int64_t r, const char* data) {
     if (r > 0) {
@@ -157,13 +151,6 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     }
   }
   void on_read(std::int64_t r, const char* data) {
-    // A chunk that is exactly what the waiting reader asked for, with nothing buffered before it, goes
-    // straight into the reader's result: one copy, and the buffer's memory is not touched.
-    if (r > 0 && reader_ && rbuf_.available() == 0 && reader_->suspended() &&
-        reader_->take_whole(data, static_cast<std::size_t>(r))) {
-      reader_->wake();
-      return;
-    }
     commit_read(r, data);
     if (reader_ && reader_->suspended()) {
       // Wake the reader only once the buffer decides its read; until then keep reading for it.
@@ -392,40 +379,7 @@ Task<std::string> await_read(StreamReader::Read r) { co_return co_await r; }
 StreamReader::Read::operator Task<std::string>() && { return await_read(std::move(*this)); }
 
 StreamReader::Read::~Read() {
-  if (!s_) return;
-  if (s_->reader_ == this) s_->reader_ = nullptr;
-  if (whole_) {
-    // Handed a chunk, then destroyed before returning it (its task was destroyed): the data stays the
-    // stream's, for whoever reads next. (Nothing to be done if even that fails.)
-    try {
-      s_->unread_front(result_);
-    } catch (...) {
-    }
-  }
-}
-
-bool StreamReader::Read::take_whole(const char* p, std::size_t n) {
-  detail::StreamState& s = *s_;
-  switch (mode_) {
-    case Mode::some:
-      if (n > n_) return false;
-      break;
-    case Mode::exactly:
-      if (n != n_) return false;
-      break;
-    case Mode::until:
-    case Mode::line: {
-      // The chunk must end with the separator's first occurrence, within the limit.
-      if (n < sep_.size() || n - sep_.size() > s.limit_) return false;
-      if (detail::find_separator({p, n}, sep_, 0) != n - sep_.size()) return false;
-      break;
-    }
-    case Mode::all:
-      return false;
-  }
-  result_.assign(p, n);
-  whole_ = true;
-  return true;
+  if (s_ && s_->reader_ == this) s_->reader_ = nullptr;
 }
 
 bool StreamReader::Read::decided() noexcept {
@@ -498,15 +452,6 @@ void StreamReader::Read::describe(std::string& out) const {
 std::string StreamReader::Read::await_resume() {
   detail::StreamState& s = *s_;
   if (s.reader_ == this) s.reader_ = nullptr;
-  if (whole_) {
-    whole_ = false;
-    if (!task_->must_cancel_) [[likely]] {
-      s_.reset();  // awaited once
-      return std::move(result_);
-    }
-    // Cancelled after the chunk came: it goes back to the buffer, before anything that arrived since.
-    s.unread_front(result_);
-  }
   throw_if_cancelled();
   std::string out = finish();
   s_.reset();  // awaited once

@@ -459,9 +459,9 @@ TEST_F(StreamTest, CancelledReadWithDataAlreadyInTheKernelLosesNothing) {
   }());
 }
 
-// Here the cancellation comes one step later: the loop's poll has already handed the data to the pending
-// read (a chunk that is exactly its result goes straight to it) and woken its task, which has not run yet.
-// The data goes back to the stream, ahead of anything that came after it.
+// Here the cancellation comes one step later: the loop's poll has already read the data for the pending
+// read and woken its task, which has not run yet. The data stays the stream's, ahead of anything that
+// came after it.
 TEST_F(StreamTest, ReadCancelledAfterItsDataArrivedLosesNothing) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
@@ -472,11 +472,11 @@ TEST_F(StreamTest, ReadCancelledAfterItsDataArrivedLosesNothing) {
       CO_ASSERT(
           co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
       raw_send(c.peer.get(), msg);
-      // Queued now, so it runs in the next turn, after that turn's poll has delivered msg to the read and
-      // before the read's task runs (it was queued by the poll, behind this).
+      // Queued now, so it runs in the next turn, after that turn's poll has read msg for the read and before
+      // the read's task runs (it was queued by the poll, behind this).
       corio::get_running_loop().call_soon([&t, &c, round] {
         t.cancel();
-        if (round % 4 == 1) raw_send(c.peer.get(), "later\n");  // more data behind it, before it goes back
+        if (round % 4 == 1) raw_send(c.peer.get(), "later\n");  // more data behind it
       });
       EXPECT_TRUE(co_await corio_test::ends_cancelled(t));
       EXPECT_EQ(co_await c.reader.readexactly(msg.size()), msg);

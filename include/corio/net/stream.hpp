@@ -119,7 +119,7 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
         n_(o.n_),
         searched_(o.searched_),
         mode_(o.mode_),
-        found_(o.found_) {}  // (a Read is moved before it is awaited: result_ is still empty)
+        found_(o.found_) {}
   Read& operator=(Read&&) = delete;
   ~Read();
   // Where a Task is wanted (DESIGN.md's signature): Task<std::string> t = reader.readline();
@@ -141,9 +141,6 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   bool decided() noexcept;
   // until/line: where the separator starts in the unread data (npos if not there yet).
   std::size_t find_sep() noexcept;
-  // With nothing buffered, a chunk of n bytes arrived while this read waits: if it is exactly this read's
-  // result, takes it as that (whole_) and returns true; else the chunk is left to the buffer.
-  bool take_whole(const char* p, std::size_t n);
   void park();
   std::string finish();
 
@@ -153,8 +150,6 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   std::size_t searched_ = 0;  // until/line: how much of the buffer holds no separator (found_: where it is)
   Mode mode_;
   bool found_ = false;  // until/line: the separator was found (at searched_)
-  bool whole_ = false;  // result_ holds the result, handed over by take_whole()
-  std::string result_;
 };
 
 class StreamWriter {
