@@ -3,7 +3,8 @@ drain) and C client connections (default 100), each doing N round trips of 64 by
 readexactly(64)); as bench/w4_echo.cpp. All clients connect first; the timed part is the round trips.
 
 Usage: /usr/bin/python3 w4_echo.py asyncio|uvloop [N [C]]   (default N = 10,000, C = 100)
-Output: "RESULT workload=w4 impl=... n=... conns=... rt_per_s=... ns_per_rt=..."
+Output: "RESULT workload=w4 impl=... n=... conns=... rt_per_s=... ns_per_rt=... user_ns_per_rt=...
+sys_ns_per_rt=..." (the process's user and kernel CPU time over the timed part, per round trip)
 """
 import asyncio
 import resource
