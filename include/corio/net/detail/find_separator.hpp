@@ -40,22 +40,21 @@ inline std::size_t find_separator(std::string_view buf, std::string_view sep, st
       const __m128i b = _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + c + k)), last);
       return static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(a, b)));
     };
-    std::size_t c = from;
-    for (; c + 16 + k <= n; c += 16) {
-      for (unsigned mask = starts(c); mask != 0; mask &= mask - 1) {
+    // The first match among the candidates of `mask` (bit i: start c + i), or npos.
+    auto first_match = [&](std::size_t c, unsigned mask) {
+      for (; mask != 0; mask &= mask - 1) {
         const std::size_t at = c + static_cast<std::size_t>(__builtin_ctz(mask));
         if (middle_matches(at)) return at;
       }
-    }
-    if (c + k < n) {
-      // The last 16 starts of the buffer (t >= from, as n - from >= 16 + k), less those already looked at.
-      const std::size_t t = n - k - 16;
-      for (unsigned mask = starts(t) & (~0u << (c - t)); mask != 0; mask &= mask - 1) {
-        const std::size_t at = t + static_cast<std::size_t>(__builtin_ctz(mask));
-        if (middle_matches(at)) return at;
-      }
-    }
-    return std::string_view::npos;
+      return std::string_view::npos;
+    };
+    std::size_t c = from;
+    for (; c + 16 + k <= n; c += 16)
+      if (std::size_t at = first_match(c, starts(c)); at != std::string_view::npos) return at;
+    if (c + k >= n) return std::string_view::npos;
+    // The last 16 starts of the buffer (t >= from, as n - from >= 16 + k), less those already looked at.
+    const std::size_t t = n - k - 16;
+    return first_match(t, starts(t) & (~0u << (c - t)));
   }
 #endif
   const std::size_t last_start = n - sep.size();
