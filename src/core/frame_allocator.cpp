@@ -30,9 +30,12 @@ std::mutex chunks_mu;
 std::vector<void*>* chunks = new std::vector<void*>();
 
 // Full-size chunks are 2 MiB-aligned, so a kernel with transparent huge pages set to "always" can back
-// each with one huge page. corio does not madvise(MADV_HUGEPAGE) them: measured here (THP "madvise",
-// defrag "madvise"), W1 went from ~150 to ~115 ns/task but some runs stalled in direct compaction
-// (~600 ns/task), a latency spike a runtime should not impose by default.
+// each with one huge page. corio does not madvise(MADV_HUGEPAGE) them. Measured here (THP "madvise", a VM
+// that pays for each new page at its first touch), advising the chunks past the 16th (32 MiB, so that W2's
+// 100,000 sleepers kept their 4 KiB pages: with every chunk advised they went from 247 to 252 B/task) made
+// W1 take ~100 instead of ~185 ns/task in back-to-back runs, but ~300 when another process had just freed a
+// few hundred MB, as scripts/bench's Python runs do: in pairs after a uvloop W2 run, a median of 256
+// against 212 ns/task. /proc/vmstat's compact_stall stayed 0 throughout, so it is not direct compaction.
 void* new_chunk(std::size_t size) {
   if (size < kMaxChunk) return ::operator new(size);
   return ::operator new (size, std::align_val_t{kMaxChunk});

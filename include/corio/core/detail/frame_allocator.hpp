@@ -4,7 +4,7 @@
 // size class's free list. A block freed on another thread than the one that allocated it joins that other
 // thread's free list, which is safe because each list is touched only by its own thread — and because
 // chunks are never returned to the system (they stay reachable from a global list, so leak checkers see
-// them as in use). Chunks start small and double (4 KiB .. 1 MiB), so a thread that only creates a few
+// them as in use). Chunks start small and double (4 KiB .. 2 MiB), so a thread that only creates a few
 // frames keeps only a few KiB.
 #pragma once
 
