@@ -55,6 +55,9 @@ constexpr unsigned kBufGroup = 0;
 constexpr std::size_t kOwnBufMax = 64 * 1024;  // a one-shot receive's own buffer, at most
 constexpr std::size_t kMaxQueuedBytes = 64 * 1024;
 constexpr std::size_t kMaxQueuedAccepts = 64;
+// The most one read or write request moves: an SQE's length is 32 bits, and Linux moves at most
+// INT_MAX & PAGE_MASK bytes per call anyway (a longer send comes back short, and the caller goes on).
+constexpr std::size_t kMaxIo = 0x7ffff000;
 
 // IoOp::backend_state
 constexpr std::uint8_t kIdle = 0;
@@ -203,7 +206,8 @@ class UringBackend final : public SignalCore {
   // request in flight, which made closing 10,000 connections quadratic). The cancels go out with the next
   // submission: the descriptor may be closed and its number reused before that, which is safe because
   // none of them names the descriptor, and the requests' late completions carry an old generation (or
-  // are the ops' own). The socket's last reference (and so its FIN) goes with the cancel, a turn later.
+  // are the ops' own). Requests that do name it and were prepared but not submitted yet are submitted
+  // here, before the close. The socket's last reference (and so its FIN) goes with the cancel, a turn later.
   void forget(int fd) noexcept override {
     FdState* st = state_if(fd);
     if (!st) return;
@@ -217,6 +221,11 @@ class UringBackend final : public SignalCore {
     if (st->accept_armed) stop_multishot(key(Kind::accept, fd, st->gen), st->stopping_accept);
     st->recv_armed = st->accept_armed = st->stopping_recv = st->stopping_accept = st->nobufs = false;
     ++st->gen;
+    // A request naming fd that is still only prepared would run, at the next submission, on whatever file
+    // then has that number: the caller closes fd next, and the number may be reused at once (by this
+    // thread, by another, or by a multishot accept). Submit it now, while fd is still this file; the
+    // cancels above follow it in the same submission.
+    if (prepared_ && st->prep_epoch == epoch_) submit_now();
   }
 
   void discard(IoOp& op) noexcept override {
@@ -268,6 +277,7 @@ class UringBackend final : public SignalCore {
       rc = io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, &ts, nullptr);
     }
     prepared_ = false;
+    if (rc != -EBUSY && rc != -EAGAIN) ++epoch_;  // (what was prepared went in)
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       throw std::system_error(-rc, std::generic_category(), "io_uring_enter");
     handled += reap();
@@ -302,6 +312,7 @@ class UringBackend final : public SignalCore {
     bool stopping_recv = false;  // a cancel of that request is on its way (queue over the limit)
     bool stopping_accept = false;
     bool nobufs = false;                 // the last multishot receive ended for want of buffers
+    std::uint8_t prep_epoch = 0;         // epoch_ when a request naming fd was last prepared
     IntrusiveList<IoOp> recv_waiters;    // fed by the multishot receive, in order
     IntrusiveList<IoOp> in_ring;         // one-shot requests in the ring (until their completions arrive)
     std::vector<Chunk> chunks;           // received, not read yet (from chunk_head)
@@ -406,12 +417,19 @@ class UringBackend final : public SignalCore {
   [[gnu::noinline]] io_uring_sqe* get_sqe_full() noexcept {
     io_uring_sqe* sqe = nullptr;
     while (!sqe) {
-      // The submission queue is full: submit it. The kernel refuses (EBUSY) while completions it could
-      // not post are waiting: take those into deferred_ (handled on the next poll) and try again.
-      if (io_uring_submit(ring_.get()) == -EBUSY) stash_completions();
+      // The submission queue is full: submit it.
+      submit_now();
       sqe = io_uring_get_sqe(ring_.get());
     }
     return sqe;
+  }
+
+  // Submits what is prepared, now. The kernel refuses (EBUSY) while completions it could not post are
+  // waiting: take those into deferred_ (handled on the next poll) and try again.
+  void submit_now() noexcept {
+    int rc;
+    while ((rc = io_uring_submit(ring_.get())) == -EBUSY) stash_completions();
+    if (rc != -EAGAIN) ++epoch_;
   }
 
   // Takes the completion of user_data out of the ring (or of deferred_), keeping every other completion
@@ -424,7 +442,7 @@ class UringBackend final : public SignalCore {
       return;
     }
     for (;;) {
-      io_uring_submit_and_wait(ring_.get(), 1);
+      if (io_uring_submit_and_wait(ring_.get(), 1) >= 0) ++epoch_;
       io_uring_cqe* cqe = nullptr;
       while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
         Cqe c{cqe->user_data, cqe->res, cqe->flags};
@@ -466,6 +484,7 @@ class UringBackend final : public SignalCore {
     sqe->buf_group = kBufGroup;
     io_uring_sqe_set_data64(sqe, key(Kind::recv, fd, st.gen));
     st.recv_armed = true;
+    st.prep_epoch = epoch_;
     ++inflight_;
   }
 
@@ -475,6 +494,7 @@ class UringBackend final : public SignalCore {
     io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, key(Kind::accept, fd, st.gen));
     st.accept_armed = true;
+    st.prep_epoch = epoch_;
     ++inflight_;
   }
 
@@ -498,7 +518,7 @@ class UringBackend final : public SignalCore {
       case OpCode::recv:
       case OpCode::read: {
         void* buf = op.buf;
-        std::size_t len = op.len;
+        std::size_t len = std::min(op.len, kMaxIo);
         if (!buf) {
           len = std::min(len ? len : kOwnBufMax, kOwnBufMax);
           extra().own.reset(new char[len]);
@@ -511,10 +531,10 @@ class UringBackend final : public SignalCore {
         break;
       }
       case OpCode::send:
-        io_uring_prep_send(sqe, op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, op.fd, op.buf, std::min(op.len, kMaxIo), op.flags | MSG_NOSIGNAL);
         break;
       case OpCode::write:
-        io_uring_prep_write(sqe, op.fd, op.buf, static_cast<unsigned>(op.len),
+        io_uring_prep_write(sqe, op.fd, op.buf, static_cast<unsigned>(std::min(op.len, kMaxIo)),
                             static_cast<std::uint64_t>(-1));
         break;
       case OpCode::sendv: {
@@ -555,7 +575,9 @@ class UringBackend final : public SignalCore {
     io_uring_sqe_set_data(sqe, &op);
     op.backend_data = x;
     op.backend_state = kInRing;
-    state(op.fd).in_ring.push_back(op);
+    FdState& st = state(op.fd);
+    st.in_ring.push_back(op);
+    st.prep_epoch = epoch_;
     ++inflight_;
   }
 
@@ -841,7 +863,10 @@ class UringBackend final : public SignalCore {
   char* bufs_ = nullptr;
   bool buffer_ring_ = false;  // false: the kernel refused the provided-buffer ring
   bool closing_ = false;
-  bool prepared_ = false;     // requests prepared since the last submission
+  bool prepared_ = false;  // requests prepared since the last submission
+  // Counts submissions (mod 256): a descriptor whose prep_epoch equals it may have a request prepared and
+  // not submitted yet (a false alarm after 256 submissions costs one early submission, nothing more).
+  std::uint8_t epoch_ = 1;
   std::size_t pending_ = 0;   // ops submitted and not completed (the seam's count)
   std::size_t inflight_ = 0;  // requests in the ring on behalf of ops (wake-up and signal polls excluded)
   std::size_t busy_polls_ = 0;

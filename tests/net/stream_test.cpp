@@ -487,6 +487,41 @@ TEST_F(StreamTest, ReadCancelledAfterItsDataArrivedLosesNothing) {
   }());
 }
 
+// A read whose receive is still waiting to be submitted (io_uring prepares a multishot receive when the
+// reader first waits, and submits it when the loop polls) when the stream is closed in the same turn, and
+// the descriptor's number taken at once by another socket: the new socket's data stays where it is.
+TEST_F(StreamTest, ReadPendingWhenTheStreamClosesNeverTakesTheNumbersNextOwnersData) {
+  run_guarded([]() -> Task<> {
+    int pair[2];
+    CO_ASSERT(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0);
+    const int number = pair[0];
+    corio_test::Fd peer(pair[1]);
+    auto [reader, writer] = corio::detail::make_stream(number, true, "pair");
+    auto read = corio::create_task(reader.read(100));
+    // Runs right after the reader's first step, in the same turn: before the loop polls.
+    auto close_and_reuse = [](StreamWriter& w, int num) -> Task<> {
+      w.close();  // nothing buffered: the descriptor is closed now
+      int other[2];
+      CO_ASSERT(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other) == 0);
+      if (other[0] != num) {                      // (the lowest free number usually is the one just closed)
+        CO_ASSERT(::dup2(other[0], num) == num);  // the closed stream's number, now another socket's
+        ::close(other[0]);
+      }
+      CO_ASSERT(::send(other[1], "SECRET", 6, 0) == 6);
+      ::close(other[1]);
+      co_return;
+    };
+    auto closer = corio::create_task(close_and_reuse(writer, number));
+    co_await closer;
+    EXPECT_EQ(co_await read, "");  // the stream was closed: EOF
+    co_await corio_test::turns(5);
+    char buf[16] = {};
+    EXPECT_EQ(::recv(number, buf, sizeof buf, MSG_DONTWAIT), 6) << "the closed stream's receive took it";
+    EXPECT_STREQ(buf, "SECRET");
+    ::close(number);
+  }());
+}
+
 TEST_F(StreamTest, WriteNeverBlocksAndDrainWaitsForASlowReader) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();

@@ -445,4 +445,46 @@ TEST(Udp, PendingRecvSeesPortUnreachable) {
   }());
 }
 
+// A send still waiting to be submitted (io_uring prepares requests during a turn and submits them when the
+// loop polls) when the socket is closed in the same turn, and its number taken at once by another socket:
+// the datagram goes to the first socket's peer or nowhere, never out of the socket now holding the number.
+TEST(Udp, SendPendingWhenItsSocketClosesNeverLeavesFromTheNumbersNextOwner) {
+  run_guarded([]() -> Task<> {
+    corio_test::Fd intended = raw_udp4();
+    corio_test::Fd unrelated = raw_udp4();
+    auto s = co_await corio::open_datagram("127.0.0.1", 0);
+    co_await s.connect("127.0.0.1", corio_test::port_of(intended.get()));
+    const int number = s.native_handle();
+    auto sender = corio::create_task(s.send("stale?"));
+    // Runs right after the sender's first step, in the same turn: before the loop polls.
+    auto close_and_reuse = [](DatagramSocket& sock, int num, int to_port) -> Task<> {
+      sock.close();
+      corio_test::Fd other(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      sockaddr_in to = corio_test::loopback4(static_cast<std::uint16_t>(to_port));
+      CO_ASSERT(::connect(other.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+      if (other.get() == num)  // (the lowest free number usually is the one just closed)
+        (void)other.release();
+      else
+        CO_ASSERT(::dup2(other.get(), num) == num);  // the closed socket's number, now another socket's
+      co_return;
+    };
+    auto closer = corio::create_task(close_and_reuse(s, number, corio_test::port_of(unrelated.get())));
+    co_await closer;
+    bool sent = true;
+    try {
+      co_await sender;
+    } catch (const std::exception&) {
+      sent = false;  // cancelled or failed by the close: then it must not arrive anywhere
+    }
+    co_await corio_test::turns(5);
+    char buf[64];
+    EXPECT_EQ(::recv(unrelated.get(), buf, sizeof buf, MSG_DONTWAIT), -1)
+        << "the datagram left through the socket that reused the closed one's number";
+    if (sent) {
+      EXPECT_EQ(::recv(intended.get(), buf, sizeof buf, MSG_DONTWAIT), 6);
+    }
+    ::close(number);
+  }());
+}
+
 }  // namespace
