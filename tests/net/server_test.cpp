@@ -2,6 +2,7 @@
 // failing and silent clients, the connection limit, running out of descriptors while accepting, and 1,000
 // concurrent clients.
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -499,6 +500,32 @@ TEST(Server, Ipv6LoopbackServer) {
     EXPECT_EQ(back.rfind("[::1]:", 0), 0u) << back;
     EXPECT_NE(back.find(" six\n"), std::string::npos) << back;
   }());
+}
+
+// Server::close() in the turn after the poll completed an accept for the waiting acceptor, before the
+// acceptor ran: the accepted connection is closed (the client reads EOF), not leaked.
+TEST(Server, CloseRightAfterAnAcceptCompletedLeaksNoConnection) {
+  for (int round = 0; round < 5; ++round) {
+    corio_test::Fd client;
+    run_guarded([](corio_test::Fd& client) -> Task<> {
+      Server server = co_await corio::start_server([](StreamReader, StreamWriter) -> Task<> { co_return; },
+                                                   "127.0.0.1", 0);
+      co_await corio_test::turns(3);  // the acceptor waits in accept
+      client = corio_test::Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in to = corio_test::loopback4(server.port());
+      CO_ASSERT(::connect(client.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+      // Queued now, so it runs in the next turn, after that turn's poll completed the accept and before the
+      // acceptor (queued by the poll, behind this) takes it.
+      corio::get_running_loop().call_soon([&server] { server.close(); });
+      co_await server.wait_closed();
+    }(client));
+    // The loop is gone; the server's end of the connection must be closed: the client sees EOF (an event
+    // that comes at once if it was closed, and never if the descriptor leaked: the bound is only a guard).
+    pollfd p{client.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10'000), 1) << "round " << round << ": the accepted connection leaked";
+    char c;
+    EXPECT_EQ(::recv(client.get(), &c, 1, MSG_DONTWAIT), 0) << "round " << round;
+  }
 }
 
 }  // namespace
