@@ -192,18 +192,19 @@ bool Server::is_serving() const noexcept { return s_ && !s_->closed_; }
 
 std::size_t Server::active_connections() const noexcept { return s_ ? s_->active_ : 0; }
 
-Task<> Server::wait_closed() {
-  if (!s_) co_return;
-  auto s = s_;
+// The waits take the state by value: a task made from wait_closed() or serve_forever() first runs later,
+// possibly after this Server object is gone (close, then wait in the background).
+namespace {
+Task<> server_wait_closed(std::shared_ptr<detail::ServerState> s) {
+  if (!s) co_return;
   while (!s->idle()) {
     detail::WaitList::Node node(s->idle_waiters_, "server wait_closed");
     co_await node;
   }
 }
 
-Task<> Server::serve_forever() {
-  if (!s_) co_return;
-  auto s = s_;
+Task<> server_serve_forever(std::shared_ptr<detail::ServerState> s) {
+  if (!s) co_return;
   try {
     while (!s->closed_) {
       detail::WaitList::Node node(s->close_waiters_, "serve_forever");
@@ -214,6 +215,10 @@ Task<> Server::serve_forever() {
     throw;
   }
 }
+}  // namespace
+
+Task<> Server::wait_closed() { return server_wait_closed(s_); }
+Task<> Server::serve_forever() { return server_serve_forever(s_); }
 
 Task<Server> start_server(StreamHandler handler, std::string host, std::uint16_t port,
                           ServerOptions options) {

@@ -548,14 +548,19 @@ void StreamWriter::write_eof() { state_or_throw(s_).write_eof(); }
 void StreamWriter::close() { state_or_throw(s_).close(); }
 bool StreamWriter::is_closing() const noexcept { return !s_ || s_->close_requested_ || s_->closed_; }
 
-Task<> StreamWriter::wait_closed() {
-  detail::StreamState& s = state_or_throw(s_);
-  auto keep = s_;
+namespace {
+// Takes the stream by value: a task made from wait_closed() first runs later, possibly after the writer is
+// gone (close, then wait in the background), as Drain keeps its own reference.
+Task<> wait_stream_closed(detail::StreamRef keep) {
+  detail::StreamState& s = state_or_throw(keep);
   while (!s.closed_) {
     detail::WaitList::Node node(s.close_waiters_, "wait_closed");
     co_await node;
   }
 }
+}  // namespace
+
+Task<> StreamWriter::wait_closed() { return wait_stream_closed(s_); }
 
 std::string StreamWriter::peername() const { return s_ ? s_->peer_ : std::string(); }
 std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered() : 0; }

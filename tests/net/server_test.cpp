@@ -528,4 +528,20 @@ TEST(Server, CloseRightAfterAnAcceptCompletedLeaksNoConnection) {
   }
 }
 
+// wait_closed() and serve_forever() made into tasks that first run after the Server object is gone.
+TEST(Server, WaitTasksOutliveTheServerObject) {
+  run_guarded([]() -> Task<> {
+    corio::TaskHandle<void> closed, serving;
+    {
+      auto server = std::make_unique<Server>(co_await corio_test::start_echo_server());
+      serving = corio::create_task(server->serve_forever());
+      closed = corio::create_task(server->wait_closed());
+      server->close();
+    }  // destroyed before either task's first step
+    co_await closed;
+    co_await serving;  // the server was closed: serve_forever returns
+    EXPECT_TRUE(closed.done() && serving.done());
+  }());
+}
+
 }  // namespace

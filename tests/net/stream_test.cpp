@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -519,6 +520,22 @@ TEST_F(StreamTest, ReadPendingWhenTheStreamClosesNeverTakesTheNumbersNextOwnersD
     EXPECT_EQ(::recv(number, buf, sizeof buf, MSG_DONTWAIT), 6) << "the closed stream's receive took it";
     EXPECT_STREQ(buf, "SECRET");
     ::close(number);
+  }());
+}
+
+// wait_closed() made into a task that first runs after the writer (and the whole connection object) is
+// gone: the usual "close, then wait in the background". (It read the writer when it first ran: a
+// use-after-free the sanitizer build reports.)
+TEST_F(StreamTest, WaitClosedTaskOutlivesTheWriter) {
+  run_guarded([]() -> Task<> {
+    corio::TaskHandle<void> waiting;
+    {
+      auto c = std::make_unique<corio_test::RawPeerConnection>(co_await connect_to_raw_peer());
+      c->writer.close();
+      waiting = corio::create_task(c->writer.wait_closed());
+    }  // the reader, the writer and the peer are destroyed before the task's first step
+    co_await waiting;
+    EXPECT_TRUE(waiting.done());
   }());
 }
 
