@@ -394,8 +394,8 @@ bool StreamReader::Read::decided() noexcept {
       return s.available() >= n_;
     case Mode::until:
     case Mode::line:
-      if (s.available() < sep_.size()) return s.available() > s.limit_;  // (no search in an empty buffer)
-      return find_sep() != std::string_view::npos || s.available() > s.limit_;
+      if (s.available() < sep_.size()) return false;  // (no search, and no overrun, as in asyncio)
+      return find_sep() != std::string_view::npos || unfound_overrun() != 0;
   }
   return true;
 }
@@ -415,6 +415,17 @@ std::size_t StreamReader::Read::find_sep() noexcept {
     found_ = true;
   }
   return at;
+}
+
+// asyncio's test: with no separator in the buffer, the next search would start at available() + 1 - the
+// separator's length (a separator may still straddle the end), and that start past the limit is an overrun;
+// the start is LimitOverrunError's consumed(). 0 when there is no overrun (or fewer bytes than the
+// separator).
+std::size_t StreamReader::Read::unfound_overrun() const noexcept {
+  const std::size_t avail = s_->available();
+  if (avail < sep_.size()) return 0;
+  const std::size_t next_start = avail + 1 - sep_.size();
+  return next_start > s_->limit_ ? next_start : 0;
 }
 
 bool StreamReader::Read::await_ready() {
@@ -481,9 +492,8 @@ std::string StreamReader::Read::finish() {
           throw LimitOverrunError("readuntil(): separator found, but the chunk exceeds the limit", at);
         return s.take(at + sep_.size());
       }
-      if (s.available() > s.limit_)
-        throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit",
-                                s.available());
+      if (std::size_t consumed = unfound_overrun())
+        throw LimitOverrunError("readuntil(): separator not found and the chunk exceeds the limit", consumed);
       s.throw_read_error();
       std::string partial = s.take(s.available());
       if (mode_ == Mode::line) return partial;

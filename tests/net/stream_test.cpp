@@ -309,6 +309,28 @@ TEST_F(StreamTest, LineLongerThanTheLimitThrowsAndKeepsTheData) {
   }());
 }
 
+// asyncio's limit for a separator of several bytes: a separator starting at the limit is still found
+// (however the bytes arrive), and "not found" is an overrun only once the separator could no longer start
+// within the limit (limit + its length - 1 bytes buffered); consumed() is where the next search would start.
+TEST_F(StreamTest, LimitCountsWhereAMultiByteSeparatorStarts) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.reader.set_limit(10);
+    raw_send(c.peer.get(), "0123456789\r\n");  // whole: the separator starts at the limit
+    EXPECT_EQ(co_await c.reader.readuntil("\r\n"), "0123456789\r\n");
+    raw_send(c.peer.get(), "0123456789\r");  // split after the "\r": 11 bytes may still end in "\r\n"
+    auto split = corio::create_task(c.reader.readuntil("\r\n"));
+    co_await corio_test::turns(20);
+    EXPECT_FALSE(split.done());  // no overrun: waiting for more
+    raw_send(c.peer.get(), "\n");
+    EXPECT_EQ(co_await split, "0123456789\r\n");
+    raw_send(c.peer.get(), "0123456789AB");  // 12 bytes, no separator: it can no longer start by 10
+    CO_EXPECT_THROW_AS(co_await c.reader.readuntil("\r\n"), corio::LimitOverrunError, e,
+                       { EXPECT_EQ(e.consumed(), 11u); });
+    EXPECT_EQ(co_await c.reader.readexactly(12), "0123456789AB");  // kept
+  }());
+}
+
 TEST_F(StreamTest, DefaultLimitIs64KiBAndOverrunKeepsData) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();

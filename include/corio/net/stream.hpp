@@ -88,8 +88,9 @@ class StreamReader {
   // Exactly n bytes; EOF first throws IncompleteReadError carrying partial() (which is consumed).
   Read readexactly(std::size_t n);
   // Data up to and including `sep` (which must outlive the await, as for a Task taking a string_view). EOF
-  // first: IncompleteReadError with everything read; more than the limit without finding sep:
-  // LimitOverrunError, data kept.
+  // first: IncompleteReadError with everything read. LimitOverrunError, data kept, as in asyncio: when sep
+  // starts past the limit, or is not there and could no longer start within it (more than limit + the
+  // length of sep - 1 bytes buffered); consumed() is that start.
   Read readuntil(std::string_view sep = "\n");
   // EOF was received and the buffer is empty.
   bool at_eof() const noexcept;
@@ -141,6 +142,9 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   bool decided() noexcept;
   // until/line: where the separator starts in the unread data (npos if not there yet).
   std::size_t find_sep() noexcept;
+  // until/line, the separator not in the buffer: LimitOverrunError's consumed() if that is an overrun, else
+  // 0.
+  std::size_t unfound_overrun() const noexcept;
   void park();
   std::string finish();
 
