@@ -41,6 +41,9 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   WaitList idle_waiters_;   // wait_closed: no listener and no connection left
   WaitList slot_waiters_;   // accept loops waiting for a connection slot (options.limit)
   WaitList close_waiters_;  // serve_forever
+  // The loop's backend while it exists: the listeners are forgotten there even if the server is closed or
+  // destroyed between two runs of its loop.
+  std::shared_ptr<BackendLink> link_ = io_backend().link();
 
   void start() {
     for (int fd : listeners_)
@@ -84,7 +87,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     maybe_idle();
   }
   void close_listeners() noexcept {
-    for (int fd : listeners_) close_fd(fd);
+    for (int fd : listeners_) close_fd(fd, *link_);
     listeners_.clear();
     if (!unix_path_.empty()) {
       ::unlink(unix_path_.c_str());

@@ -53,6 +53,12 @@ void close_fd(int fd) noexcept {
   ::close(fd);
 }
 
+void close_fd(int fd, const BackendLink& owner) noexcept {
+  if (fd < 0) return;
+  if (owner.backend) owner.backend->forget(fd);
+  ::close(fd);
+}
+
 void IoAwaiter::describe(std::string& out) const {
   static const char* const names[] = {"recv",    "send",     "sendmsg", "read",    "write",   "accept",
                                       "connect", "recvfrom", "sendto",  "poll_in", "poll_out"};

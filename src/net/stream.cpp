@@ -102,7 +102,12 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
  public:
   StreamState(int fd, bool is_socket, std::string peer)
-      : fd_(fd), be_(&io_backend()), loop_(LoopCore::running_), socket_(is_socket), peer_(std::move(peer)) {
+      : fd_(fd),
+        be_(&io_backend()),
+        loop_(LoopCore::running_),
+        socket_(is_socket),
+        peer_(std::move(peer)),
+        link_(be_->link()) {
     // The read op is the same call every time (the backends set only result and data): set it up once.
     StreamReadOp& op = read_op();
     op.code = socket_ ? OpCode::recv : OpCode::read;
@@ -271,9 +276,10 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     if (fd_ < 0) return;
     int fd = fd_;
     fd_ = -1;
-    // Pending ops complete with -ECANCELED on the next poll. Through the running loop's backend, never be_:
-    // the stream may outlive its loop (then there is nothing to forget, the loop completed every op).
-    close_fd(fd);
+    // Pending ops complete with -ECANCELED on the next poll. Through the link, never be_ directly: the stream
+    // may outlive its loop (then there is nothing to forget, the loop completed every op), and its loop may
+    // not be running (between two runs: the backend must forget fd all the same).
+    close_fd(fd, *link_);
     closed_ = true;
     eof_ = true;
     close_waiters_.wake_all();
@@ -320,6 +326,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   std::string peer_;
   WaitList drain_waiters_;
   WaitList close_waiters_;
+  std::shared_ptr<BackendLink> link_;  // the loop's backend, while it exists (for close_now)
 };
 
 void StreamReadOp::complete() {

@@ -14,17 +14,25 @@
 
 namespace corio {
 
+DatagramSocket::DatagramSocket(int fd) noexcept : fd_(fd) {
+  if (detail::LoopCore::running_) link_ = detail::io_backend().link();
+}
+
 DatagramSocket& DatagramSocket::operator=(DatagramSocket&& o) noexcept {
   if (this != &o) {
     close();
     fd_ = std::exchange(o.fd_, -1);
     peer_ = std::move(o.peer_);
+    link_ = std::move(o.link_);
   }
   return *this;
 }
 
 void DatagramSocket::close() noexcept {
-  detail::close_fd(fd_);
+  if (link_)
+    detail::close_fd(fd_, *link_);
+  else
+    detail::close_fd(fd_);
   fd_ = -1;
 }
 

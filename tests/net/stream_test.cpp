@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "corio/core/event_loop.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
 #include "corio/net/detail/find_separator.hpp"
@@ -559,6 +560,43 @@ TEST_F(StreamTest, WaitClosedTaskOutlivesTheWriter) {
     co_await waiting;
     EXPECT_TRUE(waiting.done());
   }());
+}
+
+// A stream dropped while its loop exists but does not run (between two run_until_complete calls, as
+// asyncio allows): its descriptor is forgotten by that loop's backend all the same, so the next socket
+// given the same number (the next connection's, here) starts clean: it connects, and reads what arrives.
+TEST_F(StreamTest, StreamDroppedBetweenRunsLeavesNothingBehindForItsNumber) {
+  corio::EventLoop loop;
+  corio_test::RawPeerConnection c = loop.run_until_complete([]() -> Task<corio_test::RawPeerConnection> {
+    auto c = co_await connect_to_raw_peer();
+    auto read = corio::create_task(c.reader.read(1));
+    co_await corio_test::turns(3);  // the read waits: the backend watches the descriptor
+    raw_send(c.peer.get(), "x");
+    EXPECT_EQ(co_await read, "x");
+    c.writer.write(std::string(1 << 16, 'o'));
+    co_return c;
+  }());
+  c.reader = StreamReader();  // outside any run: the stream closes now
+  c.writer = StreamWriter();
+  // c.peer stays open, so the number the stream had is the lowest free one: the next socket gets it.
+  loop.run_until_complete(corio::wait_for(
+      [](corio_test::RawListener& listener) -> Task<> {
+        auto [reader, writer] = co_await corio::open_connection("127.0.0.1", listener.port());
+        corio_test::Fd peer = listener.accept();
+        raw_send(peer.get(), "ping\n");
+        EXPECT_EQ(co_await reader.readline(), "ping\n");
+        writer.write("pong\n");
+        co_await writer.drain();
+        std::string got;  // what the peer receives (the write goes out in the background: yield to it)
+        CO_ASSERT(co_await corio_test::until([&] {
+          char buf[64];
+          ssize_t n = ::recv(peer.get(), buf, sizeof buf, MSG_DONTWAIT);
+          if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+          return got.size() >= 5;
+        }));
+        EXPECT_EQ(got, "pong\n");  // not the dropped stream's bytes
+      }(c.listener),
+      10s));
 }
 
 TEST_F(StreamTest, WriteNeverBlocksAndDrainWaitsForASlowReader) {

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "corio/core/detail/intrusive_list.hpp"
 #include "corio/core/detail/poller.hpp"
@@ -64,8 +65,23 @@ struct IoOp : ListNode {
   ~IoOp() = default;
 };
 
+class IoBackend;
+
+// Knows whether a backend still exists. Objects that own a descriptor (streams, datagram sockets, servers)
+// keep one from their loop's backend: closing the descriptor while that loop is not running (between two
+// run_until_complete calls) must still forget it there, or the backend would apply what it knew of the
+// descriptor (watched, ready, an armed receive) to the next file given the same number; once the loop is
+// gone there is nothing to forget.
+struct BackendLink {
+  IoBackend* backend;  // null once the backend is destroyed
+};
+
 class IoBackend : public Poller {
  public:
+  IoBackend() : link_(std::make_shared<BackendLink>(BackendLink{this})) {}
+  ~IoBackend() override { link_->backend = nullptr; }
+  const std::shared_ptr<BackendLink>& link() const noexcept { return link_; }
+
   // Runs the operation now if it can finish without waiting (epoll) and returns true with `result` set;
   // complete() is not called then. Returns false if it must be submitted.
   virtual bool try_now(IoOp& op) = 0;
@@ -77,6 +93,9 @@ class IoBackend : public Poller {
   virtual void forget(int fd) noexcept = 0;
   // The op's owner is being destroyed while it is pending: drop it without completing it.
   virtual void discard(IoOp& op) noexcept = 0;
+
+ private:
+  std::shared_ptr<BackendLink> link_;
 };
 
 // The running loop's backend; throws RuntimeError outside a running loop.

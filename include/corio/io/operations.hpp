@@ -20,7 +20,10 @@
 
 namespace corio::detail {
 
-void close_fd(int fd) noexcept;  // forget in the backend, then close (a no-op for fd < 0)
+void close_fd(int fd) noexcept;  // forget in the running loop's backend, then close (a no-op for fd < 0)
+// Forgets fd in owner's backend if it still exists, whether or not its loop runs, then closes it. For
+// objects that keep their loop's BackendLink and may be closed between runs.
+void close_fd(int fd, const BackendLink& owner) noexcept;
 
 class IoAwaiter final : public Waiter, public IoOp {
  public:

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -15,11 +16,17 @@
 
 namespace corio {
 
+namespace detail {
+struct BackendLink;
+}
+
 class DatagramSocket {
  public:
   DatagramSocket() = default;
-  explicit DatagramSocket(int fd) noexcept : fd_(fd) {}
-  DatagramSocket(DatagramSocket&& o) noexcept : fd_(std::exchange(o.fd_, -1)), peer_(std::move(o.peer_)) {}
+  // Takes fd over; made in a running loop, it belongs to that loop.
+  explicit DatagramSocket(int fd) noexcept;
+  DatagramSocket(DatagramSocket&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), peer_(std::move(o.peer_)), link_(std::move(o.link_)) {}
   DatagramSocket& operator=(DatagramSocket&& o) noexcept;
   ~DatagramSocket() { close(); }
 
@@ -41,6 +48,7 @@ class DatagramSocket {
  private:
   int fd_ = -1;
   std::string peer_;
+  std::shared_ptr<detail::BackendLink> link_;  // its loop's backend, so close() works between runs too
 };
 
 // A UDP socket bound to local_host:local_port (port 0: ephemeral). Throws OSError or GaiError.
