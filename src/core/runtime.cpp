@@ -540,6 +540,7 @@ void EventLoop::run_forever() {
   if (running_thread_loop_) throw RuntimeError("This event loop is already running");
   if (running_ && running_ != this)
     throw RuntimeError("Cannot run the event loop while another loop is running");
+  poller_->attach_thread();
   detail::LoopCore* prev = running_;
   running_ = this;
   running_thread_loop_ = true;

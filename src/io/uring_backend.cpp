@@ -32,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "corio/core/errors.hpp"
@@ -100,6 +101,7 @@ class UringBackend final : public SignalCore {
         {0, "none"},
     };
     int rc = -EINVAL;
+    bool single_issuer = false;
     for (const Attempt& a : attempts) {
       io_uring_params p{};
       p.flags = a.flags | IORING_SETUP_CQSIZE;
@@ -107,6 +109,7 @@ class UringBackend final : public SignalCore {
       rc = io_uring_queue_init_params(sq_entries(), ring.get(), &p);
       if (rc == 0) {
         flags_used = a.name;
+        single_issuer = (a.flags & IORING_SETUP_SINGLE_ISSUER) != 0;
         break;
       }
       if (rc != -EINVAL) break;
@@ -121,11 +124,11 @@ class UringBackend final : public SignalCore {
       io_uring_queue_exit(ring.get());
       return nullptr;
     }
-    return std::make_unique<UringBackend>(std::move(ring), wakefd);
+    return std::make_unique<UringBackend>(std::move(ring), wakefd, single_issuer);
   }
 
-  UringBackend(std::unique_ptr<io_uring> ring, int wakefd) noexcept
-      : SignalCore(wakefd), ring_(std::move(ring)) {
+  UringBackend(std::unique_ptr<io_uring> ring, int wakefd, bool single_issuer) noexcept
+      : SignalCore(wakefd), ring_(std::move(ring)), single_issuer_(single_issuer) {
     setup_buffers();
     arm_poll_multishot(wakefd_, key(Kind::wake));
   }
@@ -139,6 +142,18 @@ class UringBackend final : public SignalCore {
   }
 
   Backend backend() const noexcept override { return Backend::io_uring; }
+
+  // With SINGLE_ISSUER only the thread that made the ring may submit to it or reap it (the kernel says
+  // EEXIST to any other). Say so plainly when the loop is run elsewhere. (Binding the ring to the first
+  // thread that runs it instead, with R_DISABLED, was tried: a loop run on a worker and destroyed on the
+  // thread that made it, with a request in flight, could then not wait for that request's completion.)
+  void attach_thread() override {
+    if (single_issuer_ && owner_ != std::this_thread::get_id())
+      throw RuntimeError(
+          "this event loop uses io_uring, whose ring serves only the thread that created the loop "
+          "(IORING_SETUP_SINGLE_ISSUER): create the loop on the thread that runs it, or use the epoll "
+          "backend (RunOptions.backend or CORIO_BACKEND=epoll)");
+  }
   std::size_t pending() const noexcept override { return pending_; }
 
   bool try_now(IoOp& op) override {
@@ -859,6 +874,8 @@ class UringBackend final : public SignalCore {
   }
 
   std::unique_ptr<io_uring> ring_;
+  const bool single_issuer_;                                  // only owner_ may submit and reap
+  const std::thread::id owner_ = std::this_thread::get_id();  // the thread that made the ring
   io_uring_buf_ring* br_ = nullptr;
   char* bufs_ = nullptr;
   bool buffer_ring_ = false;  // false: the kernel refused the provided-buffer ring

@@ -558,4 +558,33 @@ TEST(RunCoroutineThreadsafe, CancelRacingTheLoopsDestruction) {
   }
 }
 
+// A loop made on one thread and run on another. asyncio allows it; corio's epoll backend does too, but an
+// io_uring ring set up with SINGLE_ISSUER serves only the thread that made it, so running it elsewhere is a
+// RuntimeError that says why and what to do (not the kernel's bare EEXIST from io_uring_enter).
+TEST(EventLoopThreads, RunOnAnotherThreadThanTheLoopsOwn) {
+  corio::EventLoop loop;
+  auto work = []() -> corio::Task<int> {
+    co_await corio::sleep(0s);
+    co_return 42;
+  };
+  int result = 0;
+  std::string error;
+  std::thread worker([&] {
+    try {
+      result = loop.run_until_complete(work());
+    } catch (const corio::RuntimeError& e) {
+      error = e.what();
+    }
+  });
+  worker.join();
+  if (loop.backend() == corio::Backend::io_uring) {
+    EXPECT_EQ(result, 0);
+    EXPECT_NE(error.find("SINGLE_ISSUER"), std::string::npos) << error;
+    EXPECT_NE(error.find("epoll"), std::string::npos) << error;
+  } else {
+    EXPECT_EQ(result, 42) << error;
+  }
+  EXPECT_EQ(loop.run_until_complete(work()), 42);  // on its own thread, it runs
+}
+
 }  // namespace

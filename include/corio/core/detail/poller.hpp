@@ -33,6 +33,9 @@ class Poller {
   virtual bool remove_signal_handler(int signo) = 0;
   // Whether this thread is the process's main thread (only there may run() take over SIGINT).
   virtual bool on_main_thread() const noexcept = 0;
+  // The loop starts running on the calling thread. A backend that serves one thread only binds to the
+  // first thread that runs it and throws RuntimeError on any other.
+  virtual void attach_thread() {}
 };
 
 // Defined by the io layer. Throws RuntimeError naming the reason when `requested` cannot be provided.
