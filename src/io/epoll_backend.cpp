@@ -46,7 +46,7 @@ class EpollBackend final : public ReadinessCore {
   int watch(FdEntry& e, int fd, bool, bool just_tried) noexcept override {
     if (!e.registered) {
       epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
       ev.data.u64 = static_cast<std::uint64_t>(fd);
       if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) return errno;
       e.registered = true;
@@ -93,8 +93,10 @@ class EpollBackend final : public ReadinessCore {
         drain_wakefd();
       } else {
         std::uint32_t ev = events[i].events;
+        // (EPOLLPRI, TCP urgent data, counts with the hang-ups: a read stops at the urgent mark, so from
+        // then on a short read no longer means that nothing is left.)
         handled += on_ready(static_cast<int>(key), ev & EPOLLIN, ev & EPOLLOUT,
-                            ev & (EPOLLERR | EPOLLHUP | EPOLLRDHUP));
+                            ev & (EPOLLERR | EPOLLHUP | EPOLLRDHUP | EPOLLPRI));
       }
     }
     return handled;

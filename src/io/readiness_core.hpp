@@ -245,7 +245,8 @@ class ReadinessCore : public SignalCore {
     bool readable = true;
     bool writable = true;
     // The peer closed or the descriptor failed (RDHUP/HUP/ERR seen): EOF may sit behind the data, and no
-    // edge would announce it again, so a short read no longer means "drained".
+    // edge would announce it again, so a short read no longer means "drained". Likewise once TCP urgent
+    // data came (PRI): a read stops at the urgent mark, with the rest of the data behind it.
     bool hup = false;
   };
   static constexpr std::uint8_t kInDone = 1;  // IoOp::backend_state: on done_

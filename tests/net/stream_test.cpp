@@ -599,6 +599,24 @@ TEST_F(StreamTest, StreamDroppedBetweenRunsLeavesNothingBehindForItsNumber) {
       10s));
 }
 
+// TCP urgent data: a read stops at the urgent mark, so there a short read does not mean that nothing is left
+// (the epoll backend skips a read it knows would find nothing; it must not skip the data behind the mark).
+TEST_F(StreamTest, UrgentDataDoesNotHideTheDataBehindIt) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto first = corio::create_task(c.reader.readline());
+    co_await corio_test::turns(3);  // it waits: the descriptor is watched
+    raw_send(c.peer.get(), "first\n");
+    EXPECT_EQ(co_await first, "first\n");  // a short read: nothing left, as far as the backend knows
+    raw_send(c.peer.get(), "abc");
+    CO_ASSERT(::send(c.peer.get(), "X", 1, MSG_OOB) == 1);
+    raw_send(c.peer.get(), "def\n");
+    co_await corio_test::turns(2);  // the loop sees the arrival's edge with nobody reading: the next read is
+                                    // made at once, and stops at the mark
+    EXPECT_EQ(co_await c.reader.readline(), "abcdef\n");  // (the urgent byte is not in the stream)
+  }());
+}
+
 TEST_F(StreamTest, WriteNeverBlocksAndDrainWaitsForASlowReader) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
