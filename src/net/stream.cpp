@@ -152,6 +152,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       eof_ = true;
     } else if (r != -ECANCELED) {
       rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
+      lost_ = true;
       eof_ = true;
     }
   }
@@ -244,6 +245,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   void fail_write(int err) {
     werr_ = make_os_error(err, "write to " + (peer_.empty() ? "stream" : peer_));
     write_failed_ = true;
+    lost_ = true;
     wbuf_.clear();
     inflight_.clear();
     inflight_pos_ = 0;
@@ -309,7 +311,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   bool socket_;
   bool eof_ = false;
   bool eof_requested_ = false;
-  bool eof_sent_ = false;
+  bool lost_ = false;  // a read or a write failed (reset, broken pipe...): the connection is gone
   bool close_requested_ = false;
   bool closed_ = false;
   bool paused_ = false;        // above the high-water mark; drain waits until the low one
@@ -319,7 +321,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   std::exception_ptr werr_;
   std::exception_ptr rerr_;
   std::size_t limit_ = StreamReader::kDefaultLimit;
-  int users_ = 0;                     // StreamReader/StreamWriter objects alive
+  int users_ = 0;  // StreamReader/StreamWriter objects alive
+  bool eof_sent_ = false;
   alignas(64) std::string inflight_;  // what the write op is sending
   std::string wbuf_;                  // queued behind the write in flight
   // cold
@@ -539,6 +542,7 @@ namespace {
 Task<> drain_slow(detail::StreamRef keep) {
   detail::StreamState& s = *keep;
   if (s.werr_) std::rethrow_exception(s.werr_);
+  if (s.lost_ && s.rerr_) std::rethrow_exception(s.rerr_);  // (as asyncio's drain raises the reader's error)
   while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
     detail::WaitList::Node node(s.drain_waiters_, "drain");
     co_await node;
@@ -555,7 +559,7 @@ StreamWriter::Drain StreamWriter::drain() {
 
 bool StreamWriter::Drain::await_ready() {
   const detail::StreamState& s = *s_;
-  if (!s.write_failed_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
+  if (!s.lost_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
   slow_ = drain_slow(s_);
   awaiter_ = slow_.operator co_await();
   return awaiter_.await_ready();
@@ -563,7 +567,10 @@ bool StreamWriter::Drain::await_ready() {
 
 void StreamWriter::write_eof() { state_or_throw(s_).write_eof(); }
 void StreamWriter::close() { state_or_throw(s_).close(); }
-bool StreamWriter::is_closing() const noexcept { return !s_ || s_->close_requested_ || s_->closed_; }
+// As asyncio's transport, also once the connection is lost (a read or a write failed).
+bool StreamWriter::is_closing() const noexcept {
+  return !s_ || s_->close_requested_ || s_->closed_ || s_->lost_;
+}
 
 namespace {
 // Takes the stream by value: a task made from wait_closed() first runs later, possibly after the writer is

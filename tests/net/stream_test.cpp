@@ -766,6 +766,7 @@ TEST_F(StreamTest, PeerResetWhileReadingThrowsConnectionResetError) {
     auto t = corio::create_task(c.reader.readline());
     CO_ASSERT(
         co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
+    EXPECT_FALSE(c.writer.is_closing());
     c.peer.reset_connection();
     bool threw = false;
     try {
@@ -775,6 +776,11 @@ TEST_F(StreamTest, PeerResetWhileReadingThrowsConnectionResetError) {
       EXPECT_EQ(e.code(), ECONNRESET);
     }
     EXPECT_TRUE(threw);
+    // As in asyncio: the writer is closing, and drain() raises the reader's error though nothing is
+    // buffered.
+    EXPECT_TRUE(c.writer.is_closing());
+    CO_EXPECT_THROW_AS(co_await c.writer.drain(), corio::ConnectionResetError, e,
+                       { EXPECT_EQ(e.code(), ECONNRESET); });
   }());
 }
 

@@ -170,7 +170,8 @@ class StreamWriter {
   // Queues data; never blocks. Throws RuntimeError after close() or write_eof().
   void write(std::string_view data);
   // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
-  // ConnectionResetError, BrokenPipeError) once the peer is gone. Returns an awaitable (DESIGN.md: Task<>):
+  // ConnectionResetError, BrokenPipeError) once the peer is gone, whether a write or a read found it out
+  // (as asyncio). Returns an awaitable (DESIGN.md: Task<>):
   // nothing happens until it is awaited; then, when there is nothing to wait for and no error (the common
   // case, drain() after every write), it completes in await_ready with no coroutine frame; otherwise it
   // awaits a Task that waits on the stream, so cancellation and awaiting() work as for any Task.
@@ -181,6 +182,7 @@ class StreamWriter {
   bool can_write_eof() const noexcept { return true; }
   // Closes the connection once the buffered data is flushed; reads then see EOF.
   void close();
+  // True once close() was called, the connection closed, or it was lost (a read or a write failed).
   bool is_closing() const noexcept;
   // Waits until the connection is closed.
   Task<> wait_closed();
