@@ -33,8 +33,8 @@ class Poller {
   virtual bool remove_signal_handler(int signo) = 0;
   // Whether this thread is the process's main thread (only there may run() take over SIGINT).
   virtual bool on_main_thread() const noexcept = 0;
-  // The loop starts running on the calling thread. A backend that serves one thread only binds to the
-  // first thread that runs it and throws RuntimeError on any other.
+  // The loop starts running on the calling thread. A backend that serves one thread only (io_uring with
+  // SINGLE_ISSUER: the thread that made it) throws RuntimeError on any other.
   virtual void attach_thread() {}
 };
 
