@@ -109,7 +109,9 @@ class ReadinessCore : public SignalCore {
         op.result = 0;
         return true;
       }
-      if (errno == EINPROGRESS || errno == EAGAIN) {
+      // Only EINPROGRESS is worth waiting for. A Unix socket whose server's backlog is full answers EAGAIN
+      // and stays unconnected: no edge would ever come (it polls writable at once), so that is an error.
+      if (errno == EINPROGRESS) {
         just_tried_ = &op;
         return false;
       }
@@ -337,7 +339,13 @@ class ReadinessCore : public SignalCore {
         socklen_t len = sizeof err;
         if (::getsockopt(op.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
         if (err == EINPROGRESS || err == EALREADY) return -EAGAIN;
-        return -err;
+        if (err != 0) return -err;
+        // SO_ERROR is also 0 while the handshake is still going on, so a retry that came without an edge
+        // must not take it for success: a peer name says the connection is made (ENOTCONN until then).
+        sockaddr_storage peer{};
+        len = sizeof peer;
+        if (::getpeername(op.fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) return 0;
+        return errno == ENOTCONN ? -EAGAIN : -errno;
       }
       case OpCode::poll_in:
       case OpCode::poll_out: {

@@ -183,6 +183,8 @@ Task<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   detail::FdGuard guard{detail::open_socket(AF_UNIX, SOCK_STREAM)};
   int r = co_await detail::connect_socket(guard.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  if (r == -EAGAIN)
+    detail::throw_os_error(EAGAIN, "connect to " + path + ": the server's accept backlog is full");
   if (r < 0) detail::throw_os_error(-r, "connect to " + path);
   co_return detail::make_stream(guard.release(), true, path);
 }

@@ -2,12 +2,14 @@
 // in turn, TCP_NODELAY, and the typed errors of the network layer.
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -200,6 +202,45 @@ TEST(Socket, UnixConnectToAMissingPathFails) {
   }());
 }
 
+// A Unix server whose accept backlog is full answers a non-blocking connect with EAGAIN, and the socket is
+// left unconnected: no edge will ever say "connected". The connect fails at once, naming the path and the
+// cause (a blocking connect would wait; libuv and tokio also fail), rather than handing back a stream whose
+// first write fails with ENOTCONN (what a readiness check of SO_ERROR alone reports as connected).
+TEST(Socket, UnixConnectToAFullBacklogFailsNamingTheCause) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::string path = dir + "/full.sock";
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  corio_test::Fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener.get(), 0), 0);  // never accepts
+  std::vector<corio_test::Fd> fillers;
+  for (;;) {  // fill the backlog (one connection with a backlog of 0 here)
+    corio_test::Fd c(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (::connect(c.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      break;
+    }
+    fillers.push_back(std::move(c));
+    ASSERT_LT(fillers.size(), 64u);
+  }
+  run_guarded([](std::string path) -> Task<> {
+    bool threw = false;
+    try {
+      (void)co_await corio::open_unix_connection(path);
+    } catch (const corio::OSError& e) {
+      threw = true;
+      EXPECT_EQ(e.code(), EAGAIN);
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("backlog"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(threw);
+  }(path));
+  std::filesystem::remove_all(dir);
+}
+
 // The interposed ::connect (interpose.hpp) records each attempt; the io_uring backend connects with
 // IORING_OP_CONNECT, without libc's ::connect, so it sees none there. (`backend`: the one the test's loop
 // ran, whether chosen by CORIO_BACKEND or by Backend::automatic.)
@@ -270,6 +311,34 @@ TEST(Socket, UnreachableHostIsAnOSErrorNamingHostAndPort) {
 
 // A name resolving (through the interposed getaddrinfo) to [127.0.0.2, 127.0.0.1], and a server on
 // 127.0.0.1 only: the connect to the first address is refused, open_connection goes on to the second.
+// The epoll backend retries a connect when the socket polls writable. An unconnected socket polls writable
+// too (with a hang-up), and its SO_ERROR is 0, as it is while a handshake is still going on: neither may
+// pass for "connected". Here the interposed ::connect answers EINPROGRESS without connecting, so no
+// connection ever comes; the connect must keep waiting (then time out), not hand back a dead stream.
+TEST(Socket, AWritableSocketWithoutAConnectionIsNotTakenForConnected) {
+  BoundNotListening closed_port;  // should a connect get through, it is refused: not a timeout either
+  const std::uint16_t port = closed_port.port();
+  corio_test::ConnectInterposer connects;
+  connects.fail("127.0.0.5", EINPROGRESS);
+  bool timed_out = false;
+  std::string peer = "(none)";
+  corio::Backend backend{};
+  run_guarded([](std::uint16_t port, bool& timed_out, std::string& peer, corio::Backend& backend) -> Task<> {
+    backend = corio::get_running_loop().backend();
+    try {
+      auto [r, w] = co_await corio::open_connection("127.0.0.5", port, {.timeout = 200ms});
+      peer = w.peername();
+    } catch (const corio::TimeoutError&) {
+      timed_out = true;
+    } catch (const corio::OSError& e) {
+      peer = e.what();  // io_uring: the connect really went to 127.0.0.5 and was refused
+    }
+  }(port, timed_out, peer, backend));
+  if (connect_bypasses_libc(connects, backend))
+    GTEST_SKIP() << "this backend connects without libc's ::connect, so the interposition cannot hold it";
+  EXPECT_TRUE(timed_out) << "connected to '" << peer << "'";
+}
+
 TEST(Socket, OpenConnectionTriesEachResolvedAddressInTurn) {
   corio_test::FakeName name("second-answers.corio-test.invalid", {"127.0.0.2", "127.0.0.1"});
   corio_test::ConnectInterposer connects;  // records only
