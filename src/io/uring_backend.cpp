@@ -243,6 +243,20 @@ class UringBackend final : public SignalCore {
     if (prepared_ && st->prep_epoch == epoch_) submit_now();
   }
 
+  void flush() noexcept override {
+    if (!prepared_) return;
+    // Submit and let the kernel run the cancels' work (deferred to the next wait with DEFER_TASKRUN), so
+    // the requests drop their hold on the file before it is closed. Their completions wait in the ring
+    // (or are dropped with it). From a thread the ring does not serve, the kernel refuses: nothing to do.
+    if (single_issuer_ && owner_ != std::this_thread::get_id()) return;
+    int rc;
+    while ((rc = io_uring_submit_and_get_events(ring_.get())) == -EBUSY) stash_completions();
+    if (rc != -EAGAIN) {
+      ++epoch_;
+      prepared_ = false;
+    }
+  }
+
   void discard(IoOp& op) noexcept override {
     if (!op.pending) return;
     if (op.backend_state == kInRing || op.backend_state == kCancelling) {

@@ -55,7 +55,14 @@ void close_fd(int fd) noexcept {
 
 void close_fd(int fd, const BackendLink& owner) noexcept {
   if (fd < 0) return;
-  if (owner.backend) owner.backend->forget(fd);
+  IoBackend* running = LoopCore::running_ ? &io_backend() : nullptr;
+  if (owner.backend) {
+    owner.backend->forget(fd);
+    if (owner.backend != running) owner.backend->flush();
+  }
+  // Used in another loop than the one it was made in (a datagram socket can be): that loop's backend
+  // knows the descriptor too.
+  if (running && running != owner.backend) running->forget(fd);
   ::close(fd);
 }
 

@@ -10,12 +10,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "corio/core/event_loop.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
 #include "corio/net/errors.hpp"
@@ -545,3 +547,25 @@ TEST(Server, WaitTasksOutliveTheServerObject) {
 }
 
 }  // namespace
+
+// Closed while its loop exists but does not run (between two run_until_complete calls), a server lets go
+// of its port at once, as asyncio's close() does: on io_uring the multishot accept still in the ring held
+// the socket, so connects succeeded and the port stayed bound until the loop ran again.
+TEST(Server, ClosedBetweenRunsFreesItsPortAtOnce) {
+  corio::EventLoop loop;
+  auto server = std::make_unique<corio::Server>(loop.run_until_complete([]() -> Task<corio::Server> {
+    corio::Server s =
+        co_await corio::start_server([](StreamReader, StreamWriter) -> Task<> { co_return; }, "127.0.0.1", 0);
+    co_await corio_test::turns(3);  // the acceptor waits on the listener
+    co_return s;
+  }()));
+  const std::uint16_t port = server->port();
+  server->close();
+  sockaddr_in a = corio_test::loopback4(port);
+  corio_test::Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_NE(::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  corio_test::Fd b(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(::bind(b.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  server.reset();
+}

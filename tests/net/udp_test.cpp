@@ -488,3 +488,30 @@ TEST(Udp, SendPendingWhenItsSocketClosesNeverLeavesFromTheNumbersNextOwner) {
 }
 
 }  // namespace
+
+// A datagram socket made in one run and used (watched) in another, then closed there: the loop that watched
+// it forgets the number too, so the next socket given it is watched afresh. (The epoll backend used to keep
+// its entry "registered" and the new socket's recv_from waited forever.)
+TEST(Udp, SocketUsedInALaterRunAndClosedThereLeavesNothingBehindForItsNumber) {
+  DatagramSocket s =
+      corio::run([]() -> Task<DatagramSocket> { co_return co_await corio::open_datagram("127.0.0.1", 0); }());
+  run_guarded([](DatagramSocket& s) -> Task<> {
+    auto first = corio::create_task(s.recv_from());
+    co_await corio_test::turns(3);  // the backend of this loop watches s
+    first.cancel();
+    try {
+      (void)co_await first;
+    } catch (const corio::CancelledError&) {
+    }
+    const int old = s.native_handle();
+    s.close();
+    DatagramSocket a = co_await corio::open_datagram("127.0.0.1", 0);
+    DatagramSocket b = co_await corio::open_datagram("127.0.0.1", 0);
+    EXPECT_EQ(a.native_handle(), old);  // the number came back: the case under test
+    auto rx = corio::create_task(a.recv_from());
+    co_await corio_test::turns(3);  // waits, watched
+    co_await b.send_to("hello", "127.0.0.1", a.local_port());
+    auto [data, from] = co_await corio::wait_for(std::move(rx), 10s);
+    EXPECT_EQ(data, "hello");
+  }(s));
+}

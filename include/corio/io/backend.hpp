@@ -93,6 +93,10 @@ class IoBackend : public Poller {
   virtual void forget(int fd) noexcept = 0;
   // The op's owner is being destroyed while it is pending: drop it without completing it.
   virtual void discard(IoOp& op) noexcept = 0;
+  // Called after forget() while the loop is not running: hand the kernel now whatever forget() left for
+  // the next poll (io_uring's cancels), so that the descriptor's file is let go of when it is closed (a
+  // listening port freed, a FIN sent) rather than when the loop next runs, if ever.
+  virtual void flush() noexcept {}
 
  private:
   std::shared_ptr<BackendLink> link_;
