@@ -451,7 +451,11 @@ void Handle::cancel() noexcept {
 void EventLoop::post_remote(std::unique_ptr<detail::CallbackNode> n) {
   n->loop_ = this;
   {
-    std::lock_guard<std::mutex> lock(remote_mu_);
+    std::unique_lock<std::mutex> lock(remote_mu_);
+    if (remote_closed_) {
+      lock.unlock();
+      return;  // closed: the callback will never run (n is destroyed here, on the poster's thread)
+    }
     remote_.push_back(std::move(n));
     remote_pending_.store(true, std::memory_order_seq_cst);
   }
@@ -601,13 +605,7 @@ void EventLoop::shutdown_and_close() noexcept {
     detail::log(std::string("error while cancelling leftover tasks: ") + e.what());
   } catch (...) {
   }
-  for (auto& hook : shutdown_hooks_) {
-    try {
-      hook();
-    } catch (...) {
-    }
-  }
-  shutdown_hooks_.clear();
+  run_shutdown_hooks();
   close();
 }
 
@@ -621,14 +619,43 @@ void EventLoop::close() {
     tasks_.for_each([&](detail::TaskStateBase& t) { t.dump(out); });
     detail::log(out);
   }
-  while (!ready_.empty()) ready_.pop()->discard();
-  while (detail::TaskStateBase* t = tasks_.front()) t->abandon();
-  while (!ready_.empty()) ready_.pop()->discard();
-  while (!timers_.empty()) timers_.pop()->discard();
+  // Destroying what is left runs destructors, which may wake or cancel other tasks (a lock released, a
+  // child cancelled), schedule callbacks or even create tasks. So every abandoned task stays alive (one
+  // more reference) until the queues are swept, and the sweep goes round until nothing is left: a task
+  // freed while still in the ready queue would be read there.
+  std::vector<TaskHandle<void>> abandoned;
+  for (;;) {
+    while (!ready_.empty()) ready_.pop()->discard();
+    if (detail::TaskStateBase* t = tasks_.front()) {
+      abandoned.emplace_back(t);
+      t->abandon();
+      continue;
+    }
+    if (timers_.empty()) break;
+    timers_.pop()->discard();
+  }
+  abandoned.clear();  // (a task state's destructor touches neither the loop's queues nor its tasks)
+  // Cross-thread posts from now on are dropped at once, on the poster's side.
   std::vector<std::unique_ptr<detail::CallbackNode>> rest;
   {
     std::lock_guard<std::mutex> lock(remote_mu_);
+    remote_closed_ = true;
     rest.swap(remote_);
+  }
+  rest.clear();
+  // Helper threads (to_thread's pool, DNS lookups) hold this loop's address to post their results: they
+  // are joined before the loop can go, whether run() shut it down or it is closed directly.
+  run_shutdown_hooks();
+}
+
+void EventLoop::run_shutdown_hooks() noexcept {
+  std::vector<std::function<void()>> hooks;
+  hooks.swap(shutdown_hooks_);
+  for (auto& hook : hooks) {
+    try {
+      hook();
+    } catch (...) {
+    }
   }
 }
 

@@ -474,3 +474,39 @@ TEST(Lock, WaitForTimesOutAfterTheLockWasHandedOver) {
 }
 
 }  // namespace
+
+// Closing a loop destroys the tasks still pending, oldest first. Here the first one's frame releases a lock
+// as it goes, which wakes the second (it is put on the ready queue), and nobody holds a handle to either:
+// the second must not be freed while still queued (close() read it there afterwards: a use-after-free
+// that ASan reports, and a crash in the release build).
+TEST(Lock, LoopClosedWhileAReleaseWakesAnotherPendingTask) {
+  static corio::Lock lock;  // outlives the loop
+  static int ended = 0;
+  struct Count {
+    ~Count() { ++ended; }
+  };
+  ended = 0;
+  {
+    corio::EventLoop loop;
+    loop.run_until_complete([]() -> corio::Task<> {
+      auto holder = []() -> corio::Task<> {
+        Count c;
+        corio::LockGuard g = co_await lock.scoped();
+        co_await corio::sleep(3600s);  // still holding the lock when the loop closes
+      };
+      auto waiter = []() -> corio::Task<> {
+        Count c;
+        co_await lock.acquire();
+        lock.release();
+      };
+      (void)corio::create_task(holder());
+      co_await corio::sleep(0s);  // the holder takes the lock
+      (void)corio::create_task(waiter());
+      co_await corio::sleep(0s);  // the waiter waits for it
+      co_await corio::sleep(0s);
+      EXPECT_TRUE(lock.locked());
+    }());
+  }  // ~EventLoop closes it
+  EXPECT_EQ(ended, 2);
+  EXPECT_FALSE(lock.locked());
+}

@@ -588,3 +588,27 @@ TEST(EventLoopThreads, RunOnAnotherThreadThanTheLoopsOwn) {
 }
 
 }  // namespace
+
+// A loop closed directly (EventLoop, no run()) while a to_thread call it stopped waiting for still runs:
+// close() waits for the call, whose result is dropped. (It used to leave the thread running, which then
+// posted its result to the destroyed loop: a use-after-free.)
+TEST(ToThread, ClosingTheLoopWaitsForCallsStillRunning) {
+  std::atomic<bool> finished{false};
+  {
+    corio::EventLoop loop;
+    loop.run_until_complete([](std::atomic<bool>& finished) -> corio::Task<> {
+      auto slow = corio::create_task(corio::to_thread([&finished] {
+        std::this_thread::sleep_for(100ms);  // the work: a slow call (nothing waits on this sleep)
+        finished = true;
+      }));
+      co_await corio::sleep(0s);  // it starts on the pool
+      slow.cancel();              // stop waiting: the thread runs on
+      try {
+        co_await slow;
+      } catch (const corio::CancelledError&) {
+      }
+    }(finished));
+    EXPECT_FALSE(finished);  // (if this fails, the call was too quick to test anything)
+  }
+  EXPECT_TRUE(finished);  // joined by close()
+}

@@ -97,7 +97,9 @@ class EventLoop : private detail::LoopCore {
   TimerHandle call_at(double when, F f) {
     return call_at_ns(seconds_to_ns(when), std::move(f));
   }
-  // Thread-safe: f() runs on the loop's thread on a later turn; wakes the loop if it is sleeping.
+  // Thread-safe: f() runs on the loop's thread on a later turn; wakes the loop if it is sleeping. Once the
+  // loop is closed, f is dropped (destroyed on the caller's thread) and never runs. (asyncio raises
+  // RuntimeError there; a helper thread finishing after the loop closed has nobody to tell.)
   template <class F>
   void call_soon_threadsafe(F f) {
     post_remote(std::make_unique<detail::FnCallback<F>>(std::move(f)));
@@ -124,7 +126,8 @@ class EventLoop : private detail::LoopCore {
   bool remove_signal_handler(int signo) { return poller_->remove_signal_handler(signo); }
   bool is_running() const noexcept { return running_thread_loop_; }
   // Destroys the tasks still pending (debug mode lists them) and drops queued callbacks. run() cancels the
-  // leftovers and waits for them before it closes, so with run() nothing is pending here.
+  // leftovers and waits for them before it closes, so with run() nothing is pending here. Then waits for
+  // the loop's helper threads: to_thread calls still running (their results are dropped) and DNS lookups.
   void close();
   bool is_closed() const noexcept { return closed_; }
 
@@ -179,6 +182,7 @@ class EventLoop : private detail::LoopCore {
   std::size_t poll_io(std::int64_t timeout_ns);
   std::size_t drain_remote();
   void cancel_all_tasks();
+  void run_shutdown_hooks() noexcept;
 
   std::unique_ptr<detail::Poller> poller_;
   std::vector<std::function<void()>> shutdown_hooks_;
@@ -191,6 +195,7 @@ class EventLoop : private detail::LoopCore {
   // the other: either the loop does not block, or the poster wakes it (one eventfd write, only then).
   std::mutex remote_mu_;
   std::vector<std::unique_ptr<detail::CallbackNode>> remote_;
+  bool remote_closed_ = false;  // guarded by remote_mu_: the loop is closed, posts are dropped
   std::atomic<bool> remote_pending_{false};
   std::atomic<bool> sleeping_{false};
 };

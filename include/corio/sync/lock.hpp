@@ -64,8 +64,13 @@ class [[nodiscard]] LockAcquire : public WaitList::Node {
     lock_->locked_ = true;
     return true;
   }
+  // Handed the lock but destroyed before it ran (its task destroyed with a closing loop): hand it on.
+  ~LockAcquire() {
+    if (granted) lock_->release();
+  }
   void await_resume() {
-    if (granted && task_->must_cancel_) lock_->release();  // handed over, then cancelled: hand it on
+    const bool handed = std::exchange(granted, false);
+    if (handed && task_->must_cancel_) lock_->release();  // handed over, then cancelled: hand it on
     throw_if_cancelled();
   }
 

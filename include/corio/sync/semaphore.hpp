@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <limits>
+#include <utility>
 
 #include "corio/core/task.hpp"
 #include "corio/sync/detail/wait_list.hpp"
@@ -66,8 +67,13 @@ class [[nodiscard]] SemaphoreAcquire : public WaitList::Node {
     --sem_->value_;
     return true;
   }
+  // Handed a permit but destroyed before it ran (its task destroyed with a closing loop): give it back.
+  ~SemaphoreAcquire() {
+    if (granted) sem_->give_back();
+  }
   void await_resume() {
-    if (granted && task_->must_cancel_) sem_->give_back();  // handed a permit, then cancelled
+    const bool handed = std::exchange(granted, false);
+    if (handed && task_->must_cancel_) sem_->give_back();  // handed a permit, then cancelled
     throw_if_cancelled();
   }
 
