@@ -15,6 +15,9 @@
 
 namespace corio {
 
+// Every task pays for its state: the flags must stay packed beside the id (W1 and W2 measure this).
+static_assert(sizeof(detail::TaskState<int>) == 80);
+
 // ---------------------------------------------------------------- logging
 
 namespace {
@@ -336,9 +339,10 @@ void TaskStateBase::end(Status s, std::exception_ptr e) noexcept {
 void TaskStateBase::complete(PromiseBase& root) noexcept {
   if (root.exc_) {
     end(root.cancelled_exc_ ? Status::cancelled : Status::failed, root.exc_);
-  } else if (must_cancel_) {
+  } else if (cancel_pending()) {
     // Cancelled while running, then returned without awaiting again: asyncio ends such a task cancelled.
     must_cancel_ = false;
+    cancel_woken_ = false;
     end(Status::cancelled, std::make_exception_ptr(CancelledError(cancel_message())));
   } else {
     take_value(root);

@@ -14,6 +14,8 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/wait_for.hpp"
+#include "corio/sync/event.hpp"
+#include "corio/sync/semaphore.hpp"
 
 #include "common/test_util.hpp"
 
@@ -509,4 +511,39 @@ TEST(Lock, LoopClosedWhileAReleaseWakesAnotherPendingTask) {
   }  // ~EventLoop closes it
   EXPECT_EQ(ended, 2);
   EXPECT_FALSE(lock.locked());
+}
+
+// cancel() then uncancel() while the task still waits: the waiter already took the cancellation (it left
+// the lock's queue), so the task must see CancelledError, not return from acquire() without the lock (as
+// asyncio: uncancel() withdraws a pending request, not one its future already carried out). The same holds
+// for a Semaphore and an Event.
+TEST(Lock, UncancelDoesNotWithdrawACancellationTheWaiterTook) {
+  corio::run([]() -> corio::Task<> {
+    corio::Lock lock;
+    corio::Semaphore sem(0);
+    corio::Event ev;
+    co_await lock.acquire();  // held throughout
+    auto outcome = [](auto wait) -> corio::Task<std::string> {
+      try {
+        co_await std::move(wait);
+        co_return "returned";
+      } catch (const corio::CancelledError&) {
+        co_return "cancelled";
+      }
+    };
+    auto a = corio::create_task(outcome(lock.acquire()));
+    auto b = corio::create_task(outcome(sem.acquire()));
+    auto c = corio::create_task(outcome(ev.wait()));
+    co_await turns(3);  // all three wait
+    for (auto* h : {&a, &b, &c}) {
+      EXPECT_TRUE(h->cancel());
+      EXPECT_EQ(h->uncancel(), 0);
+    }
+    EXPECT_EQ(co_await a, "cancelled");
+    EXPECT_EQ(co_await b, "cancelled");
+    EXPECT_EQ(co_await c, "cancelled");
+    EXPECT_TRUE(lock.locked());
+    EXPECT_EQ(sem.value(), 0u);
+    lock.release();
+  }());
 }

@@ -1,6 +1,7 @@
 // Queue, PriorityQueue, LifoQueue: order, bounds, nowait errors, task_done/join, shutdown, cancellation,
 // move-only items.
 #include "corio/sync/queue.hpp"
+#include "corio/sync/event.hpp"
 
 #include <gtest/gtest.h>
 
@@ -1167,3 +1168,44 @@ TEST(Queue, WaitForTimesOutAfterTheItemWasHandedOver) {
 }
 
 }  // namespace
+
+// A put() woken with a slot reserved for it owns that slot, even if the queue fills again before it runs
+// (a getter handed an item is cancelled and puts it back): it must neither throw QueueFull nor lose its
+// item (the queue then holds one over maxsize for a while, as after any such put-back).
+TEST(Queue, PutGivenASlotKeepsItWhenACancelledGetterPutsItsItemBack) {
+  corio::run([]() -> corio::Task<> {
+    corio::Queue<int> q(1);
+    corio::Event go;
+    auto getter =
+        corio::create_task([](corio::Queue<int>& q) -> corio::Task<int> { co_return co_await q.get(); }(q));
+    auto putter = corio::create_task([](corio::Queue<int>& q, corio::Event& go) -> corio::Task<std::string> {
+      co_await go.wait();
+      try {
+        co_await q.put(3);
+        co_return "put";
+      } catch (const corio::QueueFull&) {
+        co_return "QueueFull";
+      }
+    }(q, go));
+    auto other = corio::create_task(
+        [](corio::Queue<int>& q, corio::Event& go, corio::TaskHandle<int> getter) -> corio::Task<int> {
+          co_await go.wait();
+          getter.cancel();           // the getter was handed 1 and has not run: 1 goes back to the queue
+          co_return q.get_nowait();  // takes 2; the freed slot is reserved for the waiting putter
+        }(q, go, getter));
+    co_await turns(3);  // the getter waits on the empty queue, the others on the event
+    go.set();           // wakes the putter, then the other task
+    q.put_nowait(1);    // handed straight to the getter (woken after them)
+    q.put_nowait(2);    // the queue is full
+    EXPECT_EQ(co_await other, 2);
+    EXPECT_EQ(co_await putter, "put");
+    try {
+      (void)co_await getter;
+      ADD_FAILURE() << "the getter was not cancelled";
+    } catch (const corio::CancelledError&) {
+    }
+    std::vector<int> left;
+    while (!q.empty()) left.push_back(q.get_nowait());
+    EXPECT_EQ(left, (std::vector<int>{1, 3}));  // nothing lost, 1 first in line
+  }());
+}

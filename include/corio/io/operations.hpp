@@ -54,7 +54,7 @@ class IoAwaiter final : public Waiter, public IoOp {
     // An accepted descriptor the task will not see (it throws CancelledError instead: the op was cancelled
     // but raced to completion, or the task was cancelled after the op completed and before it ran) is
     // closed here, never leaked.
-    if (code == OpCode::accept && result >= 0 && (cancel_requested_ || (task_ && task_->must_cancel_))) {
+    if (code == OpCode::accept && result >= 0 && (cancel_requested_ || (task_ && task_->cancel_pending()))) {
       close_fd(static_cast<int>(result));
       result = -ECANCELED;
     }

@@ -70,7 +70,7 @@ class [[nodiscard]] LockAcquire : public WaitList::Node {
   }
   void await_resume() {
     const bool handed = std::exchange(granted, false);
-    if (handed && task_->must_cancel_) lock_->release();  // handed over, then cancelled: hand it on
+    if (handed && task_->cancel_pending()) lock_->release();  // handed over, then cancelled: hand it on
     throw_if_cancelled();
   }
 

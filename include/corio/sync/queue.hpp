@@ -182,7 +182,7 @@ class BasicQueue {
     T await_resume() {
       // The common case, kept small enough to inline: handed an item, and neither cancelled since nor
       // shut down with immediate=true. (item_ is only set on a parked getter, so task_ is set.)
-      if (item_ && !q_->immediate_ && !task_->must_cancel_) [[likely]]
+      if (item_ && !q_->immediate_ && !task_->cancel_pending()) [[likely]]
         return std::move(*item_);
       return resume_slow();
     }
@@ -197,7 +197,7 @@ class BasicQueue {
         q_->drop_unfinished(1);
       }
       if (item_) {
-        if (!task_->must_cancel_) return std::move(*item_);
+        if (!task_->cancel_pending()) return std::move(*item_);
         q_->unget(std::move(*item_));  // handed an item, then cancelled: it goes back, first in line
         item_.reset();
       }
@@ -227,11 +227,13 @@ class BasicQueue {
     [[gnu::noinline]] void resume_slow() {  // (out of line: see GetAwaiter's)
       if (granted && status != kShutDown) {
         --q_->reserved_;  // the slot reserved for us
-        if (task_->must_cancel_) {
+        if (task_->cancel_pending()) {
           q_->pass_slot();
           throw_if_cancelled();
         }
-        q_->put_nowait(std::move(item_));
+        // The slot is ours even if the queue looks full again (a cancelled getter put its item back, as
+        // unget() may): never QueueFull here, and never lose the item.
+        q_->add(std::move(item_));
         return;
       }
       throw_if_cancelled();

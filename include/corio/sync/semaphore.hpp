@@ -73,7 +73,7 @@ class [[nodiscard]] SemaphoreAcquire : public WaitList::Node {
   }
   void await_resume() {
     const bool handed = std::exchange(granted, false);
-    if (handed && task_->must_cancel_) sem_->give_back();  // handed a permit, then cancelled
+    if (handed && task_->cancel_pending()) sem_->give_back();  // handed a permit, then cancelled
     throw_if_cancelled();
   }
 

@@ -192,6 +192,9 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   bool queued_ : 1 = false;         // in the ready queue
   bool must_cancel_ : 1 = false;    // throw CancelledError at the next resumption (asyncio's _must_cancel)
   bool exc_retrieved_ : 1 = false;  // somebody looked at the exception: no "never retrieved" report
+  // A waiter took a cancellation and woke the task: its await_resume throws CancelledError. Unlike
+  // must_cancel_, uncancel() does not withdraw it (asyncio: the future the task waited on is cancelled).
+  bool cancel_woken_ : 1 = false;
 
  private:
   bool has_resume_ : 1 = false;  // which member of the union below is live
@@ -270,6 +273,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
     if (--refs_ == 0) delete this;
   }
   bool done() const noexcept { return status_ != Status::pending; }
+  // The task will see CancelledError at its next resumption.
+  bool cancel_pending() const noexcept { return must_cancel_ || cancel_woken_; }
   std::string name() const;
   std::string cancel_message() const { return has_extras_ ? extras_->cancel_msg : std::string(); }
   void set_name(std::string name) { extras().name = std::move(name); }
@@ -388,14 +393,15 @@ inline void Waiter::wake() noexcept {
 }
 
 inline void Waiter::throw_if_cancelled() {
-  if (task_ && task_->must_cancel_) {
+  if (task_ && task_->cancel_pending()) {
     task_->must_cancel_ = false;
+    task_->cancel_woken_ = false;
     throw CancelledError(task_->cancel_message());
   }
 }
 
 inline bool Waiter::cancel_and_wake() noexcept {
-  task_->must_cancel_ = true;
+  task_->cancel_woken_ = true;
   wake();
   return true;
 }
