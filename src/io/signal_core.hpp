@@ -7,7 +7,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <ctime>
 #include <functional>
 #include <map>
 #include <string>
@@ -60,6 +62,7 @@ class SignalCore : public IoBackend {
       sigset_t one;
       sigemptyset(&one);
       sigaddset(&one, signo);
+      drop_pending(one);
       pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
     }
     return true;
@@ -82,6 +85,7 @@ class SignalCore : public IoBackend {
   void close_signals_and_wakefd() noexcept {
     if (sigfd_ >= 0) {
       sigset_t ours = ours_to_unblock();
+      drop_pending(ours);
       pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
       ::close(sigfd_);
       sigfd_ = -1;
@@ -112,6 +116,18 @@ class SignalCore : public IoBackend {
   int sigfd_ = -1;
 
  private:
+  // Takes, and drops, what is pending of `set` (for this thread or the process) before it is unblocked: a
+  // signal that came while its handler was installed, and was not read yet, would otherwise get its
+  // default action then, which for most signals ends the program. (asyncio too drops a signal whose handler
+  // is gone by the time it is dispatched.)
+  static void drop_pending(const sigset_t& set) noexcept {
+    timespec zero{};
+    for (;;) {
+      if (::sigtimedwait(&set, nullptr, &zero) > 0) continue;
+      if (errno != EINTR) return;
+    }
+  }
+
   // The signals this backend blocked (and the program had not blocked already).
   sigset_t ours_to_unblock() const noexcept {
     sigset_t s;

@@ -1,4 +1,6 @@
 // The loop's thread pool for to_thread.
+#include <signal.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -52,8 +54,20 @@ void ThreadPool::submit(std::function<void()> job) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->jobs.push_back(std::move(job));
   if (impl_->idle < impl_->jobs.size() && impl_->threads.size() < max_threads_)
-    impl_->threads.emplace_back([impl = impl_.get()] { impl->work(); });
+    impl_->threads.push_back(start_thread_without_signals([impl = impl_.get()] { impl->work(); }));
   impl_->cv.notify_one();
+}
+
+std::thread start_thread_without_signals(std::function<void()> f) {
+  sigset_t block, old;
+  sigfillset(&block);
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS}) sigdelset(&block, sig);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old);  // the new thread inherits this mask
+  struct Restore {
+    sigset_t* old;
+    ~Restore() { ::pthread_sigmask(SIG_SETMASK, old, nullptr); }
+  } restore{&old};
+  return std::thread(std::move(f));
 }
 
 namespace {

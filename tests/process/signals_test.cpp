@@ -22,6 +22,7 @@
 #include "corio/core/event_loop.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/sync/event.hpp"
+#include "corio/sync/thread.hpp"
 #include "process_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -357,4 +358,56 @@ TEST(Signals, SecondSigintEndsAStuckCleanup) {
     EXPECT_EQ(WTERMSIG(r.status), SIGINT);
   }
   EXPECT_EQ(r.out, "ready\ncleaning\n");
+}
+
+// The loop's helper threads (to_thread's pool, the DNS pool) block every asynchronous signal, so a signal
+// sent to the process reaches the loop's handler even when those threads were started before the handler
+// was set: one with the signal unblocked would take it, and its default action would end the program.
+TEST(Signals, HelperThreadsStartedEarlierNeverTakeTheSignal) {
+  run_guarded([]() -> Task<> {
+    std::vector<corio::TaskHandle<bool>> calls;
+    for (int i = 0; i < 4; ++i)  // several workers at once (each reports its own mask)
+      calls.push_back(corio::create_task(corio::to_thread([] {
+        std::this_thread::sleep_for(20ms);  // the work: keeps the four calls on four threads
+        return blocked_here(SIGUSR1) && blocked_here(SIGTERM) && !blocked_here(SIGSEGV);
+      })));
+    for (auto& c : calls) EXPECT_TRUE(co_await c) << "a worker thread has SIGUSR1 or SIGTERM unblocked";
+    corio::EventLoop& loop = corio::get_running_loop();
+    corio::Event got;
+    int count = 0;
+    loop.add_signal_handler(SIGUSR1, [&] {
+      ++count;
+      got.set();
+    });
+    for (int i = 1; i <= 20; ++i) {
+      ::kill(::getpid(), SIGUSR1);  // process-directed: any thread with it unblocked may take it
+      co_await got.wait();
+      got.clear();
+    }
+    EXPECT_EQ(count, 20);
+    loop.remove_signal_handler(SIGUSR1);
+  }());
+}
+
+// A signal that came while its handler was installed, but was not read yet, must not get its default action
+// (ending the program) when the handler is removed or the loop closes: it is dropped, as asyncio drops a
+// signal whose handler is gone by the time it is dispatched.
+TEST(Signals, ASignalPendingWhenItsHandlerGoesIsDropped) {
+  run_guarded([]() -> Task<> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    int count = 0;
+    loop.add_signal_handler(SIGUSR1, [&] { ++count; });
+    ::kill(::getpid(), SIGUSR1);  // pending: the loop has not read it (no await since)
+    EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
+    EXPECT_FALSE(blocked_here(SIGUSR1));
+    co_await corio::sleep(0s);
+    EXPECT_EQ(count, 0);
+  }());
+  {
+    corio::EventLoop loop;
+    loop.add_signal_handler(SIGUSR2, [] {});
+    ::kill(::getpid(), SIGUSR2);
+  }  // closed with it pending
+  EXPECT_FALSE(blocked_here(SIGUSR2));
+  SUCCEED() << "still alive";
 }

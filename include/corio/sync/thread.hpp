@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -38,8 +39,14 @@ class ThreadPool {
   std::size_t max_threads_;
 };
 
-// The running loop's pool, created on first use; run() joins it before closing the loop.
+// The running loop's pool, created on first use; closing the loop joins it.
 ThreadPool& loop_thread_pool();
+
+// Starts a thread with every asynchronous signal blocked, so that a signal sent to the process is never
+// delivered to it: the loop takes signals from a signalfd, which sees only signals blocked in every thread
+// (a helper thread with SIGTERM unblocked would die of it, and take the program with it). Faults (SIGSEGV,
+// SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS) stay deliverable.
+std::thread start_thread_without_signals(std::function<void()> f);
 
 // Result slot shared by the awaiting task (loop thread) and the worker. The worker writes result/error
 // before posting completion with call_soon_threadsafe, whose queue mutex orders that write before the
