@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "corio/flow/gather.hpp"
 #include "corio/io/operations.hpp"
 #include "corio/net/errors.hpp"
+#include "corio/sync/thread.hpp"
 
 extern char** environ;
 
@@ -60,14 +62,33 @@ void make_pipe(Pipe& p, bool child_reads) {
   ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
 }
 
+// Waits for the child on a thread of its own (signals blocked), for when no loop can.
+void reap_on_a_thread(pid_t pid) noexcept {
+  try {
+    detail::start_thread_without_signals([pid] {
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }).detach();
+  } catch (...) {
+    // No thread to be had: the child stays a zombie until this program exits.
+  }
+}
+
 Task<> reap_in_background(int pid, int pidfd) {
-  struct Close {
-    int fd;
-    ~Close() { detail::close_fd(fd); }
-  } close_pidfd{pidfd};
+  // Cancelled (run() ends) or destroyed (the loop closes) before the child exited: a thread takes over.
+  struct Reap {
+    int pid;
+    int pidfd;
+    bool done = false;
+    ~Reap() {
+      detail::close_fd(pidfd);
+      if (!done) reap_on_a_thread(pid);
+    }
+  } reap{pid, pidfd};
   co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd);
-  int status = 0;
-  ::waitpid(pid, &status, WNOHANG);
+  while (::waitpid(pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+  }
+  reap.done = true;  // (or somebody else reaped it: nothing left to do either way)
 }
 
 }  // namespace
@@ -75,6 +96,7 @@ Task<> reap_in_background(int pid, int pidfd) {
 Process::Process(Process&& o) noexcept
     : pid_(std::exchange(o.pid_, -1)),
       pidfd_(std::exchange(o.pidfd_, -1)),
+      link_(std::move(o.link_)),
       returncode_(o.returncode_),
       in_(std::move(o.in_)),
       out_(std::move(o.out_)),
@@ -92,12 +114,21 @@ Process::~Process() {
   if (pid_ < 0) return;
   if (!returncode_ && !reap(false)) {
     // Not exited yet: reap it when it does, so it never lingers as a zombie.
+    bool handed = false;
     if (detail::LoopCore::running_) {
-      (void)create_task(reap_in_background(pid_, pidfd_), "reap " + std::to_string(pid_));
-      pidfd_ = -1;
+      try {
+        (void)create_task(reap_in_background(pid_, pidfd_), "reap " + std::to_string(pid_));
+        pidfd_ = -1;
+        handed = true;
+      } catch (...) {
+      }
     }
+    if (!handed) reap_on_a_thread(pid_);
   }
-  detail::close_fd(pidfd_);
+  if (link_)
+    detail::close_fd(pidfd_, *link_);
+  else
+    detail::close_fd(pidfd_);
 }
 
 bool Process::reap(bool) noexcept {
@@ -209,12 +240,16 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
     posix_spawnattr_t* a;
     ~AttrGuard() { posix_spawnattr_destroy(a); }
   } attr_guard{&attr};
-  // The loop may block signals for signalfd; the child starts with an empty mask and default handlers.
-  sigset_t none, all;
+  // The loop may block signals for signalfd: the child starts with an empty mask. Handlers are reset by
+  // exec anyway; signals the program ignores stay ignored (nohup's SIGHUP, a background job's SIGINT),
+  // except SIGPIPE and SIGXFSZ, which are set back to default as Python's subprocess does.
+  sigset_t none, restore;
   sigemptyset(&none);
-  sigfillset(&all);
+  sigemptyset(&restore);
+  sigaddset(&restore, SIGPIPE);
+  sigaddset(&restore, SIGXFSZ);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigdefault(&attr, &restore);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> args;
@@ -229,9 +264,18 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
   }
   pid_t pid = -1;
   int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), options.env ? envp.data() : environ);
-  if (rc != 0) detail::throw_os_error(rc, "create_subprocess_exec(" + argv[0] + ")");
+  if (rc != 0) {
+    // The child's chdir failing looks the same as a missing program (ENOENT): name the directory then.
+    struct stat st {};
+    if (options.cwd && (::stat(options.cwd->c_str(), &st) != 0 || ::access(options.cwd->c_str(), X_OK) != 0))
+      detail::throw_os_error(errno, "create_subprocess_exec(" + argv[0] + "): cwd " + *options.cwd);
+    if (options.cwd && !S_ISDIR(st.st_mode))
+      detail::throw_os_error(ENOTDIR, "create_subprocess_exec(" + argv[0] + "): cwd " + *options.cwd);
+    detail::throw_os_error(rc, "create_subprocess_exec(" + argv[0] + ")");
+  }
 
   Process p;
+  p.link_ = detail::io_backend().link();
   p.pid_ = pid;
   p.pidfd_ = pidfd_open(pid);
   if (p.pidfd_ < 0) {

@@ -2,10 +2,13 @@
 //
 // The child's pipes are StreamWriter/StreamReader (non-blocking on corio's side); its exit is watched
 // through a pidfd, so wait() suspends the task until the kernel reports the exit — no SIGCHLD handler,
-// no polling thread. A Process destroyed before its child was waited for reaps it in the background.
+// no polling thread. A Process destroyed before its child was waited for reaps it in the background: a
+// task of the running loop, or, where no loop can (none runs, it is closing, or that task is cancelled
+// when run() ends), a thread of its own that waits for the exit (asyncio's ThreadedChildWatcher).
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +17,9 @@
 #include "corio/net/stream.hpp"
 
 namespace corio {
+namespace detail {
+struct BackendLink;
+}
 
 enum class Stdio { inherit, pipe, devnull };
 
@@ -63,6 +69,7 @@ class Process {
 
   int pid_ = -1;
   int pidfd_ = -1;
+  std::shared_ptr<detail::BackendLink> link_;  // of the loop that made it: the pidfd closes through it
   std::optional<int> returncode_;
   std::optional<StreamWriter> in_;
   std::optional<StreamReader> out_;
