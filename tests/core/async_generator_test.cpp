@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -158,3 +159,30 @@ TEST(AsyncGenerator, CancellingTheConsumerReachesTheGeneratorsAwait) {
 }
 
 }  // namespace
+
+// Destroyed while a task is running it (suspended at an await inside its body): that task's next() throws
+// RuntimeError on the next turn, instead of the task never resuming (and run() waiting for it forever).
+TEST(AsyncGenerator, DestroyedWhileATaskRunsItFailsThatTasksNext) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto ticks = []() -> corio::AsyncGenerator<int> {
+          for (int i = 0;; ++i) {
+            co_await corio::sleep(1s);
+            co_yield i;
+          }
+        };
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(ticks());
+        auto consumer = corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<std::string> {
+          try {
+            (void)co_await g.next();  // suspended in the generator's sleep
+            co_return "returned";
+          } catch (const corio::RuntimeError& e) {
+            co_return e.what();
+          }
+        }(*gen));
+        co_await corio::sleep(100ms);
+        gen.reset();
+        EXPECT_EQ(co_await consumer, "the async generator was destroyed while this task was running it");
+      }(),
+      kVirtual);
+}

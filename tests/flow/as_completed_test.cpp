@@ -1,5 +1,6 @@
 // as_completed: yields tasks in completion order, already-done ones first; cancels nothing.
 #include "corio/flow/as_completed.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include <gtest/gtest.h>
 
@@ -134,3 +135,26 @@ TEST(AsCompleted, CancellingTheConsumerCancelsNothing) {
 }
 
 }  // namespace
+
+// A next() cancelled while it waits throws CancelledError, and the iteration goes on: the next next() gets
+// the tasks left (the cancelled wait used to end the generator, and the rest never came).
+TEST(AsCompleted, ACancelledNextLetsTheIterationGoOn) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<corio::TaskHandle<int>> hs{corio::create_task(value_after(1, 1s)),
+                                               corio::create_task(value_after(2, 2s)),
+                                               corio::create_task(value_after(3, 3s))};
+        auto gen = corio::as_completed(hs);
+        bool timed_out = false;
+        try {
+          (void)co_await corio::wait_for(gen.next(), 500ms);  // nothing done yet
+        } catch (const corio::TimeoutError&) {
+          timed_out = true;
+        }
+        EXPECT_TRUE(timed_out);
+        std::vector<int> got;
+        while (auto h = co_await gen.next()) got.push_back(co_await *h);
+        EXPECT_EQ(got, (std::vector<int>{1, 2, 3}));
+      }(),
+      kVirtual);
+}

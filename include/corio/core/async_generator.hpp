@@ -1,9 +1,10 @@
 // AsyncGenerator<T>: an async generator (Python's `async def` with `yield`).
 //
-// Inside, `co_yield value` hands a value out and `co_await` works as in any coroutine; outside,
-// `co_await gen.next()` runs the generator until its next co_yield and returns std::optional<T> (nullopt
-// once it has returned). An exception inside reaches the consumer through next(). Destroying a generator
-// mid-way destroys its frame, running the destructors of everything alive in it (RAII cleanup).
+// Inside, `co_await gen.next()` runs the generator until its next co_yield and returns std::optional<T>
+// (nullopt once it has returned). An exception inside reaches the consumer through next(). Destroying a
+// generator mid-way destroys its frame, running the destructors of everything alive in it (RAII cleanup);
+// destroyed while a task is running it (suspended at an await inside), that task's next() throws
+// RuntimeError rather than never resuming (asyncio refuses to close a running generator).
 //
 // Contract of `co_await gen.next()`: the generator runs at once, inline, in the consumer's task (its awaits
 // suspend that task, and cancelling that task cancels them), and the consumer resumes when it yields or
@@ -22,10 +23,18 @@
 #include "corio/core/errors.hpp"
 
 namespace corio {
+namespace detail {
+// `co_yield GeneratorError{e}` inside a generator: the consumer's next() throws e, and the generator stays
+// suspended there, so the next next() goes on after it (as_completed passes a cancelled wait out so).
+struct GeneratorError {
+  std::exception_ptr error;
+};
+}  // namespace detail
 
 template <class T>
 class [[nodiscard]] AsyncGenerator {
  public:
+  struct NextAwaiter;
   struct promise_type : detail::PromiseBase {
     explicit promise_type(detail::SourceLoc loc = detail::SourceLoc::current()) noexcept
         : detail::PromiseBase(loc) {}
@@ -44,11 +53,18 @@ class [[nodiscard]] AsyncGenerator {
     std::suspend_always initial_suspend() const noexcept { return {}; }
     Yield final_suspend() noexcept {
       finished_ = true;
+      running_ = nullptr;
       return {};
     }
     template <class U>
     Yield yield_value(U&& v) {
       value_.emplace(std::forward<U>(v));
+      running_ = nullptr;
+      return {};
+    }
+    Yield yield_value(detail::GeneratorError e) noexcept {
+      exc_ = std::move(e.error);
+      running_ = nullptr;
       return {};
     }
     void return_void() noexcept {}
@@ -56,10 +72,13 @@ class [[nodiscard]] AsyncGenerator {
 
     std::optional<T> value_;
     bool finished_ = false;
+    NextAwaiter* running_ = nullptr;  // the next() a task is running the generator in, if any
   };
 
   struct NextAwaiter {
     std::coroutine_handle<promise_type> h_;
+    detail::TaskStateBase* task_ = nullptr;  // the task running the generator (set while it does)
+    bool destroyed_ = false;                 // the generator was destroyed while this next() ran it
     bool await_ready() const {
       if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
       return h_.promise().finished_;
@@ -70,9 +89,13 @@ class [[nodiscard]] AsyncGenerator {
       p.continuation_ = caller;
       if constexpr (std::is_base_of_v<detail::PromiseBase, P>) p.set_parent(&caller.promise());
       p.started_ = true;
+      detail::LoopCore* loop = detail::LoopCore::running_;
+      task_ = loop ? loop->current_ : nullptr;
+      p.running_ = this;
       detail::tl_transfer = h_;
     }
     std::optional<T> await_resume() {
+      if (destroyed_) throw RuntimeError("the async generator was destroyed while this task was running it");
       promise_type& p = h_.promise();
       if (p.exc_) std::rethrow_exception(std::exchange(p.exc_, nullptr));
       if (p.finished_) return std::nullopt;
@@ -86,20 +109,34 @@ class [[nodiscard]] AsyncGenerator {
   AsyncGenerator(AsyncGenerator&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
   AsyncGenerator& operator=(AsyncGenerator&& o) noexcept {
     if (this != &o) {
-      if (h_) h_.destroy();
+      destroy();
       h_ = std::exchange(o.h_, nullptr);
     }
     return *this;
   }
-  ~AsyncGenerator() {
-    if (h_) h_.destroy();
-  }
+  ~AsyncGenerator() { destroy(); }
 
   // Awaitable: the next value, or nullopt once the generator has returned.
   NextAwaiter next() noexcept { return NextAwaiter{h_}; }
 
  private:
   explicit AsyncGenerator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+
+  // A task suspended inside the frame (at an await of the body) would never resume: destroying the frame
+  // takes its waiter with it. So that task is resumed, at its next(), with RuntimeError.
+  void destroy() noexcept {
+    if (!h_) return;
+    NextAwaiter* running = h_.promise().running_;
+    std::coroutine_handle<> consumer = h_.promise().continuation_;
+    std::exchange(h_, nullptr).destroy();
+    if (running && running->task_ && !running->task_->done()) {
+      detail::TaskStateBase& t = *running->task_;
+      running->destroyed_ = true;
+      t.set_resume(consumer);
+      t.loop_->schedule(t);
+    }
+  }
+
   std::coroutine_handle<promise_type> h_;
 };
 

@@ -4,10 +4,12 @@
 //   while (auto h = co_await gen.next()) use(co_await *h);
 //
 // Tasks already done come first, in input order. Each next() suspends the consumer until one more task
-// is done; the loop resumes it on the turn after that. Cancelling the consumer stops the waiting only.
+// is done; the loop resumes it on the turn after that. Cancelling the consumer stops the waiting only: that
+// next() throws CancelledError, and the next next() goes on with the tasks left.
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,7 +85,19 @@ AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
   for (const auto& h : tasks) states.push_back(h.state());
   detail::CompletionQueue queue(states);
   for (std::size_t n = 0; n < tasks.size(); ++n) {
-    std::size_t i = co_await queue.next();
+    std::size_t i = 0;
+    for (;;) {
+      // A cancelled next() throws CancelledError to the consumer, and the iteration goes on (asyncio's
+      // as_completed keeps yielding): the error is passed out through the generator, not thrown in it.
+      std::exception_ptr cancelled;
+      try {
+        i = co_await queue.next();
+        break;
+      } catch (const CancelledError&) {
+        cancelled = std::current_exception();
+      }
+      co_yield detail::GeneratorError{cancelled};
+    }
     co_yield tasks[i];
   }
 }
