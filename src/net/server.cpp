@@ -32,9 +32,12 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   ServerOptions options_;
   bool unix_;
   std::string unix_path_;
+  dev_t unix_dev_ = 0;  // the socket file this server made: only that one is removed on close
+  ino_t unix_ino_ = 0;
   std::vector<int> listeners_;
   std::vector<TaskHandle<void>> acceptors_;
   std::size_t active_ = 0;
+  std::size_t reserved_ = 0;   // connection slots taken by accept loops waiting in accept (options.limit)
   std::size_t accepting_ = 0;  // accept loops not yet finished
   std::size_t handles_ = 0;    // Server objects referring to this state
   bool closed_ = false;
@@ -90,7 +93,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     for (int fd : listeners_) close_fd(fd, *link_);
     listeners_.clear();
     if (!unix_path_.empty()) {
-      ::unlink(unix_path_.c_str());
+      // Another server may have replaced the file since (after removing it as stale): leave that one.
+      struct stat st {};
+      if (::stat(unix_path_.c_str(), &st) == 0 && st.st_dev == unix_dev_ && st.st_ino == unix_ino_)
+        ::unlink(unix_path_.c_str());
       unix_path_.clear();
     }
   }
@@ -103,12 +109,24 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     ServerState* self = ref.s.get();
     bool logged_exhaustion = false;
     while (!self->closed_) {
-      while (self->options_.limit && self->active_ >= self->options_.limit && !self->closed_) {
+      // Each accept loop takes its slot before it accepts, so that several listeners (IPv4 and IPv6) never
+      // take more connections between them than the limit.
+      while (self->options_.limit && self->active_ + self->reserved_ >= self->options_.limit &&
+             !self->closed_) {
         WaitList::Node node(self->slot_waiters_, "server connection limit");
         co_await node;
       }
       if (self->closed_) break;
-      int fd = co_await accept_socket(lfd);
+      struct Slot {
+        ServerState* s;
+        explicit Slot(ServerState* st) : s(st) { ++s->reserved_; }
+        ~Slot() { --s->reserved_; }
+      };
+      int fd;
+      {
+        Slot slot(self);
+        fd = co_await accept_socket(lfd);
+      }
       if (fd >= 0) {
         logged_exhaustion = false;
         if (!self->unix_) set_nodelay(fd);
@@ -260,6 +278,10 @@ Task<Server> start_unix_server(StreamHandler handler, std::string path, ServerOp
   if (::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
     detail::throw_os_error(errno, "bind " + path);
   if (::listen(fd.fd, options.backlog) < 0) detail::throw_os_error(errno, "listen " + path);
+  if (::stat(path.c_str(), &st) == 0) {
+    state->unix_dev_ = st.st_dev;
+    state->unix_ino_ = st.st_ino;
+  }
   state->listeners_.push_back(fd.release());
   state->unix_path_ = path;
   state->start();

@@ -5,12 +5,14 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -25,6 +27,7 @@
 #include "corio/net/socket.hpp"
 #include "corio/net/stream.hpp"
 #include "corio/sync/event.hpp"
+#include "interpose.hpp"
 #include "net_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -568,4 +571,68 @@ TEST(Server, ClosedBetweenRunsFreesItsPortAtOnce) {
   corio_test::Fd b(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_EQ(::bind(b.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
   server.reset();
+}
+
+// With a listener per address (IPv4 and IPv6 here), the limit holds across them: each accept loop takes a
+// slot before it accepts (they used to check the count each on its own, then both accept).
+TEST(Server, LimitHoldsAcrossSeveralListeners) {
+  corio_test::FakeName name("both-families.corio-test.invalid", {"127.0.0.1", "::1"});
+  {
+    corio_test::Fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  run_guarded([]() -> Task<> {
+    std::size_t active = 0, max_active = 0;
+    corio::Event gate;
+    Server server = co_await corio::start_server(
+        [&](StreamReader r, StreamWriter w) -> Task<> {
+          max_active = std::max(max_active, ++active);
+          co_await gate.wait();
+          --active;
+          w.close();
+        },
+        "both-families.corio-test.invalid", 0, corio::ServerOptions{.limit = 1});
+    co_await corio_test::turns(3);  // both accept loops wait in accept
+    auto c4 = corio::create_task(corio::open_connection("127.0.0.1", server.port()));
+    auto c6 = corio::create_task(corio::open_connection("::1", server.port()));
+    auto client4 = co_await std::move(c4);
+    auto client6 = co_await std::move(c6);  // both connected (one of them in its listener's backlog)
+    CO_ASSERT(co_await corio_test::until([&] { return active == 1; }));
+    co_await corio_test::turns(20);
+    EXPECT_EQ(server.active_connections(), 1u);
+    gate.set();
+    CO_ASSERT(co_await corio_test::until([&] { return max_active == 1 && active == 0; }));
+    server.close();
+    co_await server.wait_closed();
+    EXPECT_EQ(max_active, 1u);
+  }());
+}
+
+// A Unix server removes its socket file on close, but only its own: if another server has taken the path
+// since (removing the first one's file as stale), that server's file stays (as asyncio 3.13 checks).
+TEST(Server, UnixServerClosingLeavesAFileItDidNotMake) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  run_guarded([](std::string path) -> Task<> {
+    auto handler = [](StreamReader, StreamWriter w) -> Task<> {
+      w.write("hi\n");
+      co_await w.drain();
+    };
+    Server first = co_await corio::start_unix_server(handler, path);
+    Server second = co_await corio::start_unix_server(handler, path);  // takes the path over
+    first.close();
+    co_await first.wait_closed();
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << "the second server's socket file was removed";
+    auto [r, w] = co_await corio::open_unix_connection(path);
+    EXPECT_EQ(co_await r.readline(), "hi\n");
+    second.close();
+    co_await second.wait_closed();
+    EXPECT_NE(::stat(path.c_str(), &st), 0);  // its own file goes
+  }(dir + "/s.sock"));
+  std::filesystem::remove_all(dir);
 }
