@@ -160,3 +160,21 @@ TEST(Sleep, ForeverLikeDelayDoesNotOverflow) {
   }());
   EXPECT_TRUE(cancelled);
 }
+
+// A sleep() is awaited once, like the coroutine asyncio.sleep() returns: the second co_await throws (it
+// used to take the first one's due time for a delay, and slept for decades).
+TEST(Sleep, AwaitingTheSameSleepTwiceThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Sleep s = corio::sleep(1s);
+        co_await s;
+        bool threw = false;
+        try {
+          co_await s;
+        } catch (const corio::InvalidStateError&) {
+          threw = true;
+        }
+        EXPECT_TRUE(threw);
+      }(),
+      corio_test::kVirtual);
+}

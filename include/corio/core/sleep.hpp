@@ -17,6 +17,7 @@ Task<> sleep_ns(std::int64_t ns);
 // The awaitable sleep() returns. Contract: `co_await` suspends the task until the loop's clock reaches
 // the due time; the loop resumes it on the turn the timer expires. A delay <= 0 yields exactly one turn.
 // Cancellation removes the timer at once (O(log n)) and the task resumes with CancelledError next turn.
+// Awaited once: a second co_await throws InvalidStateError.
 //
 // sleep() returns this awaitable rather than a Task<> (DESIGN.md's first signature) so that a sleep costs
 // no coroutine frame: 100,000 sleeping tasks then hold one frame each, not two. Code that needs a Task<>
@@ -38,6 +39,8 @@ class [[nodiscard]] Sleep final : private detail::Waiter, private detail::TimerN
   bool await_ready() const noexcept { return false; }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
+    // Awaited before: when_ns_ is a due time now, not a delay (asyncio: a coroutine awaited twice raises).
+    if (task_) throw InvalidStateError("co_await on a sleep() that was already awaited");
     const std::int64_t delay = when_ns_;  // until scheduled, when_ns_ holds the delay
     suspend_on(h);
     if (!suspended()) return;  // a pending cancellation already woke the task
