@@ -589,7 +589,7 @@ TEST(Server, LimitHoldsAcrossSeveralListeners) {
     std::size_t active = 0, max_active = 0;
     corio::Event gate;
     Server server = co_await corio::start_server(
-        [&](StreamReader r, StreamWriter w) -> Task<> {
+        [&](StreamReader, StreamWriter w) -> Task<> {
           max_active = std::max(max_active, ++active);
           co_await gate.wait();
           --active;

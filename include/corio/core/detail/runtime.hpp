@@ -384,11 +384,13 @@ void Waiter::suspend_on(std::coroutine_handle<P> h) {
   }
 }
 
-inline bool Waiter::suspended() const noexcept { return task_ && task_->waiter() == this; }
+// handle_ is set while the waiter is suspended and cleared when it is woken: after that, task_ may name a
+// task that is gone (a waiter alive in a generator's frame, handed on to another task), so it is not read.
+inline bool Waiter::suspended() const noexcept { return handle_ && task_ && task_->waiter() == this; }
 
 inline void Waiter::wake() noexcept {
   TaskStateBase* t = task_;
-  t->set_resume(handle_);
+  t->set_resume(std::exchange(handle_, nullptr));
   t->loop_->schedule(*t);
 }
 
@@ -407,7 +409,7 @@ inline bool Waiter::cancel_and_wake() noexcept {
 }
 
 inline Waiter::~Waiter() {
-  if (task_ && task_->waiter() == this) task_->set_waiter(nullptr);
+  if (suspended()) task_->set_waiter(nullptr);
 }
 
 }  // namespace corio::detail
