@@ -53,8 +53,18 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::submit(std::function<void()> job) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->jobs.push_back(std::move(job));
-  if (impl_->idle < impl_->jobs.size() && impl_->threads.size() < max_threads_)
-    impl_->threads.push_back(start_thread_without_signals([impl = impl_.get()] { impl->work(); }));
+  if (impl_->idle < impl_->jobs.size() && impl_->threads.size() < max_threads_) {
+    try {
+      impl_->threads.push_back(start_thread_without_signals([impl = impl_.get()] { impl->work(); }));
+    } catch (...) {
+      // No new thread (the system refused one): a thread the pool has will take the job later; with none,
+      // nobody would, so the job is withdrawn and the caller gets the error.
+      if (impl_->threads.empty()) {
+        impl_->jobs.pop_back();
+        throw;
+      }
+    }
+  }
   impl_->cv.notify_one();
 }
 

@@ -79,7 +79,15 @@ struct ThreadAwaiter final : Waiter {
     call->waiter = this;
     LoopCore& loop = *task_->loop_;
     ++loop.inhibit_auto_advance_;
-    loop_thread_pool().submit(std::move(job));
+    try {
+      loop_thread_pool().submit(std::move(job));
+    } catch (...) {
+      // Not submitted (no thread to be had): the task is not suspended after all; it gets the error.
+      --loop.inhibit_auto_advance_;
+      call->waiter = nullptr;
+      task_->set_waiter(nullptr);
+      throw;
+    }
   }
   R await_resume() {
     throw_if_cancelled();
