@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -262,8 +263,30 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
   }
+  // With a replaced environment, a bare program name is looked up in that environment's PATH (the default
+  // /bin:/usr/bin without one), as Python's subprocess does; posix_spawnp would search this process's.
+  std::string program = argv[0];
+  if (options.env && program.find('/') == std::string::npos) {
+    auto it = options.env->find("PATH");
+    std::string path = it != options.env->end() ? it->second : "/bin:/usr/bin";
+    std::string found;
+    for (std::size_t start = 0; found.empty() && start <= path.size();) {
+      std::size_t end = std::min(path.find(':', start), path.size());
+      std::string dir = path.substr(start, end - start);
+      std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + program;
+      struct stat st {};
+      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+          ::access(candidate.c_str(), X_OK) == 0)
+        found = candidate;
+      start = end + 1;
+    }
+    if (found.empty())
+      detail::throw_os_error(ENOENT, "create_subprocess_exec(" + program + "): not found in the PATH of env");
+    program = found;
+  }
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), options.env ? envp.data() : environ);
+  int rc =
+      ::posix_spawnp(&pid, program.c_str(), &fa, &attr, args.data(), options.env ? envp.data() : environ);
   if (rc != 0) {
     // The child's chdir failing looks the same as a missing program (ENOENT): name the directory then.
     struct stat st {};

@@ -249,7 +249,7 @@ Task<> env_replaces_everything() {
   ::setenv("CORIO_PARENT_ONLY", "1", 1);
   auto o = opts(Stdio::devnull, Stdio::pipe, Stdio::inherit);
   o.env = std::map<std::string, std::string>{{"FOO", "bar baz"}, {"ZED", "1"}};
-  auto argv = std::vector<std::string>{"env"};  // found through the parent's PATH
+  auto argv = std::vector<std::string>{"env"};  // no PATH in env: found in /bin:/usr/bin (as Python)
   Process p = co_await corio::create_subprocess_exec(argv, o);
   auto r = co_await p.communicate();
   EXPECT_EQ(r.out, "FOO=bar baz\nZED=1\n");
@@ -265,6 +265,22 @@ Task<> env_replaces_everything() {
   auto r3 = co_await s.communicate();
   EXPECT_NE(r3.out.find("CORIO_PARENT_ONLY=1\n"), std::string::npos);
   ::unsetenv("CORIO_PARENT_ONLY");
+}
+
+// With env given, a bare program name is looked up in env's PATH, as Python's subprocess does (not in this
+// process's PATH).
+Task<> env_path_finds_the_program() {
+  auto o = opts(Stdio::devnull, Stdio::pipe, Stdio::inherit);
+  auto argv = std::vector<std::string>{"env"};
+  o.env = std::map<std::string, std::string>{{"PATH", "/nonexistent-corio-dir:/usr/bin:/bin"}};
+  Process p = co_await corio::create_subprocess_exec(argv, o);
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "PATH=/nonexistent-corio-dir:/usr/bin:/bin\n");
+  o.env = std::map<std::string, std::string>{{"PATH", "/nonexistent-corio-dir"}};
+  PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(argv, o), corio::OSError, e, {
+    EXPECT_EQ(e.code(), ENOENT);
+    EXPECT_NE(std::string(e.what()).find("env"), std::string::npos) << e.what();
+  });
 }
 
 // ---------------------------------------------------------------- exit status
@@ -625,6 +641,7 @@ TEST(Subprocess, DevnullForEachStream) { run_guarded(devnull_everywhere()); }
 TEST(Subprocess, InheritForEachStream) { run_guarded(inherit_everywhere()); }
 TEST(Subprocess, Cwd) { run_guarded(cwd_is_used()); }
 TEST(Subprocess, EnvReplacesTheWholeEnvironment) { run_guarded(env_replaces_everything()); }
+TEST(Subprocess, EnvPathFindsTheProgram) { run_guarded(env_path_finds_the_program()); }
 TEST(Subprocess, WaitReturnsExitCodeOrMinusSignal) { run_guarded(exit_codes()); }
 TEST(Subprocess, TwoWaitersOnOneChild) { run_guarded(two_waiters_one_child()); }
 TEST(Subprocess, WaitDoesNotHangWhenReapedElsewhere) { run_guarded(reaped_by_someone_else()); }
