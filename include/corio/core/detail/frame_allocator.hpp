@@ -5,7 +5,8 @@
 // thread's free list, which is safe because each list is touched only by its own thread — and because
 // chunks are never returned to the system (they stay reachable from a global list, so leak checkers see
 // them as in use). Chunks start small and double (4 KiB .. 2 MiB), so a thread that only creates a few
-// frames keeps only a few KiB.
+// frames keeps only a few KiB. Built with CORIO_NO_FRAME_POOL (CMake: CORIO_FRAME_POOL=OFF), every block
+// comes from operator new, so that AddressSanitizer sees a use after free of a frame or task state.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +21,9 @@ class FrameAllocator {
   static constexpr std::size_t kClasses = kMaxPooled / kGranule + 1;
 
   static void* allocate(std::size_t n) {
+#ifdef CORIO_NO_FRAME_POOL
+    return ::operator new(n);
+#endif
     if (n <= kMaxPooled) {
       std::size_t c = (n + kGranule - 1) / kGranule;
       if (FreeBlock* b = heads_[c]) {
@@ -32,6 +36,10 @@ class FrameAllocator {
   }
 
   static void deallocate(void* p, std::size_t n) noexcept {
+#ifdef CORIO_NO_FRAME_POOL
+    ::operator delete(p);
+    return;
+#endif
     if (n <= kMaxPooled) {
       std::size_t c = (n + kGranule - 1) / kGranule;
       auto* b = static_cast<FreeBlock*>(p);
