@@ -627,6 +627,15 @@ void EventLoop::close() {
   // child cancelled), schedule callbacks or even create tasks. So every abandoned task stays alive (one
   // more reference) until the queues are swept, and the sweep goes round until nothing is left: a task
   // freed while still in the ready queue would be read there.
+  // Cross-thread posts are dropped from now on, on the poster's side; those already queued go first, as
+  // destroying them may schedule or create work that the sweep below then takes.
+  std::vector<std::unique_ptr<detail::CallbackNode>> posted;
+  {
+    std::lock_guard<std::mutex> lock(remote_mu_);
+    remote_closed_ = true;
+    posted.swap(remote_);
+  }
+  posted.clear();
   std::vector<TaskHandle<void>> abandoned;
   for (;;) {
     while (!ready_.empty()) ready_.pop()->discard();
@@ -639,14 +648,6 @@ void EventLoop::close() {
     timers_.pop()->discard();
   }
   abandoned.clear();  // (a task state's destructor touches neither the loop's queues nor its tasks)
-  // Cross-thread posts from now on are dropped at once, on the poster's side.
-  std::vector<std::unique_ptr<detail::CallbackNode>> rest;
-  {
-    std::lock_guard<std::mutex> lock(remote_mu_);
-    remote_closed_ = true;
-    rest.swap(remote_);
-  }
-  rest.clear();
   // Helper threads (to_thread's pool, DNS lookups) hold this loop's address to post their results: they
   // are joined before the loop can go, whether run() shut it down or it is closed directly.
   run_shutdown_hooks();

@@ -55,6 +55,7 @@ void ThreadPool::submit(std::function<void()> job) {
   impl_->jobs.push_back(std::move(job));
   if (impl_->idle < impl_->jobs.size() && impl_->threads.size() < max_threads_) {
     try {
+      impl_->threads.reserve(impl_->threads.size() + 1);  // (a started thread must not be dropped)
       impl_->threads.push_back(start_thread_without_signals([impl = impl_.get()] { impl->work(); }));
     } catch (...) {
       // No new thread (the system refused one): a thread the pool has will take the job later; with none,

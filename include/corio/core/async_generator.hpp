@@ -79,6 +79,11 @@ class [[nodiscard]] AsyncGenerator {
     std::coroutine_handle<promise_type> h_;
     detail::TaskStateBase* task_ = nullptr;  // the task running the generator (set while it does)
     bool destroyed_ = false;                 // the generator was destroyed while this next() ran it
+    // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
+    // closing loop): the generator must not reach it any more.
+    ~NextAwaiter() {
+      if (h_ && h_.promise().running_ == this) h_.promise().running_ = nullptr;
+    }
     bool await_ready() const {
       if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
       return h_.promise().finished_;
@@ -129,6 +134,7 @@ class [[nodiscard]] AsyncGenerator {
     NextAwaiter* running = h_.promise().running_;
     std::coroutine_handle<> consumer = h_.promise().continuation_;
     std::exchange(h_, nullptr).destroy();
+    if (running) running->h_ = nullptr;  // (it no longer names a frame)
     if (running && running->task_ && !running->task_->done()) {
       detail::TaskStateBase& t = *running->task_;
       running->destroyed_ = true;
