@@ -593,12 +593,14 @@ TEST(EventLoopThreads, RunOnAnotherThreadThanTheLoopsOwn) {
 // close() waits for the call, whose result is dropped. (It used to leave the thread running, which then
 // posted its result to the destroyed loop: a use-after-free.)
 TEST(ToThread, ClosingTheLoopWaitsForCallsStillRunning) {
+  std::latch go(1);  // holds the call until the loop is about to close
   std::atomic<bool> finished{false};
   {
     corio::EventLoop loop;
-    loop.run_until_complete([](std::atomic<bool>& finished) -> corio::Task<> {
-      auto slow = corio::create_task(corio::to_thread([&finished] {
-        std::this_thread::sleep_for(100ms);  // the work: a slow call (nothing waits on this sleep)
+    loop.run_until_complete([](std::latch& go, std::atomic<bool>& finished) -> corio::Task<> {
+      auto slow = corio::create_task(corio::to_thread([&go, &finished] {
+        go.wait();
+        std::this_thread::sleep_for(50ms);  // the rest of the work, still going on as the loop closes
         finished = true;
       }));
       co_await corio::sleep(0s);  // it starts on the pool
@@ -607,8 +609,10 @@ TEST(ToThread, ClosingTheLoopWaitsForCallsStillRunning) {
         co_await slow;
       } catch (const corio::CancelledError&) {
       }
-    }(finished));
-    EXPECT_FALSE(finished);  // (if this fails, the call was too quick to test anything)
+    }(go, finished));
+    EXPECT_FALSE(finished);
+    go.count_down();
+    // Leaving the block destroys the loop, which closes it.
   }
   EXPECT_TRUE(finished);  // joined by close()
 }
