@@ -249,12 +249,7 @@ class UringBackend final : public SignalCore {
     // the requests drop their hold on the file before it is closed. Their completions wait in the ring
     // (or are dropped with it). From a thread the ring does not serve, the kernel refuses: nothing to do.
     if (single_issuer_ && owner_ != std::this_thread::get_id()) return;
-    int rc;
-    while ((rc = io_uring_submit_and_get_events(ring_.get())) == -EBUSY) stash_completions();
-    if (rc != -EAGAIN) {
-      ++epoch_;
-      prepared_ = false;
-    }
+    submit_now(/*run_task_work=*/true);
   }
 
   void discard(IoOp& op) noexcept override {
@@ -453,11 +448,14 @@ class UringBackend final : public SignalCore {
     return sqe;
   }
 
-  // Submits what is prepared, now. The kernel refuses (EBUSY) while completions it could not post are
+  // Submits what is prepared, now (and with run_task_work, lets the kernel run the work it deferred to
+  // the next wait: DEFER_TASKRUN). The kernel refuses (EBUSY) while completions it could not post are
   // waiting: take those into deferred_ (handled on the next poll) and try again.
-  void submit_now() noexcept {
+  void submit_now(bool run_task_work = false) noexcept {
     int rc;
-    while ((rc = io_uring_submit(ring_.get())) == -EBUSY) stash_completions();
+    while ((rc = run_task_work ? io_uring_submit_and_get_events(ring_.get())
+                               : io_uring_submit(ring_.get())) == -EBUSY)
+      stash_completions();
     if (rc != -EAGAIN) ++epoch_;
   }
 

@@ -90,7 +90,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     maybe_idle();
   }
   void close_listeners() noexcept {
-    for (int fd : listeners_) close_fd(fd, *link_);
+    for (int fd : listeners_) close_fd(fd, link_.get());
     listeners_.clear();
     if (!unix_path_.empty()) {
       // Another server may have replaced the file since (after removing it as stale): leave that one.

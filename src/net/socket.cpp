@@ -53,16 +53,17 @@ void close_fd(int fd) noexcept {
   ::close(fd);
 }
 
-void close_fd(int fd, const BackendLink& owner) noexcept {
+void close_fd(int fd, const BackendLink* owner) noexcept {
   if (fd < 0) return;
   IoBackend* running = LoopCore::running_ ? &io_backend() : nullptr;
-  if (owner.backend) {
-    owner.backend->forget(fd);
-    if (owner.backend != running) owner.backend->flush();
+  IoBackend* made_in = owner ? owner->backend : nullptr;
+  if (made_in) {
+    made_in->forget(fd);
+    if (made_in != running) made_in->flush();
   }
   // Used in another loop than the one it was made in (a datagram socket can be): that loop's backend
   // knows the descriptor too.
-  if (running && running != owner.backend) running->forget(fd);
+  if (running && running != made_in) running->forget(fd);
   ::close(fd);
 }
 

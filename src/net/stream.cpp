@@ -281,7 +281,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     // Pending ops complete with -ECANCELED on the next poll. Through the link, never be_ directly: the stream
     // may outlive its loop (then there is nothing to forget, the loop completed every op), and its loop may
     // not be running (between two runs: the backend must forget fd all the same).
-    close_fd(fd, *link_);
+    close_fd(fd, link_.get());
     closed_ = true;
     eof_ = true;
     close_waiters_.wake_all();

@@ -29,10 +29,7 @@ DatagramSocket& DatagramSocket::operator=(DatagramSocket&& o) noexcept {
 }
 
 void DatagramSocket::close() noexcept {
-  if (link_)
-    detail::close_fd(fd_, *link_);
-  else
-    detail::close_fd(fd_);
+  detail::close_fd(fd_, link_.get());
   fd_ = -1;
 }
 

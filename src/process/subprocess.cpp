@@ -126,10 +126,7 @@ Process::~Process() {
     }
     if (!handed) reap_on_a_thread(pid_);
   }
-  if (link_)
-    detail::close_fd(pidfd_, *link_);
-  else
-    detail::close_fd(pidfd_);
+  detail::close_fd(pidfd_, link_.get());
 }
 
 bool Process::reap(bool) noexcept {

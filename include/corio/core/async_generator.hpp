@@ -134,12 +134,12 @@ class [[nodiscard]] AsyncGenerator {
     NextAwaiter* running = h_.promise().running_;
     std::coroutine_handle<> consumer = h_.promise().continuation_;
     std::exchange(h_, nullptr).destroy();
-    if (running) running->h_ = nullptr;  // (it no longer names a frame)
-    if (running && running->task_ && !running->task_->done()) {
-      detail::TaskStateBase& t = *running->task_;
+    if (!running) return;
+    running->h_ = nullptr;  // (it no longer names a frame)
+    if (detail::TaskStateBase* t = running->task_; t && !t->done()) {
       running->destroyed_ = true;
-      t.set_resume(consumer);
-      t.loop_->schedule(t);
+      t->set_resume(consumer);
+      t->loop_->schedule(*t);
     }
   }
 

@@ -21,9 +21,10 @@
 namespace corio::detail {
 
 void close_fd(int fd) noexcept;  // forget in the running loop's backend, then close (a no-op for fd < 0)
-// Forgets fd in owner's backend if it still exists, whether or not its loop runs, then closes it. For
-// objects that keep their loop's BackendLink and may be closed between runs.
-void close_fd(int fd, const BackendLink& owner) noexcept;
+// Forgets fd in owner's backend if it still exists, whether or not its loop runs (and in the running
+// loop's), then closes it. For objects that keep their loop's BackendLink and may be closed between runs;
+// a null owner (made outside any loop) is close_fd(fd).
+void close_fd(int fd, const BackendLink* owner) noexcept;
 
 class IoAwaiter final : public Waiter, public IoOp {
  public:
