@@ -322,3 +322,35 @@ TEST(TimerHeap, PopsInDueThenArrivalOrderAcrossRunAndHeapWithCancels) {
     EXPECT_TRUE(heap.empty());
   }
 }
+
+// Timeouts cancelled behind a timer due much later (a server's per-request wait_for behind an hourly job's
+// sleep) leave emptied slots behind a live front; the structure stays proportional to the live timers
+// instead of growing with every timeout ever cancelled until that front fires.
+TEST(TimerHeap, CancelledTimersBehindALiveFrontDoNotAccumulate) {
+  struct Node final : corio::detail::TimerNode {
+    void fire() override {}
+  };
+  corio::detail::TimerHeap heap;
+  Node front;
+  front.when_ns_ = 1'000;
+  heap.push(front);
+  std::vector<Node> live(10);  // a few timers that stay, spread among the cancelled ones
+  std::size_t most = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    Node n;
+    n.when_ns_ = 1'000 + i;
+    heap.push(n);
+    if (i % 20'000 == 0) {
+      Node& l = live[static_cast<std::size_t>(i / 20'000)];
+      l.when_ns_ = 1'000 + i;
+      heap.push(l);
+    }
+    heap.remove(n);
+    most = std::max(most, heap.slots());
+  }
+  EXPECT_EQ(heap.size(), 11u);
+  EXPECT_LT(most, 2'100u) << "slots grew with the cancelled timers";
+  EXPECT_EQ(heap.pop(), &front);
+  for (auto& l : live) EXPECT_EQ(heap.pop(), &l);
+  EXPECT_TRUE(heap.empty());
+}

@@ -35,6 +35,8 @@ struct TimerNode {
 class TimerHeap {
  public:
   bool empty() const noexcept { return heap_.empty() && run_live_ == 0; }
+  // Slots in use, live or emptied (for tests: memory stays proportional to the live timers).
+  std::size_t slots() const noexcept { return heap_.size() + run_.size() - run_head_; }
   std::size_t size() const noexcept { return heap_.size() + run_live_; }
   TimerNode* top() const noexcept {
     TimerNode* r = run_live_ ? run_[run_head_] : nullptr;
@@ -103,8 +105,12 @@ class TimerHeap {
       return;
     }
     while (!run_[run_head_]) ++run_head_;
-    // Mostly consumed or emptied: move the live part to the front (renumbering its nodes).
-    if (run_head_ >= 1024 && run_head_ * 2 >= run_.size()) compact();
+    // Mostly consumed or emptied: move the live part to the front (renumbering its nodes). Also when the
+    // front is live but most slots behind it were emptied (timeouts cancelled behind a far deadline), so
+    // the run stays within 4x the live timers: each compaction follows 3x as many pushes, O(1) amortized.
+    const std::size_t span = run_.size() - run_head_;
+    if ((run_head_ >= 1024 && run_head_ * 2 >= run_.size()) || (span >= 1024 && run_live_ * 4 <= span))
+      compact();
   }
   void compact() noexcept {
     std::size_t out = 0;
