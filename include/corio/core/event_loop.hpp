@@ -30,8 +30,10 @@ namespace corio {
 struct RunOptions {
   bool debug = false;                    // also CORIO_DEBUG=1
   Backend backend = Backend::automatic;  // CORIO_BACKEND=epoll|io_uring overrides automatic
-  bool virtual_time = false;  // the clock stands still and jumps to the next timer whenever nothing is ready
-                              // and no I/O is pending: timeouts in tests run instantly and deterministically
+  // The clock stands still and jumps to the next timer whenever nothing is ready (a zero-timeout poll brings
+  // nothing, whether I/O is pending or not) and no to_thread call or DNS lookup is in flight: timeouts in
+  // tests run instantly and deterministically.
+  bool virtual_time = false;
 };
 
 // A callback scheduled with call_soon. Copyable reference; cancel() before it runs and it never runs.

@@ -1,7 +1,8 @@
 // UDP: datagram sockets (asyncio's create_datagram_endpoint, as awaitable calls instead of a protocol).
 //
-// send_to/send complete at once unless the socket buffer is full (then the task suspends until it is
-// writable); recv_from/recv suspend until a datagram arrives. Resumed by the loop on the turn the kernel
+// send_to/send complete without suspending on epoll unless the socket buffer is full (then the task
+// suspends until it is writable); on io_uring they complete on the next turn. recv_from/recv suspend until a
+// datagram arrives. Resumed by the loop on the turn the kernel
 // reports readiness. Cancelling a receive loses no datagram (none is taken until one is returned).
 #pragma once
 
