@@ -186,3 +186,53 @@ TEST(AsyncGenerator, DestroyedWhileATaskRunsItFailsThatTasksNext) {
       }(),
       kVirtual);
 }
+
+// A second task's next() while another task is running the generator (suspended at an await inside) throws
+// RuntimeError, as asyncio's anext() does; the first task still gets its value. (It used to resume the
+// generator under the first task's feet: the second got the value early and the first never resumed.)
+TEST(AsyncGenerator, NextWhileAnotherTaskRunsItThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto ticks = []() -> corio::AsyncGenerator<int> {
+          for (int i = 0; i < 3; ++i) {
+            co_await corio::sleep(50ms);
+            co_yield i;
+          }
+        };
+        auto gen = ticks();
+        auto first = corio::create_task(
+            [](corio::AsyncGenerator<int>& g) -> corio::Task<int> { co_return *co_await g.next(); }(gen));
+        co_await corio::sleep(10ms);  // first is inside the generator, at its sleep
+        auto next = gen.next();
+        EXPECT_THROW(co_await next, corio::RuntimeError);
+        EXPECT_EQ(co_await first, 0);
+        EXPECT_EQ(co_await gen.next(), 1);  // and it goes on for the next consumer
+      }(),
+      kVirtual);
+}
+
+// A generator that outlives its loop, whose consumer task was suspended inside it (at a sleep) when the loop
+// closed: the task is destroyed with the loop, and the generator is left mid-await. Its waiter lets go of
+// the destroyed task (destroying the generator afterwards used to read the freed task: ASan saw it), and
+// next() on it throws RuntimeError rather than resuming it at an await that will never complete.
+TEST(AsyncGenerator, OutlivesItsLoopWhileItsTaskWaitedInside) {
+  auto ticks = []() -> corio::AsyncGenerator<int> {
+    for (int i = 0;; ++i) {
+      co_await corio::sleep(1h);
+      co_yield i;
+    }
+  };
+  auto gen = std::make_unique<corio::AsyncGenerator<int>>(ticks());
+  {
+    corio::EventLoop loop(kVirtual);
+    loop.run_until_complete([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+      corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<> { (void)co_await g.next(); }(g));
+      co_await corio::sleep(10ms);  // the consumer now waits at the sleep inside the generator
+    }(*gen));
+  }  // close() destroys the consumer task
+  corio::run([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+    auto next = g.next();
+    EXPECT_THROW(co_await next, corio::RuntimeError);
+  }(*gen));
+  gen.reset();
+}

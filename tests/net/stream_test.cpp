@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "corio/core/async_generator.hpp"
 #include "corio/core/event_loop.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
@@ -1040,6 +1041,34 @@ TEST_F(StreamTest, UnixServerLeavesAFileThatIsNotASocketAlone) {
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "keep me");
   std::filesystem::remove_all(dir);
+}
+
+// A generator that outlives its loop, whose consumer task was waiting inside it at a stream read when the
+// loop closed: nothing reaches the destroyed task afterwards (the stream's read completion, cancelled as the
+// backend closed, used to ask the freed task whether it still waited: a use-after-free on both backends).
+TEST_F(StreamTest, GeneratorLeftWaitingAtAReadWhenItsLoopClosesLetsGo) {
+  std::unique_ptr<corio::Server> server;
+  std::unique_ptr<std::pair<corio::StreamReader, corio::StreamWriter>> conn;
+  std::unique_ptr<corio::AsyncGenerator<std::string>> gen;
+  auto chunks = [](corio::StreamReader& r) -> corio::AsyncGenerator<std::string> {
+    for (;;) co_yield co_await r.read(100);
+  };
+  {
+    corio::EventLoop loop;
+    loop.run_until_complete([](auto& server, auto& conn, auto& gen, auto& chunks) -> Task<> {
+      auto silent = [](corio::StreamReader, corio::StreamWriter w) -> Task<> { co_await w.wait_closed(); };
+      server = std::make_unique<corio::Server>(co_await corio::start_server(silent, "127.0.0.1", 0));
+      conn = std::make_unique<std::pair<corio::StreamReader, corio::StreamWriter>>(
+          co_await corio::open_connection("127.0.0.1", server->port()));
+      gen = std::make_unique<corio::AsyncGenerator<std::string>>(chunks(conn->first));
+      corio::create_task(
+          [](corio::AsyncGenerator<std::string>& g) -> Task<> { (void)co_await g.next(); }(*gen));
+      co_await corio_test::turns(3);  // the consumer now waits inside the generator, at the read
+    }(server, conn, gen, chunks));
+  }
+  gen.reset();
+  conn.reset();
+  server.reset();
 }
 
 }  // namespace

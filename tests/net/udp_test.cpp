@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "corio/core/async_generator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/wait_for.hpp"
@@ -514,4 +515,27 @@ TEST(Udp, SocketUsedInALaterRunAndClosedThereLeavesNothingBehindForItsNumber) {
     auto [data, from] = co_await corio::wait_for(std::move(rx), 10s);
     EXPECT_EQ(data, "hello");
   }(s));
+}
+
+// A generator that outlives its loop, whose consumer task was waiting inside it at a receive when the loop
+// closed: the receive is dropped with the loop, and nothing reaches the destroyed task afterwards (the
+// backends used to complete the op into it as they closed: a use-after-free ASan saw on both).
+TEST(Udp, GeneratorLeftWaitingAtAReceiveWhenItsLoopClosesLetsGo) {
+  auto sock = std::make_unique<DatagramSocket>();
+  std::unique_ptr<corio::AsyncGenerator<std::string>> gen;
+  auto datagrams = [](DatagramSocket& s) -> corio::AsyncGenerator<std::string> {
+    for (;;) co_yield co_await s.recv(100);
+  };
+  {
+    corio::EventLoop loop;
+    loop.run_until_complete([](auto& sock, auto& gen, auto& datagrams) -> Task<> {
+      *sock = co_await corio::open_datagram("127.0.0.1", 0);
+      gen = std::make_unique<corio::AsyncGenerator<std::string>>(datagrams(*sock));
+      corio::create_task(
+          [](corio::AsyncGenerator<std::string>& g) -> Task<> { (void)co_await g.next(); }(*gen));
+      co_await corio_test::turns(3);  // the consumer now waits inside the generator, at the receive
+    }(sock, gen, datagrams));
+  }
+  gen.reset();
+  sock.reset();
 }

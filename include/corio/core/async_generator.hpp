@@ -8,7 +8,9 @@
 //
 // Contract of `co_await gen.next()`: the generator runs at once, inline, in the consumer's task (its awaits
 // suspend that task, and cancelling that task cancels them), and the consumer resumes when it yields or
-// ends. A generator is move-only and runs in one consumer at a time.
+// ends. A generator is move-only and runs in one consumer at a time: a next() while another is running it
+// throws RuntimeError, as asyncio's anext() does. A generator whose task was destroyed while running it
+// (a loop closed with that task pending) is left mid-await: its next() throws RuntimeError too.
 //
 // Lives in core (not sync, where DESIGN.md lists it) because flow's as_completed returns one and the
 // layering rule lets flow include only core; <corio/sync/async_generator.hpp> re-exports it.
@@ -72,6 +74,7 @@ class [[nodiscard]] AsyncGenerator {
 
     std::optional<T> value_;
     bool finished_ = false;
+    bool broken_ = false;             // left suspended at an await by a destroyed task (~NextAwaiter)
     NextAwaiter* running_ = nullptr;  // the next() a task is running the generator in, if any
   };
 
@@ -80,13 +83,23 @@ class [[nodiscard]] AsyncGenerator {
     detail::TaskStateBase* task_ = nullptr;  // the task running the generator (set while it does)
     bool destroyed_ = false;                 // the generator was destroyed while this next() ran it
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
-    // closing loop): the generator must not reach it any more.
+    // closing loop): the generator must not reach it any more, and it is left suspended at an await with
+    // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task.
     ~NextAwaiter() {
-      if (h_ && h_.promise().running_ == this) h_.promise().running_ = nullptr;
+      if (!h_ || h_.promise().running_ != this) return;
+      promise_type& p = h_.promise();
+      p.running_ = nullptr;
+      p.broken_ = true;
+      if (task_)  // (alive: it is destroying this frame, marked done already)
+        if (detail::Waiter* w = task_->waiter()) w->orphan();
     }
     bool await_ready() const {
       if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
-      return h_.promise().finished_;
+      promise_type& p = h_.promise();
+      if (p.running_) throw RuntimeError("anext(): asynchronous generator is already running");
+      if (p.broken_)
+        throw RuntimeError("the async generator's task was destroyed while it ran the generator");
+      return p.finished_;
     }
     template <class P>
     void await_suspend(std::coroutine_handle<P> caller) noexcept {

@@ -71,6 +71,13 @@ class IoAwaiter final : public Waiter, public IoOp {
     be_->cancel(*this);
     return true;
   }
+  // The op goes at once (io_uring waits here for the kernel to let go of it): the backend may be gone by
+  // the time this awaiter is destroyed.
+  void orphan() noexcept override {
+    if (pending) be_->discard(*this);
+    handle_ = nullptr;
+    task_ = nullptr;
+  }
   void describe(std::string& out) const override;
 
  private:

@@ -135,6 +135,15 @@ struct Waiter {
   template <class P>
   void suspend_on(std::coroutine_handle<P> h);
   inline void wake() noexcept;
+  // The task suspended here is being destroyed while this waiter lives on (in the frame of a generator the
+  // task was running, which outlives it): from now on nothing reaches the task through this waiter. It
+  // gives up what it waited for as its cancel() does (a timer, a place in a wait list, an operation) and
+  // wakes nobody; it is never resumed. Called while the task still exists.
+  virtual void orphan() noexcept {
+    handle_ = nullptr;  // wake() does nothing from now on
+    (void)cancel();
+    task_ = nullptr;
+  }
   // Call first in await_resume: throws CancelledError if the task was cancelled while this waiter could no
   // longer take it (after being woken, before running), or a leaf's cancel() marked it so.
   inline void throw_if_cancelled();
@@ -389,6 +398,8 @@ void Waiter::suspend_on(std::coroutine_handle<P> h) {
 inline bool Waiter::suspended() const noexcept { return handle_ && task_ && task_->waiter() == this; }
 
 inline void Waiter::wake() noexcept {
+  if (!handle_) [[unlikely]]
+    return;  // orphaned (see orphan())
   TaskStateBase* t = task_;
   t->set_resume(std::exchange(handle_, nullptr));
   t->loop_->schedule(*t);
