@@ -249,3 +249,34 @@ TEST(WaitFor, InnerExceptionPropagates) {
 }
 
 }  // namespace
+
+// The inner work finishes with a value, then the awaiting task is cancelled before it resumes: wait_for
+// returns the value (it may be a lock acquired, which would otherwise be held by nobody for ever) and the
+// cancellation is raised at the task's next await.
+TEST(WaitFor, CancelArrivingAfterTheInnerWorkFinishedKeepsItsValue) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto user = []() -> corio::Task<std::string> {
+          const int v = co_await corio::wait_for(value_after(42, 10ms), 1s);
+          try {
+            co_await corio::sleep(0s);
+          } catch (const corio::CancelledError&) {
+            co_return "got " + std::to_string(v) + ", then CancelledError at the next await";
+          }
+          co_return "got " + std::to_string(v) + ", never cancelled";
+        };
+        auto t = corio::create_task(user());
+        co_await corio_test::turns(3);  // t waits in wait_for; the inner work sleeps, due at now + 10 ms
+        co_await corio::sleep(10ms);    // due with it, after it: this runs in the turn the inner work ends
+        EXPECT_FALSE(t.done());
+        t.cancel();  // t was woken by the inner work's end and has not run yet
+        std::string got;
+        try {
+          got = co_await t;
+        } catch (const corio::CancelledError&) {
+          got = "wait_for raised CancelledError: the value was lost";
+        }
+        EXPECT_EQ(got, "got 42, then CancelledError at the next await");
+      }(),
+      kVirtual);
+}

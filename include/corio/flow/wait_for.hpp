@@ -5,8 +5,10 @@
 // it has ended, then throws TimeoutError — never leaving it running behind. If the inner work swallows that
 // cancellation and returns a value, that value is returned; if it ends with another exception, that exception
 // propagates. A cancellation of the awaiting task cancels the inner work, waits for it, and throws
-// CancelledError — it wins over a timeout arriving at the same time. A timeout <= 0 cancels work that is not
-// done yet at once.
+// CancelledError — it wins over a timeout arriving at the same time. A cancellation that arrives after the
+// inner work finished with a value, before the awaiting task resumed, does not lose that value (it may be a
+// lock acquired): wait_for returns it and the task's next await raises CancelledError. A timeout <= 0
+// cancels work that is not done yet at once.
 //
 // The awaiting task is resumed by the loop on the turn after the inner work ended.
 #pragma once
@@ -47,6 +49,12 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   }
   // After it returns, the child is done: the caller takes its result. Throws CancelledError or TimeoutError.
   void await_resume() {
+    // The inner work finished with a value, then the awaiting task was cancelled before it resumed: the
+    // value is returned, since it may be a resource nobody else can give back (a lock acquired, a
+    // connection opened), and the cancellation stays pending, to be raised at the task's next await.
+    if (task_ && task_->must_cancel_ && !outer_cancelled_ &&
+        child_->status_ == TaskStateBase::Status::finished)
+      return;
     throw_if_cancelled();
     if (outer_cancelled_) throw CancelledError(task_->cancel_message());
     if (timed_out_ && child_->status_ == TaskStateBase::Status::cancelled) {
