@@ -623,6 +623,8 @@ void EventLoop::close() {
     tasks_.for_each([&](detail::TaskStateBase& t) { t.dump(out); });
     detail::log(out);
   }
+  // Tasks go newest first, as a stack unwinds: a task's frame often holds what the tasks it created use (a
+  // lock, a queue), and their destructors may still touch it (a waiter handed a lock passes it on).
   // Destroying what is left runs destructors, which may wake or cancel other tasks (a lock released, a
   // child cancelled), schedule callbacks or even create tasks. So every abandoned task stays alive (one
   // more reference) until the queues are swept, and the sweep goes round until nothing is left: a task
@@ -639,7 +641,7 @@ void EventLoop::close() {
   std::vector<TaskHandle<void>> abandoned;
   for (;;) {
     while (!ready_.empty()) ready_.pop()->discard();
-    if (detail::TaskStateBase* t = tasks_.front()) {
+    if (detail::TaskStateBase* t = tasks_.back()) {
       abandoned.emplace_back(t);
       t->abandon();
       continue;

@@ -1,8 +1,10 @@
 // Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier. Each waits through detail::WaitList; the
 // pattern after every park is the same: on CancelledError, a grant that already arrived is passed on.
 #include <exception>
+#include <string>
 
 #include "corio/core/errors.hpp"
+#include "corio/core/log.hpp"
 #include "corio/sync/barrier.hpp"
 #include "corio/sync/condition.hpp"
 #include "corio/sync/event.hpp"
@@ -14,8 +16,8 @@ namespace corio {
 // ---------------------------------------------------------------- Lock
 
 void Lock::release() {
-  if (!locked_) throw RuntimeError("Lock is not acquired");
-  if (!waiters_.wake_one()) locked_ = false;
+  if (!locked_ || handing_) throw RuntimeError("Lock is not acquired");
+  hand_on();
 }
 
 Task<LockGuard> Lock::scoped() {
@@ -23,16 +25,28 @@ Task<LockGuard> Lock::scoped() {
   co_return LockGuard(*this);
 }
 
+namespace {
+// A guard's implicit release must not throw (a destructor): a lock released by hand in the meantime is
+// reported in the log, as asyncio's `async with lock:` would raise RuntimeError at its end.
+void release_from_guard(Lock& lock) noexcept {
+  try {
+    lock.release();
+  } catch (const std::exception& e) {
+    detail::log(std::string("LockGuard: ") + e.what() + " (released by hand inside the guard?)");
+  }
+}
+}  // namespace
+
 LockGuard& LockGuard::operator=(LockGuard&& o) noexcept {
   if (this != &o) {
-    if (lock_) lock_->release();
+    if (lock_) release_from_guard(*lock_);
     lock_ = std::exchange(o.lock_, nullptr);
   }
   return *this;
 }
 
 LockGuard::~LockGuard() {
-  if (lock_) lock_->release();
+  if (lock_) release_from_guard(*lock_);
 }
 
 void LockGuard::release() {

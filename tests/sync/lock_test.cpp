@@ -3,12 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
 
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
+#include "corio/core/log.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
@@ -546,4 +548,79 @@ TEST(Lock, UncancelDoesNotWithdrawACancellationTheWaiterTook) {
     EXPECT_EQ(sem.value(), 0u);
     lock.release();
   }());
+}
+
+// A loop closed with a task whose frame holds a lock that a later task (its child, as a structured program
+// makes) was just handed: the later task is destroyed first, so its waiter passes the unused grant on while
+// the lock still exists. (Oldest first, the lock went with the parent's frame and the child's waiter then
+// released it: a use-after-free.)
+TEST(Lock, LoopClosedWithALockInAnOlderTasksFrame) {
+  {
+    corio::EventLoop loop;
+    auto main = [](corio::EventLoop& loop) -> corio::Task<> {
+      auto parent = [](corio::EventLoop& loop) -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        auto child = [](corio::Lock& lock) -> corio::Task<> {
+          co_await lock.acquire();
+          lock.release();
+        };
+        (void)corio::create_task(child(lock));
+        co_await corio::sleep(0s);  // the child waits for the lock
+        lock.release();             // handed to the child, which has not run when the loop stops
+        loop.stop();
+        co_await corio::sleep(3600s);
+      };
+      co_await corio::create_task(parent(loop));
+    };
+    EXPECT_THROW(loop.run_until_complete(main(loop)), corio::RuntimeError);  // stopped
+  }  // ~EventLoop closes it with the tasks pending
+}
+
+// release() while the lock is on its way to a woken waiter (released once already) throws RuntimeError, as
+// asyncio's does (its lock reads unlocked until the waiter runs): it used to hand the lock on a second time,
+// and two tasks held it at once.
+TEST(Lock, ReleasedTwiceDuringAHandOverThrowsAndOneTaskHoldsIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        co_await lock.acquire();
+        int holders = 0;
+        int most = 0;
+        auto waiter = [](corio::Lock& lock, int& holders, int& most) -> corio::Task<> {
+          co_await lock.acquire();
+          most = std::max(most, ++holders);
+          co_await corio::sleep(10ms);
+          --holders;
+          lock.release();
+        };
+        auto b = corio::create_task(waiter(lock, holders, most));
+        co_await turns(1);  // b waits
+        lock.release();     // handed to b
+        EXPECT_THROW(lock.release(), corio::RuntimeError);
+        auto c = corio::create_task(waiter(lock, holders, most));
+        co_await b;
+        co_await c;
+        EXPECT_EQ(most, 1);
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
+}
+
+// A guard whose lock was released by hand inside it: its destructor cannot release it again and must not
+// throw (that ended the program in std::terminate); it logs the mistake instead.
+TEST(Lock, GuardOfALockReleasedByHandLogsInsteadOfThrowing) {
+  std::vector<std::string> lines;
+  auto old = corio::set_log_handler([&](std::string_view m) { lines.emplace_back(m); });
+  corio::run([]() -> corio::Task<> {
+    corio::Lock lock;
+    {
+      corio::LockGuard g = co_await lock.scoped();
+      lock.release();
+    }
+    EXPECT_FALSE(lock.locked());
+  }());
+  corio::set_log_handler(std::move(old));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("LockGuard: Lock is not acquired"), std::string::npos) << lines[0];
 }

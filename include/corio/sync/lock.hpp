@@ -10,7 +10,8 @@ namespace corio {
 
 class Lock;
 
-// Releases its Lock when destroyed (unless moved from).
+// Releases its Lock when destroyed (unless moved from). Never throws there: if the lock cannot be released
+// (released by hand inside the guard), that is logged instead.
 class [[nodiscard]] LockGuard {
  public:
   explicit LockGuard(Lock& lock) noexcept : lock_(&lock) {}
@@ -39,7 +40,8 @@ class Lock {
   // resumed by the loop on the next turn. Cancelled while waiting: CancelledError and no lock; cancelled
   // after the lock was handed over but before running: the lock passes on to the next waiter.
   detail::LockAcquire acquire() noexcept;
-  // Releases the lock (hands it to the first waiter if any). Throws RuntimeError if it is not locked.
+  // Releases the lock (hands it to the first waiter if any). Throws RuntimeError if it is not locked, or
+  // is on its way to a waiter released to (as asyncio, where the lock reads unlocked until that waiter runs).
   void release();
   bool locked() const noexcept { return locked_; }
   // acquire(), then a guard that releases on destruction.
@@ -47,8 +49,15 @@ class Lock {
 
  private:
   friend class detail::LockAcquire;
-  // Invariant: locked_ stays true while the lock is handed from release() to a woken waiter.
+  // Hands the lock to the first waiter, if any, else unlocks it.
+  void hand_on() noexcept {
+    handing_ = waiters_.wake_one();
+    if (!handing_) locked_ = false;
+  }
+  // Invariant: locked_ stays true while the lock is handed from release() to a woken waiter (so no newcomer
+  // takes it first); handing_ is true meanwhile, so that the lock cannot be released twice.
   bool locked_ = false;
+  bool handing_ = false;
   detail::WaitList waiters_;
 };
 
@@ -66,11 +75,16 @@ class [[nodiscard]] LockAcquire : public WaitList::Node {
   }
   // Handed the lock but destroyed before it ran (its task destroyed with a closing loop): hand it on.
   ~LockAcquire() {
-    if (granted) lock_->release();
+    if (granted) {
+      lock_->handing_ = false;
+      lock_->hand_on();
+    }
   }
   void await_resume() {
-    const bool handed = std::exchange(granted, false);
-    if (handed && task_->cancel_pending()) lock_->release();  // handed over, then cancelled: hand it on
+    if (std::exchange(granted, false)) {
+      lock_->handing_ = false;
+      if (task_->cancel_pending()) lock_->hand_on();  // handed over, then cancelled: hand it on
+    }
     throw_if_cancelled();
   }
 
