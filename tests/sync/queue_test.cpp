@@ -1209,3 +1209,79 @@ TEST(Queue, PutGivenASlotKeepsItWhenACancelledGetterPutsItsItemBack) {
     EXPECT_EQ(left, (std::vector<int>{1, 3}));  // nothing lost, 1 first in line
   }());
 }
+
+// A put given a slot, then the queue shut down before it ran: it throws QueueShutDown and puts nothing, as
+// asyncio's put() does after its wait. (It used to put its item after the shutdown; with immediate=true
+// that item then kept join() waiting for ever.)
+TEST(Queue, PutGivenASlotThenShutDownThrowsAndPutsNothing) {
+  for (bool immediate : {false, true}) {
+    corio::run(
+        [](bool immediate) -> corio::Task<> {
+          corio::Queue<int> q(1);
+          q.put_nowait(1);
+          auto producer = corio::create_task([](corio::Queue<int>& q) -> corio::Task<std::string> {
+            try {
+              co_await q.put(2);
+              co_return "put";
+            } catch (const corio::QueueShutDown&) {
+              co_return "QueueShutDown";
+            }
+          }(q));
+          co_await turns(1);             // the producer waits in put()
+          EXPECT_EQ(q.get_nowait(), 1);  // frees the slot, given to the producer
+          q.task_done();
+          q.shutdown(immediate);
+          EXPECT_EQ(co_await producer, "QueueShutDown") << "immediate=" << immediate;
+          EXPECT_EQ(q.size(), 0u);
+          co_await corio::wait_for(q.join(), 1s);  // nothing unfinished
+        }(immediate),
+        kVirtual);
+  }
+}
+
+// A get handed an item, or a put given a slot, whose task is destroyed before it runs (the loop closed):
+// the item goes back into the queue and the slot to the next put, as when such a task is cancelled. The
+// queue here outlives its loop. (The item and its unfinished count were lost, and the slot stayed taken:
+// an empty Queue(1) was full for ever.)
+TEST(Queue, WaitersDestroyedBeforeTheyRanGiveTheirItemOrSlotBack) {
+  corio::Queue<int> got(1);
+  run_then_drop_loop([&got]() -> corio::Task<> {
+    (void)corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { (void)co_await q.get(); }(got));
+    co_await turns(1);  // the getter waits
+    got.put_nowait(7);  // handed to it; the loop closes before it runs
+  });
+  EXPECT_EQ(got.size(), 1u);
+  EXPECT_EQ(got.get_nowait(), 7);
+  got.task_done();
+
+  corio::Queue<int> put(1);
+  put.put_nowait(1);
+  run_then_drop_loop([&put]() -> corio::Task<> {
+    (void)corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.put(2); }(put));
+    co_await turns(1);               // the putter waits
+    EXPECT_EQ(put.get_nowait(), 1);  // the slot is given to it; the loop closes before it runs
+    put.task_done();
+  });
+  EXPECT_EQ(put.size(), 0u);
+  EXPECT_FALSE(put.full());
+  put.put_nowait(3);
+  EXPECT_EQ(put.size(), 1u);
+}
+
+// join() woken by the unfinished count reaching zero returns, even if another item was put before it ran
+// (asyncio's join() waits on an event that was set then).
+TEST(Queue, JoinWokenAtZeroReturnsThoughAnItemArrivedBeforeItRan) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Queue<int> q;
+        q.put_nowait(1);
+        auto joiner = corio::create_task(q.join());
+        co_await turns(1);
+        (void)q.get_nowait();
+        q.task_done();    // zero: the joiner is woken
+        q.put_nowait(2);  // and an item arrives before it runs
+        co_await corio::wait_for(joiner, 1s);
+        EXPECT_EQ(q.size(), 1u);
+      }(),
+      kVirtual);
+}

@@ -153,8 +153,9 @@ class BasicQueue {
     if (--unfinished_ == 0) joiners_.wake_all();
   }
   // Suspends until every item put has been marked task_done().
+  // Woken when the count reaches zero, it returns even if an item was put again before it ran (as asyncio).
   Task<> join() {
-    while (unfinished_ > 0) {
+    if (unfinished_ > 0) {
       WaitList::Node node(joiners_, "queue join");
       co_await node;
     }
@@ -178,12 +179,29 @@ class BasicQueue {
    public:
     explicit GetAwaiter(BasicQueue& q) noexcept : Node(q.getters_, "queue get"), q_(&q) {}
     GetAwaiter(GetAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_) {}
+    // Handed an item but destroyed before it ran (its task destroyed with a closing loop, or a generator
+    // running it destroyed): the item goes back, as for a get cancelled then.
+    ~GetAwaiter() {
+      if (!item_) return;
+      if (q_->immediate_) {
+        q_->drop_unfinished(1);
+        return;
+      }
+      try {
+        q_->unget(std::move(*item_));
+      } catch (...) {  // (no memory for it: it is lost, and so is its count)
+        q_->drop_unfinished(1);
+      }
+    }
     bool await_ready() const noexcept { return !q_->empty() || q_->shutdown_; }
     T await_resume() {
       // The common case, kept small enough to inline: handed an item, and neither cancelled since nor
       // shut down with immediate=true. (item_ is only set on a parked getter, so task_ is set.)
-      if (item_ && !q_->immediate_ && !task_->cancel_pending()) [[likely]]
-        return std::move(*item_);
+      if (item_ && !q_->immediate_ && !task_->cancel_pending()) [[likely]] {
+        T out = std::move(*item_);
+        item_.reset();  // taken: the destructor has nothing to give back
+        return out;
+      }
       return resume_slow();
     }
 
@@ -197,9 +215,10 @@ class BasicQueue {
         q_->drop_unfinished(1);
       }
       if (item_) {
-        if (!task_->cancel_pending()) return std::move(*item_);
-        q_->unget(std::move(*item_));  // handed an item, then cancelled: it goes back, first in line
+        T item = std::move(*item_);
         item_.reset();
+        if (!task_->cancel_pending()) return item;
+        q_->unget(std::move(item));  // handed an item, then cancelled: it goes back, first in line
       }
       throw_if_cancelled();
       return q_->get_nowait();  // the ready path, or woken by shutdown (QueueShutDown once empty)
@@ -213,6 +232,13 @@ class BasicQueue {
    public:
     PutAwaiter(BasicQueue& q, T&& item) : Node(q.putters_, "queue put"), q_(&q), item_(std::move(item)) {}
     PutAwaiter(PutAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_), item_(std::move(o.item_)) {}
+    // Given a slot but destroyed before it ran: the slot goes to the next put, as for a put cancelled then.
+    ~PutAwaiter() {
+      if (granted && status != kShutDown) {
+        --q_->reserved_;
+        q_->pass_slot();
+      }
+    }
     bool await_ready() {
       if (q_->shutdown_) throw QueueShutDown();
       if (q_->full()) return false;
@@ -226,11 +252,13 @@ class BasicQueue {
    private:
     [[gnu::noinline]] void resume_slow() {  // (out of line: see GetAwaiter's)
       if (granted && status != kShutDown) {
+        granted = false;
         --q_->reserved_;  // the slot reserved for us
         if (task_->cancel_pending()) {
           q_->pass_slot();
           throw_if_cancelled();
         }
+        if (q_->shutdown_) throw QueueShutDown();  // shut down after the slot was given (as asyncio)
         // The slot is ours even if the queue looks full again (a cancelled getter put its item back, as
         // unget() may): never QueueFull here, and never lose the item.
         q_->add(std::move(item_));
