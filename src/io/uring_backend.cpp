@@ -462,6 +462,14 @@ class UringBackend final : public SignalCore {
   // Takes the completion of user_data out of the ring (or of deferred_), keeping every other completion
   // that arrives meanwhile in deferred_ for the next poll.
   void wait_for_completion(std::uint64_t user_data) noexcept {
+    if (single_issuer_ && owner_ != std::this_thread::get_id()) {
+      // The loop is closed on a thread the ring does not serve (SINGLE_ISSUER): nothing can be submitted or
+      // reaped from here, so waiting would never end (it spun for ever). The op is dropped unwaited. With
+      // DEFER_TASKRUN (set with SINGLE_ISSUER on Linux >= 6.1) its data would only be copied in the owner's
+      // io_uring_enter, which will not come, and the ring's teardown cancels that work without running it;
+      // on 6.0 (COOP_TASKRUN) a receive completing in the same instant could still be copied by the owner.
+      return;
+    }
     auto early = std::find_if(deferred_.begin(), deferred_.end(),
                               [&](const Cqe& c) { return c.user_data == user_data; });
     if (early != deferred_.end()) {

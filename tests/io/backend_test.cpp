@@ -17,8 +17,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "corio/corio.hpp"
@@ -264,6 +266,22 @@ TEST(Receive, CompletionQueueOverflowLosesNothing) {
                  }(),
                  30s),
              RunOptions{.backend = Backend::io_uring});
+}
+
+// A loop made and run on one thread and destroyed on another while a task still waits in an operation: it
+// closes (with io_uring, whose ring serves only its own thread, it used to wait for ever for the op's
+// completion, which that thread can neither submit for nor reap).
+TEST(Backend, LoopDestroyedOnAnotherThreadWithAnOpPendingCloses) {
+  auto loop = std::make_unique<corio::EventLoop>();
+  static std::optional<corio::DatagramSocket> sock;
+  loop->run_until_complete([]() -> Task<> {
+    sock = co_await corio::open_datagram("127.0.0.1", 0);
+    (void)corio::create_task([]() -> Task<> { (void)co_await sock->recv(100); }());
+    co_await corio_test::turns(3);  // the receive waits
+  }());
+  std::thread([&loop] { loop.reset(); }).join();
+  EXPECT_EQ(loop, nullptr);
+  sock.reset();
 }
 
 }  // namespace
