@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "corio/core/log.hpp"
 #include "corio/core/task_handle.hpp"
@@ -75,19 +77,26 @@ void reap_on_a_thread(pid_t pid) noexcept {
   }
 }
 
-Task<> reap_in_background(int pid, int pidfd) {
-  // Cancelled (run() ends) or destroyed (the loop closes) before the child exited: a thread takes over.
-  struct Reap {
-    int pid;
-    int pidfd;
-    bool done = false;
-    ~Reap() {
-      detail::close_fd(pidfd);
-      if (!done) reap_on_a_thread(pid);
-    }
-  } reap{pid, pidfd};
-  co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd);
-  while (::waitpid(pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
+// Owns a child to reap and its pidfd. A parameter of the reaper task rather than a local of its body, so that
+// it is destroyed with the task's frame however that ends: cancelled (run() ends) or destroyed (the loop
+// closes), even before the task's first step, the child goes to a thread and the pidfd is closed.
+struct Reap {
+  int pid;
+  int pidfd;
+  bool done = false;
+  Reap(int p, int fd) noexcept : pid(p), pidfd(fd) {}
+  Reap(Reap&& o) noexcept
+      : pid(o.pid), pidfd(std::exchange(o.pidfd, -1)), done(std::exchange(o.done, true)) {}
+  Reap& operator=(Reap&&) = delete;
+  ~Reap() {
+    if (pidfd >= 0) detail::close_fd(pidfd);
+    if (!done) reap_on_a_thread(pid);
+  }
+};
+
+Task<> reap_in_background(Reap reap) {
+  co_await detail::IoAwaiter(detail::OpCode::poll_in, reap.pidfd);
+  while (::waitpid(reap.pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
   }
   reap.done = true;  // (or somebody else reaped it: nothing left to do either way)
 }
@@ -118,9 +127,10 @@ Process::~Process() {
     bool handed = false;
     if (detail::LoopCore::running_) {
       try {
-        (void)create_task(reap_in_background(pid_, pidfd_), "reap " + std::to_string(pid_));
-        pidfd_ = -1;
-        handed = true;
+        std::string name = "reap " + std::to_string(pid_);
+        const int pidfd = std::exchange(pidfd_, -1);
+        handed = true;  // to the Reap made next, which reaps the child however the task's frame ends
+        (void)create_task(reap_in_background(Reap(pid_, pidfd)), std::move(name));
       } catch (...) {
       }
     }

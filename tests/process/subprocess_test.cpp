@@ -724,6 +724,24 @@ TEST(Subprocess, DestroyedBetweenRunsIsReapedAndLeavesNothingBehind) {
       10s));
 }
 
+// A Process dropped as the main task returns, its child still running: run() cancels the reaper task before
+// its first step. The child is still reaped (by a thread) and the pidfd closed (both were lost: the guard
+// that owned them was a local of the body, which never ran).
+TEST(Subprocess, DroppedAsTheMainTaskReturnsIsReapedAndItsPidfdClosed) {
+  const std::vector<int> before = open_fd_numbers();
+  int pid = -1;
+  corio::run([](int& pid) -> Task<> {
+    auto argv = sh("exec sleep 30");
+    Process p = co_await corio::create_subprocess_exec(argv);
+    pid = p.pid();
+  }(pid));
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(open_fd_numbers(), before) << "a descriptor (the pidfd) was left open";
+  EXPECT_TRUE(is_running_child(pid));
+  ::kill(pid, SIGKILL);
+  EXPECT_TRUE(reaped_within(pid, 10s)) << "pid " << pid << " left as a zombie";
+}
+
 // A Process dropped between runs while its child still runs is reaped by a thread once the child exits.
 TEST(Subprocess, DroppedWhileNoLoopRunsIsReaped) {
   corio::EventLoop loop;
