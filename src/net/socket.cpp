@@ -67,6 +67,17 @@ void close_fd(int fd, const BackendLink* owner) noexcept {
   ::close(fd);
 }
 
+void follow_running_loop(int fd, std::shared_ptr<BackendLink>& link) noexcept {
+  if (!LoopCore::running_ || fd < 0) return;
+  IoBackend& running = io_backend();
+  if (link && link->backend == &running) return;
+  if (link && link->backend) {
+    link->backend->forget(fd);
+    link->backend->flush();  // (its loop is not running: this one is)
+  }
+  link = running.link();
+}
+
 void IoAwaiter::describe(std::string& out) const {
   static const char* const names[] = {"recv",    "send",     "sendmsg", "read",    "write",   "accept",
                                       "connect", "recvfrom", "sendto",  "poll_in", "poll_out"};

@@ -61,6 +61,7 @@ std::int64_t take_datagram(int fd, std::string& buf, sockaddr_storage* from, soc
 
 Task<> DatagramSocket::send_to(std::string data, std::string host, std::uint16_t port) {
   check_open(fd_);
+  detail::follow_running_loop(fd_, link_);
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
   std::int64_t r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
@@ -73,6 +74,7 @@ Task<> DatagramSocket::send_to(std::string data, std::string host, std::uint16_t
 
 Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max_size) {
   check_open(fd_);
+  detail::follow_running_loop(fd_, link_);
   std::string buf(max_size, '\0');
   AddrInfo from;
   for (;;) {
@@ -97,6 +99,7 @@ Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max
 
 Task<> DatagramSocket::connect(std::string host, std::uint16_t port) {
   check_open(fd_);
+  detail::follow_running_loop(fd_, link_);
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
   int r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
@@ -109,6 +112,7 @@ Task<> DatagramSocket::connect(std::string host, std::uint16_t port) {
 
 Task<> DatagramSocket::send(std::string data) {
   check_open(fd_);
+  detail::follow_running_loop(fd_, link_);
   std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::send, fd_, data.data(), data.size());
   if (r < 0)
     detail::throw_os_error(static_cast<int>(-r), "send to " + (peer_.empty() ? std::string("peer") : peer_));
@@ -116,6 +120,7 @@ Task<> DatagramSocket::send(std::string data) {
 
 Task<std::string> DatagramSocket::recv(std::size_t max_size) {
   check_open(fd_);
+  detail::follow_running_loop(fd_, link_);
   auto recv_what = [this] { return "recv from " + (peer_.empty() ? std::string("peer") : peer_); };
   std::string buf(max_size, '\0');
   for (;;) {

@@ -176,6 +176,7 @@ StreamReader& Process::err() {
 
 Task<int> Process::wait() {
   if (pid_ < 0) throw InvalidStateError("Process::wait(): no process");
+  detail::follow_running_loop(pidfd_, link_);
   while (!returncode_) {
     if (reap(false)) break;
     std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd_);

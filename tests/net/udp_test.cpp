@@ -539,3 +539,45 @@ TEST(Udp, GeneratorLeftWaitingAtAReceiveWhenItsLoopClosesLetsGo) {
   gen.reset();
   sock.reset();
 }
+
+// A datagram socket made in one loop, used in a second and closed between two runs of that second loop:
+// the second loop's backend, which watched it, forgets its number, so the next socket given that number is
+// watched afresh. (The socket told only the loop that made it, gone by then: on epoll the second loop kept
+// the number "registered" and the new socket's receive waited for ever.)
+TEST(Udp, SocketUsedInAnotherLoopAndClosedBetweenItsRunsLeavesNothingBehind) {
+  DatagramSocket s =
+      corio::run([]() -> Task<DatagramSocket> { co_return co_await corio::open_datagram("127.0.0.1", 0); }());
+  corio::EventLoop b;
+  b.run_until_complete([](DatagramSocket& s) -> Task<> {
+    auto rx = corio::create_task(s.recv_from());
+    co_await corio_test::turns(3);  // this loop's backend watches s
+    rx.cancel();
+    try {
+      (void)co_await rx;
+    } catch (const corio::CancelledError&) {
+    }
+  }(s));
+  const int old = s.native_handle();
+  std::vector<int> fillers;  // take every free number below old, so that the next socket gets old
+  for (int d; (d = ::dup(2)) >= 0;) {
+    if (d > old) {
+      ::close(d);
+      break;
+    }
+    fillers.push_back(d);
+  }
+  s.close();  // between two runs of b
+  b.run_until_complete(corio::wait_for(
+      [](int old) -> Task<> {
+        DatagramSocket a = co_await corio::open_datagram("127.0.0.1", 0);
+        DatagramSocket tx = co_await corio::open_datagram("127.0.0.1", 0);
+        EXPECT_EQ(a.native_handle(), old);  // the number came back: the case under test
+        auto rx = corio::create_task(a.recv_from());
+        co_await corio_test::turns(3);  // waits, watched
+        co_await tx.send_to("hello", "127.0.0.1", a.local_port());
+        auto [data, from] = co_await std::move(rx);
+        EXPECT_EQ(data, "hello");
+      }(old),
+      10s));
+  for (int d : fillers) ::close(d);
+}

@@ -25,6 +25,11 @@ void close_fd(int fd) noexcept;  // forget in the running loop's backend, then c
 // loop's), then closes it. For objects that keep their loop's BackendLink and may be closed between runs;
 // a null owner (made outside any loop) is close_fd(fd).
 void close_fd(int fd, const BackendLink* owner) noexcept;
+// fd is about to be used in the running loop (an object that may be used from several loops in turn: a
+// datagram socket, a process's pidfd). If `link` names another loop's backend, that backend forgets fd (it
+// may have it registered) and `link` follows the running loop, so that close_fd(fd, link) later tells the
+// backend that last used fd, even between that loop's runs.
+void follow_running_loop(int fd, std::shared_ptr<BackendLink>& link) noexcept;
 
 class IoAwaiter final : public Waiter, public IoOp {
  public:
