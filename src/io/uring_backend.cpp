@@ -7,7 +7,9 @@
 //   stops the multishot receive (the kernel's socket buffer and TCP's window then push back) until a
 //   reader asks again. When the buffer ring is empty (ENOBUFS) the waiting reader gets a one-shot receive
 //   into a buffer of its own, so progress never depends on other connections returning buffers.
-// - Accepts use one multishot accept per listening socket, queued the same way (at most 64).
+// - Accepts use one multishot accept per listening socket, queued the same way (at most 64); a server with
+//   a connection limit asks for one-shot accepts instead (kAcceptOnlyWhenAsked), so that connections over
+//   its limit stay in the kernel's backlog, as with epoll.
 // - Everything else (send, sendmsg, read, write, connect, recvmsg/sendmsg for datagrams, poll) is a
 //   one-shot request whose user_data is the IoOp itself.
 // - Submissions are batched: requests are prepared during a loop turn and submitted once, when the loop
@@ -188,7 +190,7 @@ class UringBackend final : public SignalCore {
       start_recv(op.fd, st);
       return;
     }
-    if (op.code == OpCode::accept) {
+    if (op.code == OpCode::accept && !(op.flags & kAcceptOnlyWhenAsked)) {
       FdState& st = state(op.fd);
       if (st.accepted_head < st.accepted.size()) {
         take_accepted(st, op);
@@ -593,7 +595,7 @@ class UringBackend final : public SignalCore {
           io_uring_prep_sendmsg(sqe, op.fd, &e.msg, op.flags | MSG_NOSIGNAL);
         break;
       }
-      case OpCode::accept:  // (only when the multishot accept is not used: not reached today)
+      case OpCode::accept:  // (kAcceptOnlyWhenAsked: a server with a connection limit)
         io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
         break;

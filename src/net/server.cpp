@@ -125,7 +125,8 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       int fd;
       {
         Slot slot(self);
-        fd = co_await accept_socket(lfd);
+        // With a limit, connections beyond it wait in the kernel's backlog, not accepted ahead of time.
+        fd = co_await accept_socket(lfd, self->options_.limit != 0);
       }
       if (fd >= 0) {
         logged_exhaustion = false;

@@ -148,8 +148,9 @@ Task<int> connect_socket(int fd, const sockaddr* addr, socklen_t len) {
   co_return static_cast<int>(r);
 }
 
-Task<int> accept_socket(int listen_fd) {
-  std::int64_t r = co_await IoAwaiter(OpCode::accept, listen_fd);
+Task<int> accept_socket(int listen_fd, bool only_when_asked) {
+  std::int64_t r =
+      co_await IoAwaiter(OpCode::accept, listen_fd, nullptr, 0, only_when_asked ? kAcceptOnlyWhenAsked : 0);
   co_return static_cast<int>(r);
 }
 

@@ -373,6 +373,37 @@ TEST(Server, LimitBoundsConcurrentConnections) {
   }());
 }
 
+// The sockets this process has open (descriptors naming a socket).
+int open_sockets() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).string().rfind("socket:", 0) == 0) ++n;
+  }
+  return n;
+}
+
+// Connections beyond the limit stay in the kernel's backlog: the server does not accept them ahead of time
+// (io_uring's multishot accept took up to 64 more out of the backlog, each holding a descriptor, while the
+// server waited for a free slot).
+TEST(Server, ConnectionsOverTheLimitAreNotAcceptedAhead) {
+  run_guarded([]() -> Task<> {
+    auto read_to_eof = [](StreamReader r, StreamWriter) -> Task<> { (void)co_await r.read(); };
+    Server server =
+        co_await corio::start_server(read_to_eof, "127.0.0.1", 0, corio::ServerOptions{.limit = 1});
+    const int base = open_sockets();  // (the listener among them)
+    std::vector<std::pair<StreamReader, StreamWriter>> clients;
+    for (int i = 0; i < 8; ++i)
+      clients.push_back(co_await corio::open_connection("127.0.0.1", server.port()));
+    CO_ASSERT(co_await corio_test::until([&] { return server.active_connections() == 1; }));
+    co_await corio_test::turns(20);
+    EXPECT_EQ(open_sockets() - base - 8, 1) << "server-side sockets: one per connection accepted";
+    for (auto& [r, w] : clients) w.close();
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
 // Lowers RLIMIT_NOFILE for its lifetime; restores it on every exit path.
 class NofileLimit {
  public:

@@ -28,13 +28,17 @@ enum class OpCode : std::uint8_t {
   sendv,     // sendmsg(fd, iov[iovcnt], MSG_NOSIGNAL)
   read,      // read(fd, buf, len); buf == nullptr as for recv
   write,     // write(fd, buf, len)
-  accept,    // accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC); result = the new fd
+  accept,    // accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC); result = the new fd (flags: below)
   connect,   // connect(fd, addr, addrlen) on a non-blocking socket; result = 0
   recvfrom,  // recvfrom(fd, buf, len, flags, addr, addrlen)
   sendto,    // sendto(fd, buf, len, flags | MSG_NOSIGNAL, addr, addrlen)
   poll_in,   // wait until readable; result = 0
   poll_out,  // wait until writable; result = 0
 };
+
+// accept's flags: take one connection when asked and never accept ahead (io_uring's multishot accept takes
+// connections out of the backlog before anyone asks). For a server with a connection limit.
+inline constexpr int kAcceptOnlyWhenAsked = 1;
 
 struct IoOp : ListNode {
   // Ordered so that what a send or a receive touches fills the first 64 bytes (with the vtable pointer and

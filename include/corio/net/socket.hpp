@@ -24,6 +24,8 @@ void set_nodelay(int fd) noexcept;
 // answers; cancellation abandons the attempt (the caller closes the socket).
 Task<int> connect_socket(int fd, const sockaddr* addr, socklen_t len);
 // Accepts one connection; returns the new descriptor or -errno.
-Task<int> accept_socket(int listen_fd);
+// only_when_asked: never accept ahead of the caller (a server with a connection limit; see
+// kAcceptOnlyWhenAsked).
+Task<int> accept_socket(int listen_fd, bool only_when_asked = false);
 
 }  // namespace corio::detail
