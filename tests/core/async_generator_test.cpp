@@ -236,3 +236,26 @@ TEST(AsyncGenerator, OutlivesItsLoopWhileItsTaskWaitedInside) {
   }(*gen));
   gen.reset();
 }
+
+// The same with two generators, the outer running the inner when the loop closed: the inner's next(), in
+// the outer's frame, is destroyed with it long after the task; neither touches the destroyed task.
+TEST(AsyncGenerator, NestedGeneratorsOutliveTheirLoopWhileItsTaskWaitedInside) {
+  auto outer = []() -> corio::AsyncGenerator<int> {
+    auto inner = []() -> corio::AsyncGenerator<int> {
+      for (int i = 0;; ++i) {
+        co_await corio::sleep(1h);
+        co_yield i;
+      }
+    }();
+    while (auto v = co_await inner.next()) co_yield *v;
+  };
+  auto gen = std::make_unique<corio::AsyncGenerator<int>>(outer());
+  {
+    corio::EventLoop loop(kVirtual);
+    loop.run_until_complete([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+      corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<> { (void)co_await g.next(); }(g));
+      co_await corio::sleep(10ms);  // the consumer waits at the sleep inside the inner generator
+    }(*gen));
+  }
+  gen.reset();  // destroys the inner generator and its next() too
+}

@@ -80,18 +80,22 @@ class [[nodiscard]] AsyncGenerator {
 
   struct NextAwaiter {
     std::coroutine_handle<promise_type> h_;
-    detail::TaskStateBase* task_ = nullptr;  // the task running the generator (set while it does)
-    bool destroyed_ = false;                 // the generator was destroyed while this next() ran it
+    // The task running the generator, set while it does, with a reference: this awaiter may be destroyed
+    // long after the task (in the frame of an outer generator that outlives it).
+    detail::TaskStateBase* task_ = nullptr;
+    bool destroyed_ = false;  // the generator was destroyed while this next() ran it
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
     // closing loop): the generator must not reach it any more, and it is left suspended at an await with
     // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task.
     ~NextAwaiter() {
-      if (!h_ || h_.promise().running_ != this) return;
-      promise_type& p = h_.promise();
-      p.running_ = nullptr;
-      p.broken_ = true;
-      if (task_)  // (alive: it is destroying this frame, marked done already)
-        if (detail::Waiter* w = task_->waiter()) w->orphan();
+      if (h_ && h_.promise().running_ == this) {
+        promise_type& p = h_.promise();
+        p.running_ = nullptr;
+        p.broken_ = true;
+        if (task_)
+          if (detail::Waiter* w = task_->waiter()) w->orphan();
+      }
+      if (task_) task_->release();
     }
     bool await_ready() const {
       if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
@@ -109,6 +113,7 @@ class [[nodiscard]] AsyncGenerator {
       p.started_ = true;
       detail::LoopCore* loop = detail::LoopCore::running_;
       task_ = loop ? loop->current_ : nullptr;
+      if (task_) task_->add_ref();
       p.running_ = this;
       detail::tl_transfer = h_;
     }

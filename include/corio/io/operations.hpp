@@ -81,7 +81,7 @@ class IoAwaiter final : public Waiter, public IoOp {
   void orphan() noexcept override {
     if (pending) be_->discard(*this);
     handle_ = nullptr;
-    task_ = nullptr;
+    detach();
   }
   void describe(std::string& out) const override;
 

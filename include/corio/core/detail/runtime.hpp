@@ -142,7 +142,7 @@ struct Waiter {
   virtual void orphan() noexcept {
     handle_ = nullptr;  // wake() does nothing from now on
     (void)cancel();
-    task_ = nullptr;
+    detach();
   }
   // Call first in await_resume: throws CancelledError if the task was cancelled while this waiter could no
   // longer take it (after being woken, before running), or a leaf's cancel() marked it so.
@@ -152,6 +152,8 @@ struct Waiter {
   bool suspended() const noexcept;
 
  protected:
+  // orphan()'s end: the task no longer names this waiter, nor this waiter the task.
+  inline void detach() noexcept;
   inline ~Waiter();
 };
 
@@ -417,6 +419,11 @@ inline bool Waiter::cancel_and_wake() noexcept {
   task_->cancel_woken_ = true;
   wake();
   return true;
+}
+
+inline void Waiter::detach() noexcept {
+  if (task_ && task_->waiter() == this) task_->set_waiter(nullptr);
+  task_ = nullptr;
 }
 
 inline Waiter::~Waiter() {
