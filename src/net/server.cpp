@@ -154,10 +154,12 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   static Task<> serve_connection(ConnectionRef conn) {
     ServerState* self = conn.s.get();
     std::string peer = self->unix_ ? std::string("unix client") : peer_name(conn.fd);
+    StreamRef stream;
     try {
-      auto [reader, writer] = make_stream(conn.fd, true, peer);
+      // (A Unix client has no name: peername() is "", as the header says.)
+      stream = make_stream_state(conn.fd, true, self->unix_ ? std::string() : peer);
       conn.fd = -1;  // the stream owns it now
-      co_await self->handler_(std::move(reader), std::move(writer));
+      co_await self->handler_(StreamReader(stream), StreamWriter(stream));
     } catch (const CancelledError&) {
       throw;
     } catch (const std::exception& e) {
@@ -165,6 +167,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     } catch (...) {
       log("server: handler for " + peer + " failed: unknown exception");
     }
+    // The connection counts (active_connections(), the limit, wait_closed()) until its stream has closed,
+    // which is once what the handler wrote has been sent, as asyncio's wait_closed() waits for the
+    // transports: else wait_closed() returned, run() ended, and the rest of the reply was lost.
+    if (stream) co_await stream_closed(std::move(stream));
   }
 
   void connection_ended() {
@@ -226,16 +232,21 @@ Task<> server_wait_closed(std::shared_ptr<detail::ServerState> s) {
 }
 
 Task<> server_serve_forever(std::shared_ptr<detail::ServerState> s) {
-  if (!s) co_return;
+  if (!s || s->closed_) throw RuntimeError("serve_forever(): the server is closed");
+  std::exception_ptr cancelled;
   try {
     while (!s->closed_) {
       detail::WaitList::Node node(s->close_waiters_, "serve_forever");
       co_await node;
     }
   } catch (const CancelledError&) {
-    s->close();
-    throw;
+    cancelled = std::current_exception();
   }
+  if (!cancelled) co_return;  // close() was called
+  // Cancelled: as asyncio, close the server and wait for its connections before passing the cancel on.
+  s->close();
+  co_await server_wait_closed(s);
+  std::rethrow_exception(cancelled);
 }
 }  // namespace
 

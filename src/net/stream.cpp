@@ -149,6 +149,9 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
         eof_ = true;
       }
     } else if (r == 0) {
+      // A write found the connection reset first and took the socket's error: this EOF is that reset (as
+      // asyncio's reader gets the connection's error), not a clean end of the stream.
+      if (write_failed_ && !rerr_) rerr_ = werr_;
       eof_ = true;
     } else if (r != -ECANCELED) {
       rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
@@ -543,6 +546,7 @@ Task<> drain_slow(detail::StreamRef keep) {
   detail::StreamState& s = *keep;
   if (s.werr_) std::rethrow_exception(s.werr_);
   if (s.lost_ && s.rerr_) std::rethrow_exception(s.rerr_);  // (as asyncio's drain raises the reader's error)
+  if (s.close_requested_) throw ConnectionResetError(ECONNRESET, "drain() after close(): connection lost");
   while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
     detail::WaitList::Node node(s.drain_waiters_, "drain");
     co_await node;
@@ -559,7 +563,8 @@ StreamWriter::Drain StreamWriter::drain() {
 
 bool StreamWriter::Drain::await_ready() {
   const detail::StreamState& s = *s_;
-  if (!s.lost_ && !s.paused_ && !(s.closed_ && s.buffered() > 0)) return true;  // nothing to wait for
+  if (!s.lost_ && !s.paused_ && !s.close_requested_ && !(s.closed_ && s.buffered() > 0))
+    return true;  // nothing to wait for
   slow_ = drain_slow(s_);
   awaiter_ = slow_.operator co_await();
   return awaiter_.await_ready();
@@ -585,6 +590,8 @@ Task<> wait_stream_closed(detail::StreamRef keep) {
 }  // namespace
 
 Task<> StreamWriter::wait_closed() { return wait_stream_closed(s_); }
+
+Task<> detail::stream_closed(StreamRef s) { return wait_stream_closed(std::move(s)); }
 
 std::string StreamWriter::peername() const { return s_ ? s_->peer_ : std::string(); }
 std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered() : 0; }

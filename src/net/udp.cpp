@@ -40,6 +40,11 @@ namespace {
 void check_open(int fd) {
   if (fd < 0) throw RuntimeError("DatagramSocket is closed");
 }
+// For an error message: the local address, or why there is none (closed by another task while receiving:
+// the receive then ends with ECANCELED).
+std::string name_or_closed(int fd) {
+  return fd < 0 ? std::string("a socket closed while receiving") : detail::sock_name(fd);
+}
 
 // Receiving is split in two so that a cancellation never falls between taking a datagram and returning
 // it: the task waits for readability (an op that takes nothing, so cancelling it loses nothing), then
@@ -92,7 +97,7 @@ Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max
       detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
     // Readable, or an error is pending (an ICMP error on a connected socket): take it on the next pass.
     r = co_await detail::IoAwaiter(detail::OpCode::poll_in, fd_);
-    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
+    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + name_or_closed(fd_));
     check_open(fd_);  // closed by another task meanwhile
   }
 }

@@ -14,9 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "corio/core/event_loop.hpp"
@@ -404,6 +406,74 @@ TEST(Server, ConnectionsOverTheLimitAreNotAcceptedAhead) {
   }());
 }
 
+// A handler that writes a large reply and returns: the connection counts until the reply has been sent, so
+// wait_closed() does not return before (it returned when the handler did; run() then ended, the loop
+// closed, and the client got part of the reply followed by a clean EOF).
+TEST(Server, WaitClosedWaitsUntilWhatAHandlerWroteIsSent) {
+  constexpr std::size_t kReply = 16u << 20;
+  std::uint16_t port = 0;
+  std::promise<std::uint16_t> port_known;
+  std::string got;
+  std::thread client([&] {
+    port = port_known.get_future().get();
+    corio_test::Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a = corio_test::loopback4(port);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      got = corio_test::raw_read_all(fd.get());
+  });
+  run_guarded([](std::promise<std::uint16_t>& port_known) -> Task<> {
+    auto big_reply = [](StreamReader, StreamWriter w) -> Task<> {
+      w.write(std::string(kReply, 'x'));
+      co_return;
+    };
+    Server server = co_await corio::start_server(big_reply, "127.0.0.1", 0);
+    port_known.set_value(server.port());
+    CO_ASSERT(co_await corio_test::until([&] { return server.active_connections() == 1; }));
+    server.close();
+    co_await server.wait_closed();
+  }(port_known));  // run() ends, and the loop closes, as soon as wait_closed() returns
+  client.join();
+  EXPECT_EQ(got.size(), kReply);
+}
+
+// serve_forever() cancelled closes the server and waits for its connections to end before it passes the
+// cancellation on, as asyncio's does (it used to throw at once, with connections still running).
+TEST(Server, ServeForeverCancelledWaitsForConnectionsThenThrows) {
+  run_guarded([]() -> Task<> {
+    corio::Event release;
+    auto held = [&release](StreamReader, StreamWriter) -> Task<> { co_await release.wait(); };
+    Server server = co_await corio::start_server(held, "127.0.0.1", 0);
+    auto serving = corio::create_task(server.serve_forever());
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", server.port());
+    CO_ASSERT(co_await corio_test::until([&] { return server.active_connections() == 1; }));
+    serving.cancel();
+    co_await corio_test::turns(10);
+    EXPECT_FALSE(server.is_serving());
+    EXPECT_FALSE(serving.done()) << "serve_forever() ended with a connection still running";
+    release.set();
+    EXPECT_TRUE(co_await corio_test::ends_cancelled(serving));
+    EXPECT_EQ(server.active_connections(), 0u);
+  }());
+}
+
+// A Unix client has no name: the server-side peername() is "", as the header says.
+TEST(Server, UnixClientsPeernameIsEmpty) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  run_guarded([](std::string path) -> Task<> {
+    std::string name = "unset";
+    auto handler = [&name](StreamReader, StreamWriter w) -> Task<> {
+      name = w.peername();
+      co_return;
+    };
+    Server server = co_await corio::start_unix_server(handler, path);
+    auto [r, w] = co_await corio::open_unix_connection(path);
+    CO_ASSERT(co_await corio_test::until([&] { return name != "unset"; }));
+    EXPECT_EQ(name, "");
+  }(dir + "/s.sock"));
+  std::filesystem::remove_all(dir);
+}
+
 // Lowers RLIMIT_NOFILE for its lifetime; restores it on every exit path.
 class NofileLimit {
  public:
@@ -575,7 +645,8 @@ TEST(Server, WaitTasksOutliveTheServerObject) {
       server->close();
     }  // destroyed before either task's first step
     co_await closed;
-    co_await serving;  // the server was closed: serve_forever returns
+    // Its first step found the server closed: RuntimeError, as asyncio's serve_forever() on a closed server.
+    CO_EXPECT_THROW_AS(co_await serving, corio::RuntimeError, e, (void)e);
     EXPECT_TRUE(closed.done() && serving.done());
   }());
 }

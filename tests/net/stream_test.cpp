@@ -1071,4 +1071,41 @@ TEST_F(StreamTest, GeneratorLeftWaitingAtAReadWhenItsLoopClosesLetsGo) {
   server.reset();
 }
 
+// The peer resets the connection and a write finds it out first (taking the socket's error): later reads
+// raise that error, as asyncio's reader does, instead of returning a clean EOF ("") that would pass a cut
+// reply off as complete.
+TEST_F(StreamTest, ReadAfterAWriteFoundTheResetRaisesIt) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();  // RST
+    bool write_saw_it = false;
+    for (int i = 0; i < 100 && !write_saw_it;
+         ++i) {  // the first send after the RST fails (a turn later on io_uring)
+      c.writer.write("y");
+      try {
+        co_await c.writer.drain();
+        co_await corio_test::turns(1);
+      } catch (const corio::ConnectionError&) {
+        write_saw_it = true;
+      }
+    }
+    CO_ASSERT(write_saw_it);
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionError, e, (void)e);
+    CO_EXPECT_THROW_AS(co_await c.reader.readexactly(1), corio::ConnectionError, e, (void)e);
+  }());
+}
+
+// drain() after close() raises ConnectionResetError, as asyncio's does ("Connection lost").
+TEST_F(StreamTest, DrainAfterCloseRaisesConnectionResetError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.writer.write("bye");
+    c.writer.close();
+    CO_EXPECT_THROW_AS(co_await c.writer.drain(), corio::ConnectionResetError, e, (void)e);
+    co_await c.writer.wait_closed();
+    CO_EXPECT_THROW_AS(co_await c.writer.drain(), corio::ConnectionResetError, e, (void)e);
+    EXPECT_EQ(corio_test::raw_read_all(c.peer.get()), "bye");  // (closed: EOF follows the data)
+  }());
+}
+
 }  // namespace

@@ -49,11 +49,14 @@ class Server {
   // Stops accepting: the listening sockets close. Connections in progress go on.
   void close();
   bool is_serving() const noexcept;
-  // Returns once the listener is closed and every accepted connection has ended (asyncio >= 3.12).
+  // Returns once the listener is closed and every accepted connection has ended (asyncio >= 3.12): its
+  // handler returned and its stream closed, after what the handler wrote was sent (a handler that keeps
+  // its writer open keeps wait_closed() waiting, as in asyncio).
   Task<> wait_closed();
-  // Serves until cancelled; cancellation closes the server.
+  // Serves until close() is called (then returns) or it is cancelled: then, as asyncio, it closes the
+  // server, waits for its connections to end, and throws CancelledError. RuntimeError on a closed server.
   Task<> serve_forever();
-  // Connections being handled now.
+  // Connections being handled now (a connection counts until its stream has closed).
   std::size_t active_connections() const noexcept;
 
  private:

@@ -92,7 +92,8 @@ class StreamReader {
   // starts past the limit, or is not there and could no longer start within it (more than limit + the
   // length of sep - 1 bytes buffered); consumed() is that start.
   Read readuntil(std::string_view sep = "\n");
-  // EOF was received and the buffer is empty.
+  // EOF was received and the buffer is empty. corio reads when a read asks (asyncio reads ahead in the
+  // background), so a peer's EOF is seen by the first read that finds it, not before.
   bool at_eof() const noexcept;
   std::size_t limit() const noexcept;
   void set_limit(std::size_t limit) noexcept;
@@ -230,6 +231,8 @@ namespace detail {
 // Wraps a connected non-blocking descriptor (socket or pipe) into a reader/writer pair sharing one state.
 std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer);
 StreamRef make_stream_state(int fd, bool is_socket, std::string peer);
+// Completes once the stream's connection is closed (after what was written has been sent).
+Task<> stream_closed(StreamRef s);
 }  // namespace detail
 
 }  // namespace corio
