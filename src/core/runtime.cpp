@@ -1,4 +1,5 @@
 // Non-template parts of the core runtime: the frame allocator's slow path, logging, task state, the loop.
+#include <algorithm>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
@@ -6,6 +7,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <vector>
 
 #include "corio/core/event_loop.hpp"
 #include "corio/core/log.hpp"
@@ -238,7 +240,18 @@ bool TaskStateBase::cancel(std::string msg) {
   Extras& x = extras();
   ++x.cancel_requests;
   if (!msg.empty()) x.cancel_msg = std::move(msg);
-  if (Waiter* w = waiter(); w && w->cancel()) return true;
+  if (Waiter* w = waiter(); w && cancelling_) {
+    // Re-entered: the request went round a cycle of tasks awaiting each other back to this one. Passing
+    // it on again would recurse for ever; this task's wait ends with CancelledError instead.
+    return w->cancel_and_wake();
+  } else if (w) {
+    struct Reentry {
+      TaskStateBase& t;
+      explicit Reentry(TaskStateBase& s) : t(s) { t.cancelling_ = true; }
+      ~Reentry() { t.cancelling_ = false; }
+    } reentry(*this);
+    if (w->cancel()) return true;
+  }
   must_cancel_ = true;
   return true;
 }
@@ -269,6 +282,8 @@ void TaskStateBase::check_result() {
 void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
   cb->loop_ = loop_;
   if (done()) {
+    // A handle may outlive its loop (returned out of run()): nothing may be scheduled there then.
+    if (!LoopCore::exists(loop_) || loop_->closed_) LoopCore::throw_closed();
     loop_->enqueue(*cb.release());
     return;
   }
@@ -432,13 +447,37 @@ Backend backend_from_env(Backend requested) {
 }
 }  // namespace
 
+namespace detail {
+namespace {
+// The loops that exist (few: one per thread that runs one). Process-wide, as a loop may be destroyed on
+// another thread than the one that made it. Only add_done_callback on a finished task looks it up.
+std::mutex loops_mu;
+std::vector<const LoopCore*>* loops = new std::vector<const LoopCore*>();  // (never destroyed: exit order)
+}  // namespace
+
+bool LoopCore::exists(const LoopCore* loop) noexcept {
+  std::lock_guard<std::mutex> lock(loops_mu);
+  return std::find(loops->begin(), loops->end(), loop) != loops->end();
+}
+
+void LoopCore::throw_closed() { throw RuntimeError("Event loop is closed"); }
+}  // namespace detail
+
 EventLoop::EventLoop(RunOptions options) {
   debug_ = options.debug || detail::debug_enabled();
   virtual_time_ = options.virtual_time;
   poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
+  std::lock_guard<std::mutex> lock(detail::loops_mu);
+  detail::loops->push_back(this);
 }
 
-EventLoop::~EventLoop() { close(); }
+EventLoop::~EventLoop() {
+  close();
+  std::lock_guard<std::mutex> lock(detail::loops_mu);
+  auto& v = *detail::loops;
+  if (auto it = std::find(v.begin(), v.end(), static_cast<const detail::LoopCore*>(this)); it != v.end())
+    v.erase(it);
+}
 
 EventLoop::ActivateScope::ActivateScope(EventLoop& l) : prev_(running_) { running_ = &l; }
 EventLoop::ActivateScope::~ActivateScope() { running_ = prev_; }
@@ -666,21 +705,19 @@ void EventLoop::run_shutdown_hooks() noexcept {
   }
 }
 
-bool detail::take_over_sigint(EventLoop& loop, std::function<void()> on_sigint) {
+bool detail::take_over_sigint(EventLoop& loop, std::function<bool()> on_sigint) {
   if (!loop.poller().on_main_thread()) return false;
   // Look, don't touch: setting and restoring with std::signal would drop a sigaction's flags and mask.
   struct sigaction prev {};
   if (::sigaction(SIGINT, nullptr, &prev) != 0 || prev.sa_handler != SIG_DFL)
     return false;  // the program handles (or ignores) SIGINT itself: leave it alone
   // The first Ctrl-C cancels the main task; a second one means "stop waiting for the cleanup": die of
-  // SIGINT at once, as a second Ctrl-C under asyncio.run raises KeyboardInterrupt.
+  // SIGINT at once, as a second Ctrl-C under asyncio.run raises KeyboardInterrupt. So does a first one that
+  // finds nothing to cancel (on_sigint returns false: main is done and the other tasks are cleaning up).
   // (The count is shared: the loop runs a copy of the handler each time.)
   auto count = std::make_shared<int>(0);
   loop.add_signal_handler(SIGINT, [f = std::move(on_sigint), count]() mutable {
-    if (++*count == 1) {
-      f();
-      return;
-    }
+    if (++*count == 1 && f()) return;
     std::fflush(nullptr);
     std::signal(SIGINT, SIG_DFL);
     sigset_t one;

@@ -30,6 +30,10 @@ class SignalCore : public IoBackend {
   void add_signal_handler(int signo, std::function<void()> on_signal) override {
     if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
       throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
+    // The signal is blocked on this thread only: a process-directed one would go to the main thread (or
+    // another) with its default action, ending the program. asyncio refuses too.
+    if (!on_main_thread())
+      throw RuntimeError("add_signal_handler: signals can only be handled by a loop on the main thread");
     if (!sigismember(&sigmask_, signo)) {
       // Remember whether the program had blocked it itself: then removing the handler must not unblock it.
       sigset_t cur;

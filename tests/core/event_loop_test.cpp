@@ -354,3 +354,43 @@ TEST(TimerHeap, CancelledTimersBehindALiveFrontDoNotAccumulate) {
   for (auto& l : live) EXPECT_EQ(heap.pop(), &l);
   EXPECT_TRUE(heap.empty());
 }
+
+// Delays and times too large for the clock (1e10 s, a thousand years in hours) saturate to "never": other
+// timers keep working and the far one never fires. (They overflowed: the far callback ran at once, or the
+// poll timeout went negative-huge and the loop blocked for ever; UBSan reported the signed overflow.)
+TEST(EventLoop, HugeDelaysMeanNeverAndDoNotDisturbOtherTimers) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto& loop = corio::get_running_loop();
+        std::vector<std::string> fired;
+        loop.call_later(1e10, [&] { fired.push_back("1e10 s"); });
+        loop.call_later(std::chrono::hours(24 * 365 * 1000), [&] { fired.push_back("1000 years"); });
+        loop.call_at(1e300, [&] { fired.push_back("call_at 1e300"); });
+        loop.call_later(0.2, [&] { fired.push_back("0.2 s"); });
+        co_await corio::sleep(1s);
+        EXPECT_EQ(fired, (std::vector<std::string>{"0.2 s"}));
+      }(),
+      kVirtual);
+}
+
+// A closed loop takes no new work: call_soon, call_later and run_until_complete throw RuntimeError, as
+// asyncio's do (they were accepted and the callbacks leaked; run_until_complete left its task behind).
+TEST(EventLoop, AClosedLoopRefusesNewWork) {
+  corio::EventLoop loop;
+  loop.close();
+  EXPECT_THROW(loop.call_soon([] {}), corio::RuntimeError);
+  EXPECT_THROW(loop.call_later(1.0, [] {}), corio::RuntimeError);
+  EXPECT_THROW(loop.run_until_complete([]() -> corio::Task<> { co_return; }()), corio::RuntimeError);
+}
+
+// A handle to a finished task, kept after its loop is gone (returned out of run()): add_done_callback
+// throws RuntimeError("Event loop is closed") instead of writing into the destroyed loop (ASan saw that).
+TEST(EventLoop, DoneCallbackOnAHandleThatOutlivedItsLoopThrows) {
+  corio::TaskHandle<int> h = corio::run([]() -> corio::Task<corio::TaskHandle<int>> {
+    auto child = corio::create_task([]() -> corio::Task<int> { co_return 7; }());
+    co_await child;
+    co_return child;
+  }());
+  EXPECT_EQ(h.result(), 7);
+  EXPECT_THROW(h.add_done_callback([](corio::TaskHandle<int>&) {}), corio::RuntimeError);
+}

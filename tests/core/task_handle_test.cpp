@@ -558,3 +558,37 @@ TEST(TaskHandle, AwaitersOfOneTaskResumeInTheOrderTheyCame) {
       kVirtual);
   EXPECT_EQ(order, (std::vector<int>{0, 2, 3, 4, 6}));
 }
+
+// Two tasks awaiting each other (a program bug, but not a crash): cancelling one passes the request to the
+// other, which passes it back; the second pass only marks the task, instead of recursing until the stack
+// overflowed (ASan's stack-overflow; Python raises RecursionError and survives). Both end cancelled.
+TEST(Cancel, TwoTasksAwaitingEachOtherCanBeCancelled) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::TaskHandle<void> a, b;
+        a = corio::create_task([](corio::TaskHandle<void>& b) -> corio::Task<> {
+          co_await corio::sleep(0s);  // b exists now
+          co_await b;
+        }(b));
+        b = corio::create_task([](corio::TaskHandle<void>& a) -> corio::Task<> {
+          co_await corio::sleep(0s);
+          co_await a;
+        }(a));
+        co_await corio::sleep(1s);  // each awaits the other
+        EXPECT_TRUE(a.cancel());
+        bool a_cancelled = false, b_cancelled = false;
+        try {
+          co_await a;
+        } catch (const corio::CancelledError&) {
+          a_cancelled = true;
+        }
+        try {
+          co_await b;
+        } catch (const corio::CancelledError&) {
+          b_cancelled = true;
+        }
+        EXPECT_TRUE(a_cancelled);
+        EXPECT_TRUE(b_cancelled);
+      }(),
+      kVirtual);
+}

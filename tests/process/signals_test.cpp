@@ -185,7 +185,7 @@ Task<> add_and_remove_usr2() {
 // ---------------------------------------------------------------- run() and SIGINT (in a forked child)
 
 // What the forked child's main task does.
-enum class ChildMode { rethrow, swallow, stuck_cleanup };
+enum class ChildMode { rethrow, swallow, stuck_cleanup, done_then_stuck_leftover };
 
 Task<> leftover_task() {
   bool cancelled = false;
@@ -201,7 +201,23 @@ Task<> leftover_task() {
   }
 }
 
+// Cancelled when run() ends, this cleanup never finishes: only a Ctrl-C gets out of it.
+Task<> stuck_leftover() {
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError&) {
+  }
+  std::printf("leftover stuck in its cleanup\n");
+  std::fflush(stdout);
+  co_await corio::sleep(1h);
+}
+
 Task<int> sigint_child_main(ChildMode mode) {
+  if (mode == ChildMode::done_then_stuck_leftover) {
+    (void)corio::create_task(stuck_leftover());
+    co_await corio::sleep(0s);  // it starts
+    co_return 5;                // main is done: run() cancels the leftover, whose cleanup hangs
+  }
   auto other = corio::create_task(leftover_task());
   co_await corio::sleep(0s);  // let the leftover start
   std::printf("ready\n");
@@ -358,6 +374,36 @@ TEST(Signals, SecondSigintEndsAStuckCleanup) {
     EXPECT_EQ(WTERMSIG(r.status), SIGINT);
   }
   EXPECT_EQ(r.out, "ready\ncleaning\n");
+}
+
+// A Ctrl-C after the main task is done, while the tasks run() cancelled are still cleaning up, has nothing
+// to cancel: it ends the program at once, as a second Ctrl-C does (asyncio raises KeyboardInterrupt out of
+// the cleanup). It used to be swallowed: the process went on, here for ever, and then exited 0.
+TEST(Signals, SigintAfterMainIsDoneEndsTheCleanup) {
+  ChildResult r = run_sigint_child(ChildMode::done_then_stuck_leftover, {"leftover stuck in its cleanup\n"});
+  EXPECT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  if (WIFSIGNALED(r.status)) {
+    EXPECT_EQ(WTERMSIG(r.status), SIGINT);
+  }
+  EXPECT_EQ(r.out, "leftover stuck in its cleanup\n");
+}
+
+// A loop on another thread than the main one cannot handle signals: the signal would be blocked on its
+// thread only, and a process-directed one would end the program through another thread. RuntimeError, as
+// asyncio's add_signal_handler raises off the main thread.
+TEST(Signals, AddingAHandlerOffTheMainThreadThrows) {
+  std::string what;
+  std::thread([&what] {
+    corio::run([](std::string& what) -> Task<> {
+      try {
+        corio::get_running_loop().add_signal_handler(SIGUSR1, [] {});
+      } catch (const corio::RuntimeError& e) {
+        what = e.what();
+      }
+      co_return;
+    }(what));
+  }).join();
+  EXPECT_NE(what.find("main thread"), std::string::npos) << what;
 }
 
 // The loop's helper threads (to_thread's pool, the DNS pool) block every asynchronous signal, so a signal

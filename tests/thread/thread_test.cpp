@@ -616,3 +616,21 @@ TEST(ToThread, ClosingTheLoopWaitsForCallsStillRunning) {
   }
   EXPECT_TRUE(finished);  // joined by close()
 }
+
+// cancel() on a moved-from ThreadsafeFuture throws std::future_error(no_state), as get() does on one
+// (it dereferenced a null pointer).
+TEST(RunCoroutineThreadsafe, CancelOnAMovedFromFutureThrowsNoState) {
+  corio::EventLoop loop;
+  auto fut = corio::run_coroutine_threadsafe([]() -> corio::Task<int> { co_return 1; }(), loop);
+  auto moved = std::move(fut);
+  try {
+    fut.cancel();  // NOLINT(bugprone-use-after-move): the moved-from state is what is tested
+    ADD_FAILURE() << "no exception";
+  } catch (const std::future_error& e) {
+    EXPECT_EQ(e.code(), std::future_errc::no_state);
+  }
+  loop.run_until_complete([](decltype(moved)& f) -> corio::Task<> {
+    while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) co_await corio::sleep(0s);
+  }(moved));
+  EXPECT_EQ(moved.get(), 1);
+}

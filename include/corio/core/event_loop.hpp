@@ -79,6 +79,7 @@ class EventLoop : private detail::LoopCore {
   // f() runs on a later turn, after everything scheduled before it (FIFO).
   template <class F>
   Handle call_soon(F f) {
+    if (closed_) throw_closed();
     auto* n = new detail::FnCallback<F>(std::move(f));
     n->loop_ = this;
     enqueue(*n);
@@ -87,12 +88,12 @@ class EventLoop : private detail::LoopCore {
   // f() runs once `delay` has passed (seconds or any std::chrono::duration).
   template <class F>
   TimerHandle call_later(double delay_seconds, F f) {
-    return call_at_ns(now_ns() + seconds_to_ns(delay_seconds), std::move(f));
+    return call_at_ns(due_after(static_cast<long double>(delay_seconds) * 1e9L), std::move(f));
   }
   template <class Rep, class Period, class F>
   TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F f) {
-    return call_at_ns(now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(delay).count(),
-                      std::move(f));
+    using D = std::chrono::duration<long double, std::nano>;
+    return call_at_ns(due_after(std::chrono::duration_cast<D>(delay).count()), std::move(f));
   }
   // f() runs when time() reaches `when`.
   template <class F>
@@ -112,6 +113,7 @@ class EventLoop : private detail::LoopCore {
   // Schedules `main` as a task and runs the loop until it is done; returns its value or rethrows.
   template <class T>
   T run_until_complete(Task<T> main) {
+    if (closed_) throw_closed();  // (before the task is made: it would be left behind)
     TaskHandle<T> h = spawn(std::move(main));
     run_until_done(*h.state());
     h.state()->exc_retrieved_ = true;
@@ -167,11 +169,27 @@ class EventLoop : private detail::LoopCore {
     detail::LoopCore* prev_;
   };
 
+  // A due time no clock reaches, far enough from the limits that adding or subtracting a time never
+  // overflows: delays and times beyond it (1e10 s, years as hours) saturate to it, as sleep()'s do.
+  static constexpr std::int64_t kForeverNs = INT64_MAX / 2;
+  static std::int64_t saturate_ns(long double ns) noexcept {
+    if (!(ns < static_cast<long double>(kForeverNs))) return kForeverNs;  // (NaN too)
+    if (ns <= -static_cast<long double>(kForeverNs)) return -kForeverNs;
+    return static_cast<std::int64_t>(std::llroundl(ns));
+  }
   // Rounds to the nearest nanosecond: truncating would make call_at(1.001) due at 1.000999999, so the
   // callback would run while time() < when.
-  static std::int64_t seconds_to_ns(double s) noexcept { return std::llround(s * 1e9); }
+  static std::int64_t seconds_to_ns(double s) noexcept {
+    return saturate_ns(static_cast<long double>(s) * 1e9L);
+  }
+  std::int64_t due_after(long double delay_ns) const noexcept {
+    const std::int64_t d = saturate_ns(delay_ns);
+    const std::int64_t now = now_ns();
+    return d >= kForeverNs - now ? kForeverNs : now + d;
+  }
   template <class F>
   TimerHandle call_at_ns(std::int64_t when_ns, F f) {
+    if (closed_) throw_closed();
     auto* n = new detail::FnCallback<F>(std::move(f));
     n->loop_ = this;
     add_timer(*n, when_ns);
@@ -189,7 +207,6 @@ class EventLoop : private detail::LoopCore {
   std::unique_ptr<detail::Poller> poller_;
   std::vector<std::function<void()>> shutdown_hooks_;
   bool stopping_ = false;
-  bool closed_ = false;
   bool running_thread_loop_ = false;
 
   // Cross-thread queue. Memory ordering: post_remote stores remote_pending_ then loads sleeping_; the loop

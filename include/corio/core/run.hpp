@@ -11,7 +11,9 @@ namespace corio {
 namespace detail {
 // Installs on_sigint as the loop's SIGINT handler if this is the main thread and SIGINT has its default
 // disposition; returns whether it did.
-bool take_over_sigint(EventLoop& loop, std::function<void()> on_sigint);
+// on_sigint returns false when there is nothing left to cancel: that Ctrl-C then ends the program at once,
+// as a second one does.
+bool take_over_sigint(EventLoop& loop, std::function<bool()> on_sigint);
 // Removes that handler; if SIGINT cancelled the main task, re-raises SIGINT with the default disposition
 // (ends the process). A main task that swallowed the cancellation returns normally.
 void give_back_sigint(EventLoop& loop, bool interrupted);
@@ -32,8 +34,10 @@ T run(Task<T> main, RunOptions options = {}) {
   TaskHandle<T> h = loop.spawn(std::move(main));
   bool interrupted = false;
   bool sigint = detail::take_over_sigint(loop, [&interrupted, h]() mutable {
+    if (h.done()) return false;  // main is done, the rest is cleaning up: as asyncio, stop at once
     interrupted = true;
     h.cancel("SIGINT");
+    return true;
   });
   try {
     loop.run_until_done(*h.state());

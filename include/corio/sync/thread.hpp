@@ -162,6 +162,7 @@ class ThreadsafeFuture : public std::future<T> {
   // finished first or swallows the cancellation). Does nothing once the task has ended or its loop is gone
   // (closed or destroyed).
   void cancel() {
+    if (!s_) throw std::future_error(std::future_errc::no_state);  // (moved from)
     std::lock_guard<std::mutex> lock(s_->mu);
     if (!s_->loop) return;
     s_->loop->call_soon_threadsafe([s = s_] {

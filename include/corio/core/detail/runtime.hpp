@@ -210,6 +210,9 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
  private:
   bool has_resume_ : 1 = false;  // which member of the union below is live
   bool has_extras_ : 1 = false;  // which member of the watchers_/extras_ union is live
+  // cancel() is passing the request to the task's waiter: a cancel() re-entered from there (two tasks
+  // awaiting each other) wakes the task with CancelledError, instead of recursing until the stack runs out.
+  bool cancelling_ : 1 = false;
   // Invariant: while the task is suspended, waiter_ is the Waiter it is suspended at; while it is scheduled
   // after a wake-up, resume_ is the coroutine its next step resumes; before its first step, waiter_ is null.
   // While it runs, waiter() is null: either waiter_ is null or has_resume_ is still set from the wake-up (a
@@ -338,6 +341,7 @@ class LoopCore {
   std::uint64_t next_task_id_ = 1;
   bool debug_ = false;
   bool virtual_time_ = false;
+  bool closed_ = false;  // EventLoop::close() ran: no new work is taken
   std::int64_t virtual_now_ = 0;
   std::int64_t slow_callback_ns_ = 100'000'000;
   int inhibit_auto_advance_ = 0;  // work outside the loop (threads) that virtual time must not jump past
@@ -373,6 +377,9 @@ class LoopCore {
     no_current_task();
   }
   [[noreturn]] static void no_current_task();
+  [[noreturn]] static void throw_closed();  // RuntimeError("Event loop is closed")
+  // Whether `loop` is a loop that exists now (a TaskHandle may outlive its loop).
+  static bool exists(const LoopCore* loop) noexcept;
 };
 
 struct TaskStateBase::UserCallback {
