@@ -7,6 +7,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "corio/core/event_loop.hpp"
@@ -648,7 +649,7 @@ void EventLoop::shutdown_and_close() noexcept {
     detail::log(std::string("error while cancelling leftover tasks: ") + e.what());
   } catch (...) {
   }
-  run_shutdown_hooks();
+  join_helpers_while_running();
   close();
 }
 
@@ -690,17 +691,56 @@ void EventLoop::close() {
   }
   abandoned.clear();  // (a task state's destructor touches neither the loop's queues nor its tasks)
   // Helper threads (to_thread's pool, DNS lookups) hold this loop's address to post their results: they
-  // are joined before the loop can go, whether run() shut it down or it is closed directly.
-  run_shutdown_hooks();
+  // are joined before the loop can go, whether run() shut it down or it is closed directly (then here, on
+  // the spot: a call that waits for the loop now waits for ever, so run() joins earlier, loop running).
+  for (auto& join : detach_helpers()) join();
 }
 
-void EventLoop::run_shutdown_hooks() noexcept {
-  std::vector<std::function<void()>> hooks;
+std::vector<std::function<void()>> EventLoop::detach_helpers() noexcept {
+  std::vector<ShutdownHook> hooks;
   hooks.swap(shutdown_hooks_);
+  std::vector<std::function<void()>> joins;
   for (auto& hook : hooks) {
     try {
-      hook();
+      if (std::function<void()> join = hook()) joins.push_back(std::move(join));
     } catch (...) {
+    }
+  }
+  return joins;
+}
+
+void EventLoop::join_helpers_while_running() noexcept {
+  std::vector<std::function<void()>> joins = detach_helpers();
+  if (joins.empty()) return;
+  // As asyncio's shutdown_default_executor: the pools are joined on another thread while this loop keeps
+  // running, so a call still running may use it (run_coroutine_threadsafe(...).get() from a to_thread
+  // job hung run() for ever), and a second Ctrl-C is still heard. (The joiner inherits this thread's
+  // signal mask, so it takes no signal the loop reads.)
+  std::atomic<bool> done{false};
+  try {
+    std::thread joiner([this, &joins, &done] {
+      for (auto& join : joins) {
+        try {
+          join();
+        } catch (...) {
+        }
+      }
+      done = true;
+      call_soon_threadsafe([this] { stop(); });
+    });
+    try {
+      while (!done) run_forever();  // (stopped by the joiner; a stop() of the program's own goes round again)
+    } catch (const std::exception& e) {
+      detail::log(std::string("error while joining the loop's helper threads: ") + e.what());
+    } catch (...) {
+    }
+    joiner.join();
+  } catch (...) {  // no thread to be had: join here
+    for (auto& join : joins) {
+      try {
+        join();
+      } catch (...) {
+      }
     }
   }
 }

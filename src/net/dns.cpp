@@ -6,6 +6,7 @@
 #include <netdb.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -86,10 +87,13 @@ DnsState& dns_state() {
     tl_dns.pool = std::make_unique<ThreadPool>(4);
     tl_dns.in_flight.clear();
     tl_dns.owner = &loop.core();
-    loop.add_shutdown_hook([] {
-      tl_dns.pool.reset();
+    loop.add_shutdown_hook([]() -> std::function<void()> {
+      // Detached on the loop's thread; the pool is joined by the function returned (maybe elsewhere). A
+      // lookup finishing meanwhile still posts its answer; it no longer finds its entry (owner is reset).
+      std::shared_ptr<ThreadPool> pool = std::move(tl_dns.pool);
       tl_dns.in_flight.clear();
       tl_dns.owner = nullptr;
+      return [pool = std::move(pool)]() mutable { pool.reset(); };
     });
   }
   return tl_dns;

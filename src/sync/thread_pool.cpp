@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -103,10 +105,17 @@ ThreadPool& loop_thread_pool() {
   if (tl_pool.owner != &loop.core() || !tl_pool.pool) {
     tl_pool.pool = std::make_unique<ThreadPool>(tl_pool.size ? tl_pool.size : default_workers());
     tl_pool.owner = &loop.core();
-    loop.add_shutdown_hook([] {
-      tl_pool.pool.reset();  // joins: every call has returned before the loop closes
+    loop.add_shutdown_hook([]() -> std::function<void()> {
+      // Detached here, on the loop's thread (tl_pool is its own); joined by the function returned, maybe on
+      // another thread: every call has returned before the loop closes.
+      std::shared_ptr<ThreadPool> pool = std::move(tl_pool.pool);
+      auto retired = std::make_shared<std::vector<std::unique_ptr<ThreadPool>>>(std::move(tl_pool.retired));
       tl_pool.retired.clear();
       tl_pool.owner = nullptr;
+      return [pool = std::move(pool), retired = std::move(retired)]() mutable {
+        pool.reset();
+        retired->clear();
+      };
     });
   }
   return *tl_pool.pool;

@@ -634,3 +634,26 @@ TEST(RunCoroutineThreadsafe, CancelOnAMovedFromFutureThrowsNoState) {
   }(moved));
   EXPECT_EQ(moved.get(), 1);
 }
+
+// A to_thread call still running when run() shuts down, and using the loop meanwhile
+// (run_coroutine_threadsafe(...).get()): run() joins the pool while the loop still runs, as asyncio's
+// shutdown_default_executor does, so the call's round trips are served and run() returns. (It joined with
+// the loop stopped: the call waited for the loop, the loop for the call, for ever.)
+TEST(ToThread, RunServesACallStillRunningAtShutdownThatUsesTheLoop) {
+  std::promise<void> main_returning;
+  std::atomic<int> round_trips{0};
+  corio::run([](std::promise<void>& main_returning, std::atomic<int>& round_trips) -> corio::Task<> {
+    corio::EventLoop* loop = &corio::get_running_loop();
+    auto job = [loop, &round_trips](std::shared_future<void> go) {
+      go.wait();  // main is returning: the rest happens during run()'s shutdown
+      for (int i = 0; i < 3; ++i) {
+        round_trips +=
+            corio::run_coroutine_threadsafe([]() -> corio::Task<int> { co_return 1; }(), *loop).get();
+      }
+    };
+    (void)corio::create_task(corio::to_thread(job, main_returning.get_future().share()));
+    co_await corio::sleep(0s);  // the job starts on the pool
+    main_returning.set_value();
+  }(main_returning, round_trips));
+  EXPECT_EQ(round_trips, 3);
+}

@@ -150,7 +150,12 @@ class EventLoop : private detail::LoopCore {
   detail::Poller& poller() noexcept { return *poller_; }
   static EventLoop& from_core(detail::LoopCore& core) noexcept { return static_cast<EventLoop&>(core); }
   detail::LoopCore& core() noexcept { return *this; }
-  void add_shutdown_hook(std::function<void()> hook) { shutdown_hooks_.push_back(std::move(hook)); }
+  // A shutdown hook runs on the loop's thread and detaches what it owns (a thread pool), returning the
+  // function that joins it, which may run on another thread: run() joins while the loop still runs, so a
+  // call still running may use the loop meanwhile (asyncio's shutdown_default_executor); close() joins
+  // on the spot.
+  using ShutdownHook = std::function<std::function<void()>()>;
+  void add_shutdown_hook(ShutdownHook hook) { shutdown_hooks_.push_back(std::move(hook)); }
   void run_until_done(detail::TaskStateBase& task);
   void shutdown_and_close() noexcept;
   template <class T>
@@ -202,10 +207,13 @@ class EventLoop : private detail::LoopCore {
   std::size_t poll_io(std::int64_t timeout_ns);
   std::size_t drain_remote();
   void cancel_all_tasks();
-  void run_shutdown_hooks() noexcept;
+  // Runs the shutdown hooks (on this thread); returns their joins.
+  std::vector<std::function<void()>> detach_helpers() noexcept;
+  // run()'s way: the joins run on a thread of their own while this loop runs until they are done.
+  void join_helpers_while_running() noexcept;
 
   std::unique_ptr<detail::Poller> poller_;
-  std::vector<std::function<void()>> shutdown_hooks_;
+  std::vector<ShutdownHook> shutdown_hooks_;
   bool stopping_ = false;
   bool running_thread_loop_ = false;
 

@@ -20,7 +20,8 @@ void give_back_sigint(EventLoop& loop, bool interrupted);
 }  // namespace detail
 
 // Creates a new event loop on this thread, runs `main` as its first task until it is done, then cancels
-// every task still running and waits for them, runs the loop's shutdown hooks (the thread pool), closes the
+// every task still running and waits for them, joins the loop's helper threads (the thread pool, while the
+// loop still runs: a call still running may use it, as with asyncio's shutdown_default_executor), closes the
 // loop and returns main's value or rethrows its exception. Throws RuntimeError inside a running loop.
 //
 // Ctrl-C: on the main thread, when SIGINT has its default disposition, run() takes SIGINT over: it
