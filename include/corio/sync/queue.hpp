@@ -182,7 +182,11 @@ class BasicQueue {
     // Handed an item but destroyed before it ran (its task destroyed with a closing loop, or a generator
     // running it destroyed): the item goes back, as for a get cancelled then.
     ~GetAwaiter() {
-      if (!item_) return;
+      if (item_) [[unlikely]]
+        give_back();
+    }
+    // Out of line, so that the destructor inlines into the awaiting coroutine as one test.
+    [[gnu::noinline]] void give_back() noexcept {
       if (q_->immediate_) {
         q_->drop_unfinished(1);
         return;
@@ -234,10 +238,12 @@ class BasicQueue {
     PutAwaiter(PutAwaiter&& o) noexcept : Node(std::move(o)), q_(o.q_), item_(std::move(o.item_)) {}
     // Given a slot but destroyed before it ran: the slot goes to the next put, as for a put cancelled then.
     ~PutAwaiter() {
-      if (granted && status != kShutDown) {
-        --q_->reserved_;
-        q_->pass_slot();
-      }
+      if (granted && status != kShutDown) [[unlikely]]
+        give_back();
+    }
+    [[gnu::noinline]] void give_back() noexcept {  // (out of line: see GetAwaiter's)
+      --q_->reserved_;
+      q_->pass_slot();
     }
     bool await_ready() {
       if (q_->shutdown_) throw QueueShutDown();
