@@ -502,8 +502,10 @@ void EventLoop::post_remote(std::unique_ptr<detail::CallbackNode> n) {
     }
     remote_.push_back(std::move(n));
     remote_pending_.store(true, std::memory_order_seq_cst);
+    // Still under the lock: close() takes it before the loop and its poller can go. After the unlock, the
+    // loop may run this callback, close and be destroyed before this thread reads another byte of it.
+    if (sleeping_.load(std::memory_order_seq_cst)) poller_->wake();
   }
-  if (sleeping_.load(std::memory_order_seq_cst)) poller_->wake();
 }
 
 std::size_t EventLoop::drain_remote() {

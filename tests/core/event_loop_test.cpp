@@ -1,5 +1,7 @@
 // EventLoop: call_soon FIFO and turn boundaries, timers, cross-thread wake-up, run_forever/stop.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <corio/core/errors.hpp>
 #include <corio/core/event_loop.hpp>
@@ -13,6 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <latch>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -393,4 +397,43 @@ TEST(EventLoop, DoneCallbackOnAHandleThatOutlivedItsLoopThrows) {
   }());
   EXPECT_EQ(h.result(), 7);
   EXPECT_THROW(h.add_done_callback([](corio::TaskHandle<int>&) {}), corio::RuntimeError);
+}
+
+// This binary interposes pthread_mutex_unlock (the executable's definition wins over libc's), so that a test
+// can stop a thread right after it released a mutex: the first unlock on a thread that armed
+// tl_stop_after_unlock waits there for tl_resume.
+namespace {
+thread_local std::latch* tl_stop_after_unlock = nullptr;
+}  // namespace
+
+extern "C" int pthread_mutex_unlock(pthread_mutex_t* m) {
+  using Fn = int (*)(pthread_mutex_t*);
+  static Fn real = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "pthread_mutex_unlock"));
+  const int r = real(m);
+  if (std::latch* resume = std::exchange(tl_stop_after_unlock, nullptr)) resume->wait();
+  return r;
+}
+
+// call_soon_threadsafe reads nothing of the loop after it has released the loop's lock: once it has, the
+// loop may run the callback, finish, close and be destroyed before the posting thread goes on (it read
+// whether the loop slept, after the unlock: ASan saw a use after free).
+TEST(EventLoop, CallSoonThreadsafeIsDoneWithTheLoopWhenItsCallbackCanRun) {
+  auto loop = std::make_unique<corio::EventLoop>();
+  std::latch loop_gone(1);
+  std::atomic<bool> ran{false};
+  std::atomic<corio::EventLoop*> running{nullptr};
+  std::thread poster([&] {
+    while (!running.load()) std::this_thread::yield();
+    tl_stop_after_unlock = &loop_gone;  // stops after the loop's remote lock is released
+    running.load()->call_soon_threadsafe([&ran] { ran = true; });
+  });
+  loop->run_until_complete(
+      [](std::atomic<corio::EventLoop*>& running, std::atomic<bool>& ran) -> corio::Task<> {
+        running = &corio::get_running_loop();
+        while (!ran) co_await corio::sleep(0s);  // never sleeps in the poller: the post needs no wake-up
+      }(running, ran));
+  loop.reset();
+  loop_gone.count_down();
+  poster.join();
+  EXPECT_TRUE(ran);
 }
