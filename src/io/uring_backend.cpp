@@ -220,11 +220,11 @@ class UringBackend final : public SignalCore {
   }
 
   // Cancels every request on fd by its user_data (a hashed lookup; cancelling by descriptor walks every
-  // request in flight, which made closing 10,000 connections quadratic). The cancels go out with the next
-  // submission: the descriptor may be closed and its number reused before that, which is safe because
-  // none of them names the descriptor, and the requests' late completions carry an old generation (or
-  // are the ops' own). Requests that do name it and were prepared but not submitted yet are submitted
-  // here, before the close. The socket's last reference (and so its FIN) goes with the cancel, a turn later.
+  // request in flight, which made closing 10,000 connections quadratic), and submits the cancels at once,
+  // letting the kernel run their work: a request in flight holds the file, so until then the caller's
+  // close() would not close the socket (a closed server's port stayed bound and took connections; a
+  // closed stream's FIN waited for the loop's next turn), as it does at once on epoll. The requests' late
+  // completions carry an old generation (or are the ops' own), so the number may be reused at once.
   void forget(int fd) noexcept override {
     FdState* st = state_if(fd);
     if (!st) return;
@@ -240,9 +240,15 @@ class UringBackend final : public SignalCore {
     ++st->gen;
     // A request naming fd that is still only prepared would run, at the next submission, on whatever file
     // then has that number: the caller closes fd next, and the number may be reused at once (by this
-    // thread, by another, or by a multishot accept). Submit it now, while fd is still this file; the
-    // cancels above follow it in the same submission.
-    if (prepared_ && st->prep_epoch == epoch_) submit_now();
+    // thread, by another, or by a multishot accept). It goes now, while fd is still this file; the cancels
+    // above follow it in the same submission. (From a thread the ring does not serve, the kernel refuses
+    // to run task work: the cancels then go with the owner's next submission.)
+    if (!prepared_) return;
+    if (single_issuer_ && owner_ != std::this_thread::get_id()) {
+      if (st->prep_epoch == epoch_) submit_now();
+      return;
+    }
+    submit_now(/*run_task_work=*/true);
   }
 
   void flush() noexcept override {

@@ -738,3 +738,27 @@ TEST(Server, UnixServerClosingLeavesAFileItDidNotMake) {
   }(dir + "/s.sock"));
   std::filesystem::remove_all(dir);
 }
+
+// close() lets go of the listening socket at once, on either backend (as asyncio's Server.close() closes
+// its sockets): in the same turn the port can be bound again and a connection to it is refused. On
+// io_uring the accept in flight held the socket until the loop's next submission.
+TEST(Server, CloseFreesThePortAtOnce) {
+  run_guarded([]() -> Task<> {
+    auto handler = [](StreamReader, StreamWriter) -> Task<> { co_return; };
+    Server s = co_await corio::start_server(handler, "127.0.0.1", 0);
+    const std::uint16_t port = s.port();
+    co_await corio::sleep(0s);  // the server now waits in accept
+    co_await corio::sleep(0s);
+    s.close();
+    corio_test::Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a = corio_test::loopback4(port);
+    const int rc = ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    const int err = rc < 0 ? errno : 0;
+    EXPECT_EQ(err, ECONNREFUSED) << "a blocking connect right after close() gave " << rc;
+    Server again = co_await corio::start_server(handler, "127.0.0.1", port);  // (threw EADDRINUSE)
+    EXPECT_EQ(again.port(), port);
+    again.close();
+    co_await again.wait_closed();
+    co_await s.wait_closed();
+  }());
+}

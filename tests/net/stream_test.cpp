@@ -1109,3 +1109,22 @@ TEST_F(StreamTest, DrainAfterCloseRaisesConnectionResetError) {
 }
 
 }  // namespace
+
+// close() with nothing buffered closes the socket at once, on either backend: the peer sees EOF before the
+// loop turns again (on io_uring the receive in flight held the socket, and its FIN, until the next
+// submission). The peer's wait blocks the loop, so only close() itself can have sent the FIN.
+TEST_F(StreamTest, ClosingWithAReadInFlightSendsTheFinAtOnce) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await corio_test::connect_to_raw_peer();
+    auto reading = corio::create_task(
+        [](StreamReader& r) -> Task<std::string> { co_return co_await r.read(); }(c.reader));
+    co_await corio::sleep(0s);  // the read waits on the socket
+    co_await corio::sleep(0s);
+    c.writer.close();
+    pollfd p{c.peer.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 5000), 1) << "the peer saw nothing within 5 s of close()";
+    char buf[8];
+    EXPECT_EQ(::recv(c.peer.get(), buf, sizeof buf, MSG_DONTWAIT), 0);  // EOF
+    EXPECT_EQ(co_await reading, "");
+  }());
+}

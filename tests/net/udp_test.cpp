@@ -581,3 +581,26 @@ TEST(Udp, SocketUsedInAnotherLoopAndClosedBetweenItsRunsLeavesNothingBehind) {
       10s));
   for (int d : fillers) ::close(d);
 }
+
+// close() with a receive waiting lets go of the port at once, on either backend: it can be bound again in
+// the same turn (on io_uring the receive in flight held the socket until the next submission).
+TEST(Udp, CloseWithAReceiveWaitingFreesThePortAtOnce) {
+  run_guarded([]() -> Task<> {
+    DatagramSocket u = co_await corio::open_datagram("127.0.0.1", 0);
+    const std::uint16_t port = u.local_port();
+    auto receiving = corio::create_task([](DatagramSocket& u) -> Task<bool> {
+      try {
+        (void)co_await u.recv_from();
+      } catch (const corio::OSError&) {
+        co_return true;
+      }
+      co_return false;
+    }(u));
+    co_await corio::sleep(0s);  // the receive waits on the socket
+    co_await corio::sleep(0s);
+    u.close();
+    DatagramSocket again = co_await corio::open_datagram("127.0.0.1", port);  // (threw EADDRINUSE)
+    EXPECT_EQ(again.local_port(), port);
+    EXPECT_TRUE(co_await receiving);
+  }());
+}
