@@ -129,16 +129,20 @@ Task<std::size_t> Barrier::wait() {
     // waiter that left (cancelled) must not leave a gap or a duplicate, so every cycle returns 0..n-1.
     std::size_t index = count_;
     count_ = 0;
+    ++cycle_;
     int i = 0;
     while (waiters_.wake_one(i)) ++i;
     co_return index;
   }
   ++count_;
+  const std::uint64_t cycle = cycle_;
   detail::WaitList::Node node(waiters_, "barrier");
   try {
     co_await node;
   } catch (const CancelledError&) {
-    if (!node.granted) --count_;  // leave before the barrier filled: undo the arrival
+    // Left before the barrier filled: undo the arrival, unless a reset, an abort or a last arrival has
+    // started a new cycle since (between the cancel and this step): that new count does not hold it.
+    if (!node.granted && cycle == cycle_) --count_;
     throw;
   }
   if (node.status == kBroken) throw BrokenBarrierError();
@@ -148,6 +152,7 @@ Task<std::size_t> Barrier::wait() {
 Task<> Barrier::reset() {
   waiters_.wake_all(kBroken);
   count_ = 0;
+  ++cycle_;
   broken_ = false;
   co_return;
 }
@@ -155,6 +160,7 @@ Task<> Barrier::reset() {
 Task<> Barrier::abort() {
   broken_ = true;
   count_ = 0;
+  ++cycle_;
   waiters_.wake_all(kBroken);
   co_return;
 }

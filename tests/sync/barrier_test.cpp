@@ -238,3 +238,49 @@ TEST(Barrier, TenThousandParties) {
 }
 
 }  // namespace
+
+// A waiter cancelled and then, before it runs, swept away by reset() or by the arrival that fills the
+// barrier, does not undo its arrival in the new cycle: the count went below zero (wrapped) and every later
+// cycle needed one more party.
+TEST(Barrier, AWaiterCancelledAndThenResetDoesNotUnbalanceTheNextCycle) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Barrier b(2);
+        std::vector<std::string> log;
+        auto a = corio::create_task(arrive(b, log, "a"));
+        co_await turns(1);  // a waits
+        a.cancel();         // unlinked; its step comes later
+        co_await b.reset();
+        co_await turns(2);  // a leaves
+        auto x = corio::create_task(arrive(b, log, "x"));
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(3);
+        EXPECT_TRUE(x.done() && y.done()) << "waiting: " << b.n_waiting();
+        EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "y:1", "x:0"}));  // y fills, x is woken
+        x.cancel();
+        y.cancel();
+      }(),
+      kVirtual);
+}
+
+TEST(Barrier, AWaiterCancelledAndThenCountedByTheFillingArrivalDoesNotUnbalanceTheNextCycle) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Barrier b(2);
+        std::vector<std::string> log;
+        auto a = corio::create_task(arrive(b, log, "a"));
+        co_await turns(1);
+        a.cancel();
+        // As in asyncio, the cancelled waiter still counts until its step runs: this arrival fills.
+        EXPECT_EQ(co_await b.wait(), 1u);
+        co_await turns(2);
+        auto x = corio::create_task(arrive(b, log, "x"));
+        auto y = corio::create_task(arrive(b, log, "y"));
+        co_await turns(3);
+        EXPECT_TRUE(x.done() && y.done()) << "waiting: " << b.n_waiting();
+        EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "y:1", "x:0"}));  // y fills, x is woken
+        x.cancel();
+        y.cancel();
+      }(),
+      kVirtual);
+}

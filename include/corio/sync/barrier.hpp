@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "corio/core/task.hpp"
 #include "corio/sync/detail/wait_list.hpp"
@@ -29,7 +30,8 @@ class Barrier {
 
  private:
   std::size_t parties_;
-  std::size_t count_ = 0;
+  std::size_t count_ = 0;    // arrivals in this cycle
+  std::uint64_t cycle_ = 0;  // bumped whenever count_ starts again (filled, reset, aborted)
   bool broken_ = false;
   detail::WaitList waiters_;
 };
