@@ -280,3 +280,17 @@ TEST(WaitFor, CancelArrivingAfterTheInnerWorkFinishedKeepsItsValue) {
       }(),
       kVirtual);
 }
+
+// A timeout beyond the nanosecond range means "no timeout", as a sleep of that length is forever: the
+// conversion overflowed (UBSan: signed integer overflow; a double 1e10 s became INT64_MIN) and the
+// timeout fired at once.
+TEST(WaitFor, ATimeoutBeyondTheNanosecondRangeNeverFires) {
+  corio::run(
+      []() -> corio::Task<> {
+        EXPECT_EQ(co_await corio::wait_for(value_after(7, 1s), std::chrono::seconds(10'000'000'000LL)), 7);
+        EXPECT_EQ(co_await corio::wait_for(value_after(8, 1s), std::chrono::duration<double>(1e10)), 8);
+        EXPECT_EQ(co_await corio::wait_for(value_after(9, 1s), std::chrono::hours(24LL * 365 * 1'000'000)),
+                  9);
+      }(),
+      kVirtual);
+}

@@ -164,6 +164,15 @@ class EventLoop : private detail::LoopCore {
     return create_task(std::move(main), {}, detail::SourceLoc{});
   }
 
+  // A due time no clock reaches, far enough from the limits that adding or subtracting a time never
+  // overflows: delays and times beyond it (1e10 s, years as hours) saturate to it, as sleep()'s do.
+  static constexpr std::int64_t kForeverNs = INT64_MAX / 2;
+  static std::int64_t saturate_ns(long double ns) noexcept {
+    if (!(ns < static_cast<long double>(kForeverNs))) return kForeverNs;  // (NaN too)
+    if (ns <= -static_cast<long double>(kForeverNs)) return -kForeverNs;
+    return static_cast<std::int64_t>(std::llroundl(ns));
+  }
+
  private:
   friend class Handle;
 
@@ -174,14 +183,6 @@ class EventLoop : private detail::LoopCore {
     detail::LoopCore* prev_;
   };
 
-  // A due time no clock reaches, far enough from the limits that adding or subtracting a time never
-  // overflows: delays and times beyond it (1e10 s, years as hours) saturate to it, as sleep()'s do.
-  static constexpr std::int64_t kForeverNs = INT64_MAX / 2;
-  static std::int64_t saturate_ns(long double ns) noexcept {
-    if (!(ns < static_cast<long double>(kForeverNs))) return kForeverNs;  // (NaN too)
-    if (ns <= -static_cast<long double>(kForeverNs)) return -kForeverNs;
-    return static_cast<std::int64_t>(std::llroundl(ns));
-  }
   // Rounds to the nearest nanosecond: truncating would make call_at(1.001) due at 1.000999999, so the
   // callback would run while time() < when.
   static std::int64_t seconds_to_ns(double s) noexcept {

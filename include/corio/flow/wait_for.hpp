@@ -18,6 +18,7 @@
 #include <string>
 
 #include "corio/core/detail/runtime.hpp"
+#include "corio/core/event_loop.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/detail/children.hpp"
@@ -107,21 +108,26 @@ Task<T> wait_for_handle(TaskHandle<T> h, std::int64_t timeout_ns, bool owned) {
     co_return child_result(h, owned);
 }
 
+// The timeout in nanoseconds, saturating as sleep()'s delays do: wait_for(x, 1e10 s) waits for x (a plain
+// duration_cast overflowed, and the timeout came out negative: TimeoutError at once).
+template <class Rep, class Period>
+std::int64_t timeout_ns(std::chrono::duration<Rep, Period> timeout) noexcept {
+  using D = std::chrono::duration<long double, std::nano>;
+  return EventLoop::saturate_ns(std::chrono::duration_cast<D>(timeout).count());
+}
+
 }  // namespace detail
 
 // Awaits `task` for at most `timeout`; see above.
 template <class T, class Rep, class Period>
 Task<T> wait_for(Task<T> task, std::chrono::duration<Rep, Period> timeout) {
-  co_return co_await detail::wait_for_handle(
-      create_task(std::move(task), {}, detail::SourceLoc{}),
-      std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
-      /*owned=*/true);
+  co_return co_await detail::wait_for_handle(create_task(std::move(task), {}, detail::SourceLoc{}),
+                                             detail::timeout_ns(timeout), /*owned=*/true);
 }
 template <class T, class Rep, class Period>
 Task<T> wait_for(TaskHandle<T> handle, std::chrono::duration<Rep, Period> timeout) {
-  co_return co_await detail::wait_for_handle(
-      detail::to_handle(handle), std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(),
-      /*owned=*/false);
+  co_return co_await detail::wait_for_handle(detail::to_handle(handle), detail::timeout_ns(timeout),
+                                             /*owned=*/false);
 }
 
 // Any other awaitable (sleep(), shield(...)) runs as a task that awaits it, with the same semantics.
