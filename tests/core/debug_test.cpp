@@ -197,6 +197,21 @@ TEST(Debug, RetrievedExceptionIsNotLogged) {
   EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }
 
+// Asking a pending task for its result (InvalidStateError) retrieves nothing: its later failure is still
+// reported, as asyncio's Future.result() on a pending future leaves the report on.
+TEST(Debug, ResultAskedTooEarlyDoesNotHideALaterFailure) {
+  LogCapture logs;
+  corio::run([]() -> corio::Task<> {
+    auto t = corio::create_task(fails_with("failed later"), "asked-early");
+    EXPECT_THROW((void)t.result(), corio::InvalidStateError);
+    EXPECT_THROW((void)t.exception(), corio::InvalidStateError);
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+  }());
+  EXPECT_EQ(logs.count("Task exception was never retrieved"), 1) << logs.text();
+  EXPECT_TRUE(logs.contains("failed later")) << logs.text();
+}
+
 TEST(Debug, SlowStepIsLoggedWithTheTaskName) {
   LogCapture logs;
   corio::run(

@@ -165,7 +165,7 @@ class TaskHandle {
   // not done yet.
   T result() const {
     auto* s = detail::state_cast<T>(state_or_throw());
-    s->exc_retrieved_ = true;
+    if (s->done()) s->exc_retrieved_ = true;  // (asking too early retrieves nothing: a later failure is news)
     return s->get();
   }
   // The exception the task ended with (null if it returned a value); CancelledError if it was cancelled,
