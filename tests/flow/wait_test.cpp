@@ -223,4 +223,27 @@ TEST(Wait, CancellingTheWaiterLeavesTasksRunning) {
       kVirtual);
 }
 
+// A timeout of 0 waits one turn, as asyncio's does (call_later(0)): a task that was ready to finish in that
+// turn is done, one still sleeping is pending. (It returned at once, before either ran.)
+TEST(Wait, TimeoutZeroWaitsOneTurn) {
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task([]() -> corio::Task<int> { co_return 1; }()),
+                   corio::create_task(value_after(2, 1s))};
+        auto r = co_await corio::wait(hs, corio::ReturnWhen::all_completed, 0ns);
+        EXPECT_EQ(r.done.size(), 1u);
+        EXPECT_EQ(r.pending.size(), 1u);
+        if (r.done.size() != 1 || r.pending.size() != 1) co_return;
+        EXPECT_EQ(r.done[0].result(), 1);
+        const int second = co_await r.pending[0];
+        EXPECT_EQ(second, 2);
+        Handles one{corio::create_task(value_after(3, 1s))};
+        auto negative = co_await corio::wait(one, corio::ReturnWhen::first_completed, -5s);
+        EXPECT_EQ(negative.pending.size(), 1u);
+        const int third = co_await one[0];
+        EXPECT_EQ(third, 3);
+      }(),
+      kVirtual);
+}
+
 }  // namespace

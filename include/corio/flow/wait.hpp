@@ -4,9 +4,11 @@
 // pending, each in input order. first_exception returns when a task ends with an exception (not a
 // cancellation) or all are done. Cancelling the awaiting task stops the waiting (CancelledError) and
 // leaves the tasks running. An empty input throws std::invalid_argument, as asyncio raises ValueError.
-// The awaiting task is resumed by the loop on the turn after the condition first held.
+// The awaiting task is resumed by the loop on the turn after the condition first held; a timeout of 0
+// waits one turn.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -38,10 +40,9 @@ class WaitWaiter final : public Waiter, public TimerNode {
       : tasks_(std::move(tasks)), when_(when), timeout_ns_(timeout_ns) {}
   ~WaitWaiter() { stop_watching(); }
 
-  bool await_ready() const noexcept {
-    if (timeout_ns_ && *timeout_ns_ <= 0) return true;
-    return satisfied();
-  }
+  // A timeout of 0 (or less) still waits for one turn, as asyncio's call_later(0) does: what was ready to
+  // finish in that turn is done.
+  bool await_ready() const noexcept { return satisfied(); }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
     loop_ = &LoopCore::current_loop();
@@ -54,7 +55,8 @@ class WaitWaiter final : public Waiter, public TimerNode {
     if (timeout_ns_) {
       std::int64_t now = loop_->now_ns();
       constexpr std::int64_t kMax = INT64_MAX / 2;
-      loop_->add_timer(*this, *timeout_ns_ >= kMax - now ? kMax : now + *timeout_ns_);
+      const std::int64_t t = std::max<std::int64_t>(*timeout_ns_, 0);
+      loop_->add_timer(*this, t >= kMax - now ? kMax : now + t);
     }
     suspend_on(h);
   }
