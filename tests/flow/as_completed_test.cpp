@@ -158,3 +158,22 @@ TEST(AsCompleted, ACancelledNextLetsTheIterationGoOn) {
       }(),
       kVirtual);
 }
+
+namespace {
+// A task given twice is yielded once, as asyncio's as_completed works on a set of its arguments.
+TEST(AsCompleted, ATaskGivenTwiceIsYieldedOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto a = corio::create_task(value_after(1, 2s));
+        auto b = corio::create_task(value_after(2, 1s));
+        auto gen = corio::as_completed(std::vector<corio::TaskHandle<int>>{a, b, a, b, a});
+        std::vector<int> got;
+        while (auto h = co_await gen.next()) {
+          const int v = co_await *h;
+          got.push_back(v);
+        }
+        EXPECT_EQ(got, (std::vector<int>{2, 1}));
+      }(),
+      kVirtual);
+}
+}  // namespace

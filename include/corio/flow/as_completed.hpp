@@ -3,15 +3,16 @@
 //   auto gen = corio::as_completed(handles);
 //   while (auto h = co_await gen.next()) use(co_await *h);
 //
-// Tasks already done come first, in input order. Each next() suspends the consumer until one more task
-// is done; the loop resumes it on the turn after that. Cancelling the consumer stops the waiting only: that
-// next() throws CancelledError, and the next next() goes on with the tasks left.
+// Tasks already done come first, in input order; a task given twice is yielded once. Each next() suspends the
+// consumer until one more task is done; the loop resumes it on the turn after that. Cancelling the consumer
+// stops the waiting only: that next() throws CancelledError, and the next next() goes on with the tasks left.
 #pragma once
 
 #include <cstddef>
 #include <exception>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "corio/core/async_generator.hpp"
@@ -80,9 +81,21 @@ template <class T>
 AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
   for (const auto& h : tasks)
     if (!h) throw InvalidStateError("as_completed(): empty TaskHandle");
+  // A task given more than once is yielded once, as asyncio's as_completed works on a set.
   std::vector<detail::TaskStateBase*> states;
   states.reserve(tasks.size());
-  for (const auto& h : tasks) states.push_back(h.state());
+  {
+    std::unordered_set<detail::TaskStateBase*> seen;
+    seen.reserve(tasks.size());
+    std::size_t kept = 0;
+    for (auto& h : tasks) {
+      if (!seen.insert(h.state()).second) continue;
+      states.push_back(h.state());
+      if (&tasks[kept] != &h) tasks[kept] = std::move(h);
+      ++kept;
+    }
+    tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(kept), tasks.end());
+  }
   detail::CompletionQueue queue(states);
   for (std::size_t n = 0; n < tasks.size(); ++n) {
     std::size_t i = 0;
