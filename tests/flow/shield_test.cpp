@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "corio/core/errors.hpp"
@@ -109,3 +110,21 @@ TEST(Shield, InnerExceptionPropagates) {
 }
 
 }  // namespace
+
+// A move-only result: shield(Task) moves it out of the task it made (it did not compile: the value was
+// copied); shield(TaskHandle) of a move-only result moves it, as co_await std::move(handle) does.
+TEST(Shield, AMoveOnlyResultIsMovedOut) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto make = [](int v) -> corio::Task<std::unique_ptr<int>> {
+          co_await corio::sleep(1s);
+          co_return std::make_unique<int>(v);
+        };
+        std::unique_ptr<int> a = co_await corio::shield(make(3));
+        EXPECT_TRUE(a && *a == 3);
+        auto h = corio::create_task(make(4));
+        std::unique_ptr<int> b = co_await corio::shield(h);
+        EXPECT_TRUE(b && *b == 4);
+      }(),
+      kVirtual);
+}

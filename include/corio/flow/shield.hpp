@@ -2,11 +2,13 @@
 //
 // `co_await shield(handle)` waits for the task and returns its result. If the awaiting task is cancelled,
 // the await throws CancelledError at once while the shielded task keeps running (it is not cancelled).
-// A Task<T> (or any other awaitable) is scheduled as a task first. Resumed by the loop on the turn after the
-// task ended.
+// A Task<T> (or any other awaitable) is scheduled as a task first; its result is then moved out, so a
+// move-only result works (from a TaskHandle it is copied, or moved if it cannot be copied). Resumed by the
+// loop on the turn after the task ended.
 #pragma once
 
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "corio/core/detail/runtime.hpp"
@@ -19,10 +21,11 @@ namespace detail {
 template <class T>
 class ShieldAwaiter final : public Waiter, public DoneWatcher {
  public:
-  explicit ShieldAwaiter(TaskHandle<T> h) : h_(std::move(h)) {
+  // owned: shield() made the task itself, so nobody else can ask for its result.
+  explicit ShieldAwaiter(TaskHandle<T> h, bool owned = false) : h_(std::move(h)), owned_(owned) {
     if (!h_) throw InvalidStateError("shield(): empty TaskHandle");
   }
-  ShieldAwaiter(ShieldAwaiter&& o) noexcept : h_(std::move(o.h_)) {}
+  ShieldAwaiter(ShieldAwaiter&& o) noexcept : h_(std::move(o.h_)), owned_(o.owned_) {}
 
   bool await_ready() const { return h_.state()->done(); }
   template <class P>
@@ -32,7 +35,16 @@ class ShieldAwaiter final : public Waiter, public DoneWatcher {
   }
   T await_resume() {
     throw_if_cancelled();
-    return h_.result();
+    // The value is moved out when nobody else can want it (the task is shield's own) or when it cannot be
+    // copied (a move-only result of a handle: as co_await std::move(handle)).
+    if constexpr (!std::is_void_v<T>) {
+      if (owned_ || !std::is_copy_constructible_v<T>) {
+        auto* s = state_cast<T>(h_.state());
+        s->exc_retrieved_ = true;
+        return s->take();
+      }
+    }
+    if constexpr (std::is_copy_constructible_v<T> || std::is_void_v<T>) return h_.result();
   }
   void on_done(TaskStateBase&) override { wake(); }
   bool cancel() override {
@@ -43,6 +55,7 @@ class ShieldAwaiter final : public Waiter, public DoneWatcher {
 
  private:
   TaskHandle<T> h_;
+  bool owned_;
 };
 
 }  // namespace detail
@@ -53,14 +66,14 @@ detail::ShieldAwaiter<T> shield(TaskHandle<T> task) {
 }
 template <class T>
 detail::ShieldAwaiter<T> shield(Task<T> task) {
-  return detail::ShieldAwaiter<T>(create_task(std::move(task), {}, detail::SourceLoc{}));
+  return detail::ShieldAwaiter<T>(create_task(std::move(task), {}, detail::SourceLoc{}), /*owned=*/true);
 }
 
 // Any other awaitable runs as a task first, then is shielded.
 template <class A>
 requires(detail::Awaitable<A> && !detail::is_task_v<std::decay_t<A>> &&
          !detail::is_handle_v<std::decay_t<A>>) auto shield(A awaitable) {
-  return shield(create_task(detail::await_as_task(std::move(awaitable)), {}, detail::SourceLoc{}));
+  return shield(detail::await_as_task(std::move(awaitable)));
 }
 
 }  // namespace corio
