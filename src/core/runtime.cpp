@@ -647,6 +647,10 @@ void EventLoop::cancel_all_tasks() {
 void EventLoop::shutdown_and_close() noexcept {
   try {
     cancel_all_tasks();
+    // One more turn, as asyncio.run turns the loop again (shutdown_asyncgens, shutdown_default_executor)
+    // before closing it: callbacks scheduled when main returned (a call_soon, main's done callbacks) run.
+    stop();
+    run_forever();
   } catch (const std::exception& e) {
     detail::log(std::string("error while cancelling leftover tasks: ") + e.what());
   } catch (...) {

@@ -158,3 +158,16 @@ TEST(Run, EachRunHasAFreshVirtualClock) {
     EXPECT_DOUBLE_EQ(t, 5.0);
   }
 }
+
+// What main scheduled as it returned still runs before run() closes the loop, as asyncio.run turns the
+// loop again before closing it: a call_soon and main's own done callback (both were dropped).
+TEST(Run, CallbacksScheduledAsMainReturnsStillRun) {
+  std::vector<std::string> log;
+  corio::run([](std::vector<std::string>& log) -> corio::Task<> {
+    corio::get_running_loop().call_soon([&log] { log.push_back("call_soon"); });
+    corio::current_task().add_done_callback(
+        [&log](corio::TaskHandle<void>) { log.push_back("main's done callback"); });
+    co_return;
+  }(log));
+  EXPECT_EQ(log, (std::vector<std::string>{"call_soon", "main's done callback"}));
+}
