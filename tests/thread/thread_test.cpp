@@ -22,6 +22,7 @@
 #include "corio/core/detail/frame_allocator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
+#include "corio/core/log.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
@@ -717,4 +718,34 @@ TEST(FramePool, AThreadThatExitsLeavesItsMemoryToTheNext) {
     FrameAllocator::deallocate(b, 512);
   }).join();
   EXPECT_GE(second, first);  // a heap of its own would have carved one chunk (kChunk bytes)
+}
+
+// A task cancelled through its future before its first step is not "never awaited" in debug mode: it is
+// scheduled on its own and cancelled as a task (it sat unstarted in the bridge's frame, which destroyed it
+// unrun), as asyncio's run_coroutine_threadsafe wraps the coroutine in a task.
+TEST(RunCoroutineThreadsafe, CancelledBeforeItsFirstStepIsNotReportedNeverAwaited) {
+  std::vector<std::string> logs;
+  auto prev = corio::set_log_handler([&logs](std::string_view m) { logs.emplace_back(m); });
+  bool cancelled = false;
+  corio::run(
+      [](bool& cancelled) -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        corio::Event done;
+        std::thread other([&] {
+          auto f = corio::run_coroutine_threadsafe(add_later(1, 2), loop);
+          f.cancel();
+          try {
+            (void)f.get();
+          } catch (const corio::CancelledError&) {
+            cancelled = true;
+          }
+          loop.call_soon_threadsafe([&done] { done.set(); });
+        });
+        co_await done.wait();
+        other.join();
+      }(cancelled),
+      corio::RunOptions{.debug = true});
+  corio::set_log_handler(prev);
+  EXPECT_TRUE(cancelled);
+  for (const auto& l : logs) EXPECT_EQ(l.find("never awaited"), std::string::npos) << l;
 }

@@ -215,22 +215,27 @@ ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
       shared->handle = TaskHandle<void>();
     }
   };
-  auto bridge = [](Task<T> t, Link link) -> Task<> {
+  auto bridge = [](TaskHandle<T> h, Link link) -> Task<> {
     try {
       if constexpr (std::is_void_v<T>) {
-        co_await t;
+        co_await std::move(h);
         link.promise->set_value();
       } else {
-        link.promise->set_value(co_await t);
+        link.promise->set_value(co_await std::move(h));
       }
     } catch (...) {
       link.promise->set_exception(std::current_exception());
     }
     link.settled = true;
   };
+  // The task is scheduled on its own (as asyncio's ensure_future) and the bridge awaits it: cancelled
+  // before its first step, it ends as any scheduled task does (a bridge holding the unstarted Task as a
+  // parameter destroyed it unrun, which debug mode reported as "never awaited").
   loop.call_soon_threadsafe([bridge, t = std::move(task), link = Link(promise, shared)]() mutable {
     std::shared_ptr<Shared> s = link.shared;
-    s->handle = create_task(bridge(std::move(t), std::move(link)));
+    TaskHandle<T> h = create_task(std::move(t));
+    s->handle = h;
+    create_task(bridge(std::move(h), std::move(link)));
     if (s->cancel_requested) s->handle.cancel("cancelled by run_coroutine_threadsafe's caller");
   });
   return future;
