@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "corio/sync/thread.hpp"
@@ -84,41 +85,55 @@ std::thread start_thread_without_signals(std::function<void()> f) {
 }
 
 namespace {
+// One loop's pool. Each loop has its own, even when loops take turns on one thread: a second loop's
+// to_thread must not join, or wait behind, the first loop's calls.
 struct LoopPool {
-  LoopCore* owner = nullptr;
   std::unique_ptr<ThreadPool> pool;
   // Pools replaced by set_to_thread_workers while the loop runs: their calls may still be running (and may
   // wait for the loop), so they are joined at the loop's shutdown, not on the spot.
   std::vector<std::unique_ptr<ThreadPool>> retired;
-  std::size_t size = 0;  // 0: default
+  bool closed = false;  // the loop's shutdown took the pools: a loop at this address later is another one
 };
-thread_local LoopPool tl_pool;
+// The pools of the loops this thread has run (a loop runs on one thread; its shutdown hook may run on
+// another, so it reaches its LoopPool through its own reference, not through this list).
+thread_local std::vector<std::pair<const LoopCore*, std::shared_ptr<LoopPool>>> tl_pools;
+thread_local std::size_t tl_size = 0;  // set_to_thread_workers: 0 is the default size
 
 std::size_t default_workers() {
   unsigned cores = std::thread::hardware_concurrency();
   return std::min<std::size_t>(32, (cores ? cores : 1) + 4);
 }
+
+LoopPool* find_pool(const LoopCore* loop) {
+  for (auto& [owner, lp] : tl_pools)
+    if (owner == loop && !lp->closed) return lp.get();
+  return nullptr;
+}
 }  // namespace
 
 ThreadPool& loop_thread_pool() {
   EventLoop& loop = get_running_loop();
-  if (tl_pool.owner != &loop.core() || !tl_pool.pool) {
-    tl_pool.pool = std::make_unique<ThreadPool>(tl_pool.size ? tl_pool.size : default_workers());
-    tl_pool.owner = &loop.core();
-    loop.add_shutdown_hook([]() -> std::function<void()> {
-      // Detached here, on the loop's thread (tl_pool is its own); joined by the function returned, maybe on
-      // another thread: every call has returned before the loop closes.
-      std::shared_ptr<ThreadPool> pool = std::move(tl_pool.pool);
-      auto retired = std::make_shared<std::vector<std::unique_ptr<ThreadPool>>>(std::move(tl_pool.retired));
-      tl_pool.retired.clear();
-      tl_pool.owner = nullptr;
+  LoopPool* lp = find_pool(&loop.core());
+  if (!lp) {
+    std::erase_if(tl_pools, [](const auto& e) { return e.second->closed; });
+    auto fresh = std::make_shared<LoopPool>();
+    loop.add_shutdown_hook([fresh]() -> std::function<void()> {
+      // Detached here, on the thread closing the loop; joined by the function returned, maybe on another
+      // thread: every call has returned before the loop closes.
+      fresh->closed = true;
+      std::shared_ptr<ThreadPool> pool = std::move(fresh->pool);
+      auto retired = std::make_shared<std::vector<std::unique_ptr<ThreadPool>>>(std::move(fresh->retired));
+      fresh->retired.clear();
       return [pool = std::move(pool), retired = std::move(retired)]() mutable {
         pool.reset();
         retired->clear();
       };
     });
+    tl_pools.emplace_back(&loop.core(), fresh);
+    lp = fresh.get();
   }
-  return *tl_pool.pool;
+  if (!lp->pool) lp->pool = std::make_unique<ThreadPool>(tl_size ? tl_size : default_workers());
+  return *lp->pool;
 }
 
 }  // namespace corio::detail
@@ -126,13 +141,13 @@ ThreadPool& loop_thread_pool() {
 namespace corio {
 
 void set_to_thread_workers(std::size_t n) {
-  detail::tl_pool.size = n;
+  detail::tl_size = n;
   std::size_t effective = n ? n : detail::default_workers();
-  if (detail::tl_pool.pool && detail::tl_pool.pool->max_threads() != effective) {
+  detail::LoopPool* lp = detail::LoopCore::running_ ? detail::find_pool(detail::LoopCore::running_) : nullptr;
+  if (lp && lp->pool && lp->pool->max_threads() != effective) {
     // Resized while a loop runs: a new pool applies from the next call. The old one keeps its running calls
     // and is joined when the loop shuts down (joining here could block the loop on calls that wait for it).
-    detail::tl_pool.retired.push_back(std::move(detail::tl_pool.pool));
-    detail::tl_pool.owner = nullptr;
+    lp->retired.push_back(std::move(lp->pool));
   }
 }
 

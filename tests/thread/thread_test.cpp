@@ -749,3 +749,33 @@ TEST(RunCoroutineThreadsafe, CancelledBeforeItsFirstStepIsNotReportedNeverAwaite
   EXPECT_TRUE(cancelled);
   for (const auto& l : logs) EXPECT_EQ(l.find("never awaited"), std::string::npos) << l;
 }
+
+// Each loop has its own to_thread pool, even when two loops take turns on one thread: the second loop's
+// first to_thread made a new pool in the thread's one slot, destroying (joining) the first loop's pool on
+// the spot, so it waited for the first loop's calls (for ever, if such a call waited for its loop).
+TEST(ToThread, TwoLoopsOnOneThreadDoNotShareAPool) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> a_started;
+  std::future<void> started = a_started.get_future();
+  std::atomic<bool> timed_out{false};
+  corio::EventLoop a;
+  corio::TaskHandle<void> pending;
+  a.run_until_complete([](corio::TaskHandle<void>& pending, std::promise<void>& a_started,
+                          std::shared_future<void> released, std::atomic<bool>& timed_out) -> corio::Task<> {
+    pending = corio::create_task(corio::to_thread([&a_started, released, &timed_out] {
+      a_started.set_value();
+      // Bounded only so that the failure ends: B's call returned long before, when the pools are apart.
+      if (released.wait_for(10s) != std::future_status::ready) timed_out = true;
+    }));
+    co_await corio::sleep(0s);  // the call is submitted to A's pool
+  }(pending, a_started, released, timed_out));
+  started.wait();  // A's call runs on A's pool
+  corio::EventLoop b;
+  int v = b.run_until_complete(
+      []() -> corio::Task<int> { co_return co_await corio::to_thread([] { return 7; }); }());
+  release.set_value();
+  EXPECT_EQ(v, 7);
+  a.run_until_complete([](corio::TaskHandle<void> h) -> corio::Task<> { co_await h; }(pending));
+  EXPECT_FALSE(timed_out) << "loop B waited for loop A's call";
+}
