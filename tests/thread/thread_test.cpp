@@ -731,9 +731,11 @@ TEST(RunCoroutineThreadsafe, CancelledBeforeItsFirstStepIsNotReportedNeverAwaite
       [](bool& cancelled) -> corio::Task<> {
         corio::EventLoop& loop = corio::get_running_loop();
         corio::Event done;
+        std::latch posted(1);
         std::thread other([&] {
           auto f = corio::run_coroutine_threadsafe(add_later(1, 2), loop);
           f.cancel();
+          posted.count_down();
           try {
             (void)f.get();
           } catch (const corio::CancelledError&) {
@@ -741,6 +743,7 @@ TEST(RunCoroutineThreadsafe, CancelledBeforeItsFirstStepIsNotReportedNeverAwaite
           }
           loop.call_soon_threadsafe([&done] { done.set(); });
         });
+        posted.wait();  // (blocks the loop) both posts wait: the cancel comes before the task's first step
         co_await done.wait();
         other.join();
       }(cancelled),
