@@ -279,18 +279,19 @@ Task<Server> start_server(StreamHandler handler, std::string host, std::uint16_t
 }
 
 Task<Server> start_unix_server(StreamHandler handler, std::string path, ServerOptions options) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) throw OSError(ENAMETOOLONG, "bind " + path + ": path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  sockaddr_un addr;
+  const socklen_t len = detail::unix_address(path, addr, "bind");
+  const bool abstract = path[0] == '\0';  // no file: nothing to remove before or after
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());  // stale socket file
+  if (!abstract && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+    ::unlink(path.c_str());  // stale socket file
   auto state = std::make_shared<detail::ServerState>(std::move(handler), options, true);
   detail::FdGuard fd{detail::open_socket(AF_UNIX, SOCK_STREAM)};
-  if (::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
-    detail::throw_os_error(errno, "bind " + path);
-  if (::listen(fd.fd, options.backlog) < 0) detail::throw_os_error(errno, "listen " + path);
-  if (::stat(path.c_str(), &st) == 0) {
+  if (::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), len) < 0)
+    detail::throw_os_error(errno, "bind " + detail::unix_path_text(path));
+  if (::listen(fd.fd, options.backlog) < 0)
+    detail::throw_os_error(errno, "listen " + detail::unix_path_text(path));
+  if (!abstract && ::stat(path.c_str(), &st) == 0) {
     state->unix_dev_ = st.st_dev;
     state->unix_ino_ = st.st_ino;
   }

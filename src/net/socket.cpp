@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 
 #include "corio/core/errors.hpp"
@@ -83,6 +84,32 @@ void IoAwaiter::describe(std::string& out) const {
                                       "connect", "recvfrom", "sendto",  "poll_in", "poll_out"};
   out += names[static_cast<int>(code)];
   out += " on fd " + std::to_string(fd);
+}
+
+std::string unix_path_text(const std::string& path) {
+  std::string out;
+  for (char c : path) {
+    if (c == '\0')
+      out += "\\0";
+    else
+      out += c;
+  }
+  return out;
+}
+
+socklen_t unix_address(const std::string& path, sockaddr_un& addr, const char* verb) {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  auto fail = [&](int err, const char* why) {
+    throw OSError(err, std::string(verb) + " " + unix_path_text(path) + ": " + why);
+  };
+  if (path.empty()) fail(EINVAL, "the Unix socket path is empty");
+  if (path.size() >= sizeof addr.sun_path) fail(ENAMETOOLONG, "path too long");
+  const bool abstract = path[0] == '\0';
+  if (!abstract && path.find('\0') != std::string::npos)
+    fail(EINVAL, "the Unix socket path holds a NUL byte");
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  return static_cast<socklen_t>(abstract ? offsetof(sockaddr_un, sun_path) + path.size() : sizeof addr);
 }
 
 int open_socket(int family, int type, int protocol) {
@@ -196,16 +223,14 @@ Task<std::pair<StreamReader, StreamWriter>> open_connection(std::string host, st
 }
 
 Task<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path)
-    throw OSError(ENAMETOOLONG, "connect to " + path + ": path too long");
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  sockaddr_un addr;
+  const socklen_t len = detail::unix_address(path, addr, "connect to");
   detail::FdGuard guard{detail::open_socket(AF_UNIX, SOCK_STREAM)};
-  int r = co_await detail::connect_socket(guard.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int r = co_await detail::connect_socket(guard.fd, reinterpret_cast<sockaddr*>(&addr), len);
   if (r == -EAGAIN)
-    detail::throw_os_error(EAGAIN, "connect to " + path + ": the server's accept backlog is full");
-  if (r < 0) detail::throw_os_error(-r, "connect to " + path);
+    detail::throw_os_error(
+        EAGAIN, "connect to " + detail::unix_path_text(path) + ": the server's accept backlog is full");
+  if (r < 0) detail::throw_os_error(-r, "connect to " + detail::unix_path_text(path));
   co_return detail::make_stream(guard.release(), true, path);
 }
 

@@ -762,3 +762,41 @@ TEST(Server, CloseFreesThePortAtOnce) {
     co_await s.wait_closed();
   }());
 }
+
+// A Unix socket path that cannot name a file is a clear OSError: "" (it reached an abstract socket named by
+// 108 NUL bytes: ConnectionRefusedError "connect to : ..."), and a path holding a NUL byte (cut short at it).
+TEST(Server, UnixPathsThatNameNoFileAreRefused) {
+  run_guarded([]() -> Task<> {
+    auto handler = [](StreamReader, StreamWriter) -> Task<> { co_return; };
+    CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(""), corio::OSError, e,
+                       EXPECT_NE(std::string(e.what()).find("path is empty"), std::string::npos) << e.what());
+    CO_EXPECT_THROW_AS(co_await corio::start_unix_server(handler, ""), corio::OSError, e,
+                       EXPECT_NE(std::string(e.what()).find("path is empty"), std::string::npos) << e.what());
+    const std::string nul("/tmp/a\0b", 8);
+    CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(nul), corio::OSError, e,
+                       EXPECT_NE(std::string(e.what()).find("NUL byte"), std::string::npos) << e.what());
+    CO_EXPECT_THROW_AS(co_await corio::start_unix_server(handler, nul), corio::OSError, e,
+                       EXPECT_NE(std::string(e.what()).find("NUL byte"), std::string::npos) << e.what());
+  }());
+}
+
+// A path starting with a NUL byte names a Linux abstract socket, with its exact length (no file).
+TEST(Server, AnAbstractUnixSocketServes) {
+  run_guarded([]() -> Task<> {
+    auto handler = [](StreamReader r, StreamWriter w) -> Task<> {
+      w.write(co_await r.readline());
+      co_await w.drain();
+    };
+    const std::string name = std::string(1, '\0') + "corio-test-" + std::to_string(::getpid());
+    Server server = co_await corio::start_unix_server(handler, name);
+    auto [r, w] = co_await corio::open_unix_connection(name);
+    w.write("abstract\n");
+    const std::string back = co_await r.readline();
+    EXPECT_EQ(back, "abstract\n");
+    // The exact length: a longer name (the same with a NUL after it) is another socket.
+    CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(name + std::string(1, '\0')),
+                       corio::ConnectionRefusedError, e, (void)e);
+    server.close();
+    co_await server.wait_closed();
+  }());
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cstdint>
 #include <string>
@@ -12,6 +13,12 @@
 
 namespace corio::detail {
 
+// Fills addr with a Unix socket path and returns its length. A path starting with a NUL byte names an
+// abstract socket (Linux), given with its exact length; otherwise the path may hold no NUL byte. Throws
+// OSError "<verb> <path>: ..." (verb: "bind", "connect to") for an empty, too long or NUL-holding path.
+socklen_t unix_address(const std::string& path, sockaddr_un& addr, const char* verb);
+// The path for messages: NUL bytes written as \0 (an abstract name starts with one).
+std::string unix_path_text(const std::string& path);
 // A non-blocking, close-on-exec socket; throws OSError.
 int open_socket(int family, int type, int protocol = 0);
 // "127.0.0.1:80", "[::1]:80", or a Unix path.
