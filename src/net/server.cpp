@@ -41,9 +41,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::size_t accepting_ = 0;  // accept loops not yet finished
   std::size_t handles_ = 0;    // Server objects referring to this state
   bool closed_ = false;
-  WaitList idle_waiters_;   // wait_closed: no listener and no connection left
-  WaitList slot_waiters_;   // accept loops waiting for a connection slot (options.limit)
-  WaitList close_waiters_;  // serve_forever
+  WaitList idle_waiters_;         // wait_closed: no listener and no connection left
+  WaitList slot_waiters_;         // accept loops waiting for a connection slot (options.limit)
+  WaitList close_waiters_;        // serve_forever
+  bool serving_forever_ = false;  // a serve_forever() is running
   // The loop's backend while it exists: the listeners are forgotten there even if the server is closed or
   // destroyed between two runs of its loop.
   std::shared_ptr<BackendLink> link_ = io_backend().link();
@@ -233,6 +234,14 @@ Task<> server_wait_closed(std::shared_ptr<detail::ServerState> s) {
 
 Task<> server_serve_forever(std::shared_ptr<detail::ServerState> s) {
   if (!s || s->closed_) throw RuntimeError("serve_forever(): the server is closed");
+  // One at a time, as asyncio ("is already being awaited on serve_forever()").
+  if (s->serving_forever_)
+    throw RuntimeError("serve_forever(): the server is already being served by another call");
+  s->serving_forever_ = true;
+  struct Clear {
+    detail::ServerState* s;
+    ~Clear() { s->serving_forever_ = false; }
+  } clear{s.get()};
   std::exception_ptr cancelled;
   try {
     while (!s->closed_) {

@@ -800,3 +800,20 @@ TEST(Server, AnAbstractUnixSocketServes) {
     co_await server.wait_closed();
   }());
 }
+
+// A second serve_forever() while one runs is a RuntimeError, as in asyncio; once the first has ended (the
+// server closed), the state is clear for the next question (closed: RuntimeError too, saying so).
+TEST(Server, ASecondServeForeverAtOnceIsARuntimeError) {
+  run_guarded([]() -> Task<> {
+    Server server = co_await corio_test::start_echo_server();
+    auto forever = corio::create_task(server.serve_forever());
+    co_await corio_test::turns(2);
+    CO_EXPECT_THROW_AS(co_await server.serve_forever(), corio::RuntimeError, e,
+                       EXPECT_NE(std::string(e.what()).find("already"), std::string::npos) << e.what());
+    EXPECT_FALSE(forever.done());
+    server.close();
+    co_await forever;
+    CO_EXPECT_THROW_AS(co_await server.serve_forever(), corio::RuntimeError, e,
+                       EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what());
+  }());
+}
