@@ -14,36 +14,61 @@
 
 namespace corio {
 
-DatagramSocket::DatagramSocket(int fd) noexcept : fd_(fd) {
-  if (detail::LoopCore::running_) link_ = detail::io_backend().link();
+// What a datagram socket's operations use. They hold it (not the DatagramSocket, which may be destroyed
+// or moved while one waits), so after each wait they find out whether the socket was closed meanwhile.
+struct detail::DatagramState {
+  int fd = -1;
+  std::string peer;
+  std::shared_ptr<BackendLink> link;  // its loop's backend, so close() works between runs too
+
+  void close() noexcept {
+    close_fd(fd, link.get());
+    fd = -1;
+  }
+  ~DatagramState() { close(); }
+};
+
+DatagramSocket::DatagramSocket(int fd) : s_(std::make_shared<detail::DatagramState>()) {
+  s_->fd = fd;
+  if (detail::LoopCore::running_) s_->link = detail::io_backend().link();
 }
 
 DatagramSocket& DatagramSocket::operator=(DatagramSocket&& o) noexcept {
   if (this != &o) {
     close();
-    fd_ = std::exchange(o.fd_, -1);
-    peer_ = std::move(o.peer_);
-    link_ = std::move(o.link_);
+    s_ = std::move(o.s_);
   }
   return *this;
 }
 
 void DatagramSocket::close() noexcept {
-  detail::close_fd(fd_, link_.get());
-  fd_ = -1;
+  if (s_) s_->close();
 }
+bool DatagramSocket::is_closed() const noexcept { return !s_ || s_->fd < 0; }
+int DatagramSocket::native_handle() const noexcept { return s_ ? s_->fd : -1; }
 
-std::uint16_t DatagramSocket::local_port() const { return detail::local_port(fd_); }
-std::string DatagramSocket::local_address() const { return detail::sock_name(fd_); }
+std::uint16_t DatagramSocket::local_port() const { return detail::local_port(native_handle()); }
+std::string DatagramSocket::local_address() const { return detail::sock_name(native_handle()); }
 
 namespace {
-void check_open(int fd) {
-  if (fd < 0) throw RuntimeError("DatagramSocket is closed");
+using State = std::shared_ptr<detail::DatagramState>;
+
+// Throws unless the socket is open; then makes it follow the running loop.
+detail::DatagramState& open_state(const State& s) {
+  if (!s || s->fd < 0) throw RuntimeError("DatagramSocket is closed");
+  detail::follow_running_loop(s->fd, s->link);
+  return *s;
+}
+void check_open(const detail::DatagramState& s) {
+  if (s.fd < 0) throw RuntimeError("DatagramSocket is closed");
 }
 // For an error message: the local address, or why there is none (closed by another task while receiving:
 // the receive then ends with ECANCELED).
 std::string name_or_closed(int fd) {
   return fd < 0 ? std::string("a socket closed while receiving") : detail::sock_name(fd);
+}
+std::string peer_name(const detail::DatagramState& s) {
+  return s.peer.empty() ? std::string("peer") : s.peer;
 }
 
 // Receiving is split in two so that a cancellation never falls between taking a datagram and returning
@@ -62,29 +87,29 @@ std::int64_t take_datagram(int fd, std::string& buf, sockaddr_storage* from, soc
     if (errno != EINTR) return -errno;
   }
 }
-}  // namespace
 
-Task<> DatagramSocket::send_to(std::string data, std::string host, std::uint16_t port) {
-  check_open(fd_);
-  detail::follow_running_loop(fd_, link_);
+// The operations: coroutines holding the state, never the DatagramSocket.
+Task<> send_to_on(State keep, std::string data, std::string host, std::uint16_t port) {
+  detail::DatagramState& s = open_state(keep);
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
+  check_open(s);  // closed by another task during the lookup
   std::int64_t r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
-    r = co_await detail::IoAwaiter(detail::OpCode::sendto, fd_, data.data(), data.size(), 0,
+    r = co_await detail::IoAwaiter(detail::OpCode::sendto, s.fd, data.data(), data.size(), 0,
                                    reinterpret_cast<sockaddr*>(&ai.addr), ai.addrlen);
     if (r != -EAFNOSUPPORT && r != -EINVAL) break;  // wrong family for this socket: try the next address
+    check_open(s);
   }
   if (r < 0) detail::throw_os_error(static_cast<int>(-r), "send_to " + host + ":" + std::to_string(port));
 }
 
-Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max_size) {
-  check_open(fd_);
-  detail::follow_running_loop(fd_, link_);
+Task<std::pair<std::string, AddrInfo>> recv_from_on(State keep, std::size_t max_size) {
+  detail::DatagramState& s = open_state(keep);
   std::string buf(max_size, '\0');
   AddrInfo from;
   for (;;) {
     socklen_t len = sizeof from.addr;
-    std::int64_t r = take_datagram(fd_, buf, &from.addr, &len);
+    std::int64_t r = take_datagram(s.fd, buf, &from.addr, &len);
     if (r >= 0) {
       buf.resize(static_cast<std::size_t>(r));
       from.addrlen = len;
@@ -94,52 +119,63 @@ Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max
       co_return std::pair<std::string, AddrInfo>(std::move(buf), from);
     }
     if (r != -EAGAIN && r != -EWOULDBLOCK)
-      detail::throw_os_error(static_cast<int>(-r), "recv_from on " + local_address());
+      detail::throw_os_error(static_cast<int>(-r), "recv_from on " + detail::sock_name(s.fd));
     // Readable, or an error is pending (an ICMP error on a connected socket): take it on the next pass.
-    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, fd_);
-    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + name_or_closed(fd_));
-    check_open(fd_);  // closed by another task meanwhile
+    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, s.fd);
+    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv_from on " + name_or_closed(s.fd));
+    check_open(s);  // closed by another task meanwhile
   }
 }
 
-Task<> DatagramSocket::connect(std::string host, std::uint16_t port) {
-  check_open(fd_);
-  detail::follow_running_loop(fd_, link_);
+Task<> connect_on(State keep, std::string host, std::uint16_t port) {
+  detail::DatagramState& s = open_state(keep);
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
+  check_open(s);  // closed by another task during the lookup
   int r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
-    r = co_await detail::connect_socket(fd_, reinterpret_cast<sockaddr*>(&ai.addr), ai.addrlen);
+    r = co_await detail::connect_socket(s.fd, reinterpret_cast<sockaddr*>(&ai.addr), ai.addrlen);
     if (r == 0) break;
+    check_open(s);
   }
   if (r < 0) detail::throw_os_error(-r, "connect to " + host + ":" + std::to_string(port));
-  peer_ = host + ":" + std::to_string(port);
+  s.peer = host + ":" + std::to_string(port);
 }
 
-Task<> DatagramSocket::send(std::string data) {
-  check_open(fd_);
-  detail::follow_running_loop(fd_, link_);
-  std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::send, fd_, data.data(), data.size());
-  if (r < 0)
-    detail::throw_os_error(static_cast<int>(-r), "send to " + (peer_.empty() ? std::string("peer") : peer_));
+Task<> send_on(State keep, std::string data) {
+  detail::DatagramState& s = open_state(keep);
+  std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::send, s.fd, data.data(), data.size());
+  if (r < 0) detail::throw_os_error(static_cast<int>(-r), "send to " + peer_name(s));
 }
 
-Task<std::string> DatagramSocket::recv(std::size_t max_size) {
-  check_open(fd_);
-  detail::follow_running_loop(fd_, link_);
-  auto recv_what = [this] { return "recv from " + (peer_.empty() ? std::string("peer") : peer_); };
+Task<std::string> recv_on(State keep, std::size_t max_size) {
+  detail::DatagramState& s = open_state(keep);
   std::string buf(max_size, '\0');
   for (;;) {
-    std::int64_t r = take_datagram(fd_, buf, nullptr, nullptr);
+    std::int64_t r = take_datagram(s.fd, buf, nullptr, nullptr);
     if (r >= 0) {
       buf.resize(static_cast<std::size_t>(r));
       co_return buf;
     }
-    if (r != -EAGAIN && r != -EWOULDBLOCK) detail::throw_os_error(static_cast<int>(-r), recv_what());
-    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, fd_);
-    if (r < 0) detail::throw_os_error(static_cast<int>(-r), recv_what());
-    check_open(fd_);
+    if (r != -EAGAIN && r != -EWOULDBLOCK)
+      detail::throw_os_error(static_cast<int>(-r), "recv from " + peer_name(s));
+    r = co_await detail::IoAwaiter(detail::OpCode::poll_in, s.fd);
+    if (r < 0) detail::throw_os_error(static_cast<int>(-r), "recv from " + peer_name(s));
+    check_open(s);
   }
 }
+}  // namespace
+
+Task<> DatagramSocket::send_to(std::string data, std::string host, std::uint16_t port) {
+  return send_to_on(s_, std::move(data), std::move(host), port);
+}
+Task<std::pair<std::string, AddrInfo>> DatagramSocket::recv_from(std::size_t max_size) {
+  return recv_from_on(s_, max_size);
+}
+Task<> DatagramSocket::connect(std::string host, std::uint16_t port) {
+  return connect_on(s_, std::move(host), port);
+}
+Task<> DatagramSocket::send(std::string data) { return send_on(s_, std::move(data)); }
+Task<std::string> DatagramSocket::recv(std::size_t max_size) { return recv_on(s_, max_size); }
 
 Task<DatagramSocket> open_datagram(std::string local_host, std::uint16_t local_port) {
   std::vector<AddrInfo> addrs =

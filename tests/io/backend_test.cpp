@@ -3,6 +3,7 @@
 // in order and bounded, readers progress when the shared receive buffers run out, a completion queue
 // that overflows loses nothing.
 #include "corio/io/backend.hpp"
+#include "corio/io/operations.hpp"
 
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -285,3 +286,16 @@ TEST(Backend, LoopDestroyedOnAnotherThreadWithAnOpPendingCloses) {
 }
 
 }  // namespace
+
+// An operation on descriptor -1 (a closed object's) completes at once with -EBADF on either backend: both
+// index their tables by descriptor, and io_uring's wrote at index -1.
+TEST(Backend, AnOperationOnDescriptorMinusOneIsEBADF) {
+  run_guarded([]() -> Task<> {
+    const std::int64_t polled = co_await corio::detail::IoAwaiter(corio::detail::OpCode::poll_in, -1);
+    EXPECT_EQ(polled, -EBADF);
+    char buf[4];
+    const std::int64_t received =
+        co_await corio::detail::IoAwaiter(corio::detail::OpCode::recv, -1, buf, sizeof buf);
+    EXPECT_EQ(received, -EBADF);
+  }());
+}

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -602,5 +603,56 @@ TEST(Udp, CloseWithAReceiveWaitingFreesThePortAtOnce) {
     DatagramSocket again = co_await corio::open_datagram("127.0.0.1", port);  // (threw EADDRINUSE)
     EXPECT_EQ(again.local_port(), port);
     EXPECT_TRUE(co_await receiving);
+  }());
+}
+
+// An operation holds the socket's state, not the DatagramSocket: closed by another task while send_to or
+// connect resolved a name, it fails with RuntimeError instead of going on with descriptor -1 (on io_uring
+// that indexed the backend's table at -1); destroyed while a receive waits, the receive ends with an error
+// (it read the destroyed object: ASan saw a use after free).
+TEST(Udp, ClosingWhileResolvingANameIsARuntimeError) {
+  run_guarded([]() -> Task<> {
+    DatagramSocket peer = co_await corio::open_datagram("127.0.0.1", 0);
+    DatagramSocket s = co_await corio::open_datagram("127.0.0.1", 0);
+    auto sending = corio::create_task(s.send_to("hi", "localhost", peer.local_port()));
+    co_await corio::sleep(0s);  // the lookup runs on the resolver's thread
+    s.close();
+    CO_EXPECT_THROW_AS(co_await sending, corio::RuntimeError, e,
+                       EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what());
+    DatagramSocket t = co_await corio::open_datagram("127.0.0.1", 0);
+    auto connecting = corio::create_task(t.connect("localhost", peer.local_port()));
+    co_await corio::sleep(0s);
+    t.close();
+    CO_EXPECT_THROW_AS(co_await connecting, corio::RuntimeError, e,
+                       EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what());
+  }());
+}
+
+TEST(Udp, DestroyingTheSocketWhileAReceiveWaitsEndsTheReceive) {
+  run_guarded([]() -> Task<> {
+    auto s = std::make_unique<DatagramSocket>(co_await corio::open_datagram("127.0.0.1", 0));
+    auto receiving = corio::create_task([](DatagramSocket* d) -> Task<bool> {
+      try {
+        (void)co_await d->recv_from();
+      } catch (const std::exception&) {
+        co_return true;
+      }
+      co_return false;
+    }(s.get()));
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    s.reset();
+    EXPECT_TRUE(co_await receiving);
+    // Moved while a receive waits: the receive goes on with the socket's new owner.
+    DatagramSocket a = co_await corio::open_datagram("127.0.0.1", 0);
+    auto moved_receive = corio::create_task(a.recv());
+    co_await corio::sleep(0s);
+    DatagramSocket b = std::move(a);
+    DatagramSocket sender = co_await corio::open_datagram("127.0.0.1", 0);
+    co_await sender.connect("127.0.0.1", b.local_port());
+    co_await b.connect("127.0.0.1", sender.local_port());
+    co_await sender.send("after the move");
+    const std::string got = co_await moved_receive;
+    EXPECT_EQ(got, "after the move");
   }());
 }

@@ -49,6 +49,10 @@ class IoAwaiter final : public Waiter, public IoOp {
 
   bool await_ready() {
     be_ = &io_backend();
+    if (fd < 0) [[unlikely]] {  // (a closed object's -1: the backends index their tables by descriptor)
+      result = -EBADF;
+      return true;
+    }
     return be_->try_now(*this);
   }
   template <class P>

@@ -18,16 +18,15 @@
 namespace corio {
 
 namespace detail {
-struct BackendLink;
+struct DatagramState;
 }
 
 class DatagramSocket {
  public:
   DatagramSocket() = default;
   // Takes fd over; made in a running loop, it belongs to that loop.
-  explicit DatagramSocket(int fd) noexcept;
-  DatagramSocket(DatagramSocket&& o) noexcept
-      : fd_(std::exchange(o.fd_, -1)), peer_(std::move(o.peer_)), link_(std::move(o.link_)) {}
+  explicit DatagramSocket(int fd);
+  DatagramSocket(DatagramSocket&& o) noexcept = default;
   DatagramSocket& operator=(DatagramSocket&& o) noexcept;
   ~DatagramSocket() { close(); }
 
@@ -42,14 +41,15 @@ class DatagramSocket {
 
   std::uint16_t local_port() const;
   std::string local_address() const;
+  // Closes the socket: an operation waiting on it (in another task) ends with an error. So does one
+  // waiting when the DatagramSocket is destroyed or moved to: the operations hold the socket's state,
+  // not the object.
   void close() noexcept;
-  bool is_closed() const noexcept { return fd_ < 0; }
-  int native_handle() const noexcept { return fd_; }
+  bool is_closed() const noexcept;
+  int native_handle() const noexcept;
 
  private:
-  int fd_ = -1;
-  std::string peer_;
-  std::shared_ptr<detail::BackendLink> link_;  // its loop's backend, so close() works between runs too
+  std::shared_ptr<detail::DatagramState> s_;
 };
 
 // A UDP socket bound to local_host:local_port (port 0: ephemeral). Throws OSError or GaiError.
