@@ -103,124 +103,151 @@ Task<> reap_in_background(Reap reap) {
 
 }  // namespace
 
-Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)),
-      pidfd_(std::exchange(o.pidfd_, -1)),
-      link_(std::move(o.link_)),
-      returncode_(o.returncode_),
-      in_(std::move(o.in_)),
-      out_(std::move(o.out_)),
-      err_(std::move(o.err_)) {}
+struct detail::ProcessState {
+  int pid = -1;
+  int pidfd = -1;
+  std::shared_ptr<BackendLink> link;  // of the loop that made it: the pidfd closes through it
+  std::optional<int> returncode;
+  std::optional<StreamWriter> in;
+  std::optional<StreamReader> out;
+  std::optional<StreamReader> err;
 
-Process& Process::operator=(Process&& o) noexcept {
-  if (this != &o) {
-    this->~Process();
-    new (this) Process(std::move(o));
-  }
-  return *this;
-}
-
-Process::~Process() {
-  if (pid_ < 0) return;
-  if (!returncode_ && !reap(false)) {
-    // Not exited yet: reap it when it does, so it never lingers as a zombie.
-    bool handed = false;
-    if (detail::LoopCore::running_) {
-      try {
-        std::string name = "reap " + std::to_string(pid_);
-        const int pidfd = std::exchange(pidfd_, -1);
-        handed = true;  // to the Reap made next, which reaps the child however the task's frame ends
-        (void)create_task(reap_in_background(Reap(pid_, pidfd)), std::move(name));
-      } catch (...) {
-      }
+  // Collects the exit status if the child has exited (never blocks); true once returncode is set.
+  bool reap() noexcept {
+    int status = 0;
+    pid_t r;
+    do {
+      r = ::waitpid(pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == ECHILD) {
+      // Somebody else reaped it (a waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN): the exit status is
+      // lost. As asyncio, report 255 rather than wait forever on a pidfd that stays readable.
+      returncode = 255;
+      return true;
     }
-    if (!handed) reap_on_a_thread(pid_);
-  }
-  detail::close_fd(pidfd_, link_.get());
-}
-
-bool Process::reap(bool) noexcept {
-  int status = 0;
-  pid_t r;
-  do {
-    r = ::waitpid(pid_, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0 && errno == ECHILD) {
-    // Somebody else reaped it (a waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN): the exit status is
-    // lost. As asyncio, report 255 rather than wait forever on a pidfd that stays readable.
-    returncode_ = 255;
+    if (r != pid) return false;
+    if (WIFEXITED(status))
+      returncode = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+      returncode = -WTERMSIG(status);
+    else
+      returncode = -1;
     return true;
   }
-  if (r != pid_) return false;
-  if (WIFEXITED(status))
-    returncode_ = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    returncode_ = -WTERMSIG(status);
-  else
-    returncode_ = -1;
-  return true;
-}
 
-StreamWriter& Process::in() {
-  if (!in_) throw InvalidStateError("Process::in(): stdin is not a pipe (use Stdio::pipe)");
-  return *in_;
-}
-StreamReader& Process::out() {
-  if (!out_) throw InvalidStateError("Process::out(): stdout is not a pipe (use Stdio::pipe)");
-  return *out_;
-}
-StreamReader& Process::err() {
-  if (!err_) throw InvalidStateError("Process::err(): stderr is not a pipe (use Stdio::pipe)");
-  return *err_;
-}
-
-Task<int> Process::wait() {
-  if (pid_ < 0) throw InvalidStateError("Process::wait(): no process");
-  detail::follow_running_loop(pidfd_, link_);
-  while (!returncode_) {
-    if (reap(false)) break;
-    std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::poll_in, pidfd_);
-    if (r < 0 && r != -EINTR)
-      detail::throw_os_error(static_cast<int>(-r), "wait for pid " + std::to_string(pid_));
+  ~ProcessState() {
+    if (pid < 0) return;
+    if (!returncode && !reap()) {
+      // Not exited yet: reap it when it does, so it never lingers as a zombie.
+      bool handed = false;
+      if (LoopCore::running_) {
+        try {
+          std::string name = "reap " + std::to_string(pid);
+          const int fd = std::exchange(pidfd, -1);
+          handed = true;  // to the Reap made next, which reaps the child however the task's frame ends
+          (void)create_task(reap_in_background(Reap(pid, fd)), std::move(name));
+        } catch (...) {
+        }
+      }
+      if (!handed) reap_on_a_thread(pid);
+    }
+    close_fd(pidfd, link.get());
   }
-  co_return *returncode_;
+};
+
+namespace {
+std::shared_ptr<detail::ProcessState> state_or_throw(const std::shared_ptr<detail::ProcessState>& s,
+                                                     const char* what) {
+  if (!s || s->pid < 0) throw InvalidStateError(std::string(what) + ": no process");
+  return s;
 }
 
-Task<CommunicateResult> Process::communicate(std::string input) {
-  auto feed = [](Process* p, std::string data) -> Task<> {
-    if (!p->in_) co_return;
+Task<int> wait_for_exit(std::shared_ptr<detail::ProcessState> s) {
+  detail::follow_running_loop(s->pidfd, s->link);
+  while (!s->returncode) {
+    if (s->reap()) break;
+    std::int64_t r = co_await detail::IoAwaiter(detail::OpCode::poll_in, s->pidfd);
+    if (r < 0 && r != -EINTR)
+      detail::throw_os_error(static_cast<int>(-r), "wait for pid " + std::to_string(s->pid));
+  }
+  co_return *s->returncode;
+}
+
+Task<CommunicateResult> communicate_with(std::shared_ptr<detail::ProcessState> s, std::string input) {
+  auto feed = [](detail::ProcessState& p, std::string data) -> Task<> {
+    if (!p.in) co_return;
     try {
       if (!data.empty()) {
-        p->in_->write(data);
-        co_await p->in_->drain();
+        p.in->write(data);
+        co_await p.in->drain();
       }
     } catch (const ConnectionError&) {
       // The child exited without reading everything: as asyncio, not an error of communicate().
     }
-    p->in_->close();
-    co_await p->in_->wait_closed();
+    p.in->close();
+    co_await p.in->wait_closed();
   };
   auto slurp = [](StreamReader* r) -> Task<std::string> {
     if (!r) co_return std::string();
     co_return co_await r->read();
   };
-  auto [fed, out, err] = co_await gather(feed(this, std::move(input)), slurp(out_ ? &*out_ : nullptr),
-                                         slurp(err_ ? &*err_ : nullptr));
+  auto [fed, out, err] = co_await gather(feed(*s, std::move(input)), slurp(s->out ? &*s->out : nullptr),
+                                         slurp(s->err ? &*s->err : nullptr));
   (void)fed;
-  co_await wait();
+  co_await wait_for_exit(s);
   co_return CommunicateResult{std::move(out), std::move(err)};
+}
+}  // namespace
+
+Process::~Process() = default;
+
+int Process::pid() const noexcept { return s_ ? s_->pid : -1; }
+std::optional<int> Process::returncode() const noexcept { return s_ ? s_->returncode : std::optional<int>(); }
+
+StreamWriter& Process::in() {
+  if (!s_ || !s_->in) throw InvalidStateError("Process::in(): stdin is not a pipe (use Stdio::pipe)");
+  return *s_->in;
+}
+StreamReader& Process::out() {
+  if (!s_ || !s_->out) throw InvalidStateError("Process::out(): stdout is not a pipe (use Stdio::pipe)");
+  return *s_->out;
+}
+StreamReader& Process::err() {
+  if (!s_ || !s_->err) throw InvalidStateError("Process::err(): stderr is not a pipe (use Stdio::pipe)");
+  return *s_->err;
+}
+
+Task<int> Process::wait() {
+  // (Checked at once: the coroutine below holds the state, not this object.)
+  return wait_for_exit(state_or_throw(s_, "Process::wait()"));
+}
+
+Task<CommunicateResult> Process::communicate(std::string input) {
+  return communicate_with(state_or_throw(s_, "Process::communicate()"), std::move(input));
 }
 
 void Process::send_signal(int signo) {
-  if (pid_ < 0 || returncode_) return;
-  if (pidfd_send_signal(pidfd_, signo) < 0 && errno != ESRCH)
-    detail::throw_os_error(errno, "signal " + std::to_string(signo) + " to pid " + std::to_string(pid_));
+  if (!s_ || s_->pid < 0 || s_->returncode) return;
+  if (pidfd_send_signal(s_->pidfd, signo) < 0 && errno != ESRCH)
+    detail::throw_os_error(errno, "signal " + std::to_string(signo) + " to pid " + std::to_string(s_->pid));
 }
 void Process::terminate() { send_signal(SIGTERM); }
 void Process::kill() { send_signal(SIGKILL); }
 
 Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOptions options) {
   if (argv.empty()) throw Error("create_subprocess_exec(): argv is empty");
+  // What the kernel would cut short or misread is refused, as Python's subprocess raises ValueError.
+  const auto has_nul = [](const std::string& x) { return x.find('\0') != std::string::npos; };
+  for (std::size_t i = 0; i < argv.size(); ++i)
+    if (has_nul(argv[i]))
+      throw Error("create_subprocess_exec(): argv[" + std::to_string(i) + "] holds a NUL byte");
+  if (options.cwd && has_nul(*options.cwd)) throw Error("create_subprocess_exec(): cwd holds a NUL byte");
+  if (options.env)
+    for (const auto& [k, v] : *options.env) {
+      if (k.empty() || k.find('=') != std::string::npos || has_nul(k))
+        throw Error("create_subprocess_exec(): illegal environment variable name '" + k + "'");
+      if (has_nul(v)) throw Error("create_subprocess_exec(): the value of " + k + " holds a NUL byte");
+    }
   Pipe pin, pout, perr;
   if (options.in == Stdio::pipe) make_pipe(pin, true);
   if (options.out == Stdio::pipe) make_pipe(pout, false);
@@ -306,24 +333,26 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
   }
 
   Process p;
-  p.link_ = detail::io_backend().link();
-  p.pid_ = pid;
-  p.pidfd_ = pidfd_open(pid);
-  if (p.pidfd_ < 0) {
+  p.s_ = std::make_shared<detail::ProcessState>();
+  detail::ProcessState& st = *p.s_;
+  st.link = detail::io_backend().link();
+  st.pid = pid;
+  st.pidfd = pidfd_open(pid);
+  if (st.pidfd < 0) {
     int err = errno;
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    p.pid_ = -1;
+    st.pid = -1;
     detail::throw_os_error(err, "pidfd_open");
   }
-  ::fcntl(p.pidfd_, F_SETFD, FD_CLOEXEC);
+  ::fcntl(st.pidfd, F_SETFD, FD_CLOEXEC);
   std::string name = argv[0] + "[" + std::to_string(pid) + "]";
   if (pin.parent >= 0)
-    p.in_.emplace(detail::make_stream_state(std::exchange(pin.parent, -1), true, name + " stdin"));
+    st.in.emplace(detail::make_stream_state(std::exchange(pin.parent, -1), true, name + " stdin"));
   if (pout.parent >= 0)
-    p.out_.emplace(detail::make_stream_state(std::exchange(pout.parent, -1), false, name + " stdout"));
+    st.out.emplace(detail::make_stream_state(std::exchange(pout.parent, -1), false, name + " stdout"));
   if (perr.parent >= 0)
-    p.err_.emplace(detail::make_stream_state(std::exchange(perr.parent, -1), false, name + " stderr"));
+    st.err.emplace(detail::make_stream_state(std::exchange(perr.parent, -1), false, name + " stderr"));
   co_return p;
 }
 

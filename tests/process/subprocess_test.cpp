@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -30,6 +31,7 @@ using namespace std::chrono_literals;
 using corio::Process;
 using corio::Stdio;
 using corio::SubprocessOptions;
+using corio::StreamWriter;
 using corio::Task;
 using corio_proc_test::run_guarded;
 using corio_proc_test::sh;
@@ -790,3 +792,53 @@ TEST(Subprocess, MissingWorkingDirectoryIsNamed) {
 TEST(Subprocess, MovedProcess) { run_guarded(moved_process()); }
 TEST(Subprocess, CancelledWaitLeavesTheChildRunning) { run_guarded(cancel_wait()); }
 TEST(Subprocess, ManyChildrenAtOnce) { run_guarded(many_children_at_once()); }
+
+// wait() and communicate() hold the process's state, not the Process: moved while a task waits, the wait
+// still returns the exit code (it waited on the moved-from object: waitpid(-1) and a poll of descriptor
+// -1); destroyed while a task waits, likewise (it read the destroyed object: ASan saw a use after free).
+TEST(Subprocess, AWaitOutlivesTheProcessObject) {
+  run_guarded([]() -> Task<> {
+    SubprocessOptions o;
+    o.in = Stdio::pipe;
+    Process p = co_await corio::create_subprocess_exec(sh("read x; exit 5"), o);
+    auto first = corio::create_task([](Process* p) -> Task<int> { co_return co_await p->wait(); }(&p));
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    Process q = std::move(p);
+    q.in().write("go\n");
+    const int by_first = co_await first;
+    EXPECT_EQ(by_first, 5);
+    const int by_owner = co_await q.wait();
+    EXPECT_EQ(by_owner, 5);
+
+    auto owned = std::make_unique<Process>(co_await corio::create_subprocess_exec(sh("read x; exit 7"), o));
+    StreamWriter* in = &owned->in();
+    auto waiting =
+        corio::create_task([](Process* p) -> Task<int> { co_return co_await p->wait(); }(owned.get()));
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    in->write("go\n");  // (the pipe lives on with the state the wait holds)
+    owned.reset();
+    const int code = co_await waiting;
+    EXPECT_EQ(code, 7);
+  }());
+}
+
+// What exec would cut short or misread is a clear error before anything starts, as Python's ValueError:
+// a NUL byte in an argument (it ran "echo a" for "a\0rm -rf"), an environment name holding '=' or empty.
+TEST(Subprocess, ArgumentsAndEnvironmentExecCannotCarryAreRefused) {
+  run_guarded([]() -> Task<> {
+    std::vector<std::string> nul_arg{"/bin/echo", std::string("a\0rm -rf", 8)};
+    PCO_EXPECT_THROW_AS(co_await corio::create_subprocess_exec(nul_arg), corio::Error, e,
+                        EXPECT_NE(std::string(e.what()).find("argv[1] holds a NUL byte"), std::string::npos)
+                            << e.what());
+    for (const std::string name : {"A=B", ""}) {
+      SubprocessOptions o;
+      o.env = std::map<std::string, std::string>{{name, "x"}};
+      PCO_EXPECT_THROW_AS(
+          co_await corio::create_subprocess_exec(sh("true"), o), corio::Error, e,
+          EXPECT_NE(std::string(e.what()).find("illegal environment variable name"), std::string::npos)
+              << e.what());
+    }
+  }());
+}

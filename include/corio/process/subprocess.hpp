@@ -18,7 +18,7 @@
 
 namespace corio {
 namespace detail {
-struct BackendLink;
+struct ProcessState;
 }
 
 enum class Stdio { inherit, pipe, devnull };
@@ -40,11 +40,11 @@ struct CommunicateResult {
 class Process {
  public:
   Process() = default;
-  Process(Process&& o) noexcept;
-  Process& operator=(Process&& o) noexcept;
+  Process(Process&& o) noexcept = default;
+  Process& operator=(Process&& o) noexcept = default;
   ~Process();
 
-  int pid() const noexcept { return pid_; }
+  int pid() const noexcept;
   // The child's standard streams; InvalidStateError unless created with Stdio::pipe. stdout and stderr are
   // pipes; stdin is a Unix socket pair, so writing to a child that exited fails with BrokenPipeError instead
   // of raising SIGPIPE in this process, and in().write_eof() gives the child EOF.
@@ -61,19 +61,14 @@ class Process {
   void send_signal(int signo);
   void terminate();  // SIGTERM
   void kill();       // SIGKILL
-  std::optional<int> returncode() const noexcept { return returncode_; }
+  std::optional<int> returncode() const noexcept;
 
  private:
   friend Task<Process> create_subprocess_exec(std::vector<std::string>, SubprocessOptions);
-  bool reap(bool block) noexcept;
-
-  int pid_ = -1;
-  int pidfd_ = -1;
-  std::shared_ptr<detail::BackendLink> link_;  // of the loop that made it: the pidfd closes through it
-  std::optional<int> returncode_;
-  std::optional<StreamWriter> in_;
-  std::optional<StreamReader> out_;
-  std::optional<StreamReader> err_;
+  // The child, its pidfd and its pipes, shared with the operations waiting on them: a wait() or
+  // communicate() goes on (and returns the exit code) when the Process is moved or destroyed meanwhile. The
+  // child is reaped in the background once the last of them is gone without having reaped it.
+  std::shared_ptr<detail::ProcessState> s_;
 };
 
 // Starts argv[0] (searched in PATH) with argv. Throws OSError naming the program when it cannot be
