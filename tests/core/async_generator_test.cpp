@@ -259,3 +259,72 @@ TEST(AsyncGenerator, NestedGeneratorsOutliveTheirLoopWhileItsTaskWaitedInside) {
   }
   gen.reset();  // destroys the inner generator and its next() too
 }
+
+namespace nested_destroyed {
+corio::AsyncGenerator<int> inner_sleeps() {
+  co_await corio::sleep(10s);
+  co_yield 1;
+}
+corio::AsyncGenerator<int> outer_sleeps() {
+  auto g = inner_sleeps();
+  while (auto v = co_await g.next()) co_yield *v;
+}
+corio::AsyncGenerator<int> inner_awaits(corio::TaskHandle<int> job) { co_yield co_await job; }
+corio::AsyncGenerator<int> outer_awaits(corio::TaskHandle<int> job) {
+  auto g = inner_awaits(std::move(job));
+  while (auto v = co_await g.next()) co_yield *v;
+}
+
+// A nested generator destroyed while a task runs it (suspended inside the inner one): the task's next()
+// throws RuntimeError and the task goes on as it was. The inner waiter's release marked the task
+// cancelled (its next await threw CancelledError nobody asked for), and a task the inner generator was
+// awaiting was cancelled, though it is not the generator's to cancel.
+TEST(AsyncGenerator, ANestedGeneratorDestroyedMidAwaitLeavesTheTaskAndWhatItAwaitedAlone) {
+  std::vector<std::string> log;
+  bool job_cancelled = true;
+  corio::run(
+      [](std::vector<std::string>& log, bool& job_cancelled) -> corio::Task<> {
+        std::optional<corio::AsyncGenerator<int>> g(outer_sleeps());
+        auto consumer = corio::create_task(
+            [](std::optional<corio::AsyncGenerator<int>>& g, std::vector<std::string>& log) -> corio::Task<> {
+              try {
+                (void)co_await g->next();
+              } catch (const corio::RuntimeError&) {
+                log.push_back("runtime error");
+              }
+              try {
+                co_await corio::sleep(1s);
+                log.push_back("slept");
+              } catch (const corio::CancelledError&) {
+                log.push_back("cancelled");
+              }
+            }(g, log));
+        co_await corio::sleep(1s);
+        g.reset();
+        co_await consumer;
+
+        auto job = corio::create_task([]() -> corio::Task<int> {
+          co_await corio::sleep(100s);
+          co_return 7;
+        }());
+        auto h = std::make_unique<corio::AsyncGenerator<int>>(outer_awaits(job));
+        auto second = corio::create_task([](corio::AsyncGenerator<int>* g) -> corio::Task<> {
+          try {
+            (void)co_await g->next();
+          } catch (const corio::RuntimeError&) {
+          }
+        }(h.get()));
+        co_await corio::sleep(1s);
+        h.reset();
+        co_await second;
+        co_await corio::sleep(1s);
+        job_cancelled = job.done() && job.cancelled();
+        EXPECT_FALSE(job.done());
+        const int v = co_await job;
+        EXPECT_EQ(v, 7);
+      }(log, job_cancelled),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"runtime error", "slept"}));
+  EXPECT_FALSE(job_cancelled);
+}
+}  // namespace nested_destroyed

@@ -128,6 +128,12 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
     // on the awaiter, as asyncio leaves _must_cancel set when the future it waits on is done.
     return s_->cancel(task_->cancel_message());
   }
+  // Stops watching the awaited task, which goes on (it is not cancelled: it may have other awaiters).
+  void orphan() noexcept override {
+    handle_ = nullptr;
+    DoneWatcher::unlink();
+    detach();
+  }
   void describe(std::string& out) const override { out += "task '" + s_->name() + "'"; }
 };
 

@@ -135,15 +135,13 @@ struct Waiter {
   template <class P>
   void suspend_on(std::coroutine_handle<P> h);
   inline void wake() noexcept;
-  // The task suspended here is being destroyed while this waiter lives on (in the frame of a generator the
-  // task was running, which outlives it): from now on nothing reaches the task through this waiter. It
-  // gives up what it waited for as its cancel() does (a timer, a place in a wait list, an operation) and
-  // wakes nobody; it is never resumed. Called while the task still exists.
-  virtual void orphan() noexcept {
-    handle_ = nullptr;  // wake() does nothing from now on
-    (void)cancel();
-    detach();
-  }
+  // The task suspended here no longer reaches this waiter: the task is being destroyed while the waiter
+  // lives on (in the frame of a generator the task was running, which outlives it), or the generator frame
+  // holding the waiter is destroyed under a task that lives on (a nested generator destroyed mid-await: the
+  // task resumes elsewhere, with RuntimeError). The waiter gives up what it waited for as its cancel() does
+  // (a timer, a place in a wait list, an operation) and wakes nobody; it is never resumed. It leaves the
+  // task as it was: no cancellation is marked on it. Called while the task still exists.
+  virtual void orphan() noexcept;
   // Call first in await_resume: throws CancelledError if the task was cancelled while this waiter could no
   // longer take it (after being woken, before running), or a leaf's cancel() marked it so.
   inline void throw_if_cancelled();
@@ -426,6 +424,14 @@ inline bool Waiter::cancel_and_wake() noexcept {
   task_->cancel_woken_ = true;
   wake();
   return true;
+}
+
+inline void Waiter::orphan() noexcept {
+  handle_ = nullptr;  // wake() does nothing from now on
+  const bool was_woken = task_ && task_->cancel_woken_;
+  (void)cancel();
+  if (task_) task_->cancel_woken_ = was_woken;  // (cancel_and_wake marked it)
+  detach();
 }
 
 inline void Waiter::detach() noexcept {
