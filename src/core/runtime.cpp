@@ -240,7 +240,7 @@ bool TaskStateBase::cancel(std::string msg) {
   if (done()) return false;
   Extras& x = extras();
   ++x.cancel_requests;
-  if (!msg.empty()) x.cancel_msg = std::move(msg);
+  x.cancel_msg = std::move(msg);  // each request its own message, as asyncio (an empty one clears it)
   if (Waiter* w = waiter(); w && cancelling_) {
     // Re-entered: the request went round a cycle of tasks awaiting each other back to this one. Passing
     // it on again would recurse for ever; this task's wait ends with CancelledError instead.
@@ -586,10 +586,7 @@ void EventLoop::wait_for_work() {
 }
 
 void EventLoop::run_forever() {
-  if (closed_) throw RuntimeError("Event loop is closed");
-  if (running_thread_loop_) throw RuntimeError("This event loop is already running");
-  if (running_ && running_ != this)
-    throw RuntimeError("Cannot run the event loop while another loop is running");
+  check_runnable();
   poller_->attach_thread();
   detail::LoopCore* prev = running_;
   running_ = this;
@@ -610,15 +607,36 @@ void EventLoop::run_forever() {
 }
 
 void EventLoop::run_until_done(detail::TaskStateBase& task) {
+  // As asyncio's run_until_complete, the loop stops on the turn after the task finished, so what its last
+  // step scheduled (a call_soon, its done callbacks) runs before this returns. The stop is disarmed when
+  // this returns, so that a loop stopped for another reason in that turn does not stop its next run.
   struct StopWhenDone final : detail::DoneWatcher {
-    EventLoop* loop;
-    void on_done(detail::TaskStateBase&) override { loop->stop(); }
+    EventLoop* loop = nullptr;
+    std::shared_ptr<bool> armed = std::make_shared<bool>(true);
+    void on_done(detail::TaskStateBase&) override {
+      try {
+        loop->call_soon([loop = loop, armed = armed] {
+          if (*armed) loop->stop();
+        });
+      } catch (...) {
+        loop->stop();
+      }
+    }
+    ~StopWhenDone() { *armed = false; }
   } watcher;
   watcher.loop = this;
   if (task.done()) return;
+  check_runnable();
   task.add_watcher(watcher);
   run_forever();
   if (!task.done()) throw RuntimeError("Event loop stopped before the task completed");
+}
+
+void EventLoop::check_runnable() const {
+  if (closed_) throw RuntimeError("Event loop is closed");
+  if (running_thread_loop_) throw RuntimeError("This event loop is already running");
+  if (running_ && running_ != this)
+    throw RuntimeError("Cannot run the event loop while another loop is running");
 }
 
 void EventLoop::cancel_all_tasks() {

@@ -212,6 +212,29 @@ TEST(Debug, ResultAskedTooEarlyDoesNotHideALaterFailure) {
   EXPECT_TRUE(logs.contains("failed later")) << logs.text();
 }
 
+// A failure awaited by a task that is cancelled after the failure and before it resumes is retrieved, as
+// asyncio's wakeup takes the result first: no "never retrieved" report.
+TEST(Debug, AFailureAwaitedByATaskCancelledBeforeItResumedIsRetrieved) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        auto child = corio::create_task([]() -> corio::Task<int> {
+          co_await corio::sleep(1s);
+          throw std::runtime_error("boom");
+        }());
+        auto waiter =
+            corio::create_task([](corio::TaskHandle<int> c) -> corio::Task<> { (void)co_await c; }(child));
+        child = {};
+        co_await corio::sleep(0s);
+        co_await corio::sleep(0s);
+        // Runs in the turn the child fails, after it: the waiter is woken and cancelled before it runs.
+        corio::get_running_loop().call_later(1.0, [waiter]() mutable { waiter.cancel(); });
+        EXPECT_THROW(co_await waiter, corio::CancelledError);
+      }(),
+      {.virtual_time = true});
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
+}
+
 TEST(Debug, SlowStepIsLoggedWithTheTaskName) {
   LogCapture logs;
   corio::run(

@@ -437,3 +437,43 @@ TEST(EventLoop, CallSoonThreadsafeIsDoneWithTheLoopWhenItsCallbackCanRun) {
   poster.join();
   EXPECT_TRUE(ran);
 }
+
+// run_until_complete on a loop that cannot run now (already running) throws before it makes the task, as
+// asyncio checks first: the coroutine never runs (it ran later, as a stray task).
+TEST(EventLoop, RunUntilCompleteWhileRunningThrowsAndRunsNothing) {
+  bool ran = false;
+  bool threw = false;
+  corio::run(
+      [](bool& ran, bool& threw) -> corio::Task<> {
+        try {
+          corio::get_running_loop().run_until_complete([](bool& ran) -> corio::Task<> {
+            ran = true;
+            co_return;
+          }(ran));
+        } catch (const corio::RuntimeError&) {
+          threw = true;
+        }
+        co_await corio::sleep(1s);
+      }(ran, threw),
+      kVirtual);
+  EXPECT_TRUE(threw);
+  EXPECT_FALSE(ran);
+}
+
+// run_until_complete stops the loop on the turn after the task ended, as asyncio's: what the task's last
+// step scheduled runs before it returns (close() dropped it).
+TEST(EventLoop, RunUntilCompleteRunsWhatTheLastStepScheduled) {
+  std::vector<std::string> log;
+  corio::EventLoop loop(kVirtual);
+  loop.run_until_complete([](std::vector<std::string>& log) -> corio::Task<> {
+    corio::get_running_loop().call_soon([&log] { log.push_back("call_soon"); });
+    co_return;
+  }(log));
+  EXPECT_EQ(log, (std::vector<std::string>{"call_soon"}));
+  // The next run is not stopped early by anything left of the first.
+  int turns = 0;
+  loop.run_until_complete([](int& turns) -> corio::Task<> {
+    for (; turns < 3; ++turns) co_await corio::sleep(0s);
+  }(turns));
+  EXPECT_EQ(turns, 3);
+}

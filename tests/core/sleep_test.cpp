@@ -9,6 +9,7 @@
 #include <corio/core/task_handle.hpp>
 
 #include <chrono>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -177,4 +178,23 @@ TEST(Sleep, AwaitingTheSameSleepTwiceThrows) {
         EXPECT_TRUE(threw);
       }(),
       corio_test::kVirtual);
+}
+
+// A negative delay of any size is sleep(0s); NaN is forever, as call_later's are (both were cast to an
+// integer out of range: undefined behaviour).
+TEST(Sleep, NegativeAndNaNDelaysAreDefined) {
+  corio::run(
+      []() -> corio::Task<> {
+        const double t0 = corio::get_running_loop().time();
+        co_await corio::sleep(std::chrono::duration<double>(-1e300));
+        co_await corio::sleep(std::chrono::duration<long double>(-1e4000L));
+        EXPECT_EQ(corio::get_running_loop().time(), t0);
+        auto forever = corio::create_task([]() -> corio::Task<> {
+          co_await corio::sleep(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN()));
+        }());
+        co_await corio::sleep(1000h);
+        EXPECT_FALSE(forever.done());
+        forever.cancel();
+      }(),
+      kVirtual);
 }

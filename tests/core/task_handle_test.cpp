@@ -592,3 +592,29 @@ TEST(Cancel, TwoTasksAwaitingEachOtherCanBeCancelled) {
       }(),
       kVirtual);
 }
+
+// Each cancel() carries its own message, as asyncio's: a second request without one has none (the first
+// one's message stuck to it).
+TEST(Cancel, ASecondCancelWithoutAMessageHasNone) {
+  Log log;
+  corio::run(
+      [](Log& log) -> corio::Task<> {
+        auto t = corio::create_task([](Log& log) -> corio::Task<> {
+          for (int i = 0; i < 2; ++i) {
+            try {
+              co_await corio::sleep(1h);
+            } catch (const corio::CancelledError& e) {
+              log.push_back("cancelled: '" + e.message() + "'");
+              corio::current_task().uncancel();
+            }
+          }
+        }(log));
+        co_await corio::sleep(1s);
+        t.cancel("first");
+        co_await corio::sleep(1s);
+        t.cancel();
+        co_await t;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (Log{"cancelled: 'first'", "cancelled: ''"}));
+}

@@ -1247,8 +1247,9 @@ TEST(Queue, WaitersDestroyedBeforeTheyRanGiveTheirItemOrSlotBack) {
   corio::Queue<int> got(1);
   run_then_drop_loop([&got]() -> corio::Task<> {
     (void)corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { (void)co_await q.get(); }(got));
-    co_await turns(1);  // the getter waits
-    got.put_nowait(7);  // handed to it; the loop closes before it runs
+    co_await turns(1);                 // the getter waits
+    got.put_nowait(7);                 // handed to it; the loop closes before it runs:
+    corio::get_running_loop().stop();  // (the loop would otherwise turn once more, as asyncio's)
   });
   EXPECT_EQ(got.size(), 1u);
   EXPECT_EQ(got.get_nowait(), 7);
@@ -1261,6 +1262,7 @@ TEST(Queue, WaitersDestroyedBeforeTheyRanGiveTheirItemOrSlotBack) {
     co_await turns(1);               // the putter waits
     EXPECT_EQ(put.get_nowait(), 1);  // the slot is given to it; the loop closes before it runs
     put.task_done();
+    corio::get_running_loop().stop();
   });
   EXPECT_EQ(put.size(), 0u);
   EXPECT_FALSE(put.full());

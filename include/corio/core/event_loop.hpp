@@ -110,10 +110,12 @@ class EventLoop : private detail::LoopCore {
 
   // Runs the loop until stop() is called (the current turn completes first).
   void run_forever();
+  // Throws RuntimeError unless run_forever could run now (closed, already running, another loop running).
+  void check_runnable() const;
   // Schedules `main` as a task and runs the loop until it is done; returns its value or rethrows.
   template <class T>
   T run_until_complete(Task<T> main) {
-    if (closed_) throw_closed();  // (before the task is made: it would be left behind)
+    check_runnable();  // (before the task is made: it would be left behind, and run)
     TaskHandle<T> h = spawn(std::move(main));
     run_until_done(*h.state());
     h.state()->exc_retrieved_ = true;

@@ -65,12 +65,13 @@ class [[nodiscard]] Sleep final : private detail::Waiter, private detail::TimerN
 };
 
 // Suspends the current task for `delay` (any std::chrono::duration); sleep(0s) yields to the loop once.
-// Durations beyond the nanosecond range saturate to "forever".
+// Durations beyond the nanosecond range saturate to "forever" (NaN too); negative ones are sleep(0s).
 template <class Rep, class Period>
 Sleep sleep(std::chrono::duration<Rep, Period> delay) {
   using D = std::chrono::duration<long double, std::nano>;
   long double ns = std::chrono::duration_cast<D>(delay).count();
-  if (ns >= static_cast<long double>(INT64_MAX)) return Sleep(INT64_MAX);
+  if (!(ns < static_cast<long double>(INT64_MAX))) return Sleep(INT64_MAX);  // (NaN too: never)
+  if (ns <= 0) return Sleep(0);  // (-1e300 s was cast out of range: undefined behaviour)
   return Sleep(static_cast<std::int64_t>(ns));
 }
 

@@ -114,6 +114,9 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
     suspend_on(h);
   }
   T await_resume() {
+    // Retrieved even when this await throws CancelledError (cancelled after the task ended): as asyncio's
+    // wakeup, which takes the result first, so a failure awaited so is not "never retrieved".
+    if (s_->done()) s_->exc_retrieved_ = true;
     throw_if_cancelled();
     auto* st = state_cast<T>(s_);
     st->exc_retrieved_ = true;
