@@ -87,6 +87,7 @@ class ReadinessCore : public SignalCore {
         just_tried_ = &op;
         return false;
       }
+
       // A stream's send, the most common call here, without the general path's switch.
       if (op.code == OpCode::send) {
         ssize_t r = ::send(op.fd, op.buf, op.len, op.flags | MSG_NOSIGNAL);
@@ -97,6 +98,13 @@ class ReadinessCore : public SignalCore {
         }
         return failed_now(e, op, errno);
       }
+    }
+    // Reads done at once this turn are counted: past the budget the read waits for the next turn (a
+    // submit without just_tried_ retries it there), so a fast sender cannot keep one task reading without
+    // ever suspending while every other task starves (asyncio reads once per readiness event).
+    if (is_read_side(op.code)) {
+      if (!e) e = &entry(op.fd);
+      if (!read_budget_left(*e)) return false;
     }
     return try_now_general(e, op);
   }
@@ -190,6 +198,7 @@ class ReadinessCore : public SignalCore {
     // 25 loop turns; every 256th keeps it near 1% of a hand-off between two tasks). This test comes first
     // and the rest is out of line, so that such a turn (every turn of tasks handing work to each other)
     // costs a few instructions.
+    ++turn_;
     const bool signal_turn = timeout_ns == 0 && sigfd_ >= 0 && (++busy_polls_ & 255) == 0;
     if (timeout_ns == 0 && !signal_turn && registered_ == 0 && done_.empty() && dirty_.empty()) return 0;
     return poll_slow(timeout_ns, signal_turn);
@@ -206,7 +215,7 @@ class ReadinessCore : public SignalCore {
       std::vector<int> dirty;
       dirty.swap(dirty_);
       for (int fd : dirty) {
-        if (FdEntry* e = entry_if(fd)) handled += run_list(*e, true) + run_list(*e, false);
+        if (FdEntry* e = entry_if(fd)) handled += run_list(fd, *e, true) + run_list(fd, *e, false);
       }
     }
     return handled;
@@ -230,18 +239,20 @@ class ReadinessCore : public SignalCore {
     if (hup) e->hup = true;
     if (in || hup) {
       e->readable = true;
-      handled += run_list(*e, true);
+      handled += run_list(fd, *e, true);
     }
     if (out || hup) {
       e->writable = true;
-      handled += run_list(*e, false);
+      handled += run_list(fd, *e, false);
     }
     return handled;
   }
   struct FdEntry {
     IntrusiveList<IoOp> readers;
     IntrusiveList<IoOp> writers;
-    bool registered = false;  // in the interest list
+    bool registered = false;        // in the interest list
+    std::uint32_t budget_turn = 0;  // the turn `reads` counts for (read_budget_left)
+    std::uint32_t reads = 0;
     // Readiness as last seen (edge-triggered: false after EAGAIN until epoll reports an edge). While
     // false, try_now skips the system call that would only fail with EAGAIN again.
     bool readable = true;
@@ -360,10 +371,16 @@ class ReadinessCore : public SignalCore {
 
   // Retries the head of one direction's list until an op would block again. (Entries live as long as the
   // backend, so e stays valid while completions close descriptors or open new ones.)
-  std::size_t run_list(FdEntry& e, bool readers) {
+  std::size_t run_list(int fd, FdEntry& e, bool readers) {
     std::size_t n = 0;
     IntrusiveList<IoOp>& list = readers ? e.readers : e.writers;
     while (IoOp* op = list.front()) {
+      if (readers && !read_budget_left(e)) {
+        // A reader that keeps asking (a stream reading ahead for a large readexactly) waits for the next
+        // turn once this descriptor's budget is spent; the descriptor is retried then.
+        dirty_.push_back(fd);
+        return n;
+      }
       std::int64_t r = attempt(*op);
       note_result(&e, *op, r);
       if (r == -EAGAIN || r == -EWOULDBLOCK) return n;
@@ -389,6 +406,17 @@ class ReadinessCore : public SignalCore {
     return n;
   }
 
+  // Reads one descriptor may complete in one loop turn (of 64 KiB at most each): 1 MiB, then it waits a turn.
+  static constexpr std::uint32_t kReadsPerTurn = 16;
+  bool read_budget_left(FdEntry& e) noexcept {
+    if (e.budget_turn != turn_) {
+      e.budget_turn = turn_;
+      e.reads = 0;
+    }
+    return ++e.reads <= kReadsPerTurn;
+  }
+
+  std::uint32_t turn_ = 0;  // poll() calls: one per loop turn
   std::size_t busy_polls_ = 0;
   std::size_t registered_ = 0;  // descriptors in the interest list besides the eventfd and signalfd
   std::size_t pending_ = 0;     // ops submitted and not completed

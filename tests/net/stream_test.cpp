@@ -19,6 +19,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "corio/core/async_generator.hpp"
@@ -1127,4 +1128,50 @@ TEST_F(StreamTest, ClosingWithAReadInFlightSendsTheFinAtOnce) {
     EXPECT_EQ(::recv(c.peer.get(), buf, sizeof buf, MSG_DONTWAIT), 0);  // EOF
     EXPECT_EQ(co_await reading, "");
   }());
+}
+
+// A peer that keeps the socket full does not starve the loop: a task reading in a loop suspends at least
+// once per 16 reads (one loop turn each), so other tasks run meanwhile. On epoll a read that found data
+// never suspended: with 8 MiB already queued, 128 reads ran back to back and nothing else ran (a fast
+// sender starved a server's other clients).
+constexpr std::size_t kQueued = std::size_t{8} << 20;
+TEST_F(StreamTest, ReadingAFullSocketLetsOtherTasksRun) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  corio_test::Fd raw(sv[1]);
+  const int big = 64 << 20;
+  if (::setsockopt(raw.get(), SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0) {
+    ::close(sv[0]);
+    GTEST_SKIP() << "SO_SNDBUFFORCE needs CAP_NET_ADMIN: cannot queue 4 MiB in one socket";
+  }
+  corio_test::raw_send(raw.get(), std::string(kQueued, 'z'));  // all queued before anything reads
+  ::shutdown(raw.get(), SHUT_WR);
+  run_guarded([](int fd) -> Task<> {
+    auto [reader, writer] = corio::detail::make_stream(fd, true, "pair");
+    bool done = false;
+    long ticks = 0;
+    auto ticker = corio::create_task([](bool& done, long& ticks) -> Task<> {
+      while (!done) {
+        ++ticks;
+        co_await corio::sleep(0s);
+      }
+    }(done, ticks));
+    co_await corio::sleep(0s);  // the ticker is under way
+    const long before = ticks;
+    std::size_t got = 0;
+    long reads = 0;
+    for (;;) {
+      const std::string s = co_await reader.read(65536);
+      if (s.empty()) break;
+      got += s.size();
+      ++reads;
+    }
+    const long during = ticks - before;
+    done = true;
+    co_await ticker;
+    EXPECT_EQ(got, kQueued);
+    // At least one turn per 2 MiB read (epoll: 16 reads of 64 KiB a turn; io_uring: what one poll reaps).
+    EXPECT_GE(during, static_cast<long>(kQueued >> 21) - 1)
+        << during << " ticks during " << reads << " reads";
+  }(sv[0]));
 }
