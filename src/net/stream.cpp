@@ -157,6 +157,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
       lost_ = true;
       eof_ = true;
+      close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     }
   }
   void on_read(std::int64_t r, const char* data) {
@@ -254,6 +255,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     inflight_pos_ = 0;
     paused_ = false;
     drain_waiters_.wake_all();
+    close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     if (close_requested_) close_now();
   }
 
@@ -582,7 +584,9 @@ namespace {
 // gone (close, then wait in the background), as Drain keeps its own reference.
 Task<> wait_stream_closed(detail::StreamRef keep) {
   detail::StreamState& s = state_or_throw(keep);
-  while (!s.closed_) {
+  // Closed, or lost (a read or a write failed: asyncio's transport closes itself then); the descriptor of
+  // a lost connection is closed once the reader and the writer are gone.
+  while (!s.closed_ && !s.lost_) {
     detail::WaitList::Node node(s.close_waiters_, "wait_closed");
     co_await node;
   }

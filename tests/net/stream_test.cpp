@@ -1175,3 +1175,30 @@ TEST_F(StreamTest, ReadingAFullSocketLetsOtherTasksRun) {
         << during << " ticks during " << reads << " reads";
   }(sv[0]));
 }
+
+// wait_closed() returns once the connection is lost (a read or a write found it reset), as asyncio's
+// transport closes itself on such an error: it waited for a close() that nothing would make.
+TEST_F(StreamTest, WaitClosedReturnsOnceTheConnectionIsLost) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await corio_test::connect_to_raw_peer();
+    c.peer.reset_connection();
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
+    EXPECT_TRUE(c.writer.is_closing());
+    co_await corio::wait_for(c.writer.wait_closed(), 10s);  // (TimeoutError: it never returned)
+
+    auto d = co_await corio_test::connect_to_raw_peer();
+    d.peer.reset_connection();
+    bool raised = false;
+    for (int i = 0; i < 5 && !raised; ++i) {  // (on io_uring the send's error arrives a turn later)
+      try {
+        d.writer.write("reply\n");
+        co_await d.writer.drain();
+        co_await corio::sleep(0s);
+      } catch (const corio::ConnectionError&) {
+        raised = true;
+      }
+    }
+    EXPECT_TRUE(raised);
+    co_await corio::wait_for(d.writer.wait_closed(), 10s);
+  }());
+}

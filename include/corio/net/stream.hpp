@@ -172,7 +172,8 @@ class StreamWriter {
   void write(std::string_view data);
   // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
   // ConnectionResetError, BrokenPipeError) once the peer is gone, whether a write or a read found it out
-  // (as asyncio). Returns an awaitable (DESIGN.md: Task<>):
+  // (as asyncio). On io_uring the ring sends, so a write's error is known a loop turn later than on epoll
+  // (where write() sends at once): the drain() right after that write may return, the next one raises. Returns an awaitable (DESIGN.md: Task<>):
   // nothing happens until it is awaited; then, when there is nothing to wait for and no error (the common
   // case, drain() after every write), it completes in await_ready with no coroutine frame; otherwise it
   // awaits a Task that waits on the stream, so cancellation and awaiting() work as for any Task.
@@ -185,7 +186,7 @@ class StreamWriter {
   void close();
   // True once close() was called, the connection closed, or it was lost (a read or a write failed).
   bool is_closing() const noexcept;
-  // Waits until the connection is closed.
+  // Waits until the connection is closed, or lost (a read or a write failed).
   Task<> wait_closed();
   // The peer's address ("127.0.0.1:5000", "[::1]:5000", or the Unix socket path; "" if unknown).
   std::string peername() const;
