@@ -375,9 +375,10 @@ class ReadinessCore : public SignalCore {
     std::size_t n = 0;
     IntrusiveList<IoOp>& list = readers ? e.readers : e.writers;
     while (IoOp* op = list.front()) {
-      if (readers && !read_budget_left(e)) {
+      if (readers && n > 0 && !read_budget_left(e)) {
         // A reader that keeps asking (a stream reading ahead for a large readexactly) waits for the next
-        // turn once this descriptor's budget is spent; the descriptor is retried then.
+        // turn once this descriptor's budget is spent; the descriptor is retried then. (The first read of
+        // a readiness event is not counted: only a list that goes round is.)
         dirty_.push_back(fd);
         return n;
       }
