@@ -74,29 +74,39 @@ struct Lookup {
   WaitList waiters;
 };
 
-struct DnsState {
-  LoopCore* owner = nullptr;
-  std::unique_ptr<ThreadPool> pool;
-  std::map<std::string, std::shared_ptr<Lookup>> in_flight;
+// The questions in flight of one loop, by key. Held by the lookups' answers too (not the pool: a worker
+// must never hold the last reference to what owns its pool).
+struct InFlight {
+  bool closed = false;  // the loop's shutdown let go of them
+  std::map<std::string, std::shared_ptr<Lookup>> lookups;
 };
-thread_local DnsState tl_dns;
 
-DnsState& dns_state() {
+// One loop's resolver. Each loop has its own, even when loops take turns on one thread: a second loop's
+// first lookup made a new pool in the thread's one slot, joining the first loop's lookups on the spot and
+// forgetting its questions in flight.
+struct LoopDns {
+  std::unique_ptr<ThreadPool> pool = std::make_unique<ThreadPool>(4);
+  std::shared_ptr<InFlight> in_flight = std::make_shared<InFlight>();
+};
+// The resolvers of the loops this thread runs (the shutdown hook reaches its own through its reference).
+thread_local std::vector<std::pair<const LoopCore*, std::shared_ptr<LoopDns>>> tl_dns;
+
+LoopDns& dns_state() {
   EventLoop& loop = get_running_loop();
-  if (tl_dns.owner != &loop.core()) {
-    tl_dns.pool = std::make_unique<ThreadPool>(4);
-    tl_dns.in_flight.clear();
-    tl_dns.owner = &loop.core();
-    loop.add_shutdown_hook([]() -> std::function<void()> {
-      // Detached on the loop's thread; the pool is joined by the function returned (maybe elsewhere). A
-      // lookup finishing meanwhile still posts its answer; it no longer finds its entry (owner is reset).
-      std::shared_ptr<ThreadPool> pool = std::move(tl_dns.pool);
-      tl_dns.in_flight.clear();
-      tl_dns.owner = nullptr;
-      return [pool = std::move(pool)]() mutable { pool.reset(); };
-    });
-  }
-  return tl_dns;
+  for (auto& [owner, d] : tl_dns)
+    if (owner == &loop.core() && !d->in_flight->closed) return *d;
+  std::erase_if(tl_dns, [](const auto& e) { return e.second->in_flight->closed; });
+  auto d = std::make_shared<LoopDns>();
+  loop.add_shutdown_hook([d]() -> std::function<void()> {
+    // Detached on the thread closing the loop; the pool is joined by the function returned (maybe
+    // elsewhere). A lookup finishing meanwhile still posts its answer; it no longer finds its entry.
+    d->in_flight->closed = true;
+    d->in_flight->lookups.clear();
+    std::shared_ptr<ThreadPool> pool = std::move(d->pool);
+    return [pool = std::move(pool)]() mutable { pool.reset(); };
+  });
+  tl_dns.emplace_back(&loop.core(), d);
+  return *d;
 }
 
 }  // namespace
@@ -111,23 +121,23 @@ Task<std::vector<AddrInfo>> resolve(std::string host, std::string service, int s
     if (a.rc != 0) throw GaiError(a.rc, host, service);
     co_return std::move(a.addrs);
   }
-  DnsState& dns = dns_state();
+  LoopDns& dns = dns_state();
   std::string key = host + '\n' + service + '\n' + std::to_string(socktype) + '\n' + std::to_string(flags);
   std::shared_ptr<Lookup> lookup;
-  if (auto it = dns.in_flight.find(key); it != dns.in_flight.end()) {
+  if (auto it = dns.in_flight->lookups.find(key); it != dns.in_flight->lookups.end()) {
     lookup = it->second;
   } else {
     lookup = std::make_shared<Lookup>();
-    dns.in_flight.emplace(key, lookup);
+    dns.in_flight->lookups.emplace(key, lookup);
     EventLoop* loop = &get_running_loop();
     ++loop->core().inhibit_auto_advance_;
-    dns.pool->submit([lookup, loop, key, host, service, socktype, flags] {
+    dns.pool->submit([lookup, flights = dns.in_flight, loop, key, host, service, socktype, flags] {
       Answer a = lookup_blocking(host, service, socktype, flags);
-      loop->call_soon_threadsafe([lookup, loop, key, a = std::move(a)]() mutable {
+      loop->call_soon_threadsafe([lookup, flights, loop, key, a = std::move(a)]() mutable {
         --loop->core().inhibit_auto_advance_;
         lookup->answer = std::move(a);
         lookup->done = true;
-        if (tl_dns.owner == &loop->core()) tl_dns.in_flight.erase(key);
+        if (!flights->closed) flights->lookups.erase(key);
         lookup->waiters.wake_all();
       });
     });

@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -226,3 +228,39 @@ TEST(Dns, LookupsInASecondRunStillWork) {
 }
 
 }  // namespace
+
+// Each loop has its own resolver, even when two loops take turns on one thread: the second loop's first
+// lookup made a new pool in the thread's one slot, joining the first loop's pool on the spot (waiting for
+// its lookups: for ever, if one waits for the first loop) and forgetting its questions in flight.
+TEST(Dns, TwoLoopsOnOneThreadKeepTheirOwnResolvers) {
+  corio_test::FakeName slow("held.invalid", {"127.0.0.1"});
+  corio_test::FakeName quick("quick.invalid", {"127.0.0.1"});
+  corio_test::HeldName held("held.invalid");
+  std::atomic<bool> released_by_watchdog{false};
+  std::promise<void> finished;
+  std::thread watchdog([&held, &released_by_watchdog, done = finished.get_future()] {
+    if (done.wait_for(10s) == std::future_status::timeout) {  // only if B waited for A's lookup
+      released_by_watchdog = true;
+      held.release();
+    }
+  });
+  corio::EventLoop a;
+  corio::TaskHandle<std::vector<AddrInfo>> pending;
+  a.run_until_complete([](corio::TaskHandle<std::vector<AddrInfo>>& pending) -> Task<> {
+    pending = corio::create_task(corio::getaddrinfo("held.invalid", "80"));
+    co_await corio::sleep(0s);
+  }(pending));
+  ASSERT_TRUE(held.wait_for_a_lookup(10s));  // A's lookup runs on A's resolver
+  corio::EventLoop b;
+  auto got = b.run_until_complete(corio::getaddrinfo("quick.invalid", "80"));
+  EXPECT_FALSE(released_by_watchdog) << "loop B waited for loop A's lookup";
+  EXPECT_EQ(got.size(), 1u);
+  finished.set_value();
+  watchdog.join();
+  held.release();
+  auto answer =
+      a.run_until_complete([](corio::TaskHandle<std::vector<AddrInfo>> h) -> Task<std::vector<AddrInfo>> {
+        co_return co_await h;
+      }(pending));
+  EXPECT_EQ(answer.size(), 1u);
+}

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -38,6 +39,8 @@ struct State {
   // A fake answer is libc's answers for each address, chained; freeaddrinfo unchains them again, so
   // libc only ever frees lists it made. First node -> the first node of each of libc's lists.
   std::map<addrinfo*, std::vector<addrinfo*>> fake_answers;
+  std::condition_variable cv;
+  std::map<std::string, int> held;  // name -> lookups waiting in getaddrinfo (HeldName)
   bool watching_connects = false;
   std::map<std::string, int> failing_hosts;  // numeric host -> errno for its connects
   std::vector<std::string> connects;         // destinations, while watching
@@ -61,6 +64,29 @@ int resolver_calls(const std::string& host, const std::string& service) {
 std::vector<std::thread::id> resolver_threads(const std::string& host, const std::string& service) {
   std::lock_guard<std::mutex> lock(state().mu);
   return state().threads[key(host.c_str(), service.c_str())];
+}
+
+HeldName::HeldName(std::string name) : name_(std::move(name)) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().held[name_] = 0;
+}
+HeldName::~HeldName() { release(); }
+void HeldName::release() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().held.erase(name_);
+  state().cv.notify_all();
+}
+bool HeldName::wait_for_a_lookup(std::chrono::milliseconds limit) const {
+  std::unique_lock<std::mutex> lock(state().mu);
+  return state().cv.wait_for(lock, limit, [&] {
+    auto it = state().held.find(name_);
+    return it != state().held.end() && it->second > 0;
+  });
+}
+int HeldName::waiting() const {
+  std::lock_guard<std::mutex> lock(state().mu);
+  auto it = state().held.find(name_);
+  return it == state().held.end() ? 0 : it->second;
 }
 
 FakeName::FakeName(std::string name, std::vector<std::string> addresses) : name_(std::move(name)) {
@@ -105,10 +131,15 @@ extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo
   std::vector<std::string> fake;
   bool is_fake = false;
   {
-    std::lock_guard<std::mutex> lock(state().mu);
+    std::unique_lock<std::mutex> lock(state().mu);
     std::string k = corio_test::key(node, service);
     ++state().calls[k];
     state().threads[k].push_back(std::this_thread::get_id());
+    if (node && state().held.count(node)) {
+      ++state().held[node];
+      state().cv.notify_all();
+      state().cv.wait(lock, [&] { return !state().held.count(node); });
+    }
     if (node) {
       if (auto it = state().fake_names.find(node); it != state().fake_names.end()) {
         fake = it->second;

@@ -7,6 +7,7 @@
 // bypassed, the lookup would still stay here), and failing addresses should be loopback ones.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -27,6 +28,24 @@ class FakeName {
   ~FakeName();
   FakeName(const FakeName&) = delete;
   FakeName& operator=(const FakeName&) = delete;
+
+ private:
+  std::string name_;
+};
+
+// While alive, ::getaddrinfo(name, ...) for a fake name (FakeName) waits, on the resolver's thread, until
+// release() or destruction: a lookup that is still running.
+class HeldName {
+ public:
+  explicit HeldName(std::string name);
+  ~HeldName();
+  HeldName(const HeldName&) = delete;
+  HeldName& operator=(const HeldName&) = delete;
+  void release();
+  // Lookups of the name waiting here now.
+  int waiting() const;
+  // Waits (at most `limit`) until a lookup of the name waits here; false if none came.
+  bool wait_for_a_lookup(std::chrono::milliseconds limit) const;
 
  private:
   std::string name_;
