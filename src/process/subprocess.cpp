@@ -176,15 +176,19 @@ Task<int> wait_for_exit(std::shared_ptr<detail::ProcessState> s) {
 Task<CommunicateResult> communicate_with(std::shared_ptr<detail::ProcessState> s, std::string input) {
   auto feed = [](detail::ProcessState& p, std::string data) -> Task<> {
     if (!p.in) co_return;
-    try {
-      if (!data.empty()) {
-        p.in->write(data);
-        co_await p.in->drain();
+    // stdin closed already (in().close(), an earlier communicate()): the input has nowhere to go, as
+    // asyncio's write to a closed transport drops it; not an error of communicate().
+    if (!p.in->is_closing()) {
+      try {
+        if (!data.empty()) {
+          p.in->write(data);
+          co_await p.in->drain();
+        }
+      } catch (const ConnectionError&) {
+        // The child exited without reading everything: as asyncio, not an error of communicate().
       }
-    } catch (const ConnectionError&) {
-      // The child exited without reading everything: as asyncio, not an error of communicate().
+      p.in->close();
     }
-    p.in->close();
     co_await p.in->wait_closed();
   };
   auto slurp = [](StreamReader* r) -> Task<std::string> {

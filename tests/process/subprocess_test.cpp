@@ -30,8 +30,8 @@
 using namespace std::chrono_literals;
 using corio::Process;
 using corio::Stdio;
-using corio::SubprocessOptions;
 using corio::StreamWriter;
+using corio::SubprocessOptions;
 using corio::Task;
 using corio_proc_test::run_guarded;
 using corio_proc_test::sh;
@@ -840,5 +840,23 @@ TEST(Subprocess, ArgumentsAndEnvironmentExecCannotCarryAreRefused) {
           EXPECT_NE(std::string(e.what()).find("illegal environment variable name"), std::string::npos)
               << e.what());
     }
+  }());
+}
+
+// communicate() with stdin already closed (in().close(), or a second communicate()) reads the output and
+// waits as usual; the input has nowhere to go (it threw RuntimeError "write() on a closed StreamWriter"
+// out of its gather, leaving stdout unread).
+TEST(Subprocess, CommunicateWithStdinAlreadyClosed) {
+  run_guarded([]() -> Task<> {
+    SubprocessOptions o;
+    o.in = Stdio::pipe;
+    o.out = Stdio::pipe;
+    Process p = co_await corio::create_subprocess_exec(sh("cat; echo done"), o);
+    p.in().close();
+    auto r = co_await p.communicate("ignored");
+    EXPECT_EQ(r.out, "done\n");
+    EXPECT_EQ(p.returncode(), 0);
+    auto again = co_await p.communicate("again");
+    EXPECT_EQ(again.out, "");
   }());
 }
