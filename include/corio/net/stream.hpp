@@ -173,10 +173,11 @@ class StreamWriter {
   // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
   // ConnectionResetError, BrokenPipeError) once the peer is gone, whether a write or a read found it out
   // (as asyncio). On io_uring the ring sends, so a write's error is known a loop turn later than on epoll
-  // (where write() sends at once): the drain() right after that write may return, the next one raises. Returns an awaitable (DESIGN.md: Task<>):
-  // nothing happens until it is awaited; then, when there is nothing to wait for and no error (the common
-  // case, drain() after every write), it completes in await_ready with no coroutine frame; otherwise it
-  // awaits a Task that waits on the stream, so cancellation and awaiting() work as for any Task.
+  // (where write() sends at once): the drain() right after that write may return, the next one raises.
+  // Returns an awaitable (DESIGN.md: Task<>): nothing happens until it is awaited; then, when there is
+  // nothing to wait for and no error (the common case, drain() after every write), it completes in
+  // await_ready with no coroutine frame; otherwise it awaits a Task that waits on the stream, so cancellation
+  // and awaiting() work as for any Task.
   class [[nodiscard]] Drain;
   Drain drain();
   // Half-close: after the buffered data, the peer reads EOF; reading goes on.
