@@ -608,28 +608,31 @@ void EventLoop::run_forever() {
 
 void EventLoop::run_until_done(detail::TaskStateBase& task) {
   // As asyncio's run_until_complete, the loop stops on the turn after the task finished, so what its last
-  // step scheduled (a call_soon, its done callbacks) runs before this returns. The stop is disarmed when
+  // step scheduled (a call_soon, its done callbacks) runs before this returns. The stop is cancelled when
   // this returns, so that a loop stopped for another reason in that turn does not stop its next run.
   struct StopWhenDone final : detail::DoneWatcher {
     EventLoop* loop = nullptr;
-    std::shared_ptr<bool> armed = std::make_shared<bool>(true);
+    Handle stop;
     void on_done(detail::TaskStateBase&) override {
       try {
-        loop->call_soon([loop = loop, armed = armed] {
-          if (*armed) loop->stop();
-        });
+        stop = loop->call_soon([l = loop] { l->stop(); });
       } catch (...) {
         loop->stop();
       }
     }
-    ~StopWhenDone() { *armed = false; }
+    ~StopWhenDone() { stop.cancel(); }
   } watcher;
   watcher.loop = this;
   if (task.done()) return;
-  check_runnable();
   task.add_watcher(watcher);
   run_forever();
   if (!task.done()) throw RuntimeError("Event loop stopped before the task completed");
+}
+
+std::shared_ptr<void>& EventLoop::local(const void* key) {
+  for (auto& [k, v] : locals_)
+    if (k == key) return v;
+  return locals_.emplace_back(key, nullptr).second;
 }
 
 void EventLoop::check_runnable() const {

@@ -243,12 +243,11 @@ class UringBackend final : public SignalCore {
     // thread, by another, or by a multishot accept). It goes now, while fd is still this file; the cancels
     // above follow it in the same submission. (From a thread the ring does not serve, the kernel refuses
     // to run task work: the cancels then go with the owner's next submission.)
-    if (!prepared_) return;
     if (single_issuer_ && owner_ != std::this_thread::get_id()) {
-      if (st->prep_epoch == epoch_) submit_now();
+      if (prepared_ && st->prep_epoch == epoch_) submit_now();
       return;
     }
-    submit_now(/*run_task_work=*/true);
+    flush();
   }
 
   void flush() noexcept override {

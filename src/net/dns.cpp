@@ -81,21 +81,19 @@ struct InFlight {
   std::map<std::string, std::shared_ptr<Lookup>> lookups;
 };
 
-// One loop's resolver. Each loop has its own, even when loops take turns on one thread: a second loop's
-// first lookup made a new pool in the thread's one slot, joining the first loop's lookups on the spot and
-// forgetting its questions in flight.
+// One loop's resolver, kept in the loop (EventLoop::local), so that loops taking turns on one thread do not
+// share it: a second loop's first lookup made a new pool in the thread's one slot, joining the first loop's
+// lookups on the spot and forgetting its questions in flight.
 struct LoopDns {
   std::unique_ptr<ThreadPool> pool = std::make_unique<ThreadPool>(4);
   std::shared_ptr<InFlight> in_flight = std::make_shared<InFlight>();
 };
-// The resolvers of the loops this thread runs (the shutdown hook reaches its own through its reference).
-thread_local std::vector<std::pair<const LoopCore*, std::shared_ptr<LoopDns>>> tl_dns;
+constexpr char kDnsKey = 0;  // its address names the LoopDns among the loop's locals
 
 LoopDns& dns_state() {
   EventLoop& loop = get_running_loop();
-  for (auto& [owner, d] : tl_dns)
-    if (owner == &loop.core() && !d->in_flight->closed) return *d;
-  std::erase_if(tl_dns, [](const auto& e) { return e.second->in_flight->closed; });
+  std::shared_ptr<void>& slot = loop.local(&kDnsKey);
+  if (auto* d = static_cast<LoopDns*>(slot.get()); d && !d->in_flight->closed) return *d;
   auto d = std::make_shared<LoopDns>();
   loop.add_shutdown_hook([d]() -> std::function<void()> {
     // Detached on the thread closing the loop; the pool is joined by the function returned (maybe
@@ -105,7 +103,7 @@ LoopDns& dns_state() {
     std::shared_ptr<ThreadPool> pool = std::move(d->pool);
     return [pool = std::move(pool)]() mutable { pool.reset(); };
   });
-  tl_dns.emplace_back(&loop.core(), d);
+  slot = d;
   return *d;
 }
 

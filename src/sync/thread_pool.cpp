@@ -85,18 +85,16 @@ std::thread start_thread_without_signals(std::function<void()> f) {
 }
 
 namespace {
-// One loop's pool. Each loop has its own, even when loops take turns on one thread: a second loop's
-// to_thread must not join, or wait behind, the first loop's calls.
+// One loop's pool, kept in the loop (EventLoop::local), so that loops taking turns on one thread do not
+// share it: a second loop's to_thread must not join, or wait behind, the first loop's calls.
 struct LoopPool {
   std::unique_ptr<ThreadPool> pool;
   // Pools replaced by set_to_thread_workers while the loop runs: their calls may still be running (and may
   // wait for the loop), so they are joined at the loop's shutdown, not on the spot.
   std::vector<std::unique_ptr<ThreadPool>> retired;
-  bool closed = false;  // the loop's shutdown took the pools: a loop at this address later is another one
+  bool closed = false;  // the loop's shutdown took the pools (a call made after that gets a new LoopPool)
 };
-// The pools of the loops this thread has run (a loop runs on one thread; its shutdown hook may run on
-// another, so it reaches its LoopPool through its own reference, not through this list).
-thread_local std::vector<std::pair<const LoopCore*, std::shared_ptr<LoopPool>>> tl_pools;
+constexpr char kPoolKey = 0;           // its address names the LoopPool among the loop's locals
 thread_local std::size_t tl_size = 0;  // set_to_thread_workers: 0 is the default size
 
 std::size_t default_workers() {
@@ -104,18 +102,17 @@ std::size_t default_workers() {
   return std::min<std::size_t>(32, (cores ? cores : 1) + 4);
 }
 
-LoopPool* find_pool(const LoopCore* loop) {
-  for (auto& [owner, lp] : tl_pools)
-    if (owner == loop && !lp->closed) return lp.get();
-  return nullptr;
+// The loop's LoopPool, or null.
+LoopPool* find_pool(EventLoop& loop) {
+  auto* lp = static_cast<LoopPool*>(loop.local(&kPoolKey).get());
+  return lp && !lp->closed ? lp : nullptr;
 }
 }  // namespace
 
 ThreadPool& loop_thread_pool() {
   EventLoop& loop = get_running_loop();
-  LoopPool* lp = find_pool(&loop.core());
+  LoopPool* lp = find_pool(loop);
   if (!lp) {
-    std::erase_if(tl_pools, [](const auto& e) { return e.second->closed; });
     auto fresh = std::make_shared<LoopPool>();
     loop.add_shutdown_hook([fresh]() -> std::function<void()> {
       // Detached here, on the thread closing the loop; joined by the function returned, maybe on another
@@ -129,7 +126,7 @@ ThreadPool& loop_thread_pool() {
         retired->clear();
       };
     });
-    tl_pools.emplace_back(&loop.core(), fresh);
+    loop.local(&kPoolKey) = fresh;
     lp = fresh.get();
   }
   if (!lp->pool) lp->pool = std::make_unique<ThreadPool>(tl_size ? tl_size : default_workers());
@@ -143,7 +140,9 @@ namespace corio {
 void set_to_thread_workers(std::size_t n) {
   detail::tl_size = n;
   std::size_t effective = n ? n : detail::default_workers();
-  detail::LoopPool* lp = detail::LoopCore::running_ ? detail::find_pool(detail::LoopCore::running_) : nullptr;
+  detail::LoopPool* lp = detail::LoopCore::running_
+                             ? detail::find_pool(EventLoop::from_core(*detail::LoopCore::running_))
+                             : nullptr;
   if (lp && lp->pool && lp->pool->max_threads() != effective) {
     // Resized while a loop runs: a new pool applies from the next call. The old one keeps its running calls
     // and is joined when the loop shuts down (joining here could block the loop on calls that wait for it).

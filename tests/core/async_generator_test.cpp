@@ -215,21 +215,25 @@ TEST(AsyncGenerator, NextWhileAnotherTaskRunsItThrows) {
 // closed: the task is destroyed with the loop, and the generator is left mid-await. Its waiter lets go of
 // the destroyed task (destroying the generator afterwards used to read the freed task: ASan saw it), and
 // next() on it throws RuntimeError rather than resuming it at an await that will never complete.
+static corio::AsyncGenerator<int> hourly_ticks() {
+  for (int i = 0;; ++i) {
+    co_await corio::sleep(1h);
+    co_yield i;
+  }
+}
+
+// Runs a loop until a task waits inside `gen` (at a sleep), then closes the loop, destroying that task.
+static void close_a_loop_with_a_task_inside(corio::AsyncGenerator<int>& gen) {
+  corio::EventLoop loop(kVirtual);
+  loop.run_until_complete([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+    corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<> { (void)co_await g.next(); }(g));
+    co_await corio::sleep(10ms);  // the consumer now waits at the sleep inside the generator
+  }(gen));
+}
+
 TEST(AsyncGenerator, OutlivesItsLoopWhileItsTaskWaitedInside) {
-  auto ticks = []() -> corio::AsyncGenerator<int> {
-    for (int i = 0;; ++i) {
-      co_await corio::sleep(1h);
-      co_yield i;
-    }
-  };
-  auto gen = std::make_unique<corio::AsyncGenerator<int>>(ticks());
-  {
-    corio::EventLoop loop(kVirtual);
-    loop.run_until_complete([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
-      corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<> { (void)co_await g.next(); }(g));
-      co_await corio::sleep(10ms);  // the consumer now waits at the sleep inside the generator
-    }(*gen));
-  }  // close() destroys the consumer task
+  auto gen = std::make_unique<corio::AsyncGenerator<int>>(hourly_ticks());
+  close_a_loop_with_a_task_inside(*gen);  // close() destroys the consumer task
   corio::run([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
     auto next = g.next();
     EXPECT_THROW(co_await next, corio::RuntimeError);
@@ -241,23 +245,12 @@ TEST(AsyncGenerator, OutlivesItsLoopWhileItsTaskWaitedInside) {
 // the outer's frame, is destroyed with it long after the task; neither touches the destroyed task.
 TEST(AsyncGenerator, NestedGeneratorsOutliveTheirLoopWhileItsTaskWaitedInside) {
   auto outer = []() -> corio::AsyncGenerator<int> {
-    auto inner = []() -> corio::AsyncGenerator<int> {
-      for (int i = 0;; ++i) {
-        co_await corio::sleep(1h);
-        co_yield i;
-      }
-    }();
+    auto inner = hourly_ticks();
     while (auto v = co_await inner.next()) co_yield *v;
   };
   auto gen = std::make_unique<corio::AsyncGenerator<int>>(outer());
-  {
-    corio::EventLoop loop(kVirtual);
-    loop.run_until_complete([](corio::AsyncGenerator<int>& g) -> corio::Task<> {
-      corio::create_task([](corio::AsyncGenerator<int>& g) -> corio::Task<> { (void)co_await g.next(); }(g));
-      co_await corio::sleep(10ms);  // the consumer waits at the sleep inside the inner generator
-    }(*gen));
-  }
-  gen.reset();  // destroys the inner generator and its next() too
+  close_a_loop_with_a_task_inside(*gen);  // (the task waits inside the inner generator)
+  gen.reset();                            // destroys the inner generator and its next() too
 }
 
 namespace nested_destroyed {

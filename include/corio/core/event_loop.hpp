@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "corio/core/detail/poller.hpp"
@@ -158,6 +159,9 @@ class EventLoop : private detail::LoopCore {
   // on the spot.
   using ShutdownHook = std::function<std::function<void()>()>;
   void add_shutdown_hook(ShutdownHook hook) { shutdown_hooks_.push_back(std::move(hook)); }
+  // State a layer above core keeps per loop (to_thread's pool, the resolver), null until that layer sets
+  // it; kept until the loop is destroyed. key: the address of a static object of that layer.
+  std::shared_ptr<void>& local(const void* key);
   void run_until_done(detail::TaskStateBase& task);
   void shutdown_and_close() noexcept;
   template <class T>
@@ -217,6 +221,7 @@ class EventLoop : private detail::LoopCore {
 
   std::unique_ptr<detail::Poller> poller_;
   std::vector<ShutdownHook> shutdown_hooks_;
+  std::vector<std::pair<const void*, std::shared_ptr<void>>> locals_;
   bool stopping_ = false;
   bool running_thread_loop_ = false;
 
