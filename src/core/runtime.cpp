@@ -183,7 +183,6 @@ TaskStateBase::~TaskStateBase() {
 
 void TaskStateBase::free_extras() noexcept {
   drop_watchers();
-  drop_callbacks();
   Extras* x = extras_if();
   if (!x) return;
   has_extras_ = false;
@@ -191,18 +190,12 @@ void TaskStateBase::free_extras() noexcept {
   delete x;
 }
 
-void TaskStateBase::drop_callbacks() noexcept {
-  Extras* x = extras_if();
-  if (!x) return;
-  while (UserCallback* c = x->callbacks) {
-    x->callbacks = c->next;
-    delete c;
-  }
-}
-
 void TaskStateBase::drop_watchers() noexcept {
   HListNode*& head = watcher_head();
-  while (head) head->unlink();
+  while (HListNode* n = head) {
+    n->unlink();
+    static_cast<DoneWatcher*>(n)->dropped();
+  }
 }
 
 void TaskStateBase::notify_watchers() noexcept {
@@ -288,11 +281,7 @@ void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
     loop_->enqueue(*cb.release());
     return;
   }
-  // Keep registration order: append.
-  auto* node = new UserCallback{nullptr, std::move(cb)};
-  UserCallback** tail = &extras().callbacks;
-  while (*tail) tail = &(*tail)->next;
-  *tail = node;
+  add_watcher(*new UserCallback(std::move(cb)));
 }
 
 void TaskStateBase::run_ready() {
@@ -369,28 +358,20 @@ void TaskStateBase::complete(PromiseBase& root) noexcept {
 
 void TaskStateBase::finish() noexcept {
   ListNode::unlink();  // leave the loop's list of pending tasks
-  notify_watchers();
-  while (Extras* x = extras_if()) {
-    UserCallback* c = x->callbacks;
-    if (!c) break;
-    x->callbacks = c->next;
-    loop_->enqueue(*c->node.release());
-    delete c;
-  }
-  release();  // the loop's reference
+  notify_watchers();   // (the done callbacks among them are scheduled, in the order they came)
+  release();           // the loop's reference
 }
 
 void TaskStateBase::abandon() noexcept {
   add_ref();  // dropping the done callbacks below may drop the last handle to this task
   ListNode::unlink();
+  // The loop is closing, so done callbacks will never run: they go with the other watchers. Each holds a
+  // handle to this task: kept, they would keep the task (and what they captured) alive forever.
   drop_watchers();
   if (status_ == Status::pending) {
     exc_retrieved_ = true;
     end(Status::cancelled, std::make_exception_ptr(CancelledError("event loop closed")));
   }
-  // The loop is closing, so done callbacks will never run. Each holds a handle to this task: kept, they
-  // would keep the task (and what they captured) alive forever.
-  drop_callbacks();
   release();  // the loop's reference
   release();
 }
@@ -591,10 +572,12 @@ void EventLoop::run_forever() {
   detail::LoopCore* prev = running_;
   running_ = this;
   running_thread_loop_ = true;
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   struct Restore {
     EventLoop* self;
     detail::LoopCore* prev;
     ~Restore() {
+      self->thread_id_.store(std::thread::id(), std::memory_order_relaxed);
       self->running_thread_loop_ = false;
       self->stopping_ = false;
       running_ = prev;
@@ -604,6 +587,14 @@ void EventLoop::run_forever() {
     run_once();
     if (stopping_) break;
   }
+}
+
+void EventLoop::check_thread() const {
+  const std::thread::id owner = thread_id_.load(std::memory_order_relaxed);
+  if (owner != std::thread::id() && owner != std::this_thread::get_id())
+    throw RuntimeError(
+        "Non-thread-safe operation invoked on an event loop other than the current one "
+        "(use call_soon_threadsafe)");
 }
 
 void EventLoop::run_until_done(detail::TaskStateBase& task) {

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "log_capture.hpp"
 
@@ -326,6 +327,36 @@ TEST(Debug, SlowCallbackIsLogged) {
       }(),
       {.debug = true});
   EXPECT_TRUE(logs.contains("Executing callback")) << logs.text();
+}
+
+// As asyncio's debug mode: call_soon and call_later from another thread than the one running the loop throw
+// RuntimeError (they are not thread-safe); call_soon_threadsafe is the way.
+TEST(Debug, CallSoonFromAnotherThreadThrows) {
+  int refused = 0;
+  bool posted_ran = false;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        std::thread other([&] {
+          try {
+            loop.call_soon([] {});
+          } catch (const corio::RuntimeError&) {
+            ++refused;
+          }
+          try {
+            loop.call_later(0.0, [] {});
+          } catch (const corio::RuntimeError&) {
+            ++refused;
+          }
+          loop.call_soon_threadsafe([&] { posted_ran = true; });
+        });
+        other.join();
+        loop.call_soon([] {});  // (the loop's own thread: fine)
+        co_await corio::sleep(0s);
+      }(),
+      {.debug = true});
+  EXPECT_EQ(refused, 2);
+  EXPECT_TRUE(posted_ran);
 }
 
 TEST(Debug, SlowStepsAreNotLoggedOutsideDebugMode) {

@@ -263,6 +263,27 @@ TEST(TaskHandle, DoneCallbacksAreScheduledNeverInline) {
   EXPECT_EQ(log.back(), "cb3");
 }
 
+// Awaiting a task and a done callback are told in the order they were registered, as in asyncio (where the
+// await is a done callback itself): a callback added before a task started awaiting runs before that task
+// resumes, one added after it runs after.
+TEST(TaskHandle, DoneCallbacksAndAwaitersRunInRegistrationOrder) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(2, 3));
+    h.add_done_callback([&](corio::TaskHandle<int>) { log.push_back("cb before"); });
+    auto await_h = [&]() -> corio::Task<> {
+      co_await h;
+      log.push_back("waiter resumed");
+    };
+    auto waiter = corio::create_task(await_h());
+    co_await corio::sleep(0s);  // the waiter now awaits h
+    h.add_done_callback([&](corio::TaskHandle<int>) { log.push_back("cb after"); });
+    co_await waiter;
+    co_await corio::sleep(0s);
+  }());
+  EXPECT_EQ(log, (Log{"cb before", "waiter resumed", "cb after"}));
+}
+
 // ---------------------------------------------------------------- cancellation
 
 TEST(Cancel, SleepingTaskGetsCancelledErrorWithTheMessage) {

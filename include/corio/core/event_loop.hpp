@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -81,6 +82,8 @@ class EventLoop : private detail::LoopCore {
   template <class F>
   Handle call_soon(F f) {
     if (closed_) throw_closed();
+    if (debug_) [[unlikely]]
+      check_thread();
     auto* n = new detail::FnCallback<F>(std::move(f));
     n->loop_ = this;
     enqueue(*n);
@@ -202,12 +205,17 @@ class EventLoop : private detail::LoopCore {
   template <class F>
   TimerHandle call_at_ns(std::int64_t when_ns, F f) {
     if (closed_) throw_closed();
+    if (debug_) [[unlikely]]
+      check_thread();
     auto* n = new detail::FnCallback<F>(std::move(f));
     n->loop_ = this;
     add_timer(*n, when_ns);
     return TimerHandle(n);
   }
   void post_remote(std::unique_ptr<detail::CallbackNode> n);
+  // Debug mode, as asyncio's: RuntimeError when the loop runs on another thread than the caller's (a
+  // call_soon or call_later that should have been call_soon_threadsafe).
+  void check_thread() const;
   void run_once();
   // Steps 1-3 of run_once when nothing is ready: the timeout, virtual time, the poll.
   void wait_for_work();
@@ -224,6 +232,7 @@ class EventLoop : private detail::LoopCore {
   std::vector<std::pair<const void*, std::shared_ptr<void>>> locals_;
   bool stopping_ = false;
   bool running_thread_loop_ = false;
+  std::atomic<std::thread::id> thread_id_{};  // the thread running run_forever, if any (check_thread)
 
   // Cross-thread queue. Memory ordering: post_remote stores remote_pending_ then loads sleeping_; the loop
   // stores sleeping_ then loads remote_pending_ before it blocks. Both seq_cst, so at least one side sees

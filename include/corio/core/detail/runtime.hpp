@@ -102,10 +102,15 @@ struct PromiseBase : PooledAlloc {
   bool is_root_ = false;
 };
 
-// Something that finishes tasks' awaits: a watcher is told, synchronously, when a task is done.
-// Internal combinators use it; user callbacks go through add_done_callback and are scheduled instead.
+// Something told, synchronously, when a task is done, in the order the watchers came: the awaits of the
+// task (which schedule the awaiting task) and the combinators' bookkeeping, and the done callbacks of
+// add_done_callback (which schedule the callback). One list for both, so that what was registered first runs
+// first, as asyncio's done callbacks (an await is one of them there: Task.__wakeup).
 struct DoneWatcher : HListNode {
   virtual void on_done(TaskStateBase& task) = 0;
+  // The task lets go of its watchers without telling them (the loop closed under it, or it is destroyed):
+  // a watcher the task owns (a done callback) frees itself; the others are only unlinked.
+  virtual void dropped() noexcept {}
 
  protected:
   ~DoneWatcher() = default;
@@ -230,15 +235,14 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
 
  public:
   struct UserCallback;
-  // What most tasks never need, allocated on first use: a name, a cancel message and count, done callbacks,
-  // and in debug mode where create_task was called (so a task costs nothing more outside debug mode).
+  // What most tasks never need, allocated on first use: a name, a cancel message and count, and in debug
+  // mode where create_task was called (so a task costs nothing more outside debug mode).
   struct Extras {
     std::string name;  // empty: "Task-<id>"
     std::string cancel_msg;
-    UserCallback* callbacks = nullptr;  // add_done_callback, scheduled with call_soon when done
-    SourceLoc created{};                // create_task's caller; known() only if recorded in debug mode
-    int cancel_requests = 0;            // cancelling()
-    HListNode* watchers = nullptr;      // the task's done-watchers, once it has Extras
+    SourceLoc created{};            // create_task's caller; known() only if recorded in debug mode
+    int cancel_requests = 0;        // cancelling()
+    HListNode* watchers = nullptr;  // the task's done-watchers, once it has Extras
   };
 
  private:
@@ -317,10 +321,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   HListNode*& watcher_head() noexcept { return has_extras_ ? extras_->watchers : watchers_; }
   // Tells every watcher, oldest first; then the list is empty.
   void notify_watchers() noexcept;
-  // Unlinks every watcher without telling it.
+  // Lets go of every watcher without telling it (done callbacks are deleted without running).
   void drop_watchers() noexcept;
-  // Deletes the done callbacks without running them.
-  void drop_callbacks() noexcept;
   void free_extras() noexcept;
   // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
   [[gnu::noinline]] void run_first_or_debug();
@@ -380,9 +382,16 @@ class LoopCore {
   static bool exists(const LoopCore* loop) noexcept;
 };
 
-struct TaskStateBase::UserCallback {
-  UserCallback* next;
+// A done callback (add_done_callback) while the task is pending: a watcher owned by the task, which
+// schedules the callback when told.
+struct TaskStateBase::UserCallback final : DoneWatcher {
+  explicit UserCallback(std::unique_ptr<CallbackNode> n) noexcept : node(std::move(n)) {}
   std::unique_ptr<CallbackNode> node;
+  void on_done(TaskStateBase& task) override {
+    task.loop_->enqueue(*node.release());
+    delete this;
+  }
+  void dropped() noexcept override { delete this; }
 };
 
 // ---- inline definitions ----
