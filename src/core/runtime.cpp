@@ -126,8 +126,10 @@ void LoopCore::no_current_task() {
 
 void CallbackNode::run_ready() {
   if (!cancelled_) {
-    // Slow-callback detection measures work, so it reads the real clock, also under virtual time.
-    std::int64_t start = loop_->debug_ ? monotonic_ns() : 0;
+    // Slow-callback detection measures work, so it reads the real clock, also under virtual time. Whether
+    // to time the callback is decided before it runs (it may turn debug mode on).
+    const bool timed = loop_->debug_;
+    const std::int64_t start = timed ? monotonic_ns() : 0;
     try {
       invoke();
     } catch (const CancelledError&) {
@@ -137,12 +139,13 @@ void CallbackNode::run_ready() {
     } catch (...) {
       log("Exception in callback: unknown exception");
     }
-    if (loop_->debug_) {
+    if (timed) {
       std::int64_t took = monotonic_ns() - start;
       if (took >= loop_->slow_callback_ns_)
         log("Executing callback took " + std::to_string(static_cast<double>(took) / 1e9) + " seconds");
     }
   }
+  clear();
   release();
 }
 
@@ -465,11 +468,15 @@ EventLoop::ActivateScope::ActivateScope(EventLoop& l) : prev_(running_) { runnin
 EventLoop::ActivateScope::~ActivateScope() { running_ = prev_; }
 
 void Handle::cancel() noexcept {
-  if (!n_ || n_->cancelled_) return;
-  n_->cancelled_ = true;
-  if (n_->scheduled()) {
-    n_->loop_->timers_.remove(*n_);
-    n_->release();  // the heap's reference
+  detail::CallbackNode* n = n_;  // (clear() may destroy this Handle: a callback that captured its owner)
+  if (!n || n->cancelled_) return;
+  n->cancelled_ = true;
+  if (n->scheduled()) {
+    // Out of the timer heap, so not running: let go of the callback now. (One in the ready queue lets go
+    // when the loop reaches it; one cancelling itself while it runs, once it has returned.)
+    n->loop_->timers_.remove(*n);
+    n->clear();
+    n->release();  // the heap's reference
   }
 }
 
@@ -556,7 +563,8 @@ void EventLoop::wait_for_work() {
     // Nothing is ready: let I/O that is already there in, then jump the clock to the next timer.
     std::size_t n = poll_io(0);
     if (n == 0 && ready_.empty()) {
-      if (!timers_.empty())
+      // A timer due at kForeverNs (a delay beyond the clock's range: "never") is no reason to jump.
+      if (!timers_.empty() && timers_.top()->when_ns_ < kForeverNs)
         virtual_now_ = std::max(virtual_now_, timers_.top()->when_ns_);
       else
         poll_io(-1);
@@ -627,7 +635,7 @@ std::shared_ptr<void>& EventLoop::local(const void* key) {
 }
 
 void EventLoop::check_runnable() const {
-  if (closed_) throw RuntimeError("Event loop is closed");
+  if (closed_ || closing_) throw RuntimeError("Event loop is closed");
   if (running_thread_loop_) throw RuntimeError("This event loop is already running");
   if (running_ && running_ != this)
     throw RuntimeError("Cannot run the event loop while another loop is running");
@@ -673,8 +681,10 @@ void EventLoop::shutdown_and_close() noexcept {
 
 void EventLoop::close() {
   if (running_thread_loop_) throw RuntimeError("Cannot close a running event loop");
-  if (closed_) return;
-  closed_ = true;
+  if (closed_ || closing_) return;
+  // Until the sweep below is over, work may still be scheduled (and is swept, never run): destructors run
+  // there may call call_soon or create_task, which must not throw out of them. Then closed_ refuses it.
+  closing_ = true;
   ActivateScope scope(*this);  // frames being destroyed may look at the loop
   if (!tasks_.empty() && debug_) {
     std::string out = "event loop closed with " + std::to_string(tasks_.size()) + " pending task(s):\n";
@@ -707,6 +717,7 @@ void EventLoop::close() {
     if (timers_.empty()) break;
     timers_.pop()->discard();
   }
+  closed_ = true;
   abandoned.clear();  // (a task state's destructor touches neither the loop's queues nor its tasks)
   // Helper threads (to_thread's pool, DNS lookups) hold this loop's address to post their results: they
   // are joined before the loop can go, whether run() shut it down or it is closed directly (then here, on

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -357,6 +358,35 @@ TEST(Debug, CallSoonFromAnotherThreadThrows) {
       {.debug = true});
   EXPECT_EQ(refused, 2);
   EXPECT_TRUE(posted_ran);
+}
+
+// Whether a callback is timed is decided before it runs: one that turns debug mode on is not reported (it
+// was, as slow as the machine's uptime).
+TEST(Debug, ACallbackTurningDebugOnIsNotReportedSlow) {
+  LogCapture logs;
+  corio::EventLoop loop;
+  loop.call_soon([&] { loop.set_debug(true); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  loop.set_debug(false);
+  loop.close();
+  EXPECT_FALSE(logs.contains("Executing callback")) << logs.text();
+}
+
+// A threshold beyond the clock's range (inf included) means "never slow" (it overflowed: UB, and every
+// callback was reported).
+TEST(Debug, AnInfiniteSlowThresholdReportsNothing) {
+  LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        loop.set_slow_callback_duration(std::numeric_limits<double>::infinity());
+        EXPECT_GT(loop.slow_callback_duration(), 1e9);
+        loop.call_soon([] {});
+        co_await corio::sleep(0s);
+      }(),
+      {.debug = true});
+  EXPECT_FALSE(logs.contains("Executing")) << logs.text();
 }
 
 TEST(Debug, SlowStepsAreNotLoggedOutsideDebugMode) {

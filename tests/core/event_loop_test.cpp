@@ -477,3 +477,84 @@ TEST(EventLoop, RunUntilCompleteRunsWhatTheLastStepScheduled) {
   }(turns));
   EXPECT_EQ(turns, 3);
 }
+
+// A callback that keeps its own handle alive (an object holding the timer it scheduled, captured by the
+// callback) is a reference cycle unless the loop lets go of the callback: when it is cancelled (at once,
+// for a timer; when its turn comes, for call_soon), and after it ran. As asyncio's Handle.cancel() drops
+// the callback.
+TEST(EventLoop, CallbacksAreReleasedOnceCancelledOrRun) {
+  struct Owner {
+    corio::Handle handle;
+  };
+  corio::run([]() -> corio::Task<> {
+    auto& loop = corio::get_running_loop();
+    std::weak_ptr<Owner> timer_cancelled, soon_cancelled, ran;
+    {
+      auto o = std::make_shared<Owner>();
+      o->handle = loop.call_later(3600.0, [o] {});
+      timer_cancelled = o;
+      o->handle.cancel();
+    }
+    EXPECT_TRUE(timer_cancelled.expired());  // at once
+    {
+      auto o = std::make_shared<Owner>();
+      o->handle = loop.call_soon([o] {});
+      soon_cancelled = o;
+      o->handle.cancel();
+    }
+    {
+      auto o = std::make_shared<Owner>();
+      o->handle = loop.call_later(0.0, [o] {});
+      ran = o;
+    }
+    co_await corio::sleep(0s);
+    co_await corio::sleep(0s);
+    EXPECT_TRUE(soon_cancelled.expired());
+    EXPECT_TRUE(ran.expired());
+  }());
+}
+
+// close() destroys the frames of tasks still pending; a destructor there may schedule a callback or create
+// a task (a guard telling somebody it is gone): that is swept with the rest, never run, and never throws
+// out of the destructor (it did: "Event loop is closed", so std::terminate).
+TEST(EventLoop, DestructorsRunByCloseMayScheduleWork) {
+  struct Guard {
+    bool* scheduled_ran;
+    ~Guard() {
+      auto& loop = corio::get_running_loop();
+      loop.call_soon([r = scheduled_ran] { *r = true; });
+      loop.call_later(1.0, [r = scheduled_ran] { *r = true; });
+    }
+  };
+  bool scheduled_ran = false;
+  corio::EventLoop loop;
+  loop.run_until_complete([](bool* r) -> corio::Task<> {
+    corio::create_task([](bool* r) -> corio::Task<> {
+      Guard g{r};
+      co_await corio::sleep(1h);
+    }(r));
+    co_await corio::sleep(0s);
+  }(&scheduled_ran));
+  EXPECT_NO_THROW(loop.close());
+  EXPECT_TRUE(loop.is_closed());
+  EXPECT_FALSE(scheduled_ran);
+  EXPECT_THROW(loop.call_soon([] {}), corio::RuntimeError);
+}
+
+// Under virtual time a timer due "never" (a delay beyond the clock's range) is no reason to jump the clock:
+// with nothing else to wait for, the loop waits for I/O or another thread (it jumped to the never-time and
+// fired the timer; after that every new delay saturated, so timers fired in arrival order). Repeated so
+// that the other thread's post lands both before and after the loop blocks.
+TEST(EventLoop, VirtualTimeNeverJumpsToANeverTimer) {
+  for (int i = 0; i < 50; ++i) {
+    corio::EventLoop loop({.virtual_time = true});
+    bool fired = false;
+    std::thread poster;
+    loop.call_later(1e10, [&] { fired = true; });
+    loop.call_soon([&] { poster = std::thread([&] { loop.call_soon_threadsafe([&] { loop.stop(); }); }); });
+    loop.run_forever();
+    poster.join();
+    EXPECT_FALSE(fired);
+    EXPECT_LT(loop.time(), 1.0);
+  }
+}

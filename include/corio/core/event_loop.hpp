@@ -139,13 +139,13 @@ class EventLoop : private detail::LoopCore {
   // leftovers and waits for them before it closes, so with run() nothing is pending here. Then waits for
   // the loop's helper threads: to_thread calls still running (their results are dropped) and DNS lookups.
   void close();
-  bool is_closed() const noexcept { return closed_; }
+  bool is_closed() const noexcept { return closed_ || closing_; }
 
   void set_debug(bool on) noexcept { debug_ = on; }
   bool get_debug() const noexcept { return debug_; }
   // Debug mode logs callbacks and task steps that take longer than this (default 0.1 s).
   void set_slow_callback_duration(double seconds) noexcept {
-    slow_callback_ns_ = static_cast<std::int64_t>(seconds * 1e9);
+    slow_callback_ns_ = saturate_ns(static_cast<long double>(seconds) * 1e9L);  // (inf, NaN: never)
   }
   double slow_callback_duration() const noexcept { return static_cast<double>(slow_callback_ns_) / 1e9; }
   Backend backend() const noexcept { return poller_->backend(); }
@@ -232,6 +232,7 @@ class EventLoop : private detail::LoopCore {
   std::vector<std::pair<const void*, std::shared_ptr<void>>> locals_;
   bool stopping_ = false;
   bool running_thread_loop_ = false;
+  bool closing_ = false;                      // close() is sweeping what is left; closed_ once it is done
   std::atomic<std::thread::id> thread_id_{};  // the thread running run_forever, if any (check_thread)
 
   // Cross-thread queue. Memory ordering: post_remote stores remote_pending_ then loads sleeping_; the loop

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #if __has_include(<source_location>)
 #include <source_location>
 #endif
@@ -168,8 +169,17 @@ struct CallbackNode : ReadyNode, TimerNode {
 
   virtual ~CallbackNode() = default;
   virtual void invoke() = 0;
+  // Destroys the callable (and what it captured) once the loop lets go of it: it ran, it was cancelled, or
+  // the loop closed. Not at the node's end: a callable that holds the node's own Handle (an object keeping
+  // the timer it scheduled, captured by the callback) would keep the node alive for ever, as asyncio's
+  // Handle.cancel() drops the callback to avoid. Called with a reference held: what it destroys may release
+  // another.
+  virtual void clear() noexcept = 0;
   void run_ready() override;
-  void discard() noexcept override { release(); }
+  void discard() noexcept override {
+    clear();
+    release();
+  }
   void fire() override;
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
@@ -179,9 +189,10 @@ struct CallbackNode : ReadyNode, TimerNode {
 
 template <class F>
 struct FnCallback final : CallbackNode {
-  explicit FnCallback(F f) : f_(std::move(f)) {}
-  void invoke() override { f_(); }
-  F f_;
+  explicit FnCallback(F f) : f_(std::in_place, std::move(f)) {}
+  void invoke() override { (*f_)(); }
+  void clear() noexcept override { f_.reset(); }
+  std::optional<F> f_;
 };
 
 // The state of a task scheduled with create_task (asyncio.Task). Owned by references: the loop holds one
