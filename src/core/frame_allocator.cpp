@@ -45,7 +45,9 @@ constexpr std::size_t kPrefaultWindow = 256 * 1024;
 
 // Every chunk ever made, so they stay reachable (see the header: blocks may sit on any thread's list).
 std::mutex chunks_mu;
-std::vector<void*>* chunks = new std::vector<void*>();
+// Made on first use (constinit: a global object's constructor may make the first frame, before this
+// file's dynamic initialisation has run); never destroyed (exit order).
+constinit std::vector<void*>* chunks = nullptr;  // guarded by chunks_mu
 // Heaps whose threads have exited, for the next new thread to take over.
 FrameAllocator::Heap* abandoned = nullptr;  // guarded by chunks_mu
 // Set when this thread's heap was left (thread exit): a block made after that gets a heap of its own that
@@ -62,6 +64,7 @@ constinit thread_local bool tl_exiting = false;
 void* new_chunk() {
   void* p = ::operator new (FrameAllocator::kChunk, std::align_val_t{FrameAllocator::kChunk});
   std::lock_guard<std::mutex> lock(chunks_mu);
+  if (!chunks) chunks = new std::vector<void*>();
   chunks->push_back(p);
   return p;
 }

@@ -437,12 +437,14 @@ namespace {
 // The loops that exist (few: one per thread that runs one). Process-wide, as a loop may be destroyed on
 // another thread than the one that made it. Only add_done_callback on a finished task looks it up.
 std::mutex loops_mu;
-std::vector<const LoopCore*>* loops = new std::vector<const LoopCore*>();  // (never destroyed: exit order)
+// Made on first use (constinit: a global EventLoop, or a global object's constructor calling run(), may
+// come before this file's dynamic initialisation); never destroyed (exit order). Guarded by loops_mu.
+constinit std::vector<const LoopCore*>* loops = nullptr;
 }  // namespace
 
 bool LoopCore::exists(const LoopCore* loop) noexcept {
   std::lock_guard<std::mutex> lock(loops_mu);
-  return std::find(loops->begin(), loops->end(), loop) != loops->end();
+  return loops && std::find(loops->begin(), loops->end(), loop) != loops->end();
 }
 
 void LoopCore::throw_closed() { throw RuntimeError("Event loop is closed"); }
@@ -453,6 +455,7 @@ EventLoop::EventLoop(RunOptions options) {
   virtual_time_ = options.virtual_time;
   poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
   std::lock_guard<std::mutex> lock(detail::loops_mu);
+  if (!detail::loops) detail::loops = new std::vector<const detail::LoopCore*>();
   detail::loops->push_back(this);
 }
 

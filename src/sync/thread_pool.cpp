@@ -21,6 +21,7 @@ struct ThreadPool::Impl {
   std::deque<std::function<void()>> jobs;  // guarded by mu
   std::vector<std::thread> threads;        // guarded by mu
   std::size_t idle = 0;                    // guarded by mu
+  std::size_t exited = 0;                  // threads that returned from work(); guarded by mu
   bool stopping = false;                   // guarded by mu
 
   void work() {
@@ -29,7 +30,10 @@ struct ThreadPool::Impl {
       ++idle;
       cv.wait(lock, [&] { return stopping || !jobs.empty(); });
       --idle;
-      if (jobs.empty()) return;  // stopping, and nothing left to do
+      if (jobs.empty()) {  // stopping, and nothing left to do
+        ++exited;
+        return;
+      }
       std::function<void()> job = std::move(jobs.front());
       jobs.pop_front();
       lock.unlock();
@@ -51,6 +55,19 @@ ThreadPool::~ThreadPool() {
   }
   impl_->cv.notify_all();
   for (auto& t : threads) t.join();
+}
+
+void ThreadPool::retire() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+}
+
+bool ThreadPool::finished() {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stopping && impl_->exited == impl_->threads.size();
 }
 
 void ThreadPool::submit(std::function<void()> job) {
@@ -144,10 +161,14 @@ void set_to_thread_workers(std::size_t n) {
                              ? detail::find_pool(EventLoop::from_core(*detail::LoopCore::running_))
                              : nullptr;
   if (lp && lp->pool && lp->pool->max_threads() != effective) {
-    // Resized while a loop runs: a new pool applies from the next call. The old one keeps its running calls
-    // and is joined when the loop shuts down (joining here could block the loop on calls that wait for it).
+    // Resized while a loop runs: a new pool applies from the next call. The old one finishes its calls and
+    // its threads exit; it is joined once they all have (here, at a later resize), or when the loop shuts
+    // down (joining a thread still in a call could block the loop on a call that waits for it).
+    lp->pool->retire();
     lp->retired.push_back(std::move(lp->pool));
   }
+  if (lp)
+    std::erase_if(lp->retired, [](const std::unique_ptr<detail::ThreadPool>& p) { return p->finished(); });
 }
 
 }  // namespace corio

@@ -54,9 +54,19 @@ corio::Task<> set_flag(bool& flag) {
   co_return;
 }
 
+// run() from a global object's constructor: this file's globals are initialised before the library's (it
+// comes first at link time), so corio must not depend on its own dynamic initialisation (the registry of
+// loops and the frame pool's chunk list were null there: a crash before main).
+const int kRunAtStaticInit = corio::run([]() -> corio::Task<int> {
+  auto h = corio::create_task([]() -> corio::Task<int> { co_return 6; }());
+  co_return co_await h + 1;
+}());
+
 }  // namespace
 
 TEST(Run, ReturnsTheValue) { EXPECT_EQ(corio::run(answer()), 42); }
+
+TEST(Run, WorksFromAGlobalObjectsConstructor) { EXPECT_EQ(kRunAtStaticInit, 7); }
 
 TEST(Run, VoidMain) {
   bool ran = false;

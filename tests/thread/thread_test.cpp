@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <latch>
 #include <memory>
@@ -328,6 +329,31 @@ TEST(ToThread, ResizeWhileACallIsRunning) {
         EXPECT_EQ(co_await t, 1);
       }(),
       kVirtual);
+}
+
+// The process's threads (Linux: the entries of /proc/self/task).
+std::size_t live_threads() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// A pool replaced by set_to_thread_workers lets its threads go once their calls are done: resizing back and
+// forth kept every old pool's idle threads until the loop shut down (one more thread per resize).
+TEST(ToThread, ResizingDoesNotPileUpThreads) {
+  PoolSizeReset reset;
+  corio::run([]() -> corio::Task<> {
+    const std::size_t before = live_threads();
+    for (int i = 0; i < 60; ++i) {
+      corio::set_to_thread_workers(2 + i % 2);
+      EXPECT_EQ(co_await corio::to_thread([i] { return i; }), i);
+    }
+    // The old pools' threads exit on their own; wait for that (a deadline, not a timing assertion).
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (live_threads() > before + 3 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    EXPECT_LE(live_threads(), before + 3);
+  }());
 }
 
 TEST(ToThread, DefaultPoolSize) {

@@ -19,6 +19,7 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "corio/core/detail/runtime.hpp"
@@ -35,6 +36,9 @@ struct GeneratorError {
 
 template <class T>
 class [[nodiscard]] AsyncGenerator {
+  static_assert(detail::kFrameAligned<std::remove_cvref_t<T>>,
+                "AsyncGenerator<T> with an over-aligned T (alignas > 16) is not supported");
+
  public:
   struct NextAwaiter;
   struct promise_type : detail::PromiseBase {

@@ -200,7 +200,8 @@ class TaskHandle {
   std::string get_name() const { return state_or_throw()->name(); }
   void set_name(std::string name) { state_or_throw()->set_name(std::move(name)); }
   // What the task waits on now: "sleep until 12.503", "task 'Task-7'", "gather of 3 (1 done)", ...;
-  // "running", "ready", or "done" when it waits on nothing.
+  // "running", "ready" (woken, its next step queued), "not started" (its first step not run yet), or "done"
+  // when it waits on nothing.
   std::string awaiting() const { return state_or_throw()->awaiting(); }
 
   auto operator co_await() const& { return detail::HandleAwaiter<T, false>(s_); }

@@ -32,6 +32,10 @@ class ThreadPool {
 
   void submit(std::function<void()> job);
   std::size_t max_threads() const noexcept { return max_threads_; }
+  // Takes no more jobs: each thread finishes the queued ones, then exits (the destructor still joins).
+  void retire();
+  // Retired, and every thread has exited: the destructor joins at once.
+  bool finished();
 
  private:
   struct Impl;

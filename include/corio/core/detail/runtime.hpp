@@ -27,6 +27,13 @@ namespace corio::detail {
 class TaskStateBase;
 class LoopCore;
 
+// Whether a T fits the alignment coroutine frames and task states get (16 bytes: g++ 12 never asks for an
+// over-aligned frame).
+template <class T>
+inline constexpr bool kFrameAligned = alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+template <>
+inline constexpr bool kFrameAligned<void> = true;
+
 // Where a coroutine was created: captured by the promise's constructor default argument, which the
 // compiler evaluates in the coroutine itself. One pointer: std::source_location where the compiler has it
 // (g++), else the function name alone (clang 14 with libstdc++ has no __builtin_source_location).
