@@ -451,7 +451,9 @@ void LoopCore::throw_closed() { throw RuntimeError("Event loop is closed"); }
 }  // namespace detail
 
 EventLoop::EventLoop(RunOptions options) {
-  debug_ = options.debug || detail::debug_enabled();
+  // The environment's CORIO_DEBUG, not the running loop's flag: a loop made inside another (to run on a
+  // thread, say) does not inherit that loop's debug mode, as asyncio's loops each read PYTHONASYNCIODEBUG.
+  debug_ = options.debug || detail::env_debug();
   virtual_time_ = options.virtual_time;
   poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
   std::lock_guard<std::mutex> lock(detail::loops_mu);

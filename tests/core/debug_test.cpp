@@ -389,6 +389,22 @@ TEST(Debug, AnInfiniteSlowThresholdReportsNothing) {
   EXPECT_FALSE(logs.contains("Executing")) << logs.text();
 }
 
+// A loop made while a debug-mode loop runs takes its mode from its options and CORIO_DEBUG, not from the
+// running loop (it inherited debug mode).
+TEST(Debug, ALoopMadeInsideADebugLoopDoesNotInheritItsMode) {
+  if (const char* env = std::getenv("CORIO_DEBUG"); env && *env && std::string_view(env) != "0")
+    GTEST_SKIP() << "CORIO_DEBUG is set in the environment";
+  bool inner_debug = true;
+  corio::run(
+      [&]() -> corio::Task<> {
+        corio::EventLoop inner;
+        inner_debug = inner.get_debug();
+        co_return;
+      }(),
+      {.debug = true});
+  EXPECT_FALSE(inner_debug);
+}
+
 TEST(Debug, SlowStepsAreNotLoggedOutsideDebugMode) {
   LogCapture logs;
   corio::run([]() -> corio::Task<> {
