@@ -185,7 +185,7 @@ Task<> add_and_remove_usr2() {
 // ---------------------------------------------------------------- run() and SIGINT (in a forked child)
 
 // What the forked child's main task does.
-enum class ChildMode { rethrow, swallow, stuck_cleanup, done_then_stuck_leftover };
+enum class ChildMode { rethrow, swallow, stuck_cleanup, done_then_stuck_leftover, stopped_then_stuck };
 
 Task<> leftover_task() {
   bool cancelled = false;
@@ -217,6 +217,17 @@ Task<int> sigint_child_main(ChildMode mode) {
     (void)corio::create_task(stuck_leftover());
     co_await corio::sleep(0s);  // it starts
     co_return 5;                // main is done: run() cancels the leftover, whose cleanup hangs
+  }
+  if (mode == ChildMode::stopped_then_stuck) {
+    corio::get_running_loop().stop();  // run() throws RuntimeError, then cancels main and waits for it
+    try {
+      co_await corio::sleep(1h);
+    } catch (const corio::CancelledError&) {
+    }
+    std::printf("main stuck in its cleanup\n");
+    std::fflush(stdout);
+    co_await corio::sleep(1h);  // only the Ctrl-C gets out of it (it cancels main)
+    co_return 6;
   }
   auto other = corio::create_task(leftover_task());
   co_await corio::sleep(0s);  // let the leftover start
@@ -386,6 +397,18 @@ TEST(Signals, SigintAfterMainIsDoneEndsTheCleanup) {
     EXPECT_EQ(WTERMSIG(r.status), SIGINT);
   }
   EXPECT_EQ(r.out, "leftover stuck in its cleanup\n");
+}
+
+// run() on its error path (main stopped the loop before it was done) cancels main and waits for it, like
+// the normal path; a Ctrl-C taken meanwhile ends the process there too. It was swallowed: run() threw and
+// the program went on with the interrupt lost.
+TEST(Signals, SigintDuringTheCleanupAfterAStoppedLoopEndsTheProgram) {
+  ChildResult r = run_sigint_child(ChildMode::stopped_then_stuck, {"main stuck in its cleanup\n"});
+  EXPECT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  if (WIFSIGNALED(r.status)) {
+    EXPECT_EQ(WTERMSIG(r.status), SIGINT);
+  }
+  EXPECT_EQ(r.out, "main stuck in its cleanup\n");
 }
 
 // A loop on another thread than the main one cannot handle signals: the signal would be blocked on its

@@ -42,8 +42,10 @@ T run(Task<T> main, RunOptions options = {}) {
   });
   try {
     loop.run_until_done(*h.state());
-  } catch (...) {
+  } catch (...) {  // (the loop was stopped before main was done)
     loop.shutdown_and_close();
+    // A Ctrl-C taken during that cleanup ends the process, as on the normal path; none: SIGINT is given back.
+    if (sigint) detail::give_back_sigint(loop, interrupted);
     throw;
   }
   loop.shutdown_and_close();
