@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 
 #include "corio/core/detail/runtime.hpp"
 #include "corio/io/backend.hpp"
@@ -512,8 +513,7 @@ std::string StreamReader::Read::finish() {
       s.throw_read_error();
       std::string partial = s.take(s.available());
       if (mode_ == Mode::line) return partial;
-      std::size_t expected = partial.size() + sep_.size();
-      throw IncompleteReadError(std::move(partial), expected);
+      throw IncompleteReadError(std::move(partial), IncompleteReadError::kUndefined);  // (asyncio: None)
     }
   }
   return {};
@@ -521,7 +521,8 @@ std::string StreamReader::Read::finish() {
 
 bool StreamReader::at_eof() const noexcept { return !s_ || (s_->eof_ && s_->available() == 0); }
 std::size_t StreamReader::limit() const noexcept { return s_ ? s_->limit_ : kDefaultLimit; }
-void StreamReader::set_limit(std::size_t limit) noexcept {
+void StreamReader::set_limit(std::size_t limit) {
+  if (limit == 0) throw std::invalid_argument("StreamReader::set_limit(): the limit must be > 0");
   if (s_) s_->limit_ = limit;
 }
 

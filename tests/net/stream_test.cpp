@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -287,14 +288,20 @@ TEST_F(StreamTest, ReaduntilAtEofThrowsIncompleteReadError) {
     raw_send(c.peer.get(), "a;b");
     ::shutdown(c.peer.get(), SHUT_WR);
     EXPECT_EQ(co_await c.reader.readuntil(";"), "a;");
-    CO_EXPECT_THROW_AS(co_await c.reader.readuntil(";"), corio::IncompleteReadError, e,
-                       { EXPECT_EQ(e.partial(), "b"); });
+    // expected() is undefined (asyncio's None): readuntil had no size to expect.
+    CO_EXPECT_THROW_AS(co_await c.reader.readuntil(";"), corio::IncompleteReadError, e, {
+      EXPECT_EQ(e.partial(), "b");
+      EXPECT_EQ(e.expected(), corio::IncompleteReadError::kUndefined);
+      EXPECT_NE(std::string(e.what()).find("undefined expected bytes"), std::string::npos) << e.what();
+    });
   }());
 }
 
 TEST_F(StreamTest, LineLongerThanTheLimitThrowsAndKeepsTheData) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
+    EXPECT_EQ(c.reader.limit(), StreamReader::kDefaultLimit);
+    EXPECT_THROW(c.reader.set_limit(0), std::invalid_argument);  // (asyncio: ValueError)
     EXPECT_EQ(c.reader.limit(), StreamReader::kDefaultLimit);
     c.reader.set_limit(1000);
     std::string long_line = pattern(3000) + "\n";

@@ -63,12 +63,15 @@ class ExceptionGroup : public Error {
   std::vector<std::exception_ptr> exceptions_;
 };
 
-// EOF arrived before readexactly(n) got n bytes; partial() holds what did arrive.
+// EOF arrived before readexactly(n) got n bytes (expected() is n), or before readuntil() found its
+// separator (expected() is kUndefined, asyncio's None); partial() holds what did arrive.
 class IncompleteReadError : public Error {
  public:
+  static constexpr std::size_t kUndefined = static_cast<std::size_t>(-1);
   IncompleteReadError(std::string partial, std::size_t expected)
       : Error("IncompleteReadError: " + std::to_string(partial.size()) + " bytes read on a total of " +
-              std::to_string(expected) + " expected bytes"),
+              (expected == kUndefined ? std::string("undefined") : std::to_string(expected)) +
+              " expected bytes"),
         partial_(std::move(partial)),
         expected_(expected) {}
   const std::string& partial() const noexcept { return partial_; }

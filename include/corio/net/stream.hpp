@@ -96,7 +96,8 @@ class StreamReader {
   // background), so a peer's EOF is seen by the first read that finds it, not before.
   bool at_eof() const noexcept;
   std::size_t limit() const noexcept;
-  void set_limit(std::size_t limit) noexcept;
+  // Throws std::invalid_argument for 0 (asyncio's ValueError: "Limit cannot be <= 0").
+  void set_limit(std::size_t limit);
 
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
