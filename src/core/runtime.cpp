@@ -130,6 +130,7 @@ void CallbackNode::run_ready() {
     // to time the callback is decided before it runs (it may turn debug mode on).
     const bool timed = loop_->debug_;
     const std::int64_t start = timed ? monotonic_ns() : 0;
+    running_ = true;
     try {
       invoke();
     } catch (const CancelledError&) {
@@ -139,6 +140,7 @@ void CallbackNode::run_ready() {
     } catch (...) {
       log("Exception in callback: unknown exception");
     }
+    running_ = false;
     if (timed) {
       std::int64_t took = monotonic_ns() - start;
       if (took >= loop_->slow_callback_ns_)
@@ -194,8 +196,9 @@ void TaskStateBase::free_extras() noexcept {
 }
 
 void TaskStateBase::drop_watchers() noexcept {
-  HListNode*& head = watcher_head();
-  while (HListNode* n = head) {
+  // The head is looked up on each pass: a dropped callback's destructor may cancel or rename the task,
+  // which moves the list into new Extras (the slot that held the head then holds the Extras).
+  while (HListNode* n = watcher_head()) {
     n->unlink();
     static_cast<DoneWatcher*>(n)->dropped();
   }
@@ -476,12 +479,16 @@ void Handle::cancel() noexcept {
   detail::CallbackNode* n = n_;  // (clear() may destroy this Handle: a callback that captured its owner)
   if (!n || n->cancelled_) return;
   n->cancelled_ = true;
+  // Let go of the callback now, as asyncio's Handle.cancel() (unless it is the one running: then once it
+  // has returned). One in the ready queue stays there, cancelled, until the loop reaches it.
   if (n->scheduled()) {
-    // Out of the timer heap, so not running: let go of the callback now. (One in the ready queue lets go
-    // when the loop reaches it; one cancelling itself while it runs, once it has returned.)
     n->loop_->timers_.remove(*n);
     n->clear();
     n->release();  // the heap's reference
+  } else if (!n->running_) {
+    n->add_ref();  // (what clear() destroys may release the last other reference)
+    n->clear();
+    n->release();
   }
 }
 

@@ -479,12 +479,13 @@ TEST(EventLoop, RunUntilCompleteRunsWhatTheLastStepScheduled) {
 }
 
 // A callback that keeps its own handle alive (an object holding the timer it scheduled, captured by the
-// callback) is a reference cycle unless the loop lets go of the callback: when it is cancelled (at once,
-// for a timer; when its turn comes, for call_soon), and after it ran. As asyncio's Handle.cancel() drops
-// the callback.
+// callback) is a reference cycle unless the loop lets go of the callback: at once when it is cancelled (as
+// asyncio's Handle.cancel() drops the callback), after it ran, and, when it cancels itself while running,
+// once it has returned.
 TEST(EventLoop, CallbacksAreReleasedOnceCancelledOrRun) {
   struct Owner {
     corio::Handle handle;
+    int runs = 0;
   };
   corio::run([]() -> corio::Task<> {
     auto& loop = corio::get_running_loop();
@@ -502,6 +503,16 @@ TEST(EventLoop, CallbacksAreReleasedOnceCancelledOrRun) {
       soon_cancelled = o;
       o->handle.cancel();
     }
+    EXPECT_TRUE(soon_cancelled.expired());  // at once too
+    std::weak_ptr<Owner> self_cancelled;
+    {
+      auto o = std::make_shared<Owner>();
+      o->handle = loop.call_soon([o] {
+        o->handle.cancel();  // its callable (and o) lives on until it returns
+        ++o->runs;
+      });
+      self_cancelled = o;
+    }
     {
       auto o = std::make_shared<Owner>();
       o->handle = loop.call_later(0.0, [o] {});
@@ -509,8 +520,8 @@ TEST(EventLoop, CallbacksAreReleasedOnceCancelledOrRun) {
     }
     co_await corio::sleep(0s);
     co_await corio::sleep(0s);
-    EXPECT_TRUE(soon_cancelled.expired());
     EXPECT_TRUE(ran.expired());
+    EXPECT_TRUE(self_cancelled.expired());
   }());
 }
 
@@ -556,5 +567,36 @@ TEST(EventLoop, VirtualTimeNeverJumpsToANeverTimer) {
     poster.join();
     EXPECT_FALSE(fired);
     EXPECT_LT(loop.time(), 1.0);
+  }
+}
+
+// close() drops the done callbacks of a task still pending; a callback's destructor may cancel or rename
+// that task (a guard: "nobody listens any more, stop it"), which moves its watchers into new Extras while
+// they are being dropped (the next one was read from the slot that then held the Extras: a wild call).
+TEST(EventLoop, ADroppedDoneCallbackMayCancelOrRenameItsTask) {
+  for (bool rename : {false, true}) {
+    struct Guard {
+      corio::TaskHandle<> t;
+      bool rename;
+      ~Guard() {
+        if (rename)
+          t.set_name("gone");
+        else
+          t.cancel();
+      }
+    };
+    corio::TaskHandle<> t;
+    {
+      corio::EventLoop loop;
+      auto main_fn = [&]() -> corio::Task<> {
+        t = corio::create_task([]() -> corio::Task<> { co_await corio::sleep(1h); }());
+        t.add_done_callback([g = std::make_shared<Guard>(Guard{t, rename})](corio::TaskHandle<>) {});
+        t.add_done_callback([g = std::make_shared<Guard>(Guard{t, rename})](corio::TaskHandle<>) {});
+        co_return;
+      };
+      loop.run_until_complete(main_fn());
+      loop.close();
+    }
+    EXPECT_TRUE(t.cancelled());
   }
 }

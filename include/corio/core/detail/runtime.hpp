@@ -173,6 +173,7 @@ struct CallbackNode : ReadyNode, TimerNode {
   LoopCore* loop_ = nullptr;
   std::uint32_t refs_ = 1;  // the loop's reference while queued or in the timer heap
   bool cancelled_ = false;
+  bool running_ = false;  // invoke() is on the stack: its callable must live until it returns
 
   virtual ~CallbackNode() = default;
   virtual void invoke() = 0;
