@@ -1,4 +1,7 @@
 // Choosing the loop's backend.
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -29,6 +32,13 @@ std::unique_ptr<Poller> make_poller(Backend requested, bool debug) {
   if (requested == Backend::io_uring) throw RuntimeError("the io_uring backend was requested but " + why);
   if (debug) log("corio: " + why + "; using the epoll backend");
   return make_epoll_backend();
+}
+
+void abort_accepted(int fd) noexcept {
+  if (fd < 0) return;
+  const linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(fd);
 }
 
 IoBackend& io_backend() { return static_cast<IoBackend&>(get_running_loop().poller()); }

@@ -183,12 +183,12 @@ class ReadinessCore : public SignalCore {
   }
 
   void discard(IoOp& op) noexcept override {
+    if (just_tried_ == &op) just_tried_ = nullptr;  // (also an op that was only tried, never submitted)
     if (!op.pending) return;
     op.unlink();  // from its descriptor's list or from done_
     op.pending = false;
     op.backend_state = 0;
     --pending_;
-    if (just_tried_ == &op) just_tried_ = nullptr;
   }
 
   std::size_t poll(std::int64_t timeout_ns) override {

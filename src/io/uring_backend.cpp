@@ -378,7 +378,7 @@ class UringBackend final : public SignalCore {
     st.chunk_head = 0;
     st.queued = 0;
     for (std::size_t i = st.accepted_head; i < st.accepted.size(); ++i)
-      if (st.accepted[i] >= 0) ::close(st.accepted[i]);
+      abort_accepted(st.accepted[i]);  // (a queued error is < 0: nothing to close)
     st.accepted.clear();
     st.accepted_head = 0;
   }
@@ -792,7 +792,7 @@ class UringBackend final : public SignalCore {
     std::uint32_t gen = key_gen(c.user_data);
     FdState* st = state_if(fd);
     if (!st || (st->gen & 0x0fffffffu) != gen) {
-      if (c.res >= 0) ::close(c.res);
+      abort_accepted(c.res);  // accepted after the listener was closed: nobody serves it
       return 0;
     }
     if (!more) st->accept_armed = st->stopping_accept = false;

@@ -36,6 +36,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   ino_t unix_ino_ = 0;
   std::vector<int> listeners_;
   std::vector<TaskHandle<void>> acceptors_;
+  std::vector<char> backing_off_;  // acceptors_[i] sleeps after a failed accept (close() cancels it)
   std::size_t active_ = 0;
   std::size_t reserved_ = 0;   // connection slots taken by accept loops waiting in accept (options.limit)
   std::size_t accepting_ = 0;  // accept loops not yet finished
@@ -50,8 +51,10 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::shared_ptr<BackendLink> link_ = io_backend().link();
 
   void start() {
-    for (int fd : listeners_)
-      acceptors_.push_back(create_task(accept_loop(AcceptorRef(shared_from_this()), fd), "server accept"));
+    backing_off_.assign(listeners_.size(), 0);
+    for (std::size_t i = 0; i < listeners_.size(); ++i)
+      acceptors_.push_back(
+          create_task(accept_loop(AcceptorRef(shared_from_this()), listeners_[i], i), "server accept"));
   }
 
   // Coroutine parameters are destroyed with the frame even when the task is cancelled before its first
@@ -81,14 +84,39 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     }
   };
 
+  // Stops listening. A connection whose client connected before close() is served: the accept loops are
+  // not cancelled (an accept that completed before close() hands its connection on), and what the backend
+  // holds (io_uring's multishot accept takes several ahead) or the kernel's backlog holds is taken here,
+  // within the connection limit. (They were closed unserved: on io_uring, whose accepts run in the kernel's
+  // task work at the loop's next poll, a client that had just connected read a clean EOF.) A connection
+  // that arrives after that is reset. The accept loops end on their own: their accepts end with the
+  // listener (or, waiting for a slot or backing off, they are woken or cancelled).
   void close() {
     if (closed_) return;
     closed_ = true;
-    for (auto& a : acceptors_) a.cancel();
+    take_accepted();
+    for (std::size_t i = 0; i < acceptors_.size(); ++i)
+      if (backing_off_[i]) acceptors_[i].cancel();
     close_listeners();
     slot_waiters_.wake_all();
     close_waiters_.wake_all();
     maybe_idle();
+  }
+  // The connections accepted already, served (within the limit, if any), while this loop runs.
+  void take_accepted() {
+    if (!LoopCore::running_ || !link_->backend || &io_backend() != link_->backend) return;
+    for (int lfd : listeners_) {
+      while (!options_.limit || active_ < options_.limit) {
+        int fd = accept_now(lfd);
+        if (fd < 0) break;
+        serve(fd);
+      }
+    }
+  }
+  void serve(int fd) {
+    if (!unix_) set_nodelay(fd);
+    std::string name = "connection " + (unix_ ? std::string("unix client") : peer_name(fd));
+    create_task(serve_connection(ConnectionRef(shared_from_this(), fd)), std::move(name));
   }
   void close_listeners() noexcept {
     for (int fd : listeners_) close_fd(fd, link_.get());
@@ -106,7 +134,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   }
   bool idle() const noexcept { return closed_ && active_ == 0 && accepting_ == 0; }
 
-  static Task<> accept_loop(AcceptorRef ref, int lfd) {
+  static Task<> accept_loop(AcceptorRef ref, int lfd, std::size_t index) {
     ServerState* self = ref.s.get();
     bool logged_exhaustion = false;
     while (!self->closed_) {
@@ -129,11 +157,9 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         // With a limit, connections beyond it wait in the kernel's backlog, not accepted ahead of time.
         fd = co_await accept_socket(lfd, self->options_.limit != 0);
       }
-      if (fd >= 0) {
+      if (fd >= 0) {  // (served even when close() came meanwhile: it was accepted)
         logged_exhaustion = false;
-        if (!self->unix_) set_nodelay(fd);
-        std::string name = "connection " + (self->unix_ ? std::string("unix client") : peer_name(fd));
-        create_task(serve_connection(ConnectionRef(ref.s, fd)), std::move(name));
+        self->serve(fd);
         continue;
       }
       int err = -fd;
@@ -142,14 +168,25 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
         if (!logged_exhaustion)
           log(std::string("server: accept failed (") + std::strerror(err) + "), backing off");
         logged_exhaustion = true;
-        co_await sleep(std::chrono::milliseconds(100));
+        co_await self->back_off(index);
         continue;
       }
       if (err == ECONNABORTED || err == EINTR || err == EPROTO || err == EPERM) continue;
       if (err == EBADF || err == EINVAL || err == ECANCELED) break;  // the listener was closed
       log(std::string("server: accept failed: ") + std::strerror(err));
-      co_await sleep(std::chrono::milliseconds(100));
+      co_await self->back_off(index);
     }
+  }
+
+  // After a failed accept: a pause, which close() cuts short (cancels).
+  Task<> back_off(std::size_t index) {
+    if (closed_) co_return;
+    backing_off_[index] = 1;
+    struct Clear {
+      char& flag;
+      ~Clear() { flag = 0; }
+    } clear{backing_off_[index]};
+    co_await sleep(std::chrono::milliseconds(100));
   }
 
   static Task<> serve_connection(ConnectionRef conn) {

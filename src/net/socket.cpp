@@ -181,6 +181,21 @@ Task<int> accept_socket(int listen_fd, bool only_when_asked) {
   co_return static_cast<int>(r);
 }
 
+int accept_now(int listen_fd) noexcept {
+  struct NowOp final : IoOp {
+    void complete() override {}
+  } op;
+  op.code = OpCode::accept;
+  op.fd = listen_fd;
+  IoBackend& be = io_backend();
+  if (be.try_now(op)) return static_cast<int>(op.result);  // (one the backend holds)
+  be.discard(op);  // (forgets that it was tried: it is never submitted)
+  // One the kernel has ready that the backend has not taken (io_uring takes them in the kernel's task work,
+  // which runs when the loop next polls).
+  int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  return fd >= 0 ? fd : -errno;
+}
+
 namespace {
 // Closes the descriptor unless released: no leak on any exit path, cancellation included.
 struct FdGuard {

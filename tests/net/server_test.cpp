@@ -289,6 +289,39 @@ TEST(Server, DroppingTheLastServerObjectClosesTheListener) {
   }());
 }
 
+// A client whose connection was made before close() (open_connection returned) is served, as asyncio serves
+// what it accepted: by close(), by dropping the last Server object, and with a connection limit. On
+// io_uring it read a clean EOF: its accept, in the kernel's task work, had not been reaped, or had been
+// and its accept loop was cancelled with the descriptor in hand.
+TEST(Server, AClientThatConnectedBeforeCloseIsServed) {
+  run_guarded([]() -> Task<> {
+    int handled = 0;
+    corio::StreamHandler hello = [&handled](StreamReader, StreamWriter w) -> Task<> {
+      ++handled;
+      w.write("hello\n");
+      co_await w.drain();
+      w.close();
+    };
+    for (int how = 0; how < 3; ++how) {  // close(); the last Server object dropped; close() with a limit
+      for (int i = 0; i < 10; ++i) {
+        Server s = co_await corio::start_server(hello, "127.0.0.1", 0,
+                                                corio::ServerOptions{.limit = how == 2 ? 4u : 0u});
+        auto [r, w] = co_await corio::open_connection("127.0.0.1", s.port());
+        if (how == 1) {
+          Server last = std::move(s);
+        } else {
+          s.close();
+        }
+        std::string line = co_await r.readline();
+        EXPECT_EQ(line, "hello\n") << "way " << how << ", round " << i;
+        w.close();
+        co_await s.wait_closed();
+      }
+    }
+    EXPECT_EQ(handled, 30);
+  }());
+}
+
 TEST(Server, HandlerThatThrowsClosesItsConnectionAndTheServerGoesOn) {
   corio_test::LogCapture log;
   run_guarded([]() -> Task<> {

@@ -69,6 +69,11 @@ struct IoOp : ListNode {
   ~IoOp() = default;
 };
 
+// Closes an accepted connection nobody will serve (its server closed, its accept cancelled) with a reset
+// (SO_LINGER 0), so that its client sees ECONNRESET, as for a connection the kernel drops from a closed
+// listener's backlog, never a clean EOF it could take for a served connection.
+void abort_accepted(int fd) noexcept;
+
 class IoBackend;
 
 // Knows whether a backend still exists. Objects that own a descriptor (streams, datagram sockets, servers)
@@ -95,7 +100,8 @@ class IoBackend : public Poller {
   virtual void cancel(IoOp& op) noexcept = 0;
   // The descriptor is about to be closed: pending ops on it complete with -ECANCELED.
   virtual void forget(int fd) noexcept = 0;
-  // The op's owner is being destroyed while it is pending: drop it without completing it.
+  // The op's owner is being destroyed while it is pending: drop it without completing it. Also for an op
+  // whose try_now() did not complete and that will not be submitted: the backend forgets it was tried.
   virtual void discard(IoOp& op) noexcept = 0;
   // Called after forget() while the loop is not running: hand the kernel now whatever forget() left for
   // the next poll (io_uring's cancels), so that the descriptor's file is let go of when it is closed (a

@@ -65,7 +65,7 @@ class IoAwaiter final : public Waiter, public IoOp {
     // but raced to completion, or the task was cancelled after the op completed and before it ran) is
     // closed here, never leaked.
     if (code == OpCode::accept && result >= 0 && (cancel_requested_ || (task_ && task_->cancel_pending()))) {
-      close_fd(static_cast<int>(result));
+      abort_accepted(static_cast<int>(result));
       result = -ECANCELED;
     }
     throw_if_cancelled();

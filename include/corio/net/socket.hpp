@@ -34,5 +34,8 @@ Task<int> connect_socket(int fd, const sockaddr* addr, socklen_t len);
 // only_when_asked: never accept ahead of the caller (a server with a connection limit; see
 // kAcceptOnlyWhenAsked).
 Task<int> accept_socket(int listen_fd, bool only_when_asked = false);
+// A connection accepted at once, without waiting (one the backend already holds, else one a non-blocking
+// accept takes from the kernel's backlog), or -errno (-EAGAIN: none now).
+int accept_now(int listen_fd) noexcept;
 
 }  // namespace corio::detail
