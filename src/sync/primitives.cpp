@@ -66,16 +66,28 @@ void Event::set() noexcept {
 Task<> Condition::wait() {
   if (!lock_->locked()) throw RuntimeError("Condition::wait() without holding the lock");
   lock_->release();
+  // A notification this wait took, held until wait() returns normally. If it ends otherwise (CancelledError,
+  // or its frame destroyed: a generator thrown away mid-await), the notification goes to the next waiter, as
+  // asyncio's wait() notifies another waiter whenever it does not return normally.
+  struct PassOn {
+    detail::WaitList& waiters;
+    bool holding = false;
+    ~PassOn() {
+      if (holding) waiters.wake_one();
+    }
+  } pass_on{waiters_};
   std::exception_ptr cancelled;
-  bool notified = false;  // a notification reached us and was not passed on yet
   {
     detail::WaitList::Node node(waiters_, "condition");
+    struct Took {
+      detail::WaitList::Node& node;
+      PassOn& pass_on;
+      ~Took() { pass_on.holding = node.granted; }
+    } took{node, pass_on};
     try {
       co_await node;
-      notified = true;
     } catch (const CancelledError&) {
       cancelled = std::current_exception();
-      if (node.granted) waiters_.wake_one();  // notified, then cancelled: pass the notification on
     }
   }
   // Re-acquire the lock even when cancelled, as asyncio does: the caller's `finally: release()` relies on it.
@@ -87,12 +99,8 @@ Task<> Condition::wait() {
       cancelled = std::current_exception();
     }
   }
-  if (cancelled) {
-    // Cancelled while re-acquiring after a notification: the caller sees CancelledError, not the
-    // notification, so it goes to the next waiter (asyncio notifies another waiter whenever wait() raises).
-    if (notified) waiters_.wake_one();
-    std::rethrow_exception(cancelled);
-  }
+  if (cancelled) std::rethrow_exception(cancelled);  // (a notification taken goes on: pass_on)
+  pass_on.holding = false;                           // returned normally: the notification is used
 }
 
 void Condition::notify(std::size_t n) {
@@ -135,16 +143,19 @@ Task<std::size_t> Barrier::wait() {
     co_return index;
   }
   ++count_;
-  const std::uint64_t cycle = cycle_;
   detail::WaitList::Node node(waiters_, "barrier");
-  try {
-    co_await node;
-  } catch (const CancelledError&) {
-    // Left before the barrier filled: undo the arrival, unless a reset, an abort or a last arrival has
-    // started a new cycle since (between the cancel and this step): that new count does not hold it.
-    if (!node.granted && cycle == cycle_) --count_;
-    throw;
-  }
+  // Left before the barrier filled (CancelledError, or the frame destroyed: a generator thrown away
+  // mid-await, a loop closed): the arrival is undone, unless a reset, an abort or a last arrival has
+  // started a new cycle since (between the cancel and this step): that new count does not hold it.
+  struct Leave {
+    Barrier& b;
+    detail::WaitList::Node& node;
+    const std::uint64_t cycle;
+    ~Leave() {
+      if (!node.granted && cycle == b.cycle_) --b.count_;
+    }
+  } leave{*this, node, cycle_};
+  co_await node;
   if (node.status == kBroken) throw BrokenBarrierError();
   co_return static_cast<std::size_t>(node.status);
 }

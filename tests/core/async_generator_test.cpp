@@ -321,3 +321,41 @@ TEST(AsyncGenerator, ANestedGeneratorDestroyedMidAwaitLeavesTheTaskAndWhatItAwai
   EXPECT_FALSE(job_cancelled);
 }
 }  // namespace nested_destroyed
+
+namespace cancel_then_destroyed {
+corio::AsyncGenerator<int> ticks() {
+  for (int i = 0;; ++i) {
+    co_await corio::sleep(1h);
+    co_yield i;
+  }
+}
+
+// A task cancelled while suspended inside a generator, and the generator destroyed in the same turn: its
+// next() throws RuntimeError (the generator is gone) and the cancellation applies at its next await, at
+// once (it stayed latent: that await ran to its end, here a 100 s sleep, before CancelledError came).
+TEST(AsyncGenerator, ACancelThatReachedADestroyedGeneratorAppliesAtTheNextAwait) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto& loop = corio::get_running_loop();
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(ticks());
+        double cancelled_after = -1;
+        auto consume = [&]() -> corio::Task<> {
+          EXPECT_THROW((void)co_await gen->next(), corio::RuntimeError);
+          const double t0 = loop.time();
+          try {
+            co_await corio::sleep(100s);
+          } catch (const corio::CancelledError&) {
+            cancelled_after = loop.time() - t0;
+            throw;
+          }
+        };
+        auto c = corio::create_task(consume());
+        co_await corio::sleep(1s);
+        c.cancel();   // reaches the sleep inside the generator
+        gen.reset();  // the same turn
+        EXPECT_THROW(co_await c, corio::CancelledError);
+        EXPECT_EQ(cancelled_after, 0.0);
+      }(),
+      kVirtual);
+}
+}  // namespace cancel_then_destroyed

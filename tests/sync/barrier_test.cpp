@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "corio/core/async_generator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
 #include "corio/core/run.hpp"
@@ -237,8 +239,6 @@ TEST(Barrier, TenThousandParties) {
       kVirtual);
 }
 
-}  // namespace
-
 // A waiter cancelled and then, before it runs, swept away by reset() or by the arrival that fills the
 // barrier, does not undo its arrival in the new cycle: the count went below zero (wrapped) and every later
 // cycle needed one more party. `sweep` is that reset or arrival, made while a (cancelled) has not run yet.
@@ -271,3 +271,52 @@ TEST(Barrier, AWaiterCancelledAndThenCountedByTheFillingArrivalDoesNotUnbalanceT
   // As in asyncio, the cancelled waiter still counts until its step runs: this arrival fills.
   cancelled_waiter_then([](corio::Barrier& b) -> corio::Task<> { EXPECT_EQ(co_await b.wait(), 1u); });
 }
+
+// A party whose frame is destroyed while parked (a generator thrown away mid-wait, a loop closed) leaves:
+// its arrival is undone, so the barrier still needs `parties` live arrivals (it stayed counted: a lone
+// party then passed a two-party barrier).
+corio::AsyncGenerator<int> arrive_in_generator(corio::Barrier& b) {
+  co_yield static_cast<int>(co_await b.wait());
+}
+
+TEST(Barrier, APartyDestroyedWhileParkedLeaves) {
+  corio::Barrier b(2);
+  corio::run(
+      [](corio::Barrier& b) -> corio::Task<> {
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(arrive_in_generator(b));
+        auto run_gen = [](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+          EXPECT_THROW((void)co_await g.next(), corio::RuntimeError);  // destroyed under it
+        };
+        auto consumer = corio::create_task(run_gen(*gen));
+        co_await turns(2);
+        EXPECT_EQ(b.n_waiting(), 1u);
+        gen.reset();
+        co_await consumer;
+        auto lone = corio::create_task(b.wait());
+        co_await turns(3);
+        EXPECT_FALSE(lone.done());  // waits for a second party
+        if (lone.done()) co_return;
+        auto second = corio::create_task(b.wait());
+        EXPECT_EQ(co_await lone + co_await second, 1u);  // indices 0 and 1
+      }(b),
+      kVirtual);
+  // Parties destroyed with their loop leave too.
+  corio_test::run_then_drop_loop([&]() -> corio::Task<> {
+    (void)corio::create_task(b.wait());
+    co_await turns(2);
+    EXPECT_EQ(b.n_waiting(), 1u);
+  });
+  corio::run(
+      [](corio::Barrier& b) -> corio::Task<> {
+        auto lone = corio::create_task(b.wait());
+        co_await turns(3);
+        EXPECT_FALSE(lone.done());
+        if (lone.done()) co_return;
+        auto second = corio::create_task(b.wait());
+        co_await second;
+        co_await lone;
+      }(b),
+      kVirtual);
+}
+
+}  // namespace

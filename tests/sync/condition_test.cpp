@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "corio/core/async_generator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
 #include "corio/core/run.hpp"
@@ -326,6 +328,44 @@ TEST(Condition, WaitersDestroyedWhileParkedLeaveNoTrace) {
       }(cv, log),
       kVirtual);
   EXPECT_EQ(log, (std::vector<std::string>{"d"}));
+}
+
+// A notification given to a waiter whose frame is destroyed before it ran (a generator thrown away in the
+// same turn) goes to the next waiter, as asyncio's wait() notifies another waiter whenever it does not
+// return normally (it was lost: the other waiter waited for ever).
+corio::AsyncGenerator<int> wait_in_generator(corio::Condition& cv) {
+  co_await cv.lock().acquire();
+  co_await cv.wait();
+  cv.lock().release();
+  co_yield 1;
+}
+
+TEST(Condition, ANotificationToAWaiterDestroyedBeforeItRanGoesOn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(wait_in_generator(cv));
+        auto run_gen = [](corio::AsyncGenerator<int>& g) -> corio::Task<> {
+          EXPECT_THROW((void)co_await g.next(), corio::RuntimeError);  // destroyed under it
+        };
+        auto consumer = corio::create_task(run_gen(*gen));
+        co_await turns(2);  // the generator's task waits in cv.wait()
+        auto other = corio::create_task(waiter(cv, log, "other"));
+        co_await turns(2);  // behind it
+        co_await lock.acquire();
+        cv.notify(1);  // to the generator's waiter, first in line
+        lock.release();
+        gen.reset();  // destroyed before it ran
+        co_await consumer;
+        co_await turns(3);
+        EXPECT_TRUE(other.done());
+        if (!other.done()) other.cancel();
+        co_await other;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"other"}));
 }
 
 }  // namespace

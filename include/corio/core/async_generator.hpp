@@ -160,6 +160,12 @@ class [[nodiscard]] AsyncGenerator {
     running->h_ = nullptr;  // (it no longer names a frame)
     if (detail::TaskStateBase* t = running->task_; t && !t->done()) {
       running->destroyed_ = true;
+      if (t->cancel_woken_) {
+        // A cancel() had reached the await inside the frame (which woke the task there): it applies at the
+        // task's next await instead, at once, as a pending cancel does.
+        t->cancel_woken_ = false;
+        t->must_cancel_ = true;
+      }
       t->set_resume(consumer);
       t->loop_->schedule(*t);
     }
