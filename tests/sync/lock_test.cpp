@@ -1,5 +1,6 @@
 // Lock: FIFO, non-reentrant; cancellation while waiting and after the hand-over; scoped() guard.
 #include "corio/sync/lock.hpp"
+#include "corio/sync/condition.hpp"
 
 #include <gtest/gtest.h>
 
@@ -139,9 +140,9 @@ TEST(Lock, NewcomerNeverJumpsAheadOfWaiters) {
         corio::Lock lock;
         co_await lock.acquire();
         auto b = corio::create_task(waiter(lock, log, "b"));
-        co_await turns(1);  // b waits
-        lock.release();     // handed to b, which has not run yet
-        EXPECT_TRUE(lock.locked());
+        co_await turns(1);            // b waits
+        lock.release();               // handed to b, which has not run yet
+        EXPECT_FALSE(lock.locked());  // (as asyncio's: see ReadsUnlockedWhileHandedToAWaiter)
         // A newcomer in the same turn must queue behind b, not take the lock.
         auto c = corio::create_task(waiter(lock, log, "c"));
         co_await b;
@@ -464,8 +465,8 @@ TEST(Lock, WaitForTimesOutAfterTheLockWasHandedOver) {
       too_slow = true;
       co_return;
     }
-    lock.release();  // handed to the inner acquire...
-    EXPECT_TRUE(lock.locked());
+    lock.release();                       // handed to the inner acquire...
+    EXPECT_FALSE(lock.locked());          // (on its way: asyncio's reads unlocked too)
     corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
     EXPECT_EQ(co_await timed, "timeout");
     EXPECT_GE(now() - start, 0.05);
@@ -623,4 +624,29 @@ TEST(Lock, GuardOfALockReleasedByHandLogsInsteadOfThrowing) {
   corio::set_log_handler(std::move(old));
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_NE(lines[0].find("LockGuard: Lock is not acquired"), std::string::npos) << lines[0];
+}
+
+// While release() hands the lock to a waiter that has not run yet, locked() is false (asyncio's release()
+// unlocks before the waiter runs): a newcomer still cannot take it, and a Condition notify() from a task
+// that does not hold it throws RuntimeError.
+TEST(Lock, ReadsUnlockedWhileHandedToAWaiter) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::Lock lock;
+        corio::Condition cv(lock);
+        co_await lock.acquire();
+        auto waiter = [&]() -> corio::Task<> {
+          co_await lock.acquire();
+          EXPECT_TRUE(lock.locked());
+          lock.release();
+        };
+        auto w = corio::create_task(waiter());
+        co_await corio::sleep(0s);  // w waits for the lock
+        lock.release();             // handed to w, which has not run yet
+        EXPECT_FALSE(lock.locked());
+        EXPECT_THROW(cv.notify(1), corio::RuntimeError);
+        co_await w;
+        EXPECT_FALSE(lock.locked());
+      }(),
+      kVirtual);
 }
