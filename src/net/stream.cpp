@@ -133,9 +133,12 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
   // A stream works on the loop that made it, while that loop runs: its backend is gone after the loop
   // closes (a stream returned out of run(), say). Closing stays allowed everywhere.
+  // The running loop is the one that made this stream. The address alone does not tell (run() makes each
+  // loop on its stack: the next run()'s loop is often at the same address), so its backend must be alive
+  // too: the link is cleared when the backend goes.
+  bool on_own_loop() const noexcept { return LoopCore::running_ == loop_ && link_->backend == be_; }
   void check_loop() const {
-    if (LoopCore::running_ != loop_)
-      throw RuntimeError("stream used outside the running event loop that created it");
+    if (!on_own_loop()) throw RuntimeError("stream used outside the running event loop that created it");
   }
 
   std::size_t available() const noexcept { return rbuf_.available(); }
@@ -299,8 +302,11 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     if (--users_ == 0) {
       // Nobody can read or write any more: close once the buffered data is flushed (at once if the loop
       // is gone: nothing will flush it).
-      if (read_op().pending) be_->cancel(read_op());
-      if (LoopCore::running_ != loop_) close_now();
+      if (!on_own_loop()) {
+        close_now();  // (its loop, if it still exists, completed every op when it stopped)
+      } else if (read_op().pending) {
+        be_->cancel(read_op());
+      }
       close();
     }
   }

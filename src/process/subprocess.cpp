@@ -48,20 +48,32 @@ struct Pipe {
 // exited raises SIGPIPE, which kills the whole program unless it ignores SIGPIPE, whereas a socket is written
 // with MSG_NOSIGNAL and just fails with EPIPE (BrokenPipeError from drain(), ignored by communicate()). It
 // also gives StreamWriter::write_eof() its meaning (shutdown(SHUT_WR): the child reads EOF).
+// The child's end is moved above 2 first: with the parent's 0 or 1 closed (a daemon), it would land there
+// and the child's redirections (stdout to /dev/null onto 1, say) would overwrite it before it is dup'ed
+// into place (CPython's bpo-12607).
+int above_stdio(int fd) {
+  if (fd > 2) return fd;
+  int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int err = errno;
+  ::close(fd);
+  if (moved < 0) detail::throw_os_error(err, "fcntl(F_DUPFD_CLOEXEC)");
+  return moved;
+}
+
 void make_pipe(Pipe& p, bool child_reads) {
   int fds[2];
   if (child_reads) {
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
       detail::throw_os_error(errno, "socketpair");
     ::shutdown(fds[0], SHUT_WR);  // the child only reads its stdin
-    p.child = fds[0];
     p.parent = fds[1];
+    p.child = above_stdio(fds[0]);  // (on failure Pipe's destructor closes the parent's end)
     ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
     return;
   }
   if (::pipe2(fds, O_CLOEXEC) < 0) detail::throw_os_error(errno, "pipe");
-  p.child = fds[1];
   p.parent = fds[0];
+  p.child = above_stdio(fds[1]);
   ::fcntl(p.parent, F_SETFL, ::fcntl(p.parent, F_GETFL) | O_NONBLOCK);
 }
 

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -1208,4 +1209,35 @@ TEST_F(StreamTest, WaitClosedReturnsOnceTheConnectionIsLost) {
     EXPECT_TRUE(raised);
     co_await corio::wait_for(d.writer.wait_closed(), 10s);
   }());
+}
+
+// A stream kept past its run() and used in the next run(): the new loop is often at the old one's address
+// (run() makes it on its stack), which the stream took for its own loop and used the old, freed backend
+// (ASan: heap-use-after-free). It is refused with RuntimeError, as outside any loop.
+TEST_F(StreamTest, AStreamKeptPastItsRunIsRefusedInTheNextRun) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  using Pair = std::pair<StreamReader, StreamWriter>;
+  std::optional<Pair> kept;
+  corio::run([](int fd, std::optional<Pair>& kept) -> Task<> {
+    kept.emplace(corio::detail::make_stream(fd, true, "pair"));
+    co_return;
+  }(sv[0], kept));
+  bool write_refused = false, read_refused = false;
+  corio::run([](std::optional<Pair>& kept, bool& w, bool& r) -> Task<> {
+    try {
+      kept->second.write("x");
+    } catch (const corio::RuntimeError&) {
+      w = true;
+    }
+    try {
+      (void)co_await kept->first.read(1);
+    } catch (const corio::RuntimeError&) {
+      r = true;
+    }
+  }(kept, write_refused, read_refused));
+  EXPECT_TRUE(write_refused);
+  EXPECT_TRUE(read_refused);
+  kept.reset();
+  ::close(sv[1]);
 }

@@ -622,6 +622,35 @@ Task<> cancel_wait() {
   EXPECT_EQ(co_await p.wait(), -SIGKILL);
 }
 
+// With the parent's descriptors 0 and 1 closed (a daemon), a pipe's child end lands on 0 or 1; the child's
+// own redirections must not overwrite it (stderr went to /dev/null: stdout=devnull reopened fd 1 before
+// the stderr pipe, sitting there, was moved to 2).
+Task<> pipes_with_stdio_closed(std::string& err, std::string& out) {
+  const int saved0 = ::dup(0), saved1 = ::dup(1);
+  ::close(0);
+  ::close(1);
+  struct Restore {
+    int s0, s1;
+    ~Restore() {
+      ::dup2(s0, 0);
+      ::dup2(s1, 1);
+      ::close(s0);
+      ::close(s1);
+    }
+  } restore{saved0, saved1};
+  {
+    auto argv = sh("echo to-stderr >&2");
+    Process p =
+        co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::devnull, Stdio::pipe));
+    err = (co_await p.communicate()).err;
+  }
+  {
+    auto argv = sh("read x; echo \"got $x\"");
+    Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::devnull));
+    out = (co_await p.communicate("in\n")).out;
+  }
+}
+
 Task<> many_children_at_once() {
   std::vector<Process> procs;
   for (int i = 0; i < 16; ++i) {
@@ -640,6 +669,12 @@ TEST(Subprocess, PipeForIn) { run_guarded(pipe_for_in()); }
 TEST(Subprocess, WriteEofGivesTheChildEof) { run_guarded(write_eof_gives_the_child_eof()); }
 TEST(Subprocess, WritingToAnExitedChildIsBrokenPipeNotSIGPIPE) { run_guarded(writing_to_an_exited_child()); }
 TEST(Subprocess, DevnullForEachStream) { run_guarded(devnull_everywhere()); }
+TEST(Subprocess, PipesWhenTheParentsStdioIsClosed) {
+  std::string err, out;
+  run_guarded(pipes_with_stdio_closed(err, out));
+  EXPECT_EQ(err, "to-stderr\n");
+  EXPECT_EQ(out, "got in\n");
+}
 TEST(Subprocess, InheritForEachStream) { run_guarded(inherit_everywhere()); }
 TEST(Subprocess, Cwd) { run_guarded(cwd_is_used()); }
 TEST(Subprocess, EnvReplacesTheWholeEnvironment) { run_guarded(env_replaces_everything()); }
