@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "corio/core/errors.hpp"
@@ -15,6 +16,8 @@
 #include "corio/core/task_handle.hpp"
 
 #include "common/test_util.hpp"
+#include "core/log_capture.hpp"
+#include "flow/fails_then_cancels.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::kVirtual;
@@ -127,4 +130,27 @@ TEST(Shield, AMoveOnlyResultIsMovedOut) {
         EXPECT_TRUE(b && *b == 4);
       }(),
       kVirtual);
+}
+
+// The shielded task fails and the awaiting task is cancelled before it resumes: CancelledError, and the
+// failure counts as retrieved, as asyncio's shield marks it (no "never retrieved" report).
+TEST(Shield, AFailureSeenByACancelledAwaiterIsRetrieved) {
+  corio_test::LogCapture logs;
+  bool cancelled = false;
+  corio::run(
+      [](bool& cancelled) -> corio::Task<> {
+        auto b = [&]() -> corio::Task<> {
+          corio_test::victim = corio::current_task();
+          try {
+            (void)co_await corio::shield(corio_test::fails_then_cancels_the_awaiter());
+          } catch (const corio::CancelledError&) {
+            cancelled = true;
+          }
+        };
+        co_await corio::create_task(b());
+        corio_test::victim = {};
+      }(cancelled),
+      kVirtual);
+  EXPECT_TRUE(cancelled);
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }

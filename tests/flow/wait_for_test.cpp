@@ -9,12 +9,15 @@
 
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
+#include "corio/core/log.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 
 #include "common/test_util.hpp"
+#include "core/log_capture.hpp"
+#include "flow/fails_then_cancels.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::kVirtual;
@@ -293,4 +296,55 @@ TEST(WaitFor, ATimeoutBeyondTheNanosecondRangeNeverFires) {
                   9);
       }(),
       kVirtual);
+}
+
+// The awaiting task is cancelled; the inner work swallows that cancellation and returns a value: wait_for
+// returns it, as asyncio >= 3.12 does (the value may be a resource the caller must release). The task
+// carries on with cancelling() raised. (corio threw CancelledError and the value was lost.)
+TEST(WaitFor, AnOuterCancelSwallowedByTheInnerWorkReturnsItsValue) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto swallow = []() -> corio::Task<int> {
+          try {
+            co_await corio::sleep(10s);
+          } catch (const corio::CancelledError&) {
+            co_return 42;
+          }
+          co_return 0;
+        };
+        auto outer = [&]() -> corio::Task<int> {
+          const int v = co_await corio::wait_for(swallow(), 5s);
+          EXPECT_EQ(corio::current_task().cancelling(), 1);
+          co_return v;
+        };
+        auto h = corio::create_task(outer());
+        co_await corio::sleep(100ms);
+        h.cancel();
+        const int v = co_await h;
+        EXPECT_EQ(v, 42);
+      }(),
+      kVirtual);
+}
+
+// The inner work fails and the awaiting task is cancelled before it resumes: CancelledError, and the
+// failure counts as retrieved (asyncio's wakeup takes the result first): no "never retrieved" report.
+TEST(WaitFor, AFailureSeenByACancelledAwaiterIsRetrieved) {
+  corio_test::LogCapture logs;
+  bool cancelled = false;
+  corio::run(
+      [](bool& cancelled) -> corio::Task<> {
+        auto a = [&]() -> corio::Task<> {
+          corio_test::victim = corio::current_task();
+          try {
+            (void)co_await corio::wait_for(corio_test::fails_then_cancels_the_awaiter(), 10s);
+          } catch (const corio::CancelledError&) {
+            cancelled = true;
+          }
+        };
+        co_await corio::create_task(a());
+        corio_test::victim = {};
+      }(cancelled),
+      kVirtual);
+  EXPECT_TRUE(cancelled);
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }

@@ -34,6 +34,9 @@ class ShieldAwaiter final : public Waiter, public DoneWatcher {
     suspend_on(h);
   }
   T await_resume() {
+    // The inner task ended before this await resumed: its outcome counts as looked at even if this await
+    // throws CancelledError, as asyncio's shield marks it retrieved then (no "never retrieved" report).
+    if (h_.state()->done()) h_.state()->exc_retrieved_ = true;
     throw_if_cancelled();
     // The value is moved out when nobody else can want it (the task is shield's own) or when it cannot be
     // copied (a move-only result of a handle: as co_await std::move(handle)).

@@ -4,8 +4,10 @@
 // and returns its result. When the timeout passes first, the inner work is cancelled and wait_for waits until
 // it has ended, then throws TimeoutError — never leaving it running behind. If the inner work swallows that
 // cancellation and returns a value, that value is returned; if it ends with another exception, that exception
-// propagates. A cancellation of the awaiting task cancels the inner work, waits for it, and throws
-// CancelledError — it wins over a timeout arriving at the same time. A cancellation that arrives after the
+// propagates. A cancellation of the awaiting task goes to the inner work, and wait_for waits for it: if it
+// ends cancelled, CancelledError (which wins over a timeout arriving at the same time); if it swallows the
+// cancellation, its value or its exception, as in asyncio >= 3.12 (the awaiting task's cancelling() stays
+// raised). A cancellation that arrives after the
 // inner work finished with a value, before the awaiting task resumed, does not lose that value (it may be a
 // lock acquired): wait_for returns it and the task's next await raises CancelledError. A timeout <= 0
 // cancels work that is not done yet at once.
@@ -50,14 +52,23 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   }
   // After it returns, the child is done: the caller takes its result. Throws CancelledError or TimeoutError.
   void await_resume() {
+    // The child's outcome is looked at on every path (asyncio's wakeup takes the result first): a failure
+    // it ended with is never reported as "never retrieved" because this await threw something else.
+    child_->exc_retrieved_ = true;
     // The inner work finished with a value, then the awaiting task was cancelled before it resumed: the
     // value is returned, since it may be a resource nobody else can give back (a lock acquired, a
     // connection opened), and the cancellation stays pending, to be raised at the task's next await.
     if (task_ && task_->must_cancel_ && !outer_cancelled_ &&
         child_->status_ == TaskStateBase::Status::finished)
       return;
+    if (outer_cancelled_) {
+      // The awaiting task's cancellation went to the inner work, as asyncio's does: CancelledError if it
+      // ended cancelled; if it swallowed it, its value or its exception (the caller takes them), and the
+      // awaiting task carries on (its cancelling() stays raised).
+      if (child_->status_ == TaskStateBase::Status::cancelled) throw CancelledError(task_->cancel_message());
+      return;
+    }
     throw_if_cancelled();
-    if (outer_cancelled_) throw CancelledError(task_->cancel_message());
     if (timed_out_ && child_->status_ == TaskStateBase::Status::cancelled) {
       child_->exc_retrieved_ = true;
       throw TimeoutError("wait_for: timed out and the inner work was cancelled");
