@@ -398,3 +398,67 @@ TEST(TaskGroup, DebugModeKeepsWhereAChildWasCreated) {
 }
 
 }  // namespace
+
+namespace outside_cancel {
+corio::TaskHandle<void> parent;
+
+// A task cancelled from outside while a child of its group fails, in the same turn: task_group throws the
+// ExceptionGroup, and the outside cancellation stays pending: the next await raises CancelledError, with
+// cancelling() unchanged (asyncio 3.13's TaskGroup uncancels and cancels the parent again before raising;
+// it was lost: the task went on).
+TEST(TaskGroup, AnOutsideCancelSurvivesTheExceptionGroup) {
+  int cancelling_after = -1;
+  bool next_await_cancelled = false;
+  corio::run(
+      [](int& cancelling_after, bool& next_await_cancelled) -> corio::Task<> {
+        auto worker = [&]() -> corio::Task<> {
+          parent = corio::current_task();
+          auto body = [](corio::TaskGroup& tg) -> corio::Task<> {
+            tg.create_task([]() -> corio::Task<> {  // someone outside cancels the parent at 1 s
+              co_await corio::sleep(1s);
+              parent.cancel();
+            }());
+            tg.create_task(fail_after(1s, "child"));
+            co_await corio::sleep(10s);
+          };
+          try {
+            co_await corio::task_group(body);
+          } catch (const corio::ExceptionGroup&) {
+            cancelling_after = corio::current_task().cancelling();
+          }
+          try {
+            co_await corio::sleep(1s);
+          } catch (const corio::CancelledError&) {
+            next_await_cancelled = true;
+            throw;
+          }
+        };
+        auto t = corio::create_task(worker());
+        EXPECT_THROW(co_await t, corio::CancelledError);
+        parent = {};
+      }(cancelling_after, next_await_cancelled),
+      kVirtual);
+  EXPECT_EQ(cancelling_after, 1);
+  EXPECT_TRUE(next_await_cancelled);
+}
+}  // namespace outside_cancel
+
+// The group lets go of each child once it is done (asyncio discards it): a long-lived group, a server's
+// say, does not keep every finished child's result (it kept them all until the group ended).
+TEST(TaskGroup, FinishedChildrenAreNotKept) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::vector<std::weak_ptr<int>> results;
+        co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+          for (int i = 0; i < 100; ++i) {
+            auto h = tg.create_task(
+                [](int i) -> corio::Task<std::shared_ptr<int>> { co_return std::make_shared<int>(i); }(i));
+            co_await h;
+            results.push_back(h.result());
+          }
+          for (const auto& r : results) EXPECT_TRUE(r.expired());
+          co_return;
+        });
+      }(),
+      kVirtual);
+}

@@ -33,6 +33,9 @@ namespace corio {
 class TaskGroup {
  public:
   TaskGroup() : parent_(current_task()) {}
+  ~TaskGroup() {
+    while (Watch* w = watches_.pop_front()) delete w;  // (only if destroyed with children running)
+  }
   TaskGroup(const TaskGroup&) = delete;
   TaskGroup& operator=(const TaskGroup&) = delete;
 
@@ -46,11 +49,11 @@ class TaskGroup {
     if (finished_ || (exiting_ && pending_ == 0)) throw RuntimeError("TaskGroup is finished");
     if (aborting_) throw RuntimeError("TaskGroup is shutting down");
     TaskHandle<T> h = corio::create_task(std::move(task), std::move(name), where);
-    auto w = std::make_unique<Watch>();
+    auto* w = new Watch();
     w->group = this;
+    w->child = TaskHandle<void>(h);
     h.state()->add_watcher(*w);
-    watches_.push_back(std::move(w));
-    children_.emplace_back(h);
+    watches_.push_back(*w);
     ++pending_;
     return h;
   }
@@ -59,9 +62,13 @@ class TaskGroup {
   Task<> join(std::exception_ptr body_exc, bool body_cancelled);
 
  private:
-  struct Watch final : detail::DoneWatcher {
+  // One per running child (the group lets go of a child once it is done, as asyncio's discards it: a
+  // long-lived group, a server's say, does not keep every finished child).
+  struct Watch final : detail::DoneWatcher, detail::ListNode {
+    using detail::ListNode::unlink;  // (watches_'s; the task's list unlinks it as a DoneWatcher)
     TaskGroup* group = nullptr;
-    void on_done(detail::TaskStateBase& t) override { group->child_done(t); }
+    TaskHandle<void> child;
+    void on_done(detail::TaskStateBase& t) override { group->child_done(*this, t); }  // (deletes this)
   };
   struct JoinAwaiter final : detail::Waiter {
     TaskGroup* group;
@@ -82,7 +89,8 @@ class TaskGroup {
     }
   };
 
-  void child_done(detail::TaskStateBase& t) {
+  void child_done(Watch& w, detail::TaskStateBase& t) {
+    delete &w;  // (and its handle; the caller's handles keep the task)
     --pending_;
     if (t.status_ == detail::TaskStateBase::Status::failed) {
       t.exc_retrieved_ = true;
@@ -97,13 +105,14 @@ class TaskGroup {
   }
   void abort() {
     aborting_ = true;
-    for (auto& c : children_)
+    std::vector<TaskHandle<void>> running;  // (a copy: cancelling may run code that changes watches_)
+    watches_.for_each([&](Watch& w) { running.push_back(w.child); });
+    for (auto& c : running)
       if (!c.done()) c.cancel();
   }
 
   TaskHandle<void> parent_;
-  std::vector<TaskHandle<void>> children_;
-  std::vector<std::unique_ptr<Watch>> watches_;
+  detail::IntrusiveList<Watch> watches_;  // the children still running, in the order they were made
   std::vector<std::exception_ptr> errors_;
   std::size_t pending_ = 0;
   JoinAwaiter* joiner_ = nullptr;
@@ -139,7 +148,16 @@ inline Task<> TaskGroup::join(std::exception_ptr body_exc, bool body_cancelled) 
     for (const auto& e : errors_) seen = seen || e == body_exc;
     if (!seen) errors_.push_back(body_exc);
   }
-  if (!errors_.empty()) throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors_));
+  if (!errors_.empty()) {
+    // A cancellation from outside stays pending on the parent (asyncio 3.13): uncancel and cancel again,
+    // which keeps cancelling() as it was, so the next await after catching the group raises
+    // CancelledError.
+    if (parent_.cancelling() > 0) {
+      parent_.uncancel();
+      parent_.cancel(parent_.state()->cancel_message());
+    }
+    throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors_));
+  }
   if (propagate_cancel) throw CancelledError(parent_.state()->cancel_message());
 }
 
