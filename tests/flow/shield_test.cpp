@@ -16,7 +16,6 @@
 #include "corio/core/task_handle.hpp"
 
 #include "common/test_util.hpp"
-#include "core/log_capture.hpp"
 #include "flow/fails_then_cancels.hpp"
 
 using namespace std::chrono_literals;
@@ -135,22 +134,6 @@ TEST(Shield, AMoveOnlyResultIsMovedOut) {
 // The shielded task fails and the awaiting task is cancelled before it resumes: CancelledError, and the
 // failure counts as retrieved, as asyncio's shield marks it (no "never retrieved" report).
 TEST(Shield, AFailureSeenByACancelledAwaiterIsRetrieved) {
-  corio_test::LogCapture logs;
-  bool cancelled = false;
-  corio::run(
-      [](bool& cancelled) -> corio::Task<> {
-        auto b = [&]() -> corio::Task<> {
-          corio_test::victim = corio::current_task();
-          try {
-            (void)co_await corio::shield(corio_test::fails_then_cancels_the_awaiter());
-          } catch (const corio::CancelledError&) {
-            cancelled = true;
-          }
-        };
-        co_await corio::create_task(b());
-        corio_test::victim = {};
-      }(cancelled),
-      kVirtual);
-  EXPECT_TRUE(cancelled);
-  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
+  corio_test::expect_a_cancelled_awaiter_retrieves_the_failure(
+      [](corio::Task<int> inner) -> corio::Task<> { (void)co_await corio::shield(std::move(inner)); });
 }

@@ -16,7 +16,6 @@
 #include "corio/core/task_handle.hpp"
 
 #include "common/test_util.hpp"
-#include "core/log_capture.hpp"
 #include "flow/fails_then_cancels.hpp"
 
 using namespace std::chrono_literals;
@@ -329,22 +328,6 @@ TEST(WaitFor, AnOuterCancelSwallowedByTheInnerWorkReturnsItsValue) {
 // The inner work fails and the awaiting task is cancelled before it resumes: CancelledError, and the
 // failure counts as retrieved (asyncio's wakeup takes the result first): no "never retrieved" report.
 TEST(WaitFor, AFailureSeenByACancelledAwaiterIsRetrieved) {
-  corio_test::LogCapture logs;
-  bool cancelled = false;
-  corio::run(
-      [](bool& cancelled) -> corio::Task<> {
-        auto a = [&]() -> corio::Task<> {
-          corio_test::victim = corio::current_task();
-          try {
-            (void)co_await corio::wait_for(corio_test::fails_then_cancels_the_awaiter(), 10s);
-          } catch (const corio::CancelledError&) {
-            cancelled = true;
-          }
-        };
-        co_await corio::create_task(a());
-        corio_test::victim = {};
-      }(cancelled),
-      kVirtual);
-  EXPECT_TRUE(cancelled);
-  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
+  corio_test::expect_a_cancelled_awaiter_retrieves_the_failure(
+      [](corio::Task<int> inner) -> corio::Task<> { (void)co_await corio::wait_for(std::move(inner), 10s); });
 }
