@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -167,11 +168,34 @@ class UringBackend final : public SignalCore {
       if (bid >= 0) later_release_.push_back(bid);  // the caller reads op.data after we return
       return true;
     }
-    if (op.code == OpCode::accept && st->accepted_head < st->accepted.size()) {
-      take_accepted(*st, op);
-      return true;
+    if (op.code == OpCode::accept) {
+      // Accepts the kernel has posted but the loop has not reaped yet count as held (Server::close() takes
+      // what was accepted before it closes the listener): the posted completions move to deferred_, and
+      // this listener's accepts among them are handled now.
+      if (st->accepted_head == st->accepted.size() && st->accept_armed && io_uring_cq_ready(ring_.get()) > 0)
+        take_posted_accepts(op.fd);
+      st = state_if(op.fd);
+      if (st && st->accepted_head < st->accepted.size()) {
+        take_accepted(*st, op);
+        return true;
+      }
     }
     return false;
+  }
+
+  void take_posted_accepts(int fd) {
+    const std::size_t from = deferred_.size();
+    take_posted();
+    std::vector<Cqe> mine;
+    auto is_mine = [&](const Cqe& c) {
+      return (c.user_data & 1) != 0 && key_kind(c.user_data) == Kind::accept && key_fd(c.user_data) == fd;
+    };
+    for (std::size_t i = from; i < deferred_.size(); ++i)
+      if (is_mine(deferred_[i])) mine.push_back(deferred_[i]);
+    deferred_.erase(
+        std::remove_if(deferred_.begin() + static_cast<std::ptrdiff_t>(from), deferred_.end(), is_mine),
+        deferred_.end());
+    for (const Cqe& c : mine) on_accept(c);
   }
 
   void submit(IoOp& op) override {
@@ -264,7 +288,10 @@ class UringBackend final : public SignalCore {
     if (op.backend_state == kInRing || op.backend_state == kCancelling) {
       // The kernel may still write into the op's memory: cancel, and wait for its completion here.
       if (op.backend_state == kInRing) cancel(op);
-      wait_for_completion(reinterpret_cast<std::uintptr_t>(&op));
+      const bool accept = op.code == OpCode::accept;
+      const std::optional<int> res = wait_for_completion(reinterpret_cast<std::uintptr_t>(&op), accept);
+      // An accept that raced to success: nobody will take that connection (reset, never leaked).
+      if (accept && res && *res >= 0) abort_accepted(*res);
       op.unlink();  // from its descriptor's in_ring
       delete static_cast<Extra*>(op.backend_data);
       op.backend_data = nullptr;
@@ -467,31 +494,50 @@ class UringBackend final : public SignalCore {
   }
 
   // Takes the completion of user_data out of the ring (or of deferred_), keeping every other completion
-  // that arrives meanwhile in deferred_ for the next poll.
-  void wait_for_completion(std::uint64_t user_data) noexcept {
+  // that arrives meanwhile in deferred_ for the next poll. Returns its result; none when the completion is
+  // not there and cannot be waited for (below): it is then dropped when it comes (accept: its connection
+  // reset).
+  std::optional<int> wait_for_completion(std::uint64_t user_data, bool accept = false) noexcept {
+    auto early = [&]() -> std::optional<int> {
+      auto it = std::find_if(deferred_.begin(), deferred_.end(),
+                             [&](const Cqe& c) { return c.user_data == user_data; });
+      if (it == deferred_.end()) return std::nullopt;
+      const int res = it->res;
+      deferred_.erase(it);
+      return res;
+    };
     if (single_issuer_ && owner_ != std::this_thread::get_id()) {
       // The loop is closed on a thread the ring does not serve (SINGLE_ISSUER): nothing can be submitted or
-      // reaped from here, so waiting would never end (it spun for ever). The op is dropped unwaited. With
-      // DEFER_TASKRUN (set with SINGLE_ISSUER on Linux >= 6.1) its data would only be copied in the owner's
-      // io_uring_enter, which will not come, and the ring's teardown cancels that work without running it;
-      // on 6.0 (COOP_TASKRUN) a receive completing in the same instant could still be copied by the owner.
-      return;
+      // reaped from here, so waiting would never end (it spun for ever). What the kernel has posted is
+      // read (no system call); otherwise the op is dropped unwaited, and its completion, if one comes
+      // (the ring's teardown reaps), is ignored: the op's memory is gone. With DEFER_TASKRUN (set with
+      // SINGLE_ISSUER on Linux >= 6.1) its data would only be copied in the owner's io_uring_enter, which
+      // will not come, and the ring's teardown cancels that work without running it; on 6.0 (COOP_TASKRUN)
+      // a receive completing in the same instant could still be copied by the owner.
+      take_posted();
+      if (std::optional<int> res = early()) return res;
+      dropped_.push_back(Dropped{user_data, accept});
+      return std::nullopt;
     }
-    auto early = std::find_if(deferred_.begin(), deferred_.end(),
-                              [&](const Cqe& c) { return c.user_data == user_data; });
-    if (early != deferred_.end()) {
-      deferred_.erase(early);
-      return;
-    }
+    if (std::optional<int> res = early()) return res;
     for (;;) {
       if (io_uring_submit_and_wait(ring_.get(), 1) >= 0) ++epoch_;
       io_uring_cqe* cqe = nullptr;
       while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
         Cqe c{cqe->user_data, cqe->res, cqe->flags};
         io_uring_cqe_seen(ring_.get(), cqe);
-        if (c.user_data == user_data) return;
+        if (c.user_data == user_data) return c.res;
         deferred_.push_back(c);
       }
+    }
+  }
+
+  // Moves the completions the kernel has posted into deferred_ (no system call), in order.
+  void take_posted() noexcept {
+    io_uring_cqe* cqe = nullptr;
+    while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
+      deferred_.push_back(Cqe{cqe->user_data, cqe->res, cqe->flags});
+      io_uring_cqe_seen(ring_.get(), cqe);
     }
   }
 
@@ -674,6 +720,7 @@ class UringBackend final : public SignalCore {
 
   std::size_t handle(const Cqe& c) {
     if ((c.user_data & 1) == 0) {
+      if (!dropped_.empty() && drop_if_dropped(c)) return 0;
       auto* op = reinterpret_cast<IoOp*>(static_cast<std::uintptr_t>(c.user_data));
       on_one_shot(*op, c.res);
       return 1;
@@ -695,6 +742,17 @@ class UringBackend final : public SignalCore {
         return 0;
     }
     return 0;
+  }
+
+  // The completion of an op discarded without its completion (wait_for_completion off the ring's thread):
+  // its memory is gone; an accepted connection is reset.
+  bool drop_if_dropped(const Cqe& c) noexcept {
+    auto it = std::find_if(dropped_.begin(), dropped_.end(),
+                           [&](const Dropped& d) { return d.user_data == c.user_data; });
+    if (it == dropped_.end()) return false;
+    if (it->accept && c.res >= 0) abort_accepted(c.res);
+    dropped_.erase(it);
+    return true;
   }
 
   void on_one_shot(IoOp& op, int res) {
@@ -915,8 +973,13 @@ class UringBackend final : public SignalCore {
   std::size_t inflight_ = 0;  // requests in the ring on behalf of ops (wake-up and signal polls excluded)
   std::size_t busy_polls_ = 0;
   std::vector<std::unique_ptr<FdState>> fds_;
-  IntrusiveList<IoOp> done_;   // completed without a request of their own: complete on the next poll
-  std::vector<Cqe> deferred_;  // completions taken out of the ring early (discard, a full ring)
+  IntrusiveList<IoOp> done_;  // completed without a request of their own: complete on the next poll
+  struct Dropped {
+    std::uint64_t user_data;
+    bool accept;
+  };
+  std::vector<Dropped> dropped_;  // ops discarded before their completion came (see wait_for_completion)
+  std::vector<Cqe> deferred_;     // completions taken out of the ring early (discard, a full ring)
   std::vector<int> later_release_;
 };
 

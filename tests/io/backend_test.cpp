@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -283,6 +284,44 @@ TEST(Backend, LoopDestroyedOnAnotherThreadWithAnOpPendingCloses) {
   std::thread([&loop] { loop.reset(); }).join();
   EXPECT_EQ(loop, nullptr);
   sock.reset();
+}
+
+// The same, with the waiting op's completion already posted when the loop goes (a datagram arrived, then a
+// stream was closed in the loop's last turn, which runs the kernel's work): the op's frame is freed and the
+// ring's teardown must not hand that completion to it (io_uring: ASan saw a use after free).
+TEST(Backend, LoopDestroyedOnAnotherThreadWithACompletionPosted) {
+  auto loop = std::make_unique<corio::EventLoop>();
+  static std::optional<corio::DatagramSocket> sock;
+  static std::optional<std::pair<corio::StreamReader, corio::StreamWriter>> pair;
+  const int raw = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  loop->run_until_complete([](int raw, int fd) -> Task<> {
+    sock = co_await corio::open_datagram("127.0.0.1", 0);
+    pair.emplace(corio::detail::make_stream(fd, true, "pair"));
+    (void)corio::create_task([]() -> Task<> { (void)co_await sock->recv(100); }());
+    (void)corio::create_task([]() -> Task<> {
+      try {
+        (void)co_await pair->first.read(1);
+      } catch (const std::exception&) {
+      }
+    }());
+    co_await corio_test::turns(3);               // both wait
+    corio::get_running_loop().call_soon([raw] {  // the last turn, after its poll
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(sock->local_port());
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ::sendto(raw, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      pair->second.close();
+    });
+  }(raw, sv[0]));
+  std::thread([&loop] { loop.reset(); }).join();
+  EXPECT_EQ(loop, nullptr);
+  sock.reset();
+  pair.reset();
+  ::close(raw);
+  ::close(sv[1]);
 }
 
 }  // namespace

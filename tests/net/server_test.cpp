@@ -16,6 +16,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -320,6 +321,95 @@ TEST(Server, AClientThatConnectedBeforeCloseIsServed) {
     }
     EXPECT_EQ(handled, 30);
   }());
+}
+
+// A raw blocking client connected to 127.0.0.1:port (connect to loopback completes at once).
+int raw_connect(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  timeval tv{10, 0};  // a guard against a hang, never reached when the test passes or fails
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// A client whose accept the kernel has already posted, not yet reaped by the loop (a stream closed in the
+// same turn ran the kernel's work), is served by close() too (io_uring reset it).
+TEST(Server, ACloseRightAfterAnAcceptWasPostedServesIt) {
+  int client = -1;
+  run_guarded([](int& client) -> Task<> {
+    Server srv = co_await corio::start_server(
+        [](StreamReader, StreamWriter w) -> Task<> {
+          w.write("hello");
+          co_await w.drain();
+        },
+        "127.0.0.1", 0);
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    auto [r, w] = corio::detail::make_stream(sv[0], true, "pair");
+    auto reader = [&r]() -> Task<> {
+      try {
+        (void)co_await r.read(1);
+      } catch (const std::exception&) {
+      }
+    };
+    auto rt = corio::create_task(reader());
+    co_await corio_test::turns(3);  // the accept and the pair's receive wait
+    client = raw_connect(srv.port());
+    w.close();
+    srv.close();
+    co_await srv.wait_closed();
+    co_await rt;
+    ::close(sv[1]);
+  }(client));
+  char buf[16];
+  const ssize_t n = ::recv(client, buf, sizeof buf, 0);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0), "hello");
+  ::close(client);
+}
+
+// A loop closed with a limited server's one-shot accept in flight, whose connection the kernel has already
+// accepted: that connection is reset, not leaked (io_uring dropped the completion and its descriptor).
+TEST(Server, AnAcceptDroppedAtCloseResetsItsConnection) {
+  const int fds_before = corio_test::open_fd_count();
+  int client = -1;
+  int peer = -1;
+  {
+    corio::EventLoop loop;
+    std::optional<std::pair<StreamReader, StreamWriter>> pair;
+    Server srv = loop.run_until_complete([](std::optional<std::pair<StreamReader, StreamWriter>>& pair,
+                                            int& client, int& peer) -> Task<Server> {
+      Server srv = co_await corio::start_server([](StreamReader, StreamWriter) -> Task<> { co_return; },
+                                                "127.0.0.1", 0, corio::ServerOptions{.limit = 4});
+      int sv[2];
+      EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+      peer = sv[1];
+      pair.emplace(corio::detail::make_stream(sv[0], true, "pair"));
+      (void)corio::create_task([](StreamReader& r) -> Task<> {
+        try {
+          (void)co_await r.read(1);
+        } catch (const std::exception&) {
+        }
+      }(pair->first));
+      co_await corio_test::turns(3);  // the accept waits
+      const std::uint16_t port = srv.port();
+      corio::get_running_loop().call_soon([&pair, &client, port] {  // the last turn, after its poll
+        client = raw_connect(port);
+        pair->second.close();
+      });
+      co_return srv;
+    }(pair, client, peer));
+    loop.close();  // the accept loop is abandoned with its accept in flight
+  }
+  char c;
+  const ssize_t n = ::recv(client, &c, 1, 0);
+  EXPECT_LE(n, 0);  // reset or closed: nobody serves it
+  ::close(client);
+  ::close(peer);
+  EXPECT_EQ(corio_test::open_fd_count(), fds_before);
 }
 
 TEST(Server, HandlerThatThrowsClosesItsConnectionAndTheServerGoesOn) {
