@@ -46,7 +46,9 @@ class Server {
 
   // The port of the first listening socket (what port 0 became); 0 for a Unix server.
   std::uint16_t port() const;
-  // Stops accepting: the listening sockets close. Connections in progress go on.
+  // Stops accepting: the listening sockets close. Connections in progress go on, and so does one whose
+  // client connected before close() (already accepted by the kernel or the backend): it is served. One
+  // that arrives after is reset.
   void close();
   bool is_serving() const noexcept;
   // Returns once the listener is closed and every accepted connection has ended (asyncio >= 3.12): its
