@@ -576,6 +576,9 @@ TEST(EventLoop, VirtualTimeNeverJumpsToANeverTimer) {
 TEST(EventLoop, ADroppedDoneCallbackMayCancelOrRenameItsTask) {
   for (bool rename : {false, true}) {
     struct Guard {
+      Guard(corio::TaskHandle<> task, bool r) : t(std::move(task)), rename(r) {}
+      Guard(const Guard&) = delete;  // (a temporary's destructor would cancel the task early)
+      Guard& operator=(const Guard&) = delete;
       corio::TaskHandle<> t;
       bool rename;
       ~Guard() {
@@ -590,8 +593,9 @@ TEST(EventLoop, ADroppedDoneCallbackMayCancelOrRenameItsTask) {
       corio::EventLoop loop;
       auto main_fn = [&]() -> corio::Task<> {
         t = corio::create_task([]() -> corio::Task<> { co_await corio::sleep(1h); }());
-        t.add_done_callback([g = std::make_shared<Guard>(Guard{t, rename})](corio::TaskHandle<>) {});
-        t.add_done_callback([g = std::make_shared<Guard>(Guard{t, rename})](corio::TaskHandle<>) {});
+        t.add_done_callback([g = std::make_shared<Guard>(t, rename)](corio::TaskHandle<>) {});
+        t.add_done_callback([g = std::make_shared<Guard>(t, rename)](corio::TaskHandle<>) {});
+        EXPECT_EQ(t.cancelling(), 0);
         co_return;
       };
       loop.run_until_complete(main_fn());
