@@ -106,7 +106,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   void take_accepted() {
     if (!LoopCore::running_ || !link_->backend || &io_backend() != link_->backend) return;
     for (int lfd : listeners_) {
-      while (!options_.limit || active_ < options_.limit) {
+      while (!options_.limit || active_ + reserved_ < options_.limit) {  // (reserved: accepts in flight)
         int fd = accept_now(lfd);
         if (fd < 0) break;
         serve(fd);
