@@ -541,13 +541,10 @@ class UringBackend final : public SignalCore {
     }
   }
 
+  // Lets the kernel post what it kept aside, then takes every posted completion into deferred_.
   void stash_completions() noexcept {
-    io_uring_cqe* cqe = nullptr;
     io_uring_get_events(ring_.get());
-    while (io_uring_peek_cqe(ring_.get(), &cqe) == 0 && cqe) {
-      deferred_.push_back(Cqe{cqe->user_data, cqe->res, cqe->flags});
-      io_uring_cqe_seen(ring_.get(), cqe);
-    }
+    take_posted();
   }
 
   void arm_poll_multishot(int fd, std::uint64_t k) noexcept {
