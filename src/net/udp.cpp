@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 #include "corio/core/errors.hpp"
 #include "corio/io/operations.hpp"
@@ -19,6 +21,9 @@ namespace corio {
 struct detail::DatagramState {
   int fd = -1;
   std::string peer;
+  // Connected: the peer's address (peer_len 0 until connect() succeeds). send_to may name only it.
+  sockaddr_storage peer_addr{};
+  socklen_t peer_len = 0;
   std::shared_ptr<BackendLink> link;  // its loop's backend, so close() works between runs too
 
   void close() noexcept {
@@ -88,11 +93,37 @@ std::int64_t take_datagram(int fd, std::string& buf, sockaddr_storage* from, soc
   }
 }
 
+// The same IPv4 or IPv6 address and port (what a connected socket's peer is compared by).
+bool same_endpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+    const auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+    return x.sin6_port == y.sin6_port && x.sin6_scope_id == y.sin6_scope_id &&
+           std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+  }
+  return false;
+}
+
 // The operations: coroutines holding the state, never the DatagramSocket.
 Task<> send_to_on(State keep, std::string data, std::string host, std::uint16_t port) {
   detail::DatagramState& s = open_state(keep);
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
   check_open(s);  // closed by another task during the lookup
+  if (s.peer_len != 0) {
+    // Connected: Linux would send to any address given, but the socket talks only to its peer (as asyncio's
+    // connected transport: "Invalid address: must be None or <peer>"). Of the addresses, only the peer's.
+    std::erase_if(addrs, [&](const AddrInfo& ai) { return !same_endpoint(ai.addr, s.peer_addr); });
+    if (addrs.empty())
+      throw std::invalid_argument("send_to " + host + ":" + std::to_string(port) +
+                                  ": the socket is connected to " + s.peer +
+                                  "; send_to may name only that peer (or use send())");
+  }
   std::int64_t r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
     r = co_await detail::IoAwaiter(detail::OpCode::sendto, s.fd, data.data(), data.size(), 0,
@@ -139,6 +170,8 @@ Task<> connect_on(State keep, std::string host, std::uint16_t port) {
   }
   if (r < 0) detail::throw_os_error(-r, "connect to " + host + ":" + std::to_string(port));
   s.peer = host + ":" + std::to_string(port);
+  s.peer_len = sizeof s.peer_addr;
+  if (::getpeername(s.fd, reinterpret_cast<sockaddr*>(&s.peer_addr), &s.peer_len) < 0) s.peer_len = 0;
 }
 
 Task<> send_on(State keep, std::string data) {

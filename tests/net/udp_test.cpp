@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -137,6 +138,36 @@ TEST(Udp, ConnectedSocketOnlyHearsItsPeer) {
     co_await stranger.send_to("not for you", "127.0.0.1", a.local_port());
     co_await b.send_to("from the peer", "127.0.0.1", a.local_port());
     EXPECT_EQ(co_await a.recv(), "from the peer");
+  }());
+}
+
+// As asyncio's connected datagram transport ("Invalid address: must be None or <peer>"): send_to on a
+// connected socket may name only its peer (Linux would send elsewhere), and a refused one sends nothing.
+TEST(Udp, ConnectedSocketSendsToOnlyItsPeer) {
+  run_guarded([]() -> Task<> {
+    DatagramSocket a = co_await corio::open_datagram("127.0.0.1", 0);
+    DatagramSocket b = co_await corio::open_datagram("127.0.0.1", 0);
+    DatagramSocket other = co_await corio::open_datagram("127.0.0.1", 0);
+    co_await a.connect("127.0.0.1", b.local_port());
+    bool refused = false;
+    try {
+      co_await a.send_to("astray", "127.0.0.1", other.local_port());
+    } catch (const std::invalid_argument& e) {
+      refused = true;
+      EXPECT_NE(std::string(e.what()).find("connected to 127.0.0.1:" + std::to_string(b.local_port())),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_TRUE(refused);
+    // Naming the peer is fine, by number or by name.
+    co_await a.send_to("to the peer", "127.0.0.1", b.local_port());
+    co_await a.send_to("by name", "localhost", b.local_port());
+    EXPECT_EQ(co_await b.recv(), "to the peer");
+    EXPECT_EQ(co_await b.recv(), "by name");
+    // Nothing reached the other socket: a datagram sent after the refused one is the first it gets.
+    co_await b.send_to("marker", "127.0.0.1", other.local_port());
+    auto [got, from] = co_await other.recv_from();
+    EXPECT_EQ(got, "marker");
   }());
 }
 

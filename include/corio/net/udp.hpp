@@ -30,7 +30,8 @@ class DatagramSocket {
   DatagramSocket& operator=(DatagramSocket&& o) noexcept;
   ~DatagramSocket() { close(); }
 
-  // Sends one datagram to host:port (a numeric host, or a name resolved first).
+  // Sends one datagram to host:port (a numeric host, or a name resolved first). On a connected socket
+  // host:port must be its peer: another address throws std::invalid_argument (asyncio's ValueError).
   Task<> send_to(std::string data, std::string host, std::uint16_t port);
   // Receives one datagram (at most max_size bytes; longer ones are truncated) and its sender.
   Task<std::pair<std::string, AddrInfo>> recv_from(std::size_t max_size = 65536);
