@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "corio/core/async_generator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/gather.hpp"
 
 #include "common/test_util.hpp"
 
@@ -441,6 +443,7 @@ TEST(TaskGroup, AnOutsideCancelSurvivesTheExceptionGroup) {
   EXPECT_EQ(cancelling_after, 1);
   EXPECT_TRUE(next_await_cancelled);
 }
+
 }  // namespace outside_cancel
 
 // The group lets go of each child once it is done (asyncio discards it): a long-lived group, a server's
@@ -462,3 +465,65 @@ TEST(TaskGroup, FinishedChildrenAreNotKept) {
       }(),
       kVirtual);
 }
+
+// A generator whose body runs a task group, destroyed while a task runs it (suspended in the group): the
+// frame, with the group and the local its child uses, lives until the body yields; only then does the
+// task's next() throw RuntimeError. (The frame used to be destroyed at once: the child then wrote to the
+// freed frame, a heap-use-after-free under ASan, and next() threw before the child was done.)
+namespace generator_group {
+corio::AsyncGenerator<int> fan_out(std::vector<std::string>* log) {
+  int total = 40;
+  co_await corio::task_group([&](corio::TaskGroup& tg) -> corio::Task<> {
+    tg.create_task([](int* total, std::vector<std::string>* log) -> corio::Task<> {
+      co_await corio::sleep(1s);
+      *total += 2;  // the generator's local
+      log->push_back("child done");
+    }(&total, log));
+    co_return;
+  });
+  log->push_back("group done " + std::to_string(total));
+  co_yield total;
+}
+
+corio::AsyncGenerator<int> gathers(std::vector<std::string>* log) {
+  int total = 0;
+  auto add_after = [](int* total, int v, std::vector<std::string>* log) -> corio::Task<> {
+    co_await corio::sleep(std::chrono::seconds(v));
+    *total += v;
+    log->push_back("added " + std::to_string(v));
+  };
+  co_await corio::gather(add_after(&total, 1, log), add_after(&total, 2, log));
+  co_yield total;
+}
+
+corio::Task<> consume(corio::AsyncGenerator<int>& gen, std::vector<std::string>* log) {
+  try {
+    (void)co_await gen.next();
+    log->push_back("next returned");
+  } catch (const corio::RuntimeError&) {
+    log->push_back("next threw");
+  }
+}
+
+TEST(TaskGroup, InsideAGeneratorDestroyedWhileATaskRunsIt) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(fan_out(&log));
+        auto consumer = corio::create_task(consume(*gen, &log));
+        co_await corio::sleep(100ms);  // the consumer waits in the group
+        gen.reset();
+        co_await consumer;
+        log.push_back("consumer done at " + std::to_string(static_cast<int>(now() * 1000)) + " ms");
+
+        auto gen2 = std::make_unique<corio::AsyncGenerator<int>>(gathers(&log));
+        auto consumer2 = corio::create_task(consume(*gen2, &log));
+        co_await corio::sleep(100ms);  // the consumer waits in the gather
+        gen2.reset();
+        co_await consumer2;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"child done", "group done 42", "next threw",
+                                           "consumer done at 1000 ms", "added 1", "added 2", "next threw"}));
+}
+}  // namespace generator_group

@@ -2,9 +2,12 @@
 //
 // Inside, `co_await gen.next()` runs the generator until its next co_yield and returns std::optional<T>
 // (nullopt once it has returned). An exception inside reaches the consumer through next(). Destroying a
-// generator mid-way destroys its frame, running the destructors of everything alive in it (RAII cleanup);
-// destroyed while a task is running it (suspended at an await inside), that task's next() throws
-// RuntimeError rather than never resuming (asyncio refuses to close a running generator).
+// generator mid-way destroys its frame, running the destructors of everything alive in it (RAII cleanup).
+// Destroyed while a task is running it (suspended at an await inside: asyncio refuses to close a running
+// generator), the frame is kept until the body reaches its next co_yield or its end, so that nothing the
+// body awaits (a task group's children using its locals, a gather, a lock) is torn down under it; then the
+// frame is destroyed and that task's next() throws RuntimeError (or what the body threw, CancelledError
+// included, if it ended with an exception).
 //
 // Contract of `co_await gen.next()`: the generator runs at once, inline, in the consumer's task (its awaits
 // suspend that task, and cancelling that task cancels them), and the consumer resumes when it yields or
@@ -78,7 +81,10 @@ class [[nodiscard]] AsyncGenerator {
 
     std::optional<T> value_;
     bool finished_ = false;
-    bool broken_ = false;             // left suspended at an await by a destroyed task (~NextAwaiter)
+    bool broken_ = false;  // left suspended at an await by a destroyed task (~NextAwaiter)
+    // The AsyncGenerator was destroyed while a task ran it: the frame now belongs to that task's next(),
+    // which destroys it once the body yields or ends.
+    bool abandoned_ = false;
     NextAwaiter* running_ = nullptr;  // the next() a task is running the generator in, if any
   };
 
@@ -87,10 +93,10 @@ class [[nodiscard]] AsyncGenerator {
     // The task running the generator, set while it does, with a reference: this awaiter may be destroyed
     // long after the task (in the frame of an outer generator that outlives it).
     detail::TaskStateBase* task_ = nullptr;
-    bool destroyed_ = false;  // the generator was destroyed while this next() ran it
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
     // closing loop): the generator must not reach it any more, and it is left suspended at an await with
-    // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task.
+    // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task. An
+    // abandoned generator's frame has no other owner: it goes too.
     ~NextAwaiter() {
       if (h_ && h_.promise().running_ == this) {
         promise_type& p = h_.promise();
@@ -98,6 +104,7 @@ class [[nodiscard]] AsyncGenerator {
         p.broken_ = true;
         if (task_)
           if (detail::Waiter* w = task_->waiter()) w->orphan();
+        if (p.abandoned_) h_.destroy();
       }
       if (task_) task_->release();
     }
@@ -122,8 +129,13 @@ class [[nodiscard]] AsyncGenerator {
       detail::tl_transfer = h_;
     }
     std::optional<T> await_resume() {
-      if (destroyed_) throw RuntimeError("the async generator was destroyed while this task was running it");
       promise_type& p = h_.promise();
+      if (p.abandoned_) [[unlikely]] {
+        std::exception_ptr e = std::exchange(p.exc_, nullptr);
+        std::exchange(h_, nullptr).destroy();
+        if (e) std::rethrow_exception(e);
+        throw RuntimeError("the async generator was destroyed while this task was running it");
+      }
       if (p.exc_) std::rethrow_exception(std::exchange(p.exc_, nullptr));
       if (p.finished_) return std::nullopt;
       std::optional<T> out = std::move(p.value_);
@@ -149,26 +161,21 @@ class [[nodiscard]] AsyncGenerator {
  private:
   explicit AsyncGenerator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
 
-  // A task suspended inside the frame (at an await of the body) would never resume: destroying the frame
-  // takes its waiter with it. So that task is resumed, at its next(), with RuntimeError.
+  // A task suspended inside the frame (at an await of the body) is running the generator: destroying the
+  // frame now would tear down what the body awaits (a task group whose children use the body's locals would
+  // outlive it), so the frame is handed to that task's next(), which destroys it at the body's next yield
+  // or end. Otherwise (not running, or run outside any task) the frame goes at once.
   void destroy() noexcept {
     if (!h_) return;
-    NextAwaiter* running = h_.promise().running_;
-    std::coroutine_handle<> consumer = h_.promise().continuation_;
-    std::exchange(h_, nullptr).destroy();
-    if (!running) return;
-    running->h_ = nullptr;  // (it no longer names a frame)
-    if (detail::TaskStateBase* t = running->task_; t && !t->done()) {
-      running->destroyed_ = true;
-      if (t->cancel_woken_) {
-        // A cancel() had reached the await inside the frame (which woke the task there): it applies at the
-        // task's next await instead, at once, as a pending cancel does.
-        t->cancel_woken_ = false;
-        t->must_cancel_ = true;
-      }
-      t->set_resume(consumer);
-      t->loop_->schedule(*t);
+    promise_type& p = h_.promise();
+    NextAwaiter* running = p.running_;
+    if (running && running->task_ && !running->task_->done()) {
+      p.abandoned_ = true;
+      h_ = nullptr;
+      return;
     }
+    std::exchange(h_, nullptr).destroy();
+    if (running) running->h_ = nullptr;  // (it no longer names a frame)
   }
 
   std::coroutine_handle<promise_type> h_;
