@@ -349,7 +349,9 @@ TEST(Server, ACloseRightAfterAnAcceptWasPostedServesIt) {
         "127.0.0.1", 0);
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    auto [r, w] = corio::detail::make_stream(sv[0], true, "pair");
+    auto pair = corio::detail::make_stream(sv[0], true, "pair");
+    StreamReader& r = pair.first;  // (not a structured binding: clang 14 cannot capture one)
+    StreamWriter& w = pair.second;
     auto reader = [&r]() -> Task<> {
       try {
         (void)co_await r.read(1);

@@ -330,23 +330,26 @@ TEST(Condition, WaitersDestroyedWhileParkedLeaveNoTrace) {
   EXPECT_EQ(log, (std::vector<std::string>{"d"}));
 }
 
-// A notification given to a waiter whose frame is destroyed before it ran (a generator thrown away in the
-// same turn) goes to the next waiter, as asyncio's wait() notifies another waiter whenever it does not
-// return normally (it was lost: the other waiter waited for ever).
-corio::AsyncGenerator<int> wait_in_generator(corio::Condition& cv) {
+// A notification given to a waiter inside a generator that is thrown away in the same turn, before the
+// waiter ran: the generator's frame lives on until its body yields, so that waiter takes the notification
+// (it re-acquires the lock and releases it) and the task running the generator then gets RuntimeError. The
+// notification is neither lost nor given twice: the next waiter waits for a notification of its own.
+// (Before, the frame was destroyed at once and the notification was passed on to the next waiter.)
+corio::AsyncGenerator<int> wait_in_generator(corio::Condition& cv, std::vector<std::string>& log) {
   co_await cv.lock().acquire();
   co_await cv.wait();
+  log.push_back("generator");
   cv.lock().release();
   co_yield 1;
 }
 
-TEST(Condition, ANotificationToAWaiterDestroyedBeforeItRanGoesOn) {
+TEST(Condition, ANotificationToAWaiterInADestroyedGeneratorIsTakenOnce) {
   std::vector<std::string> log;
   corio::run(
       [](std::vector<std::string>& log) -> corio::Task<> {
         corio::Lock lock;
         corio::Condition cv(lock);
-        auto gen = std::make_unique<corio::AsyncGenerator<int>>(wait_in_generator(cv));
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(wait_in_generator(cv, log));
         auto run_gen = [](corio::AsyncGenerator<int>& g) -> corio::Task<> {
           EXPECT_THROW((void)co_await g.next(), corio::RuntimeError);  // destroyed under it
         };
@@ -360,12 +363,18 @@ TEST(Condition, ANotificationToAWaiterDestroyedBeforeItRanGoesOn) {
         gen.reset();  // destroyed before it ran
         co_await consumer;
         co_await turns(3);
+        EXPECT_FALSE(lock.locked());
+        EXPECT_FALSE(other.done());  // the one notification went to the generator
+        co_await lock.acquire();
+        cv.notify(1);
+        lock.release();
+        co_await turns(3);
         EXPECT_TRUE(other.done());
         if (!other.done()) other.cancel();
         co_await other;
       }(log),
       kVirtual);
-  EXPECT_EQ(log, (std::vector<std::string>{"other"}));
+  EXPECT_EQ(log, (std::vector<std::string>{"generator", "other"}));
 }
 
 }  // namespace
