@@ -171,8 +171,9 @@ class UringBackend final : public SignalCore {
     if (op.code == OpCode::accept) {
       // Accepts the kernel has posted but the loop has not reaped yet count as held (Server::close() takes
       // what was accepted before it closes the listener): the posted completions move to deferred_, and
-      // this listener's accepts among them are handled now.
-      if (st->accepted_head == st->accepted.size() && st->accept_armed && io_uring_cq_ready(ring_.get()) > 0)
+      // this listener's accepts among them are handled now, with those already in deferred_.
+      if (st->accepted_head == st->accepted.size() && st->accept_armed &&
+          (io_uring_cq_ready(ring_.get()) > 0 || !deferred_.empty()))
         take_posted_accepts(op.fd);
       st = state_if(op.fd);
       if (st && st->accepted_head < st->accepted.size()) {
@@ -183,18 +184,19 @@ class UringBackend final : public SignalCore {
     return false;
   }
 
+  // Handles fd's accept completions now: those posted and those already in deferred_ (taken out of the
+  // ring early by another listener's try_now, a discard's wait, a full ring), all in the kernel's order.
+  // deferred_ holds completions in arrival order, so scanning it whole keeps the connections in order.
   void take_posted_accepts(int fd) {
-    const std::size_t from = deferred_.size();
     take_posted();
     std::vector<Cqe> mine;
     auto is_mine = [&](const Cqe& c) {
       return (c.user_data & 1) != 0 && key_kind(c.user_data) == Kind::accept && key_fd(c.user_data) == fd;
     };
-    for (std::size_t i = from; i < deferred_.size(); ++i)
-      if (is_mine(deferred_[i])) mine.push_back(deferred_[i]);
-    deferred_.erase(
-        std::remove_if(deferred_.begin() + static_cast<std::ptrdiff_t>(from), deferred_.end(), is_mine),
-        deferred_.end());
+    for (const Cqe& c : deferred_)
+      if (is_mine(c)) mine.push_back(c);
+    if (mine.empty()) return;
+    deferred_.erase(std::remove_if(deferred_.begin(), deferred_.end(), is_mine), deferred_.end());
     for (const Cqe& c : mine) on_accept(c);
   }
 

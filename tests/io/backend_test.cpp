@@ -5,6 +5,7 @@
 #include "corio/io/backend.hpp"
 #include "corio/io/operations.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -322,6 +323,106 @@ TEST(Backend, LoopDestroyedOnAnotherThreadWithACompletionPosted) {
   pair.reset();
   ::close(raw);
   ::close(sv[1]);
+}
+
+// io_uring: the accepts of one listener are handed out in the kernel's order, even when some of them were
+// taken out of the ring early (here by another listener's try_now, which moves every posted completion to
+// the loop's deferred list and handles only its own). A try_now on the first listener used to handle only
+// the completions it took from the ring itself, handing out the third client before the second.
+struct RecordOp final : corio::detail::IoOp {
+  int done = 0;
+  void complete() override { ++done; }
+};
+
+int listen_loopback4() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in a = corio_test::loopback4(0);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::listen(fd, 16), 0);
+  return fd;
+}
+int connect_loopback4(std::uint16_t port) {  // blocking: done once the connection is in the backlog
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = corio_test::loopback4(port);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  return fd;
+}
+std::uint16_t peer_port_of(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+TEST(Backend, UringAcceptsStayInOrderWhenSomeWereTakenFromTheRingEarly) {
+  if (!io_uring_usable()) GTEST_SKIP() << "the kernel refuses io_uring here (probe failed)";
+  namespace d = corio::detail;
+  corio::run(
+      corio::wait_for(
+          []() -> Task<> {
+            d::IoBackend& be = d::io_backend();
+            const int l = listen_loopback4(), m = listen_loopback4();
+            int sp[2];
+            EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp), 0);
+            // A multishot accept armed on each listener (each serves a first connection).
+            RecordOp al, am;
+            al.code = am.code = d::OpCode::accept;
+            al.fd = l;
+            am.fd = m;
+            be.submit(al);
+            be.submit(am);
+            co_await corio_test::turns(2);
+            const int l1 = connect_loopback4(corio_test::port_of(l));
+            const int m1 = connect_loopback4(corio_test::port_of(m));
+            EXPECT_TRUE(co_await corio_test::until([&] { return al.done && am.done; }));
+            ::close(al.result);
+            ::close(am.result);
+            // Client 2 connects to l; a request submitted now lets the kernel post its accept.
+            const int c2 = connect_loopback4(corio_test::port_of(l));
+            RecordOp p1;
+            p1.code = d::OpCode::poll_in;
+            p1.fd = sp[0];
+            be.submit(p1);
+            be.flush();
+            // An accept tried on m (nothing there) takes l's posted completion out of the ring.
+            RecordOp tm;
+            tm.code = d::OpCode::accept;
+            tm.fd = m;
+            if (!be.try_now(tm)) be.discard(tm);
+            // Client 3 connects to l, posted the same way.
+            const int c3 = connect_loopback4(corio_test::port_of(l));
+            RecordOp p2;
+            p2.code = d::OpCode::poll_in;
+            p2.fd = sp[1];
+            be.submit(p2);
+            be.flush();
+            // l hands out client 2, then client 3.
+            std::vector<std::uint16_t> got;
+            for (int i = 0; i < 2; ++i) {
+              RecordOp t;
+              t.code = d::OpCode::accept;
+              t.fd = l;
+              if (!be.try_now(t)) {
+                be.submit(t);
+                EXPECT_TRUE(co_await corio_test::until([&] { return t.done != 0; }));
+              }
+              if (t.result >= 0) {
+                got.push_back(peer_port_of(t.result));
+                ::close(t.result);
+              }
+            }
+            EXPECT_EQ(got, (std::vector<std::uint16_t>{corio_test::port_of(c2), corio_test::port_of(c3)}));
+            be.cancel(p1);
+            be.cancel(p2);
+            EXPECT_TRUE(co_await corio_test::until([&] { return p1.done && p2.done; }));
+            d::close_fd(l);
+            d::close_fd(m);
+            d::close_fd(sp[0]);
+            d::close_fd(sp[1]);
+            for (int fd : {l1, m1, c2, c3}) ::close(fd);
+          }(),
+          corio_test::kHangGuard),
+      RunOptions{.backend = Backend::io_uring});
 }
 
 }  // namespace

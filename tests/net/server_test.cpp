@@ -373,6 +373,49 @@ TEST(Server, ACloseRightAfterAnAcceptWasPostedServesIt) {
   ::close(client);
 }
 
+// The same with two servers closed in the same turn, each with a client whose accept the kernel has
+// posted: both are served. (io_uring: the first close() took every posted completion out of the ring,
+// handled its own and left the other server's in the loop's deferred list, where the second close() did not
+// look: its listener was forgotten and that client, connected before close(), was reset.)
+TEST(Server, TwoServersClosedInOneTurnServeTheirPostedAccepts) {
+  int clients[2] = {-1, -1};
+  run_guarded([](int* clients) -> Task<> {
+    auto hello = [](StreamReader, StreamWriter w) -> Task<> {
+      w.write("hello");
+      co_await w.drain();
+    };
+    Server s1 = co_await corio::start_server(hello, "127.0.0.1", 0);
+    Server s2 = co_await corio::start_server(hello, "127.0.0.1", 0);
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    auto pair = corio::detail::make_stream(sv[0], true, "pair");
+    auto reader = [](StreamReader& r) -> Task<> {
+      try {
+        (void)co_await r.read(1);
+      } catch (const std::exception&) {
+      }
+    };
+    auto rt = corio::create_task(reader(pair.first));
+    co_await corio_test::turns(3);  // the accepts and the pair's receive wait
+    clients[0] = raw_connect(s1.port());
+    clients[1] = raw_connect(s2.port());
+    pair.second.close();  // (io_uring: runs the kernel's work, which posts both accepts)
+    s1.close();
+    s2.close();
+    co_await s1.wait_closed();
+    co_await s2.wait_closed();
+    co_await rt;
+    ::close(sv[1]);
+  }(clients));
+  for (int i = 0; i < 2; ++i) {
+    char buf[16];
+    const ssize_t n = ::recv(clients[i], buf, sizeof buf, 0);
+    EXPECT_EQ(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0), "hello")
+        << "client of server " << i + 1;
+    ::close(clients[i]);
+  }
+}
+
 // A loop closed with a limited server's one-shot accept in flight, whose connection the kernel has already
 // accepted: that connection is reset, not leaked (io_uring dropped the completion and its descriptor).
 TEST(Server, AnAcceptDroppedAtCloseResetsItsConnection) {
