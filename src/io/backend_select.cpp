@@ -24,13 +24,13 @@ std::unique_ptr<Poller> make_poller(Backend requested, bool debug) {
   int err = 0;
   std::string flags;
   if (auto be = make_uring_backend(err, flags)) {
-    if (debug) log("corio: io_uring backend (setup flags: " + flags + ")");
+    if (debug) log("io_uring backend (setup flags: " + flags + ")");
     return be;
   }
   std::string why = std::string("the kernel refuses io_uring: ") + std::strerror(err) +
                     " (seccomp, kernel.io_uring_disabled, or an old kernel)";
   if (requested == Backend::io_uring) throw RuntimeError("the io_uring backend was requested but " + why);
-  if (debug) log("corio: " + why + "; using the epoll backend");
+  if (debug) log(why + "; using the epoll backend");
   return make_epoll_backend();
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include <version>
 
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
@@ -38,6 +39,21 @@
 namespace corio_test {
 
 using namespace std::chrono_literals;
+
+// What debug mode says of where a task was created (create_task called at `line` of `file`, in function
+// `fn`): "created at file:line" where the standard library has std::source_location (g++), else the
+// function's name alone, "created in 'fn'" (clang 14 with libstdc++). Call with __FILE__, the line and
+// __func__.
+inline std::string created_site(const char* file, int line, const char* fn) {
+#if defined(__cpp_lib_source_location)
+  (void)fn;
+  return std::string("created at ") + file + ":" + std::to_string(line);
+#else
+  (void)file;
+  (void)line;
+  return std::string("created in '") + fn + "'";
+#endif
+}
 
 // Run options for virtual time: the clock jumps to the next timer whenever nothing is ready (instant sleeps).
 inline constexpr corio::RunOptions kVirtual{.virtual_time = true};

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/test_util.hpp"
 #include "log_capture.hpp"
 
 using namespace std::chrono_literals;
@@ -461,7 +462,7 @@ TEST(Debug, TaskRemembersWhereCreateTaskWasCalled) {
         corio::get_running_loop().set_slow_callback_duration(0.0);  // every step is logged
         const int line = __LINE__ + 1;
         auto h = corio::create_task(fails_with("lost failure"), "made-here");
-        site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+        site = corio_test::created_site(__FILE__, line, __func__);
         co_await corio::sleep(0s);  // h ran its first step: it sleeps
         dump = corio::dump_tasks();
         co_await corio::sleep(0s);
@@ -482,7 +483,7 @@ TEST(Debug, PendingAtCloseNamesWhereTheTaskWasCreated) {
   loop.run_until_complete([&]() -> corio::Task<> {
     const int line = __LINE__ + 1;
     (void)corio::create_task(sleeps_an_hour(), "left-behind");
-    site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+    site = corio_test::created_site(__FILE__, line, __func__);
     co_await corio::sleep(0s);
   }());
   loop.close();

@@ -386,7 +386,7 @@ TEST(TaskGroup, DebugModeKeepsWhereAChildWasCreated) {
         auto body = [&](corio::TaskGroup& tg) -> corio::Task<> {
           const int line = __LINE__ + 1;
           tg.create_task(value_after(1, 1s), "group-child");
-          site = std::string("created at ") + __FILE__ + ":" + std::to_string(line);
+          site = corio_test::created_site(__FILE__, line, __func__);
           co_await corio::sleep(0s);
           dump = corio::dump_tasks();
         };

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +61,25 @@ Task<> handler_runs_on_the_loop_repeatedly() {
   EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
   EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
   EXPECT_FALSE(blocked_here(SIGUSR1));
+}
+
+// The handler is one object for every signal: a mutable lambda's state carries over (each signal ran a
+// fresh copy of it, so its count stayed 1), and a move-only handler is accepted (it did not compile).
+Task<> handler_state_carries_over_between_signals() {
+  corio::EventLoop& loop = corio::get_running_loop();
+  corio::Event got;
+  std::vector<int> seen;
+  loop.add_signal_handler(SIGUSR1, [&, n = 0, owned = std::make_unique<int>(10)]() mutable {
+    seen.push_back(++n + *owned);
+    got.set();
+  });
+  for (int i = 0; i < 3; ++i) {
+    ::kill(::getpid(), SIGUSR1);
+    co_await got.wait();
+    got.clear();
+  }
+  EXPECT_EQ(seen, (std::vector<int>{11, 12, 13}));
+  EXPECT_TRUE(loop.remove_signal_handler(SIGUSR1));
 }
 
 Task<> handler_runs_when_sent_from_another_thread() {
@@ -316,6 +336,9 @@ ChildResult run_sigint_child(ChildMode mode, std::vector<std::string> triggers =
 }  // namespace
 
 TEST(Signals, HandlerRunsOnTheLoopRepeatedly) { run_guarded(handler_runs_on_the_loop_repeatedly()); }
+TEST(Signals, HandlerStateCarriesOverBetweenSignals) {
+  run_guarded(handler_state_carries_over_between_signals());
+}
 TEST(Signals, HandlerRunsWhenSentFromAnotherThread) {
   run_guarded(handler_runs_when_sent_from_another_thread());
 }

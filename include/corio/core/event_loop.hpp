@@ -127,10 +127,13 @@ class EventLoop : private detail::LoopCore {
   }
   void stop() noexcept { stopping_ = true; }
   // f() runs on the loop (scheduled like call_soon) each time signal signo arrives; replaces an earlier
-  // handler. The signal is blocked for this thread and read through the backend (signalfd).
+  // handler. The signal is blocked for this thread and read through the backend (signalfd). It is the same
+  // f every time (a mutable lambda's state carries over, as asyncio calls the one callback); f may be
+  // move-only.
   template <class F>
   void add_signal_handler(int signo, F f) {
-    poller_->add_signal_handler(signo, [this, f = std::move(f)]() mutable { call_soon(f); });
+    auto fp = std::make_shared<F>(std::move(f));
+    poller_->add_signal_handler(signo, [this, fp] { call_soon([fp] { (*fp)(); }); });
   }
   // Returns false if no handler was set.
   bool remove_signal_handler(int signo) { return poller_->remove_signal_handler(signo); }
