@@ -17,6 +17,7 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
@@ -527,3 +528,49 @@ TEST(TaskGroup, InsideAGeneratorDestroyedWhileATaskRunsIt) {
                                            "consumer done at 1000 ms", "added 1", "added 2", "next threw"}));
 }
 }  // namespace generator_group
+
+// A generator destroyed while a task runs it through a copy or a move of next()'s awaiter (a named awaiter
+// moved into co_await, the task gather/shield/wait_for make of it): the awaiter left behind used to keep the
+// frame's handle and read the destroyed frame when it went (heap-use-after-free under ASan).
+namespace moved_next {
+corio::AsyncGenerator<int> sleeper(std::chrono::seconds d) {
+  for (int i = 0;; ++i) {
+    co_await corio::sleep(d);
+    co_yield i;
+  }
+}
+
+TEST(TaskGroup, GeneratorDestroyedWhileAMovedNextRunsIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = std::make_unique<corio::AsyncGenerator<int>>(sleeper(10s));
+        auto named = [](corio::AsyncGenerator<int>* g) -> corio::Task<> {
+          auto aw = g->next();
+          EXPECT_THROW((void)co_await std::move(aw), corio::RuntimeError);
+        };
+        auto c = corio::create_task(named(gen.get()));
+        co_await corio::sleep(1s);
+        gen.reset();
+        co_await c;
+
+        gen = std::make_unique<corio::AsyncGenerator<int>>(sleeper(10s));
+        auto gathered = [](corio::AsyncGenerator<int>* g) -> corio::Task<> {
+          EXPECT_THROW((void)co_await corio::gather(g->next()), corio::RuntimeError);
+        };
+        c = corio::create_task(gathered(gen.get()));
+        co_await corio::sleep(1s);
+        gen.reset();
+        co_await c;
+
+        gen = std::make_unique<corio::AsyncGenerator<int>>(sleeper(100s));
+        auto timed = [](corio::AsyncGenerator<int>* g) -> corio::Task<> {
+          EXPECT_THROW((void)co_await corio::wait_for(g->next(), 5s), corio::TimeoutError);
+        };
+        c = corio::create_task(timed(gen.get()));
+        co_await corio::sleep(1s);
+        gen.reset();
+        co_await c;
+      }(),
+      kVirtual);
+}
+}  // namespace moved_next

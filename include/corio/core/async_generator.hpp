@@ -89,6 +89,15 @@ class [[nodiscard]] AsyncGenerator {
   };
 
   struct NextAwaiter {
+    explicit NextAwaiter(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+    // Move-only, and the moved-from one lets go: a copy (co_await std::move(a), the task a combinator makes
+    // of it) kept the handle after the frame was destroyed through the other, and read it when destroyed.
+    NextAwaiter(NextAwaiter&& o) noexcept
+        : h_(std::exchange(o.h_, nullptr)), task_(std::exchange(o.task_, nullptr)) {
+      if (h_ && h_.promise().running_ == &o) h_.promise().running_ = this;
+    }
+    NextAwaiter& operator=(NextAwaiter&&) = delete;
+
     std::coroutine_handle<promise_type> h_;
     // The task running the generator, set while it does, with a reference: this awaiter may be destroyed
     // long after the task (in the frame of an outer generator that outlives it).
@@ -156,7 +165,7 @@ class [[nodiscard]] AsyncGenerator {
   ~AsyncGenerator() { destroy(); }
 
   // Awaitable: the next value, or nullopt once the generator has returned.
-  NextAwaiter next() noexcept { return NextAwaiter{h_}; }
+  NextAwaiter next() noexcept { return NextAwaiter(h_); }
 
  private:
   explicit AsyncGenerator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
