@@ -252,6 +252,9 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
 
   void fail_write(int err) {
     werr_ = make_os_error(err, "write to " + (peer_.empty() ? "stream" : peer_));
+    // EOF was read before: reads from now on raise this error, as asyncio's reader gets the connection's
+    // (commit_read does the same when the EOF comes after).
+    if (eof_ && !rerr_) rerr_ = werr_;
     write_failed_ = true;
     lost_ = true;
     wbuf_.clear();

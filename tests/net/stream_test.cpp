@@ -1241,3 +1241,25 @@ TEST_F(StreamTest, AStreamKeptPastItsRunIsRefusedInTheNextRun) {
   kept.reset();
   ::close(sv[1]);
 }
+
+// EOF read, then a write fails (the peer had closed): reads from then on raise the connection's error, as
+// asyncio's (they returned "" for ever; with the write failing first they already raised).
+TEST_F(StreamTest, AWriteFailingAfterEofMakesLaterReadsRaise) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset();  // FIN
+    EXPECT_EQ(co_await c.reader.read(), "");
+    bool raised = false;
+    for (int i = 0; i < 10 && !raised; ++i) {
+      c.writer.write("x");
+      try {
+        co_await c.writer.drain();
+        co_await corio::sleep(0s);
+      } catch (const corio::ConnectionError&) {
+        raised = true;
+      }
+    }
+    CO_ASSERT(raised);
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionError, e, (void)e);
+  }());
+}
