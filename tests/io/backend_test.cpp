@@ -380,25 +380,24 @@ TEST(Backend, UringAcceptsStayInOrderWhenSomeWereTakenFromTheRingEarly) {
             EXPECT_TRUE(co_await corio_test::until([&] { return al.done && am.done; }));
             ::close(al.result);
             ::close(am.result);
-            // Client 2 connects to l; a request submitted now lets the kernel post its accept.
-            const int c2 = connect_loopback4(corio_test::port_of(l));
-            RecordOp p1;
-            p1.code = d::OpCode::poll_in;
-            p1.fd = sp[0];
-            be.submit(p1);
-            be.flush();
+            // A client connects to l; a request (a poll on `fd`) submitted now lets the kernel post its
+            // accept.
+            RecordOp p1, p2;
+            auto connect_and_post = [&](RecordOp& poll, int fd) {
+              const int c = connect_loopback4(corio_test::port_of(l));
+              poll.code = d::OpCode::poll_in;
+              poll.fd = fd;
+              be.submit(poll);
+              be.flush();
+              return c;
+            };
+            const int c2 = connect_and_post(p1, sp[0]);
             // An accept tried on m (nothing there) takes l's posted completion out of the ring.
             RecordOp tm;
             tm.code = d::OpCode::accept;
             tm.fd = m;
             if (!be.try_now(tm)) be.discard(tm);
-            // Client 3 connects to l, posted the same way.
-            const int c3 = connect_loopback4(corio_test::port_of(l));
-            RecordOp p2;
-            p2.code = d::OpCode::poll_in;
-            p2.fd = sp[1];
-            be.submit(p2);
-            be.flush();
+            const int c3 = connect_and_post(p2, sp[1]);  // client 3, posted the same way
             // l hands out client 2, then client 3.
             std::vector<std::uint16_t> got;
             for (int i = 0; i < 2; ++i) {
