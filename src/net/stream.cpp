@@ -159,7 +159,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       eof_ = true;
     } else if (r != -ECANCELED) {
       rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
-      lost_ = true;
+      lose(rerr_);
       eof_ = true;
       close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     }
@@ -256,7 +256,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     // (commit_read does the same when the EOF comes after).
     if (eof_ && !rerr_) rerr_ = werr_;
     write_failed_ = true;
-    lost_ = true;
+    lose(werr_);
     wbuf_.clear();
     inflight_.clear();
     inflight_pos_ = 0;
@@ -264,6 +264,13 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     drain_waiters_.wake_all();
     close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     if (close_requested_) close_now();
+  }
+
+  // A read or a write failed: the connection is gone. The first such error is what wait_closed() raises,
+  // as asyncio's connection_lost(exc) sets it on the future wait_closed() awaits.
+  void lose(const std::exception_ptr& e) noexcept {
+    if (!lost_) lost_exc_ = e;
+    lost_ = true;
   }
 
   // Everything written has been sent: carry out a pending half-close or close.
@@ -335,6 +342,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   std::size_t inflight_pos_ = 0;
   std::exception_ptr werr_;
   std::exception_ptr rerr_;
+  std::exception_ptr lost_exc_;  // the error that lost the connection (lost_)
   std::size_t limit_ = StreamReader::kDefaultLimit;
   int users_ = 0;  // StreamReader/StreamWriter objects alive
   bool eof_sent_ = false;
@@ -592,7 +600,7 @@ bool StreamWriter::is_closing() const noexcept {
 namespace {
 // Takes the stream by value: a task made from wait_closed() first runs later, possibly after the writer is
 // gone (close, then wait in the background), as Drain keeps its own reference.
-Task<> wait_stream_closed(detail::StreamRef keep) {
+Task<> wait_stream_closed(detail::StreamRef keep, bool raise) {
   detail::StreamState& s = state_or_throw(keep);
   // Closed, or lost (a read or a write failed: asyncio's transport closes itself then); the descriptor of
   // a lost connection is closed once the reader and the writer are gone.
@@ -600,12 +608,14 @@ Task<> wait_stream_closed(detail::StreamRef keep) {
     detail::WaitList::Node node(s.close_waiters_, "wait_closed");
     co_await node;
   }
+  // Lost, even if closed since: the error that lost it, every time (asyncio: the close waiter's exception).
+  if (raise && s.lost_ && s.lost_exc_) std::rethrow_exception(s.lost_exc_);
 }
 }  // namespace
 
-Task<> StreamWriter::wait_closed() { return wait_stream_closed(s_); }
+Task<> StreamWriter::wait_closed() { return wait_stream_closed(s_, true); }
 
-Task<> detail::stream_closed(StreamRef s) { return wait_stream_closed(std::move(s)); }
+Task<> detail::stream_closed(StreamRef s) { return wait_stream_closed(std::move(s), false); }
 
 std::string StreamWriter::peername() const { return s_ ? s_->peer_ : std::string(); }
 std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered() : 0; }

@@ -201,7 +201,11 @@ Task<CommunicateResult> communicate_with(std::shared_ptr<detail::ProcessState> s
       }
       p.in->close();
     }
-    co_await p.in->wait_closed();
+    try {
+      co_await p.in->wait_closed();
+    } catch (const ConnectionError&) {
+      // (the same: wait_closed() raises the error that lost the pipe)
+    }
   };
   auto slurp = [](StreamReader* r) -> Task<std::string> {
     if (!r) co_return std::string();

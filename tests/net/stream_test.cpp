@@ -1184,15 +1184,22 @@ TEST_F(StreamTest, ReadingAFullSocketLetsOtherTasksRun) {
   }(sv[0]));
 }
 
-// wait_closed() returns once the connection is lost (a read or a write found it reset), as asyncio's
-// transport closes itself on such an error: it waited for a close() that nothing would make.
-TEST_F(StreamTest, WaitClosedReturnsOnceTheConnectionIsLost) {
+// wait_closed() ends once the connection is lost (a read or a write found it reset), as asyncio's
+// transport closes itself on such an error: it waited for a close() that nothing would make. It then
+// raises the error that lost the connection, every time and after close() too, as asyncio's wait_closed()
+// raises the exception connection_lost() was given; a clean close returns.
+TEST_F(StreamTest, WaitClosedRaisesTheErrorThatLostTheConnection) {
   run_guarded([]() -> Task<> {
     auto c = co_await corio_test::connect_to_raw_peer();
     c.peer.reset_connection();
     CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
     EXPECT_TRUE(c.writer.is_closing());
-    co_await corio::wait_for(c.writer.wait_closed(), 10s);  // (TimeoutError: it never returned)
+    // (wait_for: TimeoutError if it never ended)
+    CO_EXPECT_THROW_AS(co_await corio::wait_for(c.writer.wait_closed(), 10s), corio::ConnectionResetError, e,
+                       (void)e);
+    c.writer.close();
+    CO_EXPECT_THROW_AS(co_await corio::wait_for(c.writer.wait_closed(), 10s), corio::ConnectionResetError, e,
+                       (void)e);
 
     auto d = co_await corio_test::connect_to_raw_peer();
     d.peer.reset_connection();
@@ -1207,7 +1214,15 @@ TEST_F(StreamTest, WaitClosedReturnsOnceTheConnectionIsLost) {
       }
     }
     EXPECT_TRUE(raised);
-    co_await corio::wait_for(d.writer.wait_closed(), 10s);
+    CO_EXPECT_THROW_AS(co_await corio::wait_for(d.writer.wait_closed(), 10s), corio::ConnectionError, e,
+                       (void)e);
+
+    // A clean end: EOF read, then close().
+    auto f = co_await corio_test::connect_to_raw_peer();
+    f.peer.reset();
+    EXPECT_EQ(co_await f.reader.read(10), "");
+    f.writer.close();
+    co_await corio::wait_for(f.writer.wait_closed(), 10s);
   }());
 }
 

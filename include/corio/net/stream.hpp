@@ -188,7 +188,9 @@ class StreamWriter {
   void close();
   // True once close() was called, the connection closed, or it was lost (a read or a write failed).
   bool is_closing() const noexcept;
-  // Waits until the connection is closed, or lost (a read or a write failed).
+  // Waits until the connection is closed, or lost (a read or a write failed). A lost connection's error
+  // (ConnectionResetError, BrokenPipeError, ...) is thrown then, by every call, as asyncio's wait_closed()
+  // raises the exception the transport was lost with; after close() or a clean EOF it returns.
   Task<> wait_closed();
   // The peer's address ("127.0.0.1:5000", "[::1]:5000", or the Unix socket path; "" if unknown).
   std::string peername() const;
@@ -234,7 +236,8 @@ namespace detail {
 // Wraps a connected non-blocking descriptor (socket or pipe) into a reader/writer pair sharing one state.
 std::pair<StreamReader, StreamWriter> make_stream(int fd, bool is_socket, std::string peer);
 StreamRef make_stream_state(int fd, bool is_socket, std::string peer);
-// Completes once the stream's connection is closed (after what was written has been sent).
+// Completes once the stream's connection is closed (after what was written has been sent) or lost; unlike
+// wait_closed(), never throws the connection's error.
 Task<> stream_closed(StreamRef s);
 }  // namespace detail
 
