@@ -466,11 +466,13 @@ bool StreamReader::Read::await_ready() {
   if (mode_ == Mode::until && sep_.empty()) throw Error("readuntil(): the separator is empty");
   detail::StreamState& s = *s_;
   s.check_loop();
-  if (s.reader_) throw RuntimeError("read() called while another task is already waiting for incoming data");
   // Answer from the buffer, then from what the backend has at once (a system call on epoll, a queued
-  // chunk on io_uring), before suspending.
+  // chunk on io_uring), before suspending. While another task waits for data, only a read that would wait
+  // is refused, as asyncio's _wait_for_data: one the buffer answers takes its data.
   for (;;) {
     if (decided() || s.fd_ < 0) return true;
+    if (s.reader_)
+      throw RuntimeError("read() called while another task is already waiting for incoming data");
     if (s.read_op().pending) return false;
     if (!s.be_->try_now(s.read_op())) return false;
     s.commit_read(s.read_op().result, s.read_op().data);
@@ -497,6 +499,11 @@ std::string StreamReader::Read::await_resume() {
   detail::StreamState& s = *s_;
   if (s.reader_ == this) s.reader_ = nullptr;
   throw_if_cancelled();
+  // Answered from the buffer while another task waits: what that one searched may be taken now.
+  if (s.reader_) {
+    s.reader_->searched_ = 0;
+    s.reader_->found_ = false;
+  }
   std::string out = finish();
   s_.reset();  // awaited once
   return out;

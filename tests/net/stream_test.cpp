@@ -388,6 +388,39 @@ TEST_F(StreamTest, SecondConcurrentReaderThrowsRuntimeError) {
   }());
 }
 
+// While a task waits for data, another task's read that the buffer answers takes its data, as asyncio
+// refuses only a read that would wait (_wait_for_data); the waiting task then finds its separator in what is
+// left, though it had already searched bytes that were taken.
+TEST_F(StreamTest, SecondReaderIsAnsweredFromTheBufferWhileAnotherWaits) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    StreamReader& reader = c.reader;
+    auto first = corio::create_task(
+        [](StreamReader& r) -> Task<std::string> { co_return co_await r.readline(); }(reader));
+    CO_ASSERT(
+        co_await corio_test::until([&] { return first.awaiting().find("read from") != std::string::npos; }));
+    raw_send(c.peer.get(), "abc");
+    // "abc" reaches the buffer within a few loop turns (the first reader's read takes it in); until then
+    // the read would wait, and is refused.
+    std::string got;
+    for (int turn = 0; turn < 10'000 && got.empty(); ++turn) {
+      bool refused = false;
+      try {
+        got = co_await reader.read(2);
+      } catch (const corio::RuntimeError&) {
+        refused = true;
+      }
+      if (refused) co_await corio::sleep(0s);
+    }
+    EXPECT_EQ(got, "ab");
+    CO_EXPECT_THROW_AS(co_await reader.readexactly(10), corio::RuntimeError, e, (void)e);  // (would wait)
+    EXPECT_FALSE(first.done());
+    raw_send(c.peer.get(), "\nrest");
+    EXPECT_EQ(co_await corio::wait_for(first, 10s), "c\n");
+    EXPECT_EQ(co_await reader.readexactly(4), "rest");
+  }());
+}
+
 // A read suspends its caller until the buffer decides it, however the data trickles in: the caller is
 // not woken for each partial arrival (it would see a short result), and the parked task says what it waits
 // on.
