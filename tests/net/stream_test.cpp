@@ -359,14 +359,20 @@ TEST_F(StreamTest, DefaultLimitIs64KiBAndOverrunKeepsData) {
   }());
 }
 
+Task<std::string> readline_of(StreamReader& r) { co_return co_await r.readline(); }
+
+// A task awaiting r.readline(), once it is parked waiting for data.
+Task<corio::TaskHandle<std::string>> parked_readline(StreamReader& r) {
+  auto t = corio::create_task(readline_of(r));
+  CO_ASSERT(co_await corio_test::until([&] { return t.awaiting().find("read from") != std::string::npos; }));
+  co_return t;
+}
+
 TEST_F(StreamTest, SecondConcurrentReaderThrowsRuntimeError) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
     StreamReader& reader = c.reader;
-    auto first = corio::create_task(
-        [](StreamReader& r) -> Task<std::string> { co_return co_await r.readline(); }(reader));
-    CO_ASSERT(
-        co_await corio_test::until([&] { return first.awaiting().find("read from") != std::string::npos; }));
+    auto first = co_await parked_readline(reader);
     bool threw = false;
     try {
       (void)co_await reader.read(10);
@@ -395,10 +401,7 @@ TEST_F(StreamTest, SecondReaderIsAnsweredFromTheBufferWhileAnotherWaits) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
     StreamReader& reader = c.reader;
-    auto first = corio::create_task(
-        [](StreamReader& r) -> Task<std::string> { co_return co_await r.readline(); }(reader));
-    CO_ASSERT(
-        co_await corio_test::until([&] { return first.awaiting().find("read from") != std::string::npos; }));
+    auto first = co_await parked_readline(reader);
     raw_send(c.peer.get(), "abc");
     // "abc" reaches the buffer within a few loop turns (the first reader's read takes it in); until then
     // the read would wait, and is refused.
