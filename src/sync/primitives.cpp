@@ -89,6 +89,9 @@ Task<> Condition::wait() {
     } catch (const CancelledError&) {
       cancelled = std::current_exception();
     }
+    // The condition was destroyed under this wait, which was then cancelled (nothing else resumes an
+    // orphaned node): its lock is likely gone too, so nothing is touched.
+    if (node.orphaned()) std::rethrow_exception(cancelled);
   }
   // Re-acquire the lock even when cancelled, as asyncio does: the caller's `finally: release()` relies on it.
   for (;;) {
@@ -152,7 +155,7 @@ Task<std::size_t> Barrier::wait() {
     detail::WaitList::Node& node;
     const std::uint64_t cycle;
     ~Leave() {
-      if (!node.granted && cycle == b.cycle_) --b.count_;
+      if (!node.granted && !node.orphaned() && cycle == b.cycle_) --b.count_;  // (orphaned: b is gone)
     }
   } leave{*this, node, cycle_};
   co_await node;

@@ -5,7 +5,8 @@
 // handed over, a permit, a notification). A parked node that is cancelled unlinks itself and resumes with
 // CancelledError; a node destroyed while parked unlinks itself. A node that was granted but whose task is
 // cancelled before it runs sees CancelledError at resumption with `granted` still set: the primitive then
-// passes the grant on, so no wake-up is ever lost.
+// passes the grant on, so no wake-up is ever lost. A primitive destroyed while tasks wait on it orphans their
+// nodes (see ~WaitList), so that the cancellation which then ends each wait does not touch it.
 #pragma once
 
 #include <coroutine>
@@ -26,27 +27,66 @@ class WaitList {
     Node(WaitList& list, const char* what) noexcept : list_(&list), what_(what) {}
     // Movable until awaited (an awaitable returned by value, or wrapped into a task, is moved first).
     Node(Node&& o) noexcept : list_(o.list_), what_(o.what_) {}
+    ~Node() { unpark(); }
     bool await_ready() const noexcept { return false; }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
       list_->nodes_.push_back(*this);
+      ++list_->size_;
+      parked_ = true;
       suspend_on(h);
     }
-    void await_resume() { throw_if_cancelled(); }
+    void await_resume() {
+      ListNode::unlink();  // (from the list of those that left, if cancelled)
+      throw_if_cancelled();
+    }
     bool cancel() override {
-      ListNode::unlink();
+      // Off the waiters, onto the list of those that left, until the task runs: so that the primitive's
+      // destruction in between still reaches this node (orphaned()).
+      if (unpark()) list_->left_.push_back(*this);
       return cancel_and_wake();
     }
     void describe(std::string& out) const override { out += what_; }
+    // The primitive was destroyed while this node waited in it, or after it was cancelled and before its
+    // task ran (see ~WaitList): the code that resumes here (only a cancellation can) must not touch the
+    // primitive.
+    bool orphaned() const noexcept { return list_ == nullptr; }
 
-    WaitList* list_;
+    WaitList* list_;  // null once orphaned
     const char* what_;
     bool granted = false;
     int status = 0;  // primitive-specific news for the woken task (broken barrier, shut-down queue)
+
+   private:
+    friend class WaitList;
+    // Leaves the waiters if still parked there (cancelled, or the frame destroyed mid-await).
+    bool unpark() noexcept {
+      if (!parked_) return false;
+      parked_ = false;
+      ListNode::unlink();
+      --list_->size_;
+      return true;
+    }
+    bool parked_ = false;  // in list_->nodes_ (else in list_->left_, or in no list)
   };
 
+  WaitList() = default;
+  WaitList(const WaitList&) = delete;
+  WaitList& operator=(const WaitList&) = delete;
+  // A primitive destroyed while tasks wait on it (its owner's frame went first: a task that failed, a loop
+  // that closed): the nodes still parked are let go, unwoken, and so are the cancelled ones whose tasks
+  // have not run yet; both are told (orphaned()), so that the code after their wait does not reach into
+  // the freed primitive.
+  ~WaitList() {
+    while (Node* n = nodes_.pop_front()) {
+      n->parked_ = false;
+      n->list_ = nullptr;
+    }
+    while (Node* n = left_.pop_front()) n->list_ = nullptr;
+  }
+
   bool empty() const noexcept { return nodes_.empty(); }
-  std::size_t size() const noexcept { return nodes_.size(); }
+  std::size_t size() const noexcept { return size_; }
   Node park(const char* what) noexcept { return Node(*this, what); }
 
   // The longest waiter, still parked (null if none).
@@ -56,6 +96,8 @@ class WaitList {
   bool wake_one(int status = 0) noexcept {
     Node* n = nodes_.pop_front();
     if (!n) return false;
+    --size_;
+    n->parked_ = false;
     n->granted = true;
     n->status = status;
     n->wake();
@@ -68,7 +110,9 @@ class WaitList {
   }
 
  private:
-  IntrusiveList<Node> nodes_;
+  IntrusiveList<Node> nodes_;  // parked, in arrival order
+  IntrusiveList<Node> left_;   // cancelled while parked, their tasks not run yet
+  std::size_t size_ = 0;       // nodes_'s length (the list's own size() walks it)
 };
 
 }  // namespace corio::detail
