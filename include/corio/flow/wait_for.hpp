@@ -9,7 +9,8 @@
 // cancellation, its value or its exception, as in asyncio >= 3.12 (the awaiting task's cancelling() stays
 // raised). A cancellation that arrives after the
 // inner work finished with a value, before the awaiting task resumed, does not lose that value (it may be a
-// lock acquired): wait_for returns it and the task's next await raises CancelledError. A timeout <= 0
+// lock acquired): wait_for returns it and the task's next await raises CancelledError; after it failed, or
+// was cancelled, wait_for raises CancelledError (as a plain co_await, and asyncio >= 3.12). A timeout <= 0
 // cancels work that is not done yet at once.
 //
 // The awaiting task is resumed by the loop on the turn after the inner work ended.
@@ -52,6 +53,9 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   }
   // After it returns, the child is done: the caller takes its result. Throws CancelledError or TimeoutError.
   void await_resume() {
+    // Woken before the inner work ended: only a cancellation that could not go to it does that (two tasks
+    // cancelling each other in a cycle: TaskStateBase::cancel wakes the task with CancelledError).
+    if (!child_->done()) throw_if_cancelled();
     // The child's outcome is looked at on every path (asyncio's wakeup takes the result first): a failure
     // it ended with is never reported as "never retrieved" because this await threw something else.
     child_->exc_retrieved_ = true;
@@ -80,6 +84,10 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     child_->cancel({});
   }
   bool cancel() override {
+    // The inner work is done (its watchers are being told; this one's turn has not come): it cannot take
+    // the cancellation, which stays pending on the awaiting task, as a plain co_await leaves it (asyncio
+    // >= 3.12: a TaskGroup sibling waiting on a child that failed gets CancelledError, not its error).
+    if (child_->done()) return false;
     outer_cancelled_ = true;
     if (scheduled()) loop_->timers_.remove(*this);
     child_->cancel(task_->cancel_message());
