@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,6 +18,7 @@
 #include "corio/sync/lock.hpp"
 
 #include "common/test_util.hpp"
+#include "sync/destroyed_under_waiter.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::iota;
@@ -391,38 +391,17 @@ corio::Task<> wait_once(corio::Condition& cv, std::vector<std::string>& log) {
   cv.lock().release();
 }
 
-// A condition (and its lock) destroyed while a task waits on it, then that task cancelled (or cancelled
-// first and the condition destroyed before its step runs): the wait ends with CancelledError without
-// re-acquiring the freed lock or passing a notification on (a use after free, which ASan reports). The
-// common shape: both are locals of the main task, which fails; run() then cancels the waiting task.
+// A condition and its lock destroyed under a waiting task that is then cancelled: the wait re-acquired the
+// freed lock (see destroyed_under_waiter.hpp).
+struct LockAndCondition {
+  corio::Lock lock;
+  corio::Condition cv{lock};
+};
+
 TEST(Condition, DestroyedUnderAWaitingTaskThatIsThenCancelled) {
   std::vector<std::string> log;
-  for (bool cancel_first : {false, true}) {
-    corio::run(
-        [](std::vector<std::string>& log, bool cancel_first) -> corio::Task<> {
-          auto lock = std::make_unique<corio::Lock>();
-          auto cv = std::make_unique<corio::Condition>(*lock);
-          auto a = corio::create_task(wait_once(*cv, log));
-          co_await turns(2);  // a waits
-          if (cancel_first) a.cancel();
-          cv.reset();
-          lock.reset();
-          if (!cancel_first) a.cancel();
-          co_await turns(2);
-          EXPECT_TRUE(a.cancelled());
-        }(log, cancel_first),
-        kVirtual);
-  }
-  EXPECT_THROW(corio::run(
-                   [](std::vector<std::string>& log) -> corio::Task<> {
-                     corio::Lock lock;
-                     corio::Condition cv(lock);
-                     auto a = corio::create_task(wait_once(cv, log));
-                     co_await turns(2);
-                     throw std::runtime_error("main failed");
-                   }(log),
-                   kVirtual),
-               std::runtime_error);
+  corio_test::destroy_under_waiting_task<LockAndCondition>(
+      [&](LockAndCondition& p) { return corio::create_task(wait_once(p.cv, log)); }, 2);
   EXPECT_EQ(log, (std::vector<std::string>{"cancelled", "cancelled", "cancelled"}));
 }
 
