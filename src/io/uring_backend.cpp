@@ -208,11 +208,9 @@ class UringBackend final : public SignalCore {
   void submit(IoOp& op) override {
     op.pending = true;
     ++pending_;
-    // A stream's write, the common case, first; the rest out of line.
+    // A stream's write, the common case, straight to the ring; the rest out of line.
     if (op.code == OpCode::send) {
-      io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_send(sqe, op.fd, op.buf, std::min(op.len, kMaxIo), op.flags | MSG_NOSIGNAL);
-      in_ring(op, sqe, nullptr);
+      prep_one_shot(op);
       return;
     }
     submit_other(op);
@@ -674,11 +672,6 @@ class UringBackend final : public SignalCore {
         io_uring_prep_poll_add(sqe, op.fd, POLLOUT);
         break;
     }
-    in_ring(op, sqe, x);
-  }
-
-  // op's request, prepared in sqe, is in the ring: its completion carries op's address.
-  void in_ring(IoOp& op, io_uring_sqe* sqe, Extra* x) noexcept {
     io_uring_sqe_set_data(sqe, &op);
     op.backend_data = x;
     op.backend_state = kInRing;

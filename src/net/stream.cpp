@@ -616,7 +616,7 @@ Task<> wait_stream_closed(detail::StreamRef keep, bool raise) {
     co_await node;
   }
   // Lost, even if closed since: the error that lost it, every time (asyncio: the close waiter's exception).
-  if (raise && s.lost_ && s.lost_exc_) std::rethrow_exception(s.lost_exc_);
+  if (raise && s.lost_exc_) std::rethrow_exception(s.lost_exc_);
 }
 }  // namespace
 
