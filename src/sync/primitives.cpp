@@ -141,8 +141,10 @@ Task<std::size_t> Barrier::wait() {
     std::size_t index = count_;
     count_ = 0;
     ++cycle_;
+    // Tracked: a reset or an abort before a released task runs still breaks its wait (as asyncio, where
+    // the released waiters check the barrier's state when they resume: BROKEN or RESETTING raise).
     int i = 0;
-    while (waiters_.wake_one(i)) ++i;
+    while (waiters_.wake_one_tracked(i)) ++i;
     co_return index;
   }
   ++count_;
@@ -164,6 +166,7 @@ Task<std::size_t> Barrier::wait() {
 }
 
 Task<> Barrier::reset() {
+  waiters_.mark_woken(kBroken);
   waiters_.wake_all(kBroken);
   count_ = 0;
   ++cycle_;
@@ -175,6 +178,7 @@ Task<> Barrier::abort() {
   broken_ = true;
   count_ = 0;
   ++cycle_;
+  waiters_.mark_woken(kBroken);
   waiters_.wake_all(kBroken);
   co_return;
 }

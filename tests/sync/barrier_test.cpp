@@ -197,6 +197,61 @@ TEST(Barrier, CancelledWaiterLeaves) {
   EXPECT_EQ(idx, (std::vector<std::string>{"0", "1", "2"}));
 }
 
+// A reset or an abort right after the barrier filled, before the released tasks ran: as asyncio (their
+// wait sees the barrier BROKEN or RESETTING when it resumes), they get BrokenBarrierError; the filling
+// arrival, which did not wait, keeps its index.
+corio::Task<> break_after_fill(bool abort, std::vector<std::string>& log) {
+  corio::Barrier b(3);
+  auto x = corio::create_task(arrive(b, log, "x"));
+  auto y = corio::create_task(arrive(b, log, "y"));
+  co_await turns(1);
+  EXPECT_EQ(co_await b.wait(), 2u);  // releases x and y, which have not run yet
+  if (abort)
+    co_await b.abort();
+  else
+    co_await b.reset();
+  EXPECT_EQ(co_await x, -1);
+  EXPECT_EQ(co_await y, -1);
+  EXPECT_EQ(b.broken(), abort);
+  if (abort) co_return;
+  // Reset: a new cycle of 3 works.
+  auto p = corio::create_task(arrive(b, log, "p"));
+  auto q = corio::create_task(arrive(b, log, "q"));
+  co_await turns(1);
+  EXPECT_EQ(co_await b.wait(), 2u);
+  EXPECT_EQ(co_await p, 0);
+  EXPECT_EQ(co_await q, 1);
+}
+
+TEST(Barrier, AbortRightAfterTheFillBreaksTheReleasedTasksNotRunYet) {
+  std::vector<std::string> log;
+  corio::run(break_after_fill(true, log), kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:broken", "y:broken"}));
+}
+
+TEST(Barrier, ResetRightAfterTheFillBreaksTheReleasedTasksNotRunYet) {
+  std::vector<std::string> log;
+  corio::run(break_after_fill(false, log), kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:broken", "y:broken", "p:0", "q:1"}));
+}
+
+// Released, then the barrier is destroyed before the released task runs: the task gets its index and does
+// not touch the freed barrier (ASan), and an abort of the next cycle's barrier is unaffected.
+TEST(Barrier, DestroyedBetweenTheReleaseAndTheReleasedTasksTurn) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        auto b = std::make_unique<corio::Barrier>(2);
+        auto x = corio::create_task(arrive(*b, log, "x"));
+        co_await turns(1);
+        EXPECT_EQ(co_await b->wait(), 1u);
+        b.reset();
+        EXPECT_EQ(co_await x, 0);
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"x:0"}));
+}
+
 TEST(Barrier, CancelledAfterReleaseBeforeRunning) {
   std::vector<std::string> log;
   corio::run(

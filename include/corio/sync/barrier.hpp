@@ -17,7 +17,8 @@ class Barrier {
 
   // Arrives and suspends until `parties` tasks have arrived; returns this task's arrival index (0 for the
   // first). The last to arrive releases all and does not suspend. Throws BrokenBarrierError if the barrier
-  // is broken (abort) or reset while waiting. A cancelled waiter leaves (its arrival is undone).
+  // is broken (abort) or reset while waiting, or after its release but before this task ran again (as
+  // asyncio). A cancelled waiter leaves (its arrival is undone).
   Task<std::size_t> wait();
   // Wakes every waiter with BrokenBarrierError and makes the barrier empty and usable again.
   Task<> reset();

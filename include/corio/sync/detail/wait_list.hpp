@@ -37,7 +37,7 @@ class WaitList {
       suspend_on(h);
     }
     void await_resume() {
-      ListNode::unlink();  // (from the list of those that left, if cancelled)
+      ListNode::unlink();  // (from the list of those that left, if cancelled, or of the tracked woken)
       throw_if_cancelled();
     }
     bool cancel() override {
@@ -75,14 +75,15 @@ class WaitList {
   WaitList& operator=(const WaitList&) = delete;
   // A primitive destroyed while tasks wait on it (its owner's frame went first: a task that failed, a loop
   // that closed): the nodes still parked are let go, unwoken, and so are the cancelled ones whose tasks
-  // have not run yet; both are told (orphaned()), so that the code after their wait does not reach into
-  // the freed primitive.
+  // have not run yet, and the woken ones still tracked; all are told (orphaned()), so that the code after
+  // their wait does not reach into the freed primitive.
   ~WaitList() {
     while (Node* n = nodes_.pop_front()) {
       n->parked_ = false;
       n->list_ = nullptr;
     }
     while (Node* n = left_.pop_front()) n->list_ = nullptr;
+    while (Node* n = woken_.pop_front()) n->list_ = nullptr;
   }
 
   bool empty() const noexcept { return nodes_.empty(); }
@@ -93,25 +94,36 @@ class WaitList {
   Node* front() noexcept { return nodes_.front(); }
 
   // Grants the first waiter and wakes it; false if nobody waits.
-  bool wake_one(int status = 0) noexcept {
+  bool wake_one(int status = 0) noexcept { return wake_front(status, false); }
+  std::size_t wake_all(int status = 0) noexcept {
+    std::size_t n = 0;
+    while (wake_one(status)) ++n;
+    return n;
+  }
+  // wake_one for a primitive that may still have news for the task after waking it (a barrier broken
+  // between its release and the released task's turn): the node stays reachable until its task runs, and
+  // mark_woken() changes the status of every such node.
+  bool wake_one_tracked(int status) noexcept { return wake_front(status, true); }
+  void mark_woken(int status) noexcept {
+    woken_.for_each([status](Node& n) { n.status = status; });
+  }
+
+ private:
+  bool wake_front(int status, bool track) noexcept {
     Node* n = nodes_.pop_front();
     if (!n) return false;
     --size_;
     n->parked_ = false;
     n->granted = true;
     n->status = status;
+    if (track) woken_.push_back(*n);  // (left by await_resume, or by the node's destruction)
     n->wake();
     return true;
   }
-  std::size_t wake_all(int status = 0) noexcept {
-    std::size_t n = 0;
-    while (wake_one(status)) ++n;
-    return n;
-  }
 
- private:
   IntrusiveList<Node> nodes_;  // parked, in arrival order
   IntrusiveList<Node> left_;   // cancelled while parked, their tasks not run yet
+  IntrusiveList<Node> woken_;  // woken by wake_one_tracked, their tasks not run yet
   std::size_t size_ = 0;       // nodes_'s length (the list's own size() walks it)
 };
 
