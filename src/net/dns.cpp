@@ -45,11 +45,14 @@ struct Answer {
   std::vector<AddrInfo> addrs;
 };
 
+// Without AI_ADDRCONFIG, as asyncio: glibc's ignores loopback addresses, so on a host whose only IPv6
+// address is ::1 it would refuse even the numeric "::1" (and drop ::1 from "localhost"). Callers that bind
+// or connect try each address and pass over a family the host lacks.
 Answer lookup_blocking(const std::string& host, const std::string& service, int socktype, int flags) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = socktype;
-  hints.ai_flags = flags | AI_ADDRCONFIG;
+  hints.ai_flags = flags;
   addrinfo* res = nullptr;
   Answer a;
   a.rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res);

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -302,23 +303,49 @@ Task<> Server::serve_forever() { return server_serve_forever(s_); }
 Task<Server> start_server(StreamHandler handler, std::string host, std::uint16_t port,
                           ServerOptions options) {
   std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_STREAM, AI_PASSIVE);
+  // An address listed twice (two equal lines in /etc/hosts) is bound once, as asyncio binds the set of them.
+  std::vector<AddrInfo> unique;
+  for (const AddrInfo& ai : addrs) {
+    auto same = [&](const AddrInfo& u) {
+      return u.family == ai.family && u.addrlen == ai.addrlen &&
+             std::memcmp(&u.addr, &ai.addr, ai.addrlen) == 0;
+    };
+    if (std::none_of(unique.begin(), unique.end(), same)) unique.push_back(ai);
+  }
   auto state = std::make_shared<detail::ServerState>(std::move(handler), options, false);
-  for (AddrInfo ai : addrs) {
+  std::exception_ptr passed_over;
+  for (AddrInfo ai : unique) {
     // Port 0 on several addresses: the others get the port the first one was given.
     if (port == 0 && !state->listeners_.empty()) {
       std::uint16_t p = htons(detail::local_port(state->listeners_.front()));
       if (ai.family == AF_INET) reinterpret_cast<sockaddr_in*>(&ai.addr)->sin_port = p;
       if (ai.family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&ai.addr)->sin6_port = p;
     }
-    detail::FdGuard fd{detail::open_socket(ai.family, SOCK_STREAM, ai.protocol)};
+    // A family the host lacks is passed over while another address serves, as asyncio does (bpo-30945):
+    // no IPv6 at all (socket() fails with EAFNOSUPPORT), or no such address here (bind: EADDRNOTAVAIL,
+    // "localhost" naming ::1 on a host with IPv6 turned off).
+    int sfd = ::socket(ai.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.protocol);
+    if (sfd < 0) {
+      if (errno != EAFNOSUPPORT) detail::throw_os_error(errno, "socket for " + ai.to_string());
+      passed_over = detail::make_os_error(errno, "socket for " + ai.to_string());
+      continue;
+    }
+    detail::FdGuard fd{sfd};
     int one = 1;
     ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (options.reuse_port) ::setsockopt(fd.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (ai.family == AF_INET6) ::setsockopt(fd.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (::bind(fd.fd, reinterpret_cast<const sockaddr*>(&ai.addr), ai.addrlen) < 0)
-      detail::throw_os_error(errno, "bind " + ai.to_string());
+    if (::bind(fd.fd, reinterpret_cast<const sockaddr*>(&ai.addr), ai.addrlen) < 0) {
+      if (errno != EADDRNOTAVAIL) detail::throw_os_error(errno, "bind " + ai.to_string());
+      passed_over = detail::make_os_error(errno, "bind " + ai.to_string());
+      continue;
+    }
     if (::listen(fd.fd, options.backlog) < 0) detail::throw_os_error(errno, "listen " + ai.to_string());
     state->listeners_.push_back(fd.release());
+  }
+  if (state->listeners_.empty()) {
+    if (passed_over) std::rethrow_exception(passed_over);
+    throw OSError(EADDRNOTAVAIL, "bind " + host + ": no address");
   }
   state->start();
   co_return Server(std::move(state));

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -20,6 +21,7 @@ namespace corio {
 // or moved while one waits), so after each wait they find out whether the socket was closed meanwhile.
 struct detail::DatagramState {
   int fd = -1;
+  int family = AF_UNSPEC;  // the socket's
   std::string peer;
   // Connected: the peer's address (peer_len 0 until connect() succeeds). send_to may name only it.
   sockaddr_storage peer_addr{};
@@ -35,6 +37,9 @@ struct detail::DatagramState {
 
 DatagramSocket::DatagramSocket(int fd) : s_(std::make_shared<detail::DatagramState>()) {
   s_->fd = fd;
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (fd >= 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) s_->family = a.ss_family;
   if (detail::LoopCore::running_) s_->link = detail::io_backend().link();
 }
 
@@ -110,10 +115,21 @@ bool same_endpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
   return false;
 }
 
+// The addresses a name resolved to, those of the socket's own family first (keeping their order): an
+// IPv6 socket sends to "localhost" at ::1 even where 127.0.0.1 is listed first (Linux answers a socket
+// bound to ::1 with ENETUNREACH for an IPv4 address), yet a dual-stack one still reaches an IPv4-only name.
+// (Python resolves for the socket's family alone.)
+std::vector<AddrInfo> own_family_first(std::vector<AddrInfo> addrs, int family) {
+  std::stable_partition(addrs.begin(), addrs.end(),
+                        [family](const AddrInfo& ai) { return ai.family == family; });
+  return addrs;
+}
+
 // The operations: coroutines holding the state, never the DatagramSocket.
 Task<> send_to_on(State keep, std::string data, std::string host, std::uint16_t port) {
   detail::DatagramState& s = open_state(keep);
-  std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
+  std::vector<AddrInfo> addrs =
+      own_family_first(co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0), s.family);
   check_open(s);  // closed by another task during the lookup
   if (s.peer_len != 0) {
     // Connected: Linux would send to any address given, but the socket talks only to its peer (as asyncio's
@@ -128,7 +144,8 @@ Task<> send_to_on(State keep, std::string data, std::string host, std::uint16_t 
   for (AddrInfo& ai : addrs) {
     r = co_await detail::IoAwaiter(detail::OpCode::sendto, s.fd, data.data(), data.size(), 0,
                                    reinterpret_cast<sockaddr*>(&ai.addr), ai.addrlen);
-    if (r != -EAFNOSUPPORT && r != -EINVAL) break;  // wrong family for this socket: try the next address
+    // Wrong family for this socket, or no route from it: try the next address.
+    if (r != -EAFNOSUPPORT && r != -EINVAL && r != -ENETUNREACH) break;
     check_open(s);
   }
   if (r < 0) detail::throw_os_error(static_cast<int>(-r), "send_to " + host + ":" + std::to_string(port));
@@ -160,7 +177,8 @@ Task<std::pair<std::string, AddrInfo>> recv_from_on(State keep, std::size_t max_
 
 Task<> connect_on(State keep, std::string host, std::uint16_t port) {
   detail::DatagramState& s = open_state(keep);
-  std::vector<AddrInfo> addrs = co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0);
+  std::vector<AddrInfo> addrs =
+      own_family_first(co_await detail::resolve(host, std::to_string(port), SOCK_DGRAM, 0), s.family);
   check_open(s);  // closed by another task during the lookup
   int r = -EAFNOSUPPORT;
   for (AddrInfo& ai : addrs) {
@@ -215,7 +233,13 @@ Task<DatagramSocket> open_datagram(std::string local_host, std::uint16_t local_p
       co_await detail::resolve(local_host, std::to_string(local_port), SOCK_DGRAM, AI_PASSIVE);
   std::exception_ptr last;
   for (const AddrInfo& ai : addrs) {
-    DatagramSocket sock(detail::open_socket(ai.family, SOCK_DGRAM, ai.protocol));
+    // A family the host lacks (no IPv6) is passed over, as a bind that fails.
+    int fd = ::socket(ai.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.protocol);
+    if (fd < 0) {
+      last = detail::make_os_error(errno, "socket for " + ai.to_string());
+      continue;
+    }
+    DatagramSocket sock(fd);
     if (::bind(sock.native_handle(), reinterpret_cast<const sockaddr*>(&ai.addr), ai.addrlen) == 0)
       co_return sock;
     last = detail::make_os_error(errno, "bind " + ai.to_string());

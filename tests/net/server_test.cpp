@@ -985,3 +985,19 @@ TEST(Server, ASecondServeForeverAtOnceIsARuntimeError) {
                        EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos) << e.what());
   }());
 }
+
+// A name that resolves to the same address twice (two equal lines in /etc/hosts, "multi on"): asyncio binds
+// the set of addresses; corio bound each entry, and the second bind failed with EADDRINUSE.
+TEST(Server, ANameResolvingToTheSameAddressTwiceServes) {
+  corio_test::FakeName name("twice.corio-test.invalid", {"127.0.0.1", "127.0.0.1"});
+  run_guarded([]() -> Task<> {
+    Server server = co_await corio::start_server(
+        [](StreamReader, StreamWriter w) -> Task<> {
+          w.write("hi\n");
+          co_await w.drain();
+        },
+        "twice.corio-test.invalid", 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", server.port());
+    EXPECT_EQ(co_await r.readline(), "hi\n");
+  }());
+}

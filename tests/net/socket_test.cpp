@@ -1,18 +1,24 @@
 // open_connection: its failures (refused, unreachable, timeout, bad options), trying each resolved address
 // in turn, TCP_NODELAY, and the typed errors of the network layer.
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "corio/core/run.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/net/errors.hpp"
 #include "corio/net/server.hpp"
@@ -376,3 +382,64 @@ TEST(Socket, OpenConnectionTurnsTcpNodelayOn) {
 }
 
 }  // namespace
+
+// A host whose only IPv6 address is ::1 (IPv4-only containers): glibc's AI_ADDRCONFIG, which ignores
+// loopback addresses, made corio refuse even the numeric "::1" ("Address family for hostname not
+// supported"), where asyncio (no AI_ADDRCONFIG) serves and connects. Reproduced in a user and network
+// namespace of a child process, with nothing but lo up.
+namespace {
+Task<> ipv6_loopback_round_trip() {
+  std::vector<corio::AddrInfo> ai = co_await corio::getaddrinfo("::1", "80");
+  if (ai.empty()) throw std::runtime_error("no address for ::1");
+  corio::Server server = co_await corio::start_server(
+      [](corio::StreamReader, corio::StreamWriter w) -> Task<> {
+        w.write("hi\n");
+        co_await w.drain();
+      },
+      "::1", 0);
+  auto [r, w] = co_await corio::open_connection("::1", server.port());
+  if (co_await r.readline() != "hi\n") throw std::runtime_error("wrong reply");
+}
+}  // namespace
+
+TEST(Socket, Ipv6LoopbackLiteralWorksOnAHostWhoseOnlyIpv6AddressIsLoopback) {
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) ::_exit(77);  // no unprivileged namespaces here
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq lo{};
+    std::strcpy(lo.ifr_name, "lo");
+    if (fd < 0 || ::ioctl(fd, SIOCGIFFLAGS, &lo) != 0) ::_exit(78);
+    lo.ifr_flags = static_cast<short>(lo.ifr_flags | IFF_UP);
+    if (::ioctl(fd, SIOCSIFFLAGS, &lo) != 0) ::_exit(78);
+    // One IPv4 address besides loopback (as a container's eth0): else glibc's AI_ADDRCONFIG filters
+    // nothing, having seen no address of either family.
+    ifreq alias{};
+    std::strcpy(alias.ifr_name, "lo:1");
+    auto* in = reinterpret_cast<sockaddr_in*>(&alias.ifr_addr);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(0x0a090901);  // 10.9.9.1, on lo: nothing leaves the namespace
+    if (::ioctl(fd, SIOCSIFADDR, &alias) != 0) ::_exit(78);
+    ::close(fd);
+    int probe = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (probe < 0 || ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(79);  // no IPv6
+    ::close(probe);
+    try {
+      corio::run(ipv6_loopback_round_trip());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "in the namespace: %s\n", e.what());
+      ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) >= 77)
+    GTEST_SKIP() << "no user/network namespace or no IPv6 here (" << WEXITSTATUS(status) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}

@@ -27,6 +27,7 @@
 #include "corio/net/errors.hpp"
 #include "corio/net/udp.hpp"
 #include "corio/sync/event.hpp"
+#include "interpose.hpp"
 #include "net_test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -685,5 +686,32 @@ TEST(Udp, DestroyingTheSocketWhileAReceiveWaitsEndsTheReceive) {
     co_await sender.send("after the move");
     const std::string got = co_await moved_receive;
     EXPECT_EQ(got, "after the move");
+  }());
+}
+
+// A name listing IPv4 before IPv6 ("localhost" in Debian's /etc/hosts), sent to from a socket bound to ::1:
+// the IPv4 address was tried first and Linux answered ENETUNREACH, which ended the attempt. The socket's own
+// family goes first now (Python resolves for that family alone).
+TEST(Udp, SendToANameFromAnIpv6SocketReachesTheIpv6Peer) {
+  {
+    corio_test::Fd probe(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+      GTEST_SKIP() << "no ::1";
+  }
+  corio_test::FakeName name("v4-then-v6.corio-test.invalid", {"127.0.0.1", "::1"});
+  run_guarded([]() -> Task<> {
+    DatagramSocket a = co_await corio::open_datagram("::1", 0);
+    DatagramSocket b = co_await corio::open_datagram("::1", 0);
+    co_await a.send_to("six", "v4-then-v6.corio-test.invalid", b.local_port());
+    auto [data, from] = co_await b.recv_from();
+    EXPECT_EQ(data, "six");
+    EXPECT_EQ(from.host(), "::1");
+    // connect() likewise picks the peer of the socket's family.
+    co_await a.connect("v4-then-v6.corio-test.invalid", b.local_port());
+    co_await a.send("again");
+    EXPECT_EQ(co_await b.recv(), "again");
   }());
 }
