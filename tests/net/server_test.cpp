@@ -1001,3 +1001,30 @@ TEST(Server, ANameResolvingToTheSameAddressTwiceServes) {
     EXPECT_EQ(co_await r.readline(), "hi\n");
   }());
 }
+
+// An address the host does not have (EADDRNOTAVAIL: "localhost" naming ::1 where IPv6 is off) is passed
+// over while another serves, as asyncio (bpo-30945); with none left, the error names the address.
+TEST(Server, AnAddressTheHostLacksIsPassedOverWhileAnotherServes) {
+  corio_test::FakeName some("some-here.corio-test.invalid", {"192.0.2.1", "127.0.0.1"});
+  corio_test::FakeName none("none-here.corio-test.invalid", {"192.0.2.1"});
+  run_guarded([]() -> Task<> {
+    Server server = co_await corio::start_server(
+        [](StreamReader, StreamWriter w) -> Task<> {
+          w.write("hi\n");
+          co_await w.drain();
+        },
+        "some-here.corio-test.invalid", 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", server.port());
+    EXPECT_EQ(co_await r.readline(), "hi\n");
+    bool threw = false;
+    try {
+      (void)co_await corio::start_server([](StreamReader, StreamWriter) -> Task<> { co_return; },
+                                         "none-here.corio-test.invalid", 0);
+    } catch (const corio::OSError& e) {
+      threw = true;
+      EXPECT_EQ(e.code(), EADDRNOTAVAIL);
+      EXPECT_NE(std::string(e.what()).find("192.0.2.1"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(threw);
+  }());
+}
