@@ -15,6 +15,7 @@
 #include <string>
 #include <system_error>
 
+#include "../core/blocked_signals.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/io/backend.hpp"
 
@@ -38,10 +39,15 @@ class SignalCore : public IoBackend {
       // Remember whether the program had blocked it itself: then removing the handler must not unblock it.
       sigset_t cur;
       pthread_sigmask(SIG_BLOCK, nullptr, &cur);
-      if (sigismember(&cur, signo))
+      if (sigismember(&cur, signo)) {
         sigaddset(&preblocked_, signo);
-      else
+      } else {
         sigdelset(&preblocked_, signo);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, signo);
+        note_blocked_signals(one);  // a child this thread forks gets it unblocked
+      }
     }
     sigset_t mask = sigmask_;
     sigaddset(&mask, signo);
@@ -68,6 +74,7 @@ class SignalCore : public IoBackend {
       sigaddset(&one, signo);
       drop_pending(one);
       pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+      note_unblocked_signals(one);
     }
     return true;
   }
@@ -91,6 +98,7 @@ class SignalCore : public IoBackend {
       sigset_t ours = ours_to_unblock();
       drop_pending(ours);
       pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);
+      note_unblocked_signals(ours);
       ::close(sigfd_);
       sigfd_ = -1;
     }

@@ -222,7 +222,13 @@ Task<CommunicateResult> communicate_with(std::shared_ptr<detail::ProcessState> s
 Process::~Process() = default;
 
 int Process::pid() const noexcept { return s_ ? s_->pid : -1; }
-std::optional<int> Process::returncode() const noexcept { return s_ ? s_->returncode : std::optional<int>(); }
+// Set once the child has exited, whether or not anybody waits (as asyncio's, which its child watcher sets):
+// an exited child is reaped here, as Popen.poll() does.
+std::optional<int> Process::returncode() const noexcept {
+  if (!s_) return std::nullopt;
+  if (!s_->returncode && s_->pid >= 0) s_->reap();
+  return s_->returncode;
+}
 
 StreamWriter& Process::in() {
   if (!s_ || !s_->in) throw InvalidStateError("Process::in(): stdin is not a pipe (use Stdio::pipe)");
@@ -289,6 +295,10 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
   route(options.out, pout, 1, O_WRONLY);
   route(options.err, perr, 2, O_WRONLY);
   if (options.cwd) posix_spawn_file_actions_addchdir_np(&fa, options.cwd->c_str());
+  // The child gets 0, 1 and 2 only, as Python's close_fds=True: a descriptor the program left inheritable
+  // (a plain pipe() or open(), a library's) would otherwise keep a pipe's write end open in the child, so
+  // that its reader never sees EOF.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/blocked_signals.hpp"
 #include "corio/sync/thread.hpp"
 
 namespace corio::detail {
@@ -98,7 +99,17 @@ std::thread start_thread_without_signals(std::function<void()> f) {
     sigset_t* old;
     ~Restore() { ::pthread_sigmask(SIG_SETMASK, old, nullptr); }
   } restore{&old};
-  return std::thread(std::move(f));
+  // What this blocks beyond the mask the program asked for on the creating thread, for a child the new
+  // thread forks (see blocked_signals.hpp).
+  const sigset_t program = program_mask(old);
+  sigset_t added;
+  sigemptyset(&added);
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sigismember(&block, sig) == 1 && sigismember(&program, sig) == 0) sigaddset(&added, sig);
+  return std::thread([f = std::move(f), added] {
+    note_blocked_signals(added);
+    f();
+  });
 }
 
 namespace {

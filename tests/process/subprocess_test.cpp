@@ -895,3 +895,37 @@ TEST(Subprocess, CommunicateWithStdinAlreadyClosed) {
     EXPECT_EQ(again.out, "");
   }());
 }
+
+// A descriptor the program left inheritable (no O_CLOEXEC) does not reach the child, as Python's
+// close_fds=True: a child holding a pipe's write end keeps its reader from ever seeing EOF.
+namespace {
+Task<> inheritable_descriptor_not_passed_on(int fd) {
+  auto argv =
+      sh("if [ -e /proc/self/fd/" + std::to_string(fd) + " ]; then echo leaked; else echo closed; fi");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::inherit));
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "closed\n");
+}
+
+// returncode() is set once the child exited, without wait() (asyncio's child watcher sets it).
+Task<> returncode_without_wait() {
+  auto argv = sh("exit 7");
+  Process p = co_await corio::create_subprocess_exec(argv);
+  siginfo_t info{};
+  PCO_ASSERT(::waitid(P_PID, static_cast<id_t>(p.pid()), &info, WEXITED | WNOWAIT) ==
+             0);  // exited, not reaped
+  EXPECT_EQ(p.returncode(), std::optional<int>(7));
+  EXPECT_FALSE(is_our_child(p.pid()));  // reaped
+  EXPECT_EQ(co_await p.wait(), 7);
+}
+}  // namespace
+
+TEST(Subprocess, AnInheritableDescriptorIsNotPassedToTheChild) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);  // no O_CLOEXEC
+  run_guarded(inheritable_descriptor_not_passed_on(fds[1]));
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(Subprocess, ReturncodeIsSetOnceTheChildExitedWithoutWait) { run_guarded(returncode_without_wait()); }

@@ -3,7 +3,12 @@
 // with sleeps; the loop side polls such conditions one loop turn at a time (sleep(0s)).
 #include "corio/sync/thread.hpp"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <array>
@@ -816,4 +821,48 @@ TEST(ToThread, TwoLoopsOnOneThreadDoNotShareAPool) {
   EXPECT_EQ(v, 7);
   a.run_until_complete([](corio::TaskHandle<void> h) -> corio::Task<> { co_await h; }(pending));
   EXPECT_FALSE(timed_out) << "loop B waited for loop A's call";
+}
+
+// A child forked from a thread where corio blocked signals (a to_thread worker blocks nearly all; the loop's
+// thread blocks SIGINT under run()) and exec'd by hand inherited that mask: SIGTERM or Ctrl-C could not
+// stop it. Python blocks nothing there; the child now gets the mask the program itself had.
+namespace {
+// The signals blocked in a child forked from the calling thread, as "2 15 ..." (the child writes its
+// mask into a pipe and exits).
+std::string blocked_in_forked_child() {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    sigset_t m;
+    ::pthread_sigmask(SIG_BLOCK, nullptr, &m);
+    ssize_t w = ::write(fds[1], &m, sizeof m);
+    ::_exit(w == static_cast<ssize_t>(sizeof m) ? 0 : 1);
+  }
+  ::close(fds[1]);
+  sigset_t m;
+  ssize_t n = ::read(fds[0], &m, sizeof m);
+  ::close(fds[0]);
+  ::waitpid(pid, nullptr, 0);
+  if (n != static_cast<ssize_t>(sizeof m)) return "no mask";
+  std::string out;
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sigismember(&m, sig) == 1) out += std::to_string(sig) + " ";
+  return out;
+}
+
+corio::Task<std::string> blocked_in_child_of_a_worker() {
+  co_return co_await corio::to_thread(blocked_in_forked_child);
+}
+corio::Task<std::string> blocked_in_child_of_the_loop_thread() { co_return blocked_in_forked_child(); }
+}  // namespace
+
+TEST(ToThread, AChildForkedFromAWorkerHasTheProgramsSignalMask) {
+  const std::string program = blocked_in_forked_child();
+  EXPECT_EQ(corio::run(blocked_in_child_of_a_worker()), program);
+}
+
+TEST(ToThread, AChildForkedFromTheLoopThreadHasTheProgramsSignalMask) {
+  const std::string program = blocked_in_forked_child();
+  EXPECT_EQ(corio::run(blocked_in_child_of_the_loop_thread()), program);
 }

@@ -61,6 +61,7 @@ class Process {
   void send_signal(int signo);
   void terminate();  // SIGTERM
   void kill();       // SIGKILL
+  // The exit code once the child exited (reaping it then, as Popen.poll()), whether or not anybody waits.
   std::optional<int> returncode() const noexcept;
 
  private:
