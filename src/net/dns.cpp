@@ -42,6 +42,7 @@ namespace {
 
 struct Answer {
   int rc = 0;
+  int sys_errno = 0;  // errno, when rc is EAI_SYSTEM
   std::vector<AddrInfo> addrs;
 };
 
@@ -56,6 +57,7 @@ Answer lookup_blocking(const std::string& host, const std::string& service, int 
   addrinfo* res = nullptr;
   Answer a;
   a.rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res);
+  if (a.rc == EAI_SYSTEM) a.sys_errno = errno;
   if (a.rc != 0) return a;
   for (addrinfo* p = res; p; p = p->ai_next) {
     AddrInfo ai;
@@ -119,7 +121,7 @@ Task<std::vector<AddrInfo>> resolve(std::string host, std::string service, int s
                  ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
   if (numeric) {
     Answer a = lookup_blocking(host, service, socktype, flags | AI_NUMERICHOST);
-    if (a.rc != 0) throw GaiError(a.rc, host, service);
+    if (a.rc != 0) throw GaiError(a.rc, host, service, a.sys_errno);
     co_return std::move(a.addrs);
   }
   LoopDns& dns = dns_state();
@@ -147,7 +149,7 @@ Task<std::vector<AddrInfo>> resolve(std::string host, std::string service, int s
     WaitList::Node node(lookup->waiters, "getaddrinfo");
     co_await node;
   }
-  if (lookup->answer.rc != 0) throw GaiError(lookup->answer.rc, host, service);
+  if (lookup->answer.rc != 0) throw GaiError(lookup->answer.rc, host, service, lookup->answer.sys_errno);
   co_return lookup->answer.addrs;
 }
 

@@ -22,8 +22,11 @@ namespace corio {
 
 OSError::OSError(int code, const std::string& what) : Error(what), code_(code) {}
 
-GaiError::GaiError(int eai_code, const std::string& host, const std::string& service)
-    : OSError(eai_code, "getaddrinfo(" + host + ", " + service + "): " + ::gai_strerror(eai_code)) {}
+GaiError::GaiError(int eai_code, const std::string& host, const std::string& service, int sys_errno)
+    : OSError(eai_code,
+              "getaddrinfo(" + host + ", " + service + "): " + ::gai_strerror(eai_code) +
+                  (eai_code == EAI_SYSTEM && sys_errno ? std::string(": ") + std::strerror(sys_errno)
+                                                       : std::string())) {}
 
 namespace detail {
 
@@ -104,8 +107,9 @@ socklen_t unix_address(const std::string& path, sockaddr_un& addr, const char* v
     throw OSError(err, std::string(verb) + " " + unix_path_text(path) + ": " + why);
   };
   if (path.empty()) fail(EINVAL, "the Unix socket path is empty");
-  if (path.size() >= sizeof addr.sun_path) fail(ENAMETOOLONG, "path too long");
   const bool abstract = path[0] == '\0';
+  // A file's path needs room for its terminating NUL; an abstract name (its length given) may fill sun_path.
+  if (path.size() > sizeof addr.sun_path - (abstract ? 0 : 1)) fail(ENAMETOOLONG, "path too long");
   if (!abstract && path.find('\0') != std::string::npos)
     fail(EINVAL, "the Unix socket path holds a NUL byte");
   std::memcpy(addr.sun_path, path.data(), path.size());

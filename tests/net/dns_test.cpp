@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
 #include <future>
 #include <string>
 #include <thread>
@@ -128,6 +129,18 @@ TEST(Dns, UnresolvableNameThrowsGaiErrorNamingHostAndService) {
     }
   }(timed_out));
   if (timed_out) GTEST_SKIP() << "the system resolver did not answer for a .invalid name within 5 s";
+}
+
+// EAI_SYSTEM ("System error") names the errno behind it, read on the resolver's thread.
+TEST(Dns, ASystemErrorOfTheResolverNamesItsErrno) {
+  corio_test::FailingName name("no-descriptors.corio-test.invalid", EMFILE);
+  run_guarded([]() -> Task<> {
+    CO_EXPECT_THROW_AS(
+        co_await corio::getaddrinfo("no-descriptors.corio-test.invalid", "80"), corio::GaiError, e, {
+          EXPECT_EQ(e.code(), EAI_SYSTEM);
+          EXPECT_NE(std::string(e.what()).find(std::strerror(EMFILE)), std::string::npos) << e.what();
+        });
+  }());
 }
 
 TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiErrorNamingHostAndPort) {

@@ -36,6 +36,7 @@ struct State {
   std::map<std::string, int> calls;                             // "host|service" -> getaddrinfo calls
   std::map<std::string, std::vector<std::thread::id>> threads;  // "host|service" -> the calling threads
   std::map<std::string, std::vector<std::string>> fake_names;   // name -> numeric addresses
+  std::map<std::string, int> failing_names;                     // name -> errno of its EAI_SYSTEM
   // A fake answer is libc's answers for each address, chained; freeaddrinfo unchains them again, so
   // libc only ever frees lists it made. First node -> the first node of each of libc's lists.
   std::map<addrinfo*, std::vector<addrinfo*>> fake_answers;
@@ -99,6 +100,16 @@ FakeName::~FakeName() {
   state().fake_names.erase(name_);
 }
 
+FailingName::FailingName(std::string name, int err) : name_(std::move(name)) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().failing_names[name_] = err;
+}
+
+FailingName::~FailingName() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().failing_names.erase(name_);
+}
+
 ConnectInterposer::ConnectInterposer() {
   std::lock_guard<std::mutex> lock(state().mu);
   if (state().watching_connects) std::abort();  // one at a time
@@ -141,6 +152,10 @@ extern "C" int getaddrinfo(const char* node, const char* service, const addrinfo
       state().cv.wait(lock, [&] { return !state().held.count(node); });
     }
     if (node) {
+      if (auto it = state().failing_names.find(node); it != state().failing_names.end()) {
+        errno = it->second;
+        return EAI_SYSTEM;
+      }
       if (auto it = state().fake_names.find(node); it != state().fake_names.end()) {
         fake = it->second;
         is_fake = true;

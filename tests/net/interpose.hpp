@@ -33,6 +33,19 @@ class FakeName {
   std::string name_;
 };
 
+// While alive, ::getaddrinfo(name, service) fails with EAI_SYSTEM and errno `err` (a resolver that ran out
+// of descriptors, say).
+class FailingName {
+ public:
+  FailingName(std::string name, int err);
+  ~FailingName();
+  FailingName(const FailingName&) = delete;
+  FailingName& operator=(const FailingName&) = delete;
+
+ private:
+  std::string name_;
+};
+
 // While alive, ::getaddrinfo(name, ...) for a fake name (FakeName) waits, on the resolver's thread, until
 // release() or destruction: a lookup that is still running.
 class HeldName {

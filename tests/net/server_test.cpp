@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -966,6 +967,15 @@ TEST(Server, AnAbstractUnixSocketServes) {
                        corio::ConnectionRefusedError, e, (void)e);
     server.close();
     co_await server.wait_closed();
+    // An abstract name may fill sun_path (108 bytes, no terminating NUL: Python allows it); one more is
+    // too long.
+    const std::string longest = name + std::string(sizeof(sockaddr_un::sun_path) - name.size(), 'x');
+    Server full = co_await corio::start_unix_server(handler, longest);
+    auto [r2, w2] = co_await corio::open_unix_connection(longest);
+    w2.write("full\n");
+    EXPECT_EQ(co_await r2.readline(), "full\n");
+    CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(longest + "x"), corio::OSError, e,
+                       EXPECT_EQ(e.code(), ENAMETOOLONG));
   }());
 }
 

@@ -42,7 +42,8 @@ class BrokenPipeError : public ConnectionError {
 // Name resolution failed (socket.gaierror): code() is the EAI_* value.
 class GaiError : public OSError {
  public:
-  GaiError(int eai_code, const std::string& host, const std::string& service);
+  // sys_errno: errno when eai_code is EAI_SYSTEM (named in the message: "System error" alone says nothing).
+  GaiError(int eai_code, const std::string& host, const std::string& service, int sys_errno = 0);
 };
 
 namespace detail {
