@@ -239,7 +239,10 @@ bool TaskStateBase::cancel(std::string msg) {
   if (done()) return false;
   Extras& x = extras();
   ++x.cancel_requests;
-  x.cancel_msg = std::move(msg);  // each request its own message, as asyncio (an empty one clears it)
+  // Each request its own message, as asyncio (an empty one clears it), until a waiter has taken one and
+  // woken the task with it: a later request before the task runs leaves that one (asyncio: the future the
+  // task waited on was cancelled with the first message, and that CancelledError is what the task sees).
+  if (!cancel_woken_) x.cancel_msg = std::move(msg);
   if (Waiter* w = waiter(); w && cancelling_) {
     // Re-entered: the request went round a cycle of tasks awaiting each other back to this one. Passing
     // it on again would recurse for ever; this task's wait ends with CancelledError instead.

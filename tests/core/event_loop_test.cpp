@@ -191,6 +191,20 @@ TEST(EventLoop, CallSoonRunsBeforeTimersThatExpireLater) {
   EXPECT_EQ(log[1], "timer 0");  // a timer's callback joins the ready queue behind what is already there
 }
 
+// From the loop's own thread, call_soon_threadsafe keeps its place among call_soon's callbacks, as
+// asyncio's (call_soon plus a wake-up); it went through the cross-thread queue, behind a later call_soon.
+TEST(EventLoop, CallSoonThreadsafeFromTheLoopThreadKeepsFifoWithCallSoon) {
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    loop.call_soon_threadsafe([&] { log.push_back("A (threadsafe)"); });
+    loop.call_soon([&] { log.push_back("B (call_soon)"); });
+    loop.call_soon([&] { loop.call_soon([&] { loop.stop(); }); });
+  });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"A (threadsafe)", "B (call_soon)"}));
+}
+
 TEST(EventLoop, CallSoonThreadsafeWakesABlockedLoop) {
   // After the first turn nothing is ready and no timer exists, so the loop blocks in the poller until the
   // other thread's callback arrives. Repeated so both orders (post before / after the loop blocks) occur.

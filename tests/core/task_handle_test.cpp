@@ -614,6 +614,38 @@ TEST(Cancel, TwoTasksAwaitingEachOtherCanBeCancelled) {
       kVirtual);
 }
 
+// Two requests before the task runs: the first woke it (its sleep took the cancellation), and that message
+// is the one it sees, as asyncio's (the future it waited on was cancelled with "first"; the second request
+// only set _must_cancel, and __step keeps the CancelledError it already has).
+namespace {
+corio::Task<> sleeper_logging_message(Log& log) {
+  try {
+    co_await corio::sleep(1h);
+  } catch (const corio::CancelledError& e) {
+    log.push_back("cancelled: '" + e.message() + "'");
+    throw;
+  }
+}
+corio::Task<> cancel_twice_in_one_turn(Log& log) {
+  auto t = corio::create_task(sleeper_logging_message(log));
+  co_await corio::sleep(0s);
+  CO_ASSERT(t.cancel("first"));
+  CO_ASSERT(t.cancel("second"));
+  EXPECT_EQ(t.cancelling(), 2);
+  try {
+    co_await t;
+  } catch (const corio::CancelledError& e) {
+    log.push_back("awaiter: '" + e.message() + "'");
+  }
+}
+}  // namespace
+
+TEST(Cancel, TwoCancelsBeforeTheTaskRunsDeliverTheFirstMessage) {
+  Log log;
+  corio::run(cancel_twice_in_one_turn(log), kVirtual);
+  EXPECT_EQ(log, (Log{"cancelled: 'first'", "awaiter: 'first'"}));
+}
+
 // Each cancel() carries its own message, as asyncio's: a second request without one has none (the first
 // one's message stuck to it).
 TEST(Cancel, ASecondCancelWithoutAMessageHasNone) {

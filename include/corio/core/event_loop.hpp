@@ -109,6 +109,14 @@ class EventLoop : private detail::LoopCore {
   // RuntimeError there; a helper thread finishing after the loop closed has nobody to tell.)
   template <class F>
   void call_soon_threadsafe(F f) {
+    // From the loop's own thread while it runs: straight into the ready queue, so that it keeps its place
+    // among call_soon's callbacks (asyncio's is call_soon plus a wake-up).
+    if (running_ == this && !closed_) {
+      auto* n = new detail::FnCallback<F>(std::move(f));
+      n->loop_ = this;
+      enqueue(*n);
+      return;
+    }
     post_remote(std::make_unique<detail::FnCallback<F>>(std::move(f)));
   }
 
