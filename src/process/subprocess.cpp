@@ -155,6 +155,9 @@ struct detail::ProcessState {
       if (LoopCore::running_) {
         try {
           std::string name = "reap " + std::to_string(pid);
+          // The pidfd's loop forgets it first (when it is another loop: the reaper task closes it in this
+          // one, and the other would take the number, come back for a new descriptor, as still watched).
+          follow_running_loop(pidfd, link);
           const int fd = std::exchange(pidfd, -1);
           handed = true;  // to the Reap made next, which reaps the child however the task's frame ends
           (void)create_task(reap_in_background(Reap(pid, fd)), std::move(name));

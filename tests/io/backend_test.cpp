@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -440,4 +441,65 @@ TEST(Backend, AnOperationOnDescriptorMinusOneIsEBADF) {
         co_await corio::detail::IoAwaiter(corio::detail::OpCode::recv, -1, buf, sizeof buf);
     EXPECT_EQ(received, -EBADF);
   }());
+}
+
+// A process waited on in loop A, then destroyed (its child still running) while loop B runs: its pidfd goes
+// to a reaper task in B, which closes it there. Loop A kept that number as watched (epoll: registered, not
+// readable), so the next descriptor given the number, used in A, was never added to epoll and its read
+// never woke. Found by a review; io_uring passed.
+namespace reaped_pidfd {
+std::optional<corio::Process> proc;
+int pidfd = -1;
+std::vector<int> open_fds() {
+  std::vector<int> out;
+  for (int fd = 0; fd < 1024; ++fd)
+    if (::fcntl(fd, F_GETFD) != -1) out.push_back(fd);
+  return out;
+}
+Task<> wait_proc() {
+  try {
+    (void)co_await proc->wait();
+  } catch (const corio::CancelledError&) {
+  }
+}
+Task<> in_a_wait_on_the_child() {
+  std::vector<int> before = open_fds();
+  std::vector<std::string> argv{"sleep", "30"};
+  proc = co_await corio::create_subprocess_exec(std::move(argv));
+  for (int fd : open_fds())
+    if (std::find(before.begin(), before.end(), fd) == before.end()) pidfd = fd;
+  CO_ASSERT(pidfd >= 0);
+  auto t = corio::create_task(wait_proc());
+  co_await corio_test::turns(3);  // the wait watches the pidfd in A
+  t.cancel();
+  co_await t;
+}
+Task<> in_b_drop_the_process() {
+  proc->kill();
+  proc.reset();  // not reaped yet: a reaper task in B takes the pidfd
+  for (int i = 0; i < 1000000 && ::fcntl(pidfd, F_GETFD) != -1; ++i) co_await corio::sleep(0s);
+  CO_ASSERT(::fcntl(pidfd, F_GETFD) == -1);
+}
+Task<std::string> read_some(corio::StreamReader& r) { co_return co_await r.read(100); }
+Task<> in_a_use_the_number_again() {
+  int sv[2];
+  CO_ASSERT(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+  Fd peer(sv[1]);
+  CO_ASSERT_EQ(sv[0], pidfd);  // the number comes back
+  auto [r, w] = corio::detail::make_stream(sv[0], true, "reused");
+  auto t = corio::create_task(read_some(r));
+  co_await corio_test::turns(3);  // the read waits
+  corio_test::raw_send(sv[1], "hello");
+  CO_ASSERT_EQ(co_await t, "hello");
+}
+}  // namespace reaped_pidfd
+
+TEST(Backend, APidfdReapedInAnotherLoopLeavesNoStaleRegistrationInItsOwn) {
+  corio::EventLoop a;
+  a.run_until_complete(reaped_pidfd::in_a_wait_on_the_child());
+  {
+    corio::EventLoop b;
+    b.run_until_complete(reaped_pidfd::in_b_drop_the_process());
+  }
+  a.run_until_complete(corio::wait_for(reaped_pidfd::in_a_use_the_number_again(), 5s));  // (a hang guard)
 }
