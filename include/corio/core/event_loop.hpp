@@ -112,9 +112,7 @@ class EventLoop : private detail::LoopCore {
     // From the loop's own thread while it runs: straight into the ready queue, so that it keeps its place
     // among call_soon's callbacks (asyncio's is call_soon plus a wake-up).
     if (running_ == this && !closed_) {
-      auto* n = new detail::FnCallback<F>(std::move(f));
-      n->loop_ = this;
-      enqueue(*n);
+      (void)call_soon(std::move(f));
       return;
     }
     post_remote(std::make_unique<detail::FnCallback<F>>(std::move(f)));
