@@ -286,7 +286,7 @@ void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
   cb->loop_ = loop_;
   if (done()) {
     // A handle may outlive its loop (returned out of run()): nothing may be scheduled there then.
-    if (!LoopCore::exists(loop_) || loop_->closed_) LoopCore::throw_closed();
+    if (!loop_) LoopCore::throw_closed();
     loop_->enqueue(*cb.release());
     return;
   }
@@ -366,14 +366,16 @@ void TaskStateBase::complete(PromiseBase& root) noexcept {
 }
 
 void TaskStateBase::finish() noexcept {
-  ListNode::unlink();  // leave the loop's list of pending tasks
-  notify_watchers();   // (the done callbacks among them are scheduled, in the order they came)
-  release();           // the loop's reference
+  ListNode::unlink();  // from the loop's list of pending tasks to its finished ones
+  loop_->done_tasks_.push_back(*this);
+  notify_watchers();  // (the done callbacks among them are scheduled, in the order they came)
+  release();          // the loop's reference
 }
 
 void TaskStateBase::abandon() noexcept {
   add_ref();  // dropping the done callbacks below may drop the last handle to this task
   ListNode::unlink();
+  loop_->done_tasks_.push_back(*this);
   // The loop is closing, so done callbacks will never run: they go with the other watchers. Each holds a
   // handle to this task: kept, they would keep the task (and what they captured) alive forever.
   drop_watchers();
@@ -439,20 +441,6 @@ Backend backend_from_env(Backend requested) {
 }  // namespace
 
 namespace detail {
-namespace {
-// The loops that exist (few: one per thread that runs one). Process-wide, as a loop may be destroyed on
-// another thread than the one that made it. Only add_done_callback on a finished task looks it up.
-std::mutex loops_mu;
-// Made on first use (constinit: a global EventLoop, or a global object's constructor calling run(), may
-// come before this file's dynamic initialisation); never destroyed (exit order). Guarded by loops_mu.
-constinit std::vector<const LoopCore*>* loops = nullptr;
-}  // namespace
-
-bool LoopCore::exists(const LoopCore* loop) noexcept {
-  std::lock_guard<std::mutex> lock(loops_mu);
-  return loops && std::find(loops->begin(), loops->end(), loop) != loops->end();
-}
-
 void LoopCore::throw_closed() { throw RuntimeError("Event loop is closed"); }
 }  // namespace detail
 
@@ -462,18 +450,9 @@ EventLoop::EventLoop(RunOptions options) {
   debug_ = options.debug || detail::env_debug();
   virtual_time_ = options.virtual_time;
   poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
-  std::lock_guard<std::mutex> lock(detail::loops_mu);
-  if (!detail::loops) detail::loops = new std::vector<const detail::LoopCore*>();
-  detail::loops->push_back(this);
 }
 
-EventLoop::~EventLoop() {
-  close();
-  std::lock_guard<std::mutex> lock(detail::loops_mu);
-  auto& v = *detail::loops;
-  if (auto it = std::find(v.begin(), v.end(), static_cast<const detail::LoopCore*>(this)); it != v.end())
-    v.erase(it);
-}
+EventLoop::~EventLoop() { close(); }
 
 EventLoop::ActivateScope::ActivateScope(EventLoop& l) : prev_(running_) { running_ = &l; }
 EventLoop::ActivateScope::~ActivateScope() { running_ = prev_; }
@@ -733,6 +712,9 @@ void EventLoop::close() {
     timers_.pop()->discard();
   }
   closed_ = true;
+  // Finished tasks still held let go of the loop: add_done_callback on one throws RuntimeError (even once a
+  // new loop has this one's address: run() after run() makes them at the same place).
+  while (detail::TaskStateBase* t = done_tasks_.pop_front()) t->loop_ = nullptr;
   abandoned.clear();  // (a task state's destructor touches neither the loop's queues nor its tasks)
   // Helper threads (to_thread's pool, DNS lookups) hold this loop's address to post their results: they
   // are joined before the loop can go, whether run() shut it down or it is closed directly (then here, on

@@ -413,6 +413,48 @@ TEST(EventLoop, DoneCallbackOnAHandleThatOutlivedItsLoopThrows) {
   EXPECT_THROW(h.add_done_callback([](corio::TaskHandle<int>&) {}), corio::RuntimeError);
 }
 
+// The same once a new loop has the gone loop's address (two run()s in a row at one stack depth make their
+// loops at the same place): the callback went to the new loop and ran there. And on a loop closed but not
+// yet destroyed.
+namespace {
+corio::Task<int> seven() { co_return 7; }
+corio::Task<corio::TaskHandle<int>> finished_child() {
+  auto child = corio::create_task(seven());
+  co_await child;
+  co_return child;
+}
+corio::Task<> add_callback_to(corio::TaskHandle<int> h, bool& ran, bool& threw) {
+  try {
+    h.add_done_callback([&ran](corio::TaskHandle<int>&) { ran = true; });
+  } catch (const corio::RuntimeError&) {
+    threw = true;
+  }
+  co_await corio::sleep(0s);
+  co_await corio::sleep(0s);
+}
+}  // namespace
+
+TEST(EventLoop, DoneCallbackOnAHandleOfAGoneLoopThrowsEvenIfANewLoopHasItsAddress) {
+  alignas(corio::EventLoop) unsigned char place[sizeof(corio::EventLoop)];
+  auto* first = new (place) corio::EventLoop();
+  corio::TaskHandle<int> h = first->run_until_complete(finished_child());
+  first->~EventLoop();
+  auto* second = new (place) corio::EventLoop();  // the same address
+  bool ran = false, threw = false;
+  second->run_until_complete(add_callback_to(h, ran, threw));
+  second->~EventLoop();
+  EXPECT_TRUE(threw);
+  EXPECT_FALSE(ran);
+}
+
+TEST(EventLoop, DoneCallbackOnAHandleOfAClosedLoopThrows) {
+  corio::EventLoop loop;
+  corio::TaskHandle<int> h = loop.run_until_complete(finished_child());
+  loop.close();
+  EXPECT_THROW(h.add_done_callback([](corio::TaskHandle<int>&) {}), corio::RuntimeError);
+  EXPECT_EQ(h.result(), 7);
+}
+
 // This binary interposes pthread_mutex_unlock (the executable's definition wins over libc's), so that a test
 // can stop a thread right after it released a mutex: the first unlock on a thread that armed
 // tl_stop_after_unlock waits there for tl_resume.

@@ -218,7 +218,7 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   TaskStateBase(LoopCore& loop, std::coroutine_handle<> frame) noexcept;
   virtual ~TaskStateBase();
 
-  LoopCore* loop_;
+  LoopCore* loop_;             // null once the task is done and its loop closed
   std::uint64_t id_ : 48 = 0;  // "Task-<id>"; 2^48 tasks outlast any process
   Status status_ : 8 = Status::pending;
   bool started_ : 1 = false;        // its first step ran (or it was cancelled before it)
@@ -357,6 +357,9 @@ class LoopCore {
   TimerHeap timers_;
   TaskStateBase* current_ = nullptr;    // the task whose step is running
   IntrusiveList<TaskStateBase> tasks_;  // every pending task
+  // Finished tasks still held (by a TaskHandle, a callback): close() makes them let go of the loop, so that
+  // one that outlives it never reaches another loop that took its address.
+  IntrusiveList<TaskStateBase> done_tasks_;
   std::uint64_t next_task_id_ = 1;
   bool debug_ = false;
   bool virtual_time_ = false;
@@ -397,8 +400,6 @@ class LoopCore {
   }
   [[noreturn]] static void no_current_task();
   [[noreturn]] static void throw_closed();  // RuntimeError("Event loop is closed")
-  // Whether `loop` is a loop that exists now (a TaskHandle may outlive its loop).
-  static bool exists(const LoopCore* loop) noexcept;
 };
 
 // A done callback (add_done_callback) while the task is pending: a watcher owned by the task, which
