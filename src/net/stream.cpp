@@ -151,16 +151,21 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
         rerr_ = std::make_exception_ptr(
             Error("read from " + (peer_.empty() ? "stream" : peer_) + ": more than 4 GiB unread"));
         eof_ = true;
+        lost_before_eof_ = true;
       }
     } else if (r == 0) {
       // A write found the connection reset first and took the socket's error: this EOF is that reset (as
       // asyncio's reader gets the connection's error), not a clean end of the stream.
-      if (write_failed_ && !rerr_) rerr_ = werr_;
+      if (write_failed_ && !rerr_) {
+        rerr_ = werr_;
+        lost_before_eof_ = true;
+      }
       eof_ = true;
     } else if (r != -ECANCELED) {
       rerr_ = make_os_error(static_cast<int>(-r), "read from " + (peer_.empty() ? "stream" : peer_));
       lose(rerr_);
       eof_ = true;
+      lost_before_eof_ = true;
       close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     }
   }
@@ -333,7 +338,8 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   bool socket_;
   bool eof_ = false;
   bool eof_requested_ = false;
-  bool lost_ = false;  // a read or a write failed (reset, broken pipe...): the connection is gone
+  bool lost_ = false;             // a read or a write failed (reset, broken pipe...): the connection is gone
+  bool lost_before_eof_ = false;  // eof_ came from an error, not from the peer's end of the stream
   bool close_requested_ = false;
   bool closed_ = false;
   bool paused_ = false;        // above the high-water mark; drain waits until the low one
@@ -470,7 +476,14 @@ bool StreamReader::Read::await_ready() {
   // chunk on io_uring), before suspending. While another task waits for data, only a read that would wait
   // is refused, as asyncio's _wait_for_data: one the buffer answers takes its data.
   for (;;) {
-    if (decided() || s.fd_ < 0) return true;
+    if (decided() || s.fd_ < 0) {
+      // Except from under a reader woken for this data that has not run yet: it would find the buffer short
+      // of what woke it and take that for the end of the stream. (asyncio's woken reader checks the buffer
+      // again and goes back to waiting; this one cannot wait again once woken.)
+      if (s.reader_ && !s.reader_->suspended() && !s.eof_)
+        throw RuntimeError("read() called while another task is woken for the data buffered");
+      return true;
+    }
     if (s.reader_)
       throw RuntimeError("read() called while another task is already waiting for incoming data");
     if (s.read_op().pending) return false;
@@ -518,7 +531,9 @@ std::string StreamReader::Read::finish() {
       if (s.available() == 0) s.throw_read_error();
       return s.take(n_);
     case Mode::all:
-      if (s.available() == 0) s.throw_read_error();
+      // The connection failed before its end: what came is not the whole stream (asyncio's read(-1) raises
+      // the error too), while read(n) and the others hand out what is buffered first.
+      s.throw_read_error();
       return s.take(s.available());
     case Mode::exactly:
       if (s.available() >= n_) return s.take(n_);
@@ -543,7 +558,11 @@ std::string StreamReader::Read::finish() {
   return {};
 }
 
-bool StreamReader::at_eof() const noexcept { return !s_ || (s_->eof_ && s_->available() == 0); }
+// At the end of the stream: a lost connection is not one (asyncio's connection_lost(exc) sets the exception,
+// not EOF), so a loop on !at_eof() reads on and gets the error.
+bool StreamReader::at_eof() const noexcept {
+  return !s_ || (s_->eof_ && !s_->lost_before_eof_ && s_->available() == 0);
+}
 std::size_t StreamReader::limit() const noexcept { return s_ ? s_->limit_ : kDefaultLimit; }
 void StreamReader::set_limit(std::size_t limit) {
   if (limit == 0) throw std::invalid_argument("StreamReader::set_limit(): the limit must be > 0");

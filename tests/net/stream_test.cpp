@@ -424,6 +424,73 @@ TEST_F(StreamTest, SecondReaderIsAnsweredFromTheBufferWhileAnotherWaits) {
   }());
 }
 
+// A reader woken for its data keeps it until it runs: another task's read in between, which the buffer
+// would answer, is refused (it took the line, and the woken reader, finding the buffer short of what woke
+// it, returned "" as if at EOF). asyncio's woken reader would check again and wait on; this one cannot.
+namespace {
+Task<std::string> read_when_buffered(StreamReader* r, std::size_t n) {
+  for (int turn = 0; turn < 10'000; ++turn) {
+    bool refused = false;
+    try {
+      co_return co_await r->readexactly(n);
+    } catch (const corio::RuntimeError&) {
+      refused = true;  // would wait while another task waits, or the data is another's
+    }
+    if (refused) co_await corio::sleep(0s);
+  }
+  co_return "";
+}
+}  // namespace
+
+TEST_F(StreamTest, AReaderWokenForItsDataKeepsItAgainstAnotherTasksRead) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto first = co_await parked_readline(c.reader);
+    auto other = corio::create_task(read_when_buffered(&c.reader, 4));
+    co_await corio_test::turns(3);
+    raw_send(c.peer.get(), "one\n");
+    EXPECT_EQ(co_await corio::wait_for(first, 10s), "one\n");  // "" would say EOF: the peer sent none
+    EXPECT_FALSE(c.reader.at_eof());
+    raw_send(c.peer.get(), "two\n");
+    EXPECT_EQ(co_await corio::wait_for(other, 10s), "two\n");
+  }());
+}
+
+// read() to EOF on a connection reset part-way: the error, as asyncio's read(-1), not the part that came
+// as if it were the whole stream.
+TEST_F(StreamTest, ReadToEofOnAConnectionResetPartWayRaises) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto all = corio::create_task(c.reader.read());
+    CO_ASSERT(
+        co_await corio_test::until([&] { return all.awaiting().find("read from") != std::string::npos; }));
+    raw_send(c.peer.get(), "partial body");
+    co_await corio_test::turns(5);
+    EXPECT_FALSE(all.done());
+    c.peer.reset_connection();  // RST: the body is cut short
+    bool reset = false;
+    std::string got;
+    try {
+      got = co_await corio::wait_for(all, 10s);
+    } catch (const corio::ConnectionResetError&) {
+      reset = true;
+    }
+    EXPECT_TRUE(reset) << "read() returned \"" << got << "\" as if at a clean EOF";
+  }());
+}
+
+// A reset is not the end of the stream: at_eof() stays false (asyncio's connection_lost(exc) sets the
+// exception, not EOF), so a loop on !at_eof() reads on and gets the error.
+TEST_F(StreamTest, AtEofIsFalseAfterAReset) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
+    EXPECT_FALSE(c.reader.at_eof());
+    CO_EXPECT_THROW_AS(co_await c.reader.readline(), corio::ConnectionResetError, e, (void)e);
+  }());
+}
+
 // A read suspends its caller until the buffer decides it, however the data trickles in: the caller is
 // not woken for each partial arrival (it would see a short result), and the parked task says what it waits
 // on.
