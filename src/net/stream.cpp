@@ -467,6 +467,22 @@ std::size_t StreamReader::Read::unfound_overrun() const noexcept {
   return next_start > s_->limit_ ? next_start : 0;
 }
 
+// The call that made this read, for messages (asyncio's name the method).
+const char* StreamReader::Read::name() const noexcept {
+  switch (mode_) {
+    case Mode::some:
+    case Mode::all:
+      return "read";
+    case Mode::exactly:
+      return "readexactly";
+    case Mode::until:
+      return "readuntil";
+    case Mode::line:
+      return "readline";
+  }
+  return "read";
+}
+
 bool StreamReader::Read::await_ready() {
   if (!s_) throw InvalidStateError("stream read on a moved-from reader, or awaited twice");
   if (mode_ == Mode::until && sep_.empty()) throw Error("readuntil(): the separator is empty");
@@ -481,11 +497,13 @@ bool StreamReader::Read::await_ready() {
       // of what woke it and take that for the end of the stream. (asyncio's woken reader checks the buffer
       // again and goes back to waiting; this one cannot wait again once woken.)
       if (s.reader_ && !s.reader_->suspended() && !s.eof_)
-        throw RuntimeError("read() called while another task is woken for the data buffered");
+        throw RuntimeError(std::string(name()) +
+                           "() called while another task is woken for the data buffered");
       return true;
     }
     if (s.reader_)
-      throw RuntimeError("read() called while another task is already waiting for incoming data");
+      throw RuntimeError(std::string(name()) +
+                         "() called while another task is already waiting for incoming data");
     if (s.read_op().pending) return false;
     if (!s.be_->try_now(s.read_op())) return false;
     s.commit_read(s.read_op().result, s.read_op().data);

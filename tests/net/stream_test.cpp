@@ -387,6 +387,11 @@ TEST_F(StreamTest, SecondConcurrentReaderThrowsRuntimeError) {
       threw = true;
     }
     EXPECT_TRUE(threw);
+    // The message names the call, as asyncio's ("readline() called while another coroutine is already
+    // waiting for incoming data").
+    CO_EXPECT_THROW_AS(co_await reader.readuntil(";"), corio::RuntimeError, e,
+                       EXPECT_EQ(std::string(e.what()).rfind("readuntil() called while another task", 0), 0u)
+                           << e.what());
     // The first reader is undisturbed.
     EXPECT_FALSE(first.done());
     raw_send(c.peer.get(), "line\n");

@@ -147,6 +147,7 @@ class [[nodiscard]] StreamReader::Read final : private detail::Waiter {
   // until/line, the separator not in the buffer: LimitOverrunError's consumed() if that is an overrun, else
   // 0.
   std::size_t unfound_overrun() const noexcept;
+  const char* name() const noexcept;
   void park();
   std::string finish();
 
