@@ -51,7 +51,8 @@ class RuntimeError : public Error {
   using Error::Error;
 };
 
-// Several failures at once (task_group). exceptions() holds each one, in the order they happened.
+// Several failures at once (task_group). exceptions() holds each one: the children's in the order they
+// ended, then the body's (as asyncio's TaskGroup).
 class ExceptionGroup : public Error {
  public:
   ExceptionGroup(std::string msg, std::vector<std::exception_ptr> excs)
