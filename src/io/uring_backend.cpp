@@ -8,8 +8,9 @@
 //   reader asks again. When the buffer ring is empty (ENOBUFS) the waiting reader gets a one-shot receive
 //   into a buffer of its own, so progress never depends on other connections returning buffers.
 // - Accepts use one multishot accept per listening socket, queued the same way (at most 64); a server with
-//   a connection limit asks for one-shot accepts instead (kAcceptOnlyWhenAsked), so that connections over
-//   its limit stay in the kernel's backlog, as with epoll.
+//   an accept with kAcceptOnlyWhenAsked gets a one-shot accept instead, so that connections nobody asked
+//   for stay in the kernel's backlog, as with epoll. (A server with a connection limit waits for its
+//   listener to be readable and accepts at once: see server.cpp.)
 // - Everything else (send, sendmsg, read, write, connect, recvmsg/sendmsg for datagrams, poll) is a
 //   one-shot request whose user_data is the IoOp itself.
 // - Submissions are batched: requests are prepared during a loop turn and submitted once, when the loop
@@ -658,7 +659,7 @@ class UringBackend final : public SignalCore {
           io_uring_prep_sendmsg(sqe, op.fd, &e.msg, op.flags | MSG_NOSIGNAL);
         break;
       }
-      case OpCode::accept:  // (kAcceptOnlyWhenAsked: a server with a connection limit)
+      case OpCode::accept:  // (kAcceptOnlyWhenAsked)
         io_uring_prep_accept(sqe, op.fd, op.addr, op.addr ? &op.addrlen : nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
         break;

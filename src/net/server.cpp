@@ -39,7 +39,6 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   std::vector<TaskHandle<void>> acceptors_;
   std::vector<char> backing_off_;  // acceptors_[i] sleeps after a failed accept (close() cancels it)
   std::size_t active_ = 0;
-  std::size_t reserved_ = 0;   // connection slots taken by accept loops waiting in accept (options.limit)
   std::size_t accepting_ = 0;  // accept loops not yet finished
   std::size_t handles_ = 0;    // Server objects referring to this state
   bool closed_ = false;
@@ -107,7 +106,7 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
   void take_accepted() {
     if (!LoopCore::running_ || !link_->backend || &io_backend() != link_->backend) return;
     for (int lfd : listeners_) {
-      while (!options_.limit || active_ + reserved_ < options_.limit) {  // (reserved: accepts in flight)
+      while (!options_.limit || active_ < options_.limit) {
         int fd = accept_now(lfd);
         if (fd < 0) break;
         serve(fd);
@@ -139,24 +138,26 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
     ServerState* self = ref.s.get();
     bool logged_exhaustion = false;
     while (!self->closed_) {
-      // Each accept loop takes its slot before it accepts, so that several listeners (IPv4 and IPv6) never
-      // take more connections between them than the limit.
-      while (self->options_.limit && self->active_ + self->reserved_ >= self->options_.limit &&
-             !self->closed_) {
-        WaitList::Node node(self->slot_waiters_, "server connection limit");
-        co_await node;
-      }
-      if (self->closed_) break;
-      struct Slot {
-        ServerState* s;
-        explicit Slot(ServerState* st) : s(st) { ++s->reserved_; }
-        ~Slot() { --s->reserved_; }
-      };
       int fd;
-      {
-        Slot slot(self);
-        // With a limit, connections beyond it wait in the kernel's backlog, not accepted ahead of time.
-        fd = co_await accept_socket(lfd, self->options_.limit != 0);
+      if (self->options_.limit) {
+        // With a limit, connections beyond it wait in the kernel's backlog, not accepted ahead of time: the
+        // loop waits for a client, then for a free slot, and only then accepts, so that no slot is held by
+        // a loop that has nobody to accept (with an IPv4 and an IPv6 listener and a limit of 1, the idle
+        // one's loop held the slot, and a client of the other was not served).
+        std::int64_t r = co_await IoAwaiter(OpCode::poll_in, lfd);
+        if (self->closed_ || r == -ECANCELED || r == -EBADF) break;  // (the listener was closed)
+        while (self->active_ >= self->options_.limit && !self->closed_) {
+          WaitList::Node node(self->slot_waiters_, "server connection limit");
+          co_await node;
+        }
+        if (self->closed_) break;
+        fd = r < 0 ? static_cast<int>(r) : accept_now(lfd);
+        if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
+          self->slot_waiters_.wake_one();  // the client went away: the slot may serve another listener's
+          continue;
+        }
+      } else {
+        fd = co_await accept_socket(lfd);
       }
       if (fd >= 0) {  // (served even when close() came meanwhile: it was accepted)
         logged_exhaustion = false;
@@ -203,13 +204,25 @@ class ServerState : public std::enable_shared_from_this<ServerState> {
       throw;
     } catch (const std::exception& e) {
       log("server: handler for " + peer + " failed: " + e.what());
+      close_after_failure(stream);
     } catch (...) {
       log("server: handler for " + peer + " failed: unknown exception");
+      close_after_failure(stream);
     }
     // The connection counts (active_connections(), the limit, wait_closed()) until its stream has closed,
     // which is once what the handler wrote has been sent, as asyncio's wait_closed() waits for the
     // transports: else wait_closed() returned, run() ended, and the rest of the reply was lost.
     if (stream) co_await stream_closed(std::move(stream));
+  }
+
+  // A handler that failed: its connection closes (once what it wrote is sent), even if a StreamWriter of it
+  // lives on elsewhere, as asyncio closes the transport when the handler task fails.
+  static void close_after_failure(const StreamRef& stream) noexcept {
+    if (!stream) return;
+    try {
+      StreamWriter(stream).close();
+    } catch (...) {  // (close() throws nothing on a stream that exists)
+    }
   }
 
   void connection_ended() {

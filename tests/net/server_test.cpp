@@ -1038,3 +1038,78 @@ TEST(Server, AnAddressTheHostLacksIsPassedOverWhileAnotherServes) {
     EXPECT_TRUE(threw);
   }());
 }
+
+// With a limit and two listeners (IPv4 and IPv6), each accept loop held a slot while it waited in accept:
+// with a limit of 1, the idle listener's loop held it, and a client of the other was never served although
+// no connection was active. A loop now takes a slot only once its listener has a client.
+namespace {
+bool ipv6_loopback_here() {
+  corio_test::Fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  return probe.get() >= 0 && ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+}
+Task<> say_hello(StreamReader, StreamWriter w) {
+  w.write("hello\n");
+  co_await w.drain();
+  w.close();
+}
+}  // namespace
+
+TEST(Server, ALimitWithTwoListenersServesAClientOnEither) {
+  corio_test::FakeName name("both-families.corio-test.invalid", {"127.0.0.1", "::1"});
+  if (!ipv6_loopback_here()) GTEST_SKIP() << "no IPv6 loopback here";
+  run_guarded([]() -> Task<> {
+    Server server = co_await corio::start_server(say_hello, "both-families.corio-test.invalid", 0,
+                                                 corio::ServerOptions{.limit = 1});
+    for (const char* host : {"::1", "127.0.0.1", "::1", "::1", "127.0.0.1"}) {
+      auto [r, w] = co_await corio::open_connection(host, server.port());
+      EXPECT_EQ(co_await r.readline(), "hello\n") << host;  // (run_guarded turns a hang into a failure)
+      w.close();
+    }
+    server.close();
+    co_await server.wait_closed();
+  }());
+}
+
+// With a limit of 1 and nothing active, a client that connected before close() is served (the accept loop's
+// slot, held by its accept about to be cancelled, left no room, and the client was reset).
+TEST(Server, ALimitOfOneServesAClientThatConnectedBeforeClose) {
+  int client = -1;
+  run_guarded([](int& client) -> Task<> {
+    Server srv = co_await corio::start_server(say_hello, "127.0.0.1", 0, corio::ServerOptions{.limit = 1});
+    co_await corio_test::turns(3);  // the accept loop waits
+    client = raw_connect(srv.port());
+    srv.close();
+    co_await srv.wait_closed();
+  }(client));
+  char buf[16];
+  const ssize_t n = ::recv(client, buf, sizeof buf, 0);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0), "hello\n");
+  ::close(client);
+}
+
+// A handler that throws closes its connection even when a StreamWriter of it lives on (as asyncio closes the
+// transport when the handler task fails): the client read no EOF, and wait_closed() waited.
+TEST(Server, AHandlerThatThrowsClosesItsConnectionEvenWithAWriterKeptElsewhere) {
+  corio_test::LogCapture log;
+  run_guarded([]() -> Task<> {
+    std::optional<StreamWriter> kept;
+    Server server = co_await corio::start_server(
+        [&kept](StreamReader, StreamWriter w) -> Task<> {
+          kept = std::move(w);
+          throw std::runtime_error("boom");
+          co_return;
+        },
+        "127.0.0.1", 0);
+    auto [r, w] = co_await corio::open_connection("127.0.0.1", server.port());
+    EXPECT_EQ(co_await r.read(), "");
+    EXPECT_TRUE(kept && kept->is_closing());
+    w.close();
+    server.close();
+    co_await server.wait_closed();
+    EXPECT_EQ(server.active_connections(), 0u);
+  }());
+  EXPECT_NE(log.text().find("boom"), std::string::npos);
+}

@@ -37,7 +37,7 @@ enum class OpCode : std::uint8_t {
 };
 
 // accept's flags: take one connection when asked and never accept ahead (io_uring's multishot accept takes
-// connections out of the backlog before anyone asks). For a server with a connection limit.
+// connections out of the backlog before anyone asks).
 inline constexpr int kAcceptOnlyWhenAsked = 1;
 
 struct IoOp : ListNode {

@@ -31,8 +31,7 @@ void set_nodelay(int fd) noexcept;
 // answers; cancellation abandons the attempt (the caller closes the socket).
 Task<int> connect_socket(int fd, const sockaddr* addr, socklen_t len);
 // Accepts one connection; returns the new descriptor or -errno.
-// only_when_asked: never accept ahead of the caller (a server with a connection limit; see
-// kAcceptOnlyWhenAsked).
+// only_when_asked: never accept ahead of the caller (see kAcceptOnlyWhenAsked).
 Task<int> accept_socket(int listen_fd, bool only_when_asked = false);
 // A connection accepted at once, without waiting (one the backend already holds, else one a non-blocking
 // accept takes from the kernel's backlog), or -errno (-EAGAIN: none now).
