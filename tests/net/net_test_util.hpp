@@ -89,6 +89,18 @@ corio::Task<bool> until(Pred pred, int max_turns = 200000) {
   co_return pred();
 }
 
+// Whether a socket can bind ::1 here (some containers have no IPv6): IPv6 tests skip otherwise.
+inline bool ipv6_loopback_available() {
+  int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
 inline sockaddr_in loopback4(std::uint16_t port) {
   sockaddr_in a{};
   a.sin_family = AF_INET;

@@ -748,19 +748,8 @@ TEST(Server, HandlerLambdaCapturesStayValid) {
   }());
 }
 
-bool ipv6_loopback_available() {
-  int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_addr = in6addr_loopback;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
 TEST(Server, Ipv6LoopbackServer) {
-  if (!ipv6_loopback_available()) GTEST_SKIP() << "no IPv6 loopback (::1) in this environment";
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "no IPv6 loopback (::1) in this environment";
   run_guarded([]() -> Task<> {
     Server server = co_await corio::start_server(
         [](StreamReader r, StreamWriter w) -> Task<> {
@@ -848,14 +837,7 @@ TEST(Server, ClosedBetweenRunsFreesItsPortAtOnce) {
 // slot before it accepts (they used to check the count each on its own, then both accept).
 TEST(Server, LimitHoldsAcrossSeveralListeners) {
   corio_test::FakeName name("both-families.corio-test.invalid", {"127.0.0.1", "::1"});
-  {
-    corio_test::Fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-      GTEST_SKIP() << "no IPv6 loopback here";
-  }
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "no IPv6 loopback here";
   run_guarded([]() -> Task<> {
     std::size_t active = 0, max_active = 0;
     corio::Event gate;
@@ -1043,13 +1025,6 @@ TEST(Server, AnAddressTheHostLacksIsPassedOverWhileAnotherServes) {
 // with a limit of 1, the idle listener's loop held it, and a client of the other was never served although
 // no connection was active. A loop now takes a slot only once its listener has a client.
 namespace {
-bool ipv6_loopback_here() {
-  corio_test::Fd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_addr = in6addr_loopback;
-  return probe.get() >= 0 && ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-}
 Task<> say_hello(StreamReader, StreamWriter w) {
   w.write("hello\n");
   co_await w.drain();
@@ -1059,7 +1034,7 @@ Task<> say_hello(StreamReader, StreamWriter w) {
 
 TEST(Server, ALimitWithTwoListenersServesAClientOnEither) {
   corio_test::FakeName name("both-families.corio-test.invalid", {"127.0.0.1", "::1"});
-  if (!ipv6_loopback_here()) GTEST_SKIP() << "no IPv6 loopback here";
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "no IPv6 loopback here";
   run_guarded([]() -> Task<> {
     Server server = co_await corio::start_server(say_hello, "both-families.corio-test.invalid", 0,
                                                  corio::ServerOptions{.limit = 1});

@@ -343,15 +343,7 @@ TEST(Udp, CancellationRacingACompletedReceiveLosesNoDatagram) {
 }
 
 TEST(Udp, Ipv6Loopback) {
-  {
-    corio_test::Fd probe(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (probe.get() < 0) GTEST_SKIP() << "no IPv6 sockets: " << std::strerror(errno);
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    if (::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-      GTEST_SKIP() << "::1 is not available (IPv6 disabled on loopback?): " << std::strerror(errno);
-  }
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "::1 is not available (IPv6 disabled?)";
   run_guarded([]() -> Task<> {
     DatagramSocket a = co_await corio::open_datagram("::1", 0);
     DatagramSocket b = co_await corio::open_datagram("::1", 0);
@@ -693,14 +685,7 @@ TEST(Udp, DestroyingTheSocketWhileAReceiveWaitsEndsTheReceive) {
 // the IPv4 address was tried first and Linux answered ENETUNREACH, which ended the attempt. The socket's own
 // family goes first now (Python resolves for that family alone).
 TEST(Udp, SendToANameFromAnIpv6SocketReachesTheIpv6Peer) {
-  {
-    corio_test::Fd probe(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    if (probe.get() < 0 || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-      GTEST_SKIP() << "no ::1";
-  }
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "no ::1";
   corio_test::FakeName name("v4-then-v6.corio-test.invalid", {"127.0.0.1", "::1"});
   run_guarded([]() -> Task<> {
     DatagramSocket a = co_await corio::open_datagram("::1", 0);
