@@ -788,10 +788,26 @@ class UringBackend final : public SignalCore {
       case OpCode::recvfrom:
         if (res >= 0 && op.addr) op.addrlen = x->msg.msg_namelen;
         break;
+      case OpCode::send:
+      case OpCode::sendv:
+      case OpCode::write:
+        // EPIPE because the multishot receive, armed with nobody reading, took the socket's error (a
+        // reset) first: the send gets that error, as it would have from the kernel (and does on epoll).
+        if (res == -EPIPE) op.result = queued_error(op.fd, res);
+        break;
       default:
         break;
     }
     finish(op);
+  }
+
+  // The error a receive delivered to fd's queue and nobody has read yet, else dflt.
+  int queued_error(int fd, int dflt) noexcept {
+    FdState* st = state_if(fd);
+    if (!st) return dflt;
+    for (std::size_t i = st->chunk_head; i < st->chunks.size(); ++i)
+      if (st->chunks[i].bid < 0 && st->chunks[i].res < 0) return st->chunks[i].res;
+    return dflt;
   }
 
   std::size_t on_recv(const Cqe& c) {

@@ -166,6 +166,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
       lose(rerr_);
       eof_ = true;
       lost_before_eof_ = true;
+      drain_waiters_.wake_all();  // (drain raises it: the connection is gone)
       close_waiters_.wake_all();  // (wait_closed: the connection is gone)
     }
   }
@@ -196,7 +197,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     if (close_requested_ || closed_) throw RuntimeError("write() on a closed StreamWriter");
     if (eof_requested_) throw RuntimeError("write() after write_eof()");
     check_loop();
-    if (write_failed_ || data.empty()) return;  // the peer is gone: drain() reports it
+    if (lost_ || data.empty()) return;  // the peer is gone (a read or a write found it): drain() reports it
     // With no write in flight nothing is queued (on_write restarts the op while anything is left, and a
     // failed or closed stream returned above): so the queue's strings, a cache line of their own, are not
     // read on this path.
@@ -608,14 +609,15 @@ void StreamWriter::write(std::string_view data) { state_or_throw(s_).write(data)
 namespace {
 Task<> drain_slow(detail::StreamRef keep) {
   detail::StreamState& s = *keep;
-  if (s.werr_) std::rethrow_exception(s.werr_);
-  if (s.lost_ && s.rerr_) std::rethrow_exception(s.rerr_);  // (as asyncio's drain raises the reader's error)
+  // Lost: the error that lost the connection, whichever found it first and whatever was written since (as
+  // asyncio's drain raises the reader's exception, which connection_lost(exc) set).
+  if (s.lost_) std::rethrow_exception(s.lost_exc_);
   if (s.close_requested_) throw ConnectionResetError(ECONNRESET, "drain() after close(): connection lost");
-  while (s.paused_ && !s.werr_ && s.fd_ >= 0) {
+  while (s.paused_ && !s.lost_ && s.fd_ >= 0) {
     detail::WaitList::Node node(s.drain_waiters_, "drain");
     co_await node;
   }
-  if (s.werr_) std::rethrow_exception(s.werr_);
+  if (s.lost_) std::rethrow_exception(s.lost_exc_);
   if (s.closed_ && s.buffered() > 0) throw ConnectionResetError(ECONNRESET, "drain(): connection lost");
 }
 }  // namespace

@@ -1386,3 +1386,54 @@ TEST_F(StreamTest, AWriteFailingAfterEofMakesLaterReadsRaise) {
     CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionError, e, (void)e);
   }());
 }
+
+// A read found the reset; a write after it, then drain(): asyncio raises the reader's error
+// (ConnectionResetError) on every backend and ignores the write.
+TEST_F(StreamTest, DrainAfterAReadFoundTheResetRaisesTheReadersError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
+    c.writer.write("x");
+    for (int i = 0; i < 3; ++i) {
+      CO_EXPECT_THROW_AS(co_await c.writer.drain(), corio::ConnectionResetError, e, (void)e);
+      co_await corio::sleep(0s);
+    }
+    CO_EXPECT_THROW_AS(co_await corio::wait_for(c.writer.wait_closed(), 10s), corio::ConnectionResetError, e,
+                       (void)e);
+  }());
+}
+
+// After a read (io_uring keeps its multishot receive armed), the peer resets while nobody reads;
+// the next write finds it out. epoll's send gets ECONNRESET (as asyncio, whose background read gets it); on
+// io_uring the armed receive took the socket's error and the send gets EPIPE.
+TEST_F(StreamTest, AResetNobodyReadIsAConnectionResetOnEveryBackend) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto first = corio::create_task(c.reader.readline());
+    co_await corio_test::turns(3);  // the read waits: the backend watches (epoll) or receives (io_uring)
+    raw_send(c.peer.get(), "hi\n");
+    EXPECT_EQ(co_await first, "hi\n");
+    c.peer.reset_connection();  // RST, while nobody reads
+    co_await corio_test::turns(3);
+    bool raised = false;
+    std::string what;
+    for (int i = 0; i < 5 && !raised; ++i) {
+      c.writer.write("reply\n");
+      try {
+        co_await c.writer.drain();
+        co_await corio::sleep(0s);
+      } catch (const corio::ConnectionResetError&) {
+        raised = true;
+      } catch (const std::exception& e) {
+        raised = true;
+        what = e.what();
+      }
+    }
+    EXPECT_TRUE(raised);
+    EXPECT_EQ(what, "") << "drain() raised another error than ConnectionResetError";
+    CO_EXPECT_THROW_AS(co_await corio::wait_for(c.writer.wait_closed(), 10s), corio::ConnectionResetError, e,
+                       (void)e);
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
+  }());
+}

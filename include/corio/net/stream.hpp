@@ -170,12 +170,13 @@ class StreamWriter {
   StreamWriter& operator=(StreamWriter&& o) noexcept;
   ~StreamWriter();
 
-  // Queues data; never blocks. Throws RuntimeError after close() or write_eof().
+  // Queues data; never blocks. Throws RuntimeError after close() or write_eof(). Once the connection is
+  // lost (a read or a write failed) the data is dropped, as asyncio's transport does; drain() raises.
   void write(std::string_view data);
-  // Waits while more than the high-water mark is buffered; throws the connection's error (e.g.
-  // ConnectionResetError, BrokenPipeError) once the peer is gone, whether a write or a read found it out
-  // (as asyncio). On io_uring the ring sends, so a write's error is known a loop turn later than on epoll
-  // (where write() sends at once): the drain() right after that write may return, the next one raises.
+  // Waits while more than the high-water mark is buffered; once the peer is gone, throws the error that lost
+  // the connection (e.g. ConnectionResetError, BrokenPipeError), the first a read or a write found, every
+  // time (as asyncio). On io_uring the ring sends, so a write's error is known a loop turn later than on
+  // epoll (where write() sends at once): the drain() right after that write may return, the next one raises.
   // Returns an awaitable (DESIGN.md: Task<>): nothing happens until it is awaited; then, when there is
   // nothing to wait for and no error (the common case, drain() after every write), it completes in
   // await_ready with no coroutine frame; otherwise it awaits a Task that waits on the stream, so cancellation
