@@ -236,7 +236,10 @@ std::string TaskStateBase::name() const {
 }
 
 bool TaskStateBase::cancel(std::string msg) {
-  if (done()) return false;
+  if (done()) {
+    exc_retrieved_ = true;  // asyncio's Task.cancel() clears _log_traceback first, even on a done task
+    return false;
+  }
   Extras& x = extras();
   ++x.cancel_requests;
   // Each request its own message, as asyncio (an empty one clears it), until a waiter has taken one and

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/test_util.hpp"
+#include "core/log_capture.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::kVirtual;
@@ -384,6 +385,25 @@ TEST(Cancel, CancelOnAFinishedTaskReturnsFalse) {
   }());
   EXPECT_FALSE(second);
   EXPECT_EQ(cancelling, 0);
+}
+
+// asyncio 3.11: Task.cancel() sets _log_traceback = False before it checks done(): cancel() on a task that
+// already failed returns False and the failure is no longer reported as "never retrieved".
+TEST(Cancel, CancelOnAFailedTaskMarksItsExceptionRetrieved) {
+  corio_test::LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        auto h = corio::create_task([]() -> corio::Task<> {
+          throw std::runtime_error("boom");
+          co_return;
+        }());
+        co_await corio_test::turns(2);
+        CO_ASSERT(h.done());
+        EXPECT_FALSE(h.cancel());
+        EXPECT_EQ(h.cancelling(), 0);
+      }(),
+      kVirtual);
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }
 
 TEST(Cancel, CancelledIsTrueOnlyOnceCancelledErrorEscaped) {

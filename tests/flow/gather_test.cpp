@@ -315,6 +315,42 @@ TEST(Gather, CancellingTheAwaiterCancelsAllChildren) {
       kVirtual);
 }
 
+// Turns its cancellation into another error (asyncio: `except CancelledError: raise ValueError`).
+corio::Task<int> converts_cancellation() {
+  bool cancelled = false;
+  try {
+    co_await corio::sleep(10s);
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) throw std::runtime_error("converted");
+  co_return 0;
+}
+
+// asyncio 3.11: a task awaiting gather(child) is cancelled; the child turns the cancellation into
+// ValueError; the awaiting task gets ValueError (not CancelledError) and does not end cancelled.
+TEST(Gather, CancelledAwaiterGetsTheErrorTheChildTurnedItsCancellationInto) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto outer =
+            corio::create_task([]() -> corio::Task<> { co_await corio::gather(converts_cancellation()); }());
+        co_await corio_test::turns(2);
+        outer.cancel();
+        bool converted = false, cancelled = false;
+        try {
+          co_await outer;
+        } catch (const std::runtime_error& e) {
+          converted = std::string(e.what()) == "converted";
+        } catch (const corio::CancelledError&) {
+          cancelled = true;
+        }
+        EXPECT_TRUE(converted);
+        EXPECT_FALSE(cancelled);
+        EXPECT_FALSE(outer.cancelled());
+      }(),
+      kVirtual);
+}
+
 TEST(Gather, OverTaskHandles) {
   corio::run(
       []() -> corio::Task<> {

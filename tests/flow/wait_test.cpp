@@ -16,6 +16,7 @@
 #include "corio/core/task_handle.hpp"
 
 #include "common/test_util.hpp"
+#include "core/log_capture.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::kVirtual;
@@ -139,6 +140,22 @@ TEST(Wait, FirstException) {
         EXPECT_EQ(hs[3].result(), 4);
       }(),
       kVirtual);
+}
+
+// asyncio 3.11: wait(FIRST_EXCEPTION) looks at the exception of the task that made it return (its
+// completion callback calls f.exception()): no "Task exception was never retrieved" for it.
+TEST(Wait, FirstExceptionRetrievesTheFailureItReturnedFor) {
+  corio_test::LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(fail_after(1s)), corio::create_task(value_after(2, 10s))};
+        auto r = co_await corio::wait(std::move(hs), corio::ReturnWhen::first_exception);
+        CO_ASSERT_EQ(r.done.size(), 1u);
+        CO_ASSERT_EQ(r.pending.size(), 1u);
+        r.pending[0].cancel();
+      }(),
+      kVirtual);
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }
 
 TEST(Wait, FirstExceptionWithoutFailureWaitsForAll) {

@@ -5,7 +5,9 @@
 // Structured, unlike asyncio (CPython #90908): on the first failure gather cancels the other children,
 // waits until every one of them has ended, then rethrows that failure — it never leaves a child running
 // behind it. A child that is cancelled counts as a failure (gather throws CancelledError), as in asyncio.
-// Cancelling the task that awaits a gather cancels every child, waits for them, then throws CancelledError.
+// Cancelling the task that awaits a gather cancels every child, waits for them, then throws CancelledError;
+// but if the first child to end after that turned its cancellation into another error, that error, as
+// asyncio's gather (gather_settled: CancelledError, as asyncio's return_exceptions=True).
 // gather_settled (asyncio's return_exceptions=True) waits for all and returns each Outcome.
 //
 // The awaiting task is resumed by the loop on the turn after the last child ended.

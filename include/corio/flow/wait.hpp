@@ -83,6 +83,10 @@ class WaitWaiter final : public Waiter, public TimerNode {
     WaitWaiter* owner = nullptr;
     void on_done(TaskStateBase& t) override {
       --owner->remaining_;
+      // asyncio's _on_completion calls f.exception() for FIRST_EXCEPTION while tasks remain: retrieved.
+      if (owner->when_ == ReturnWhen::first_exception && owner->remaining_ > 0 &&
+          t.status_ == TaskStateBase::Status::failed)
+        t.exc_retrieved_ = true;
       if (owner->remaining_ == 0 || owner->when_ == ReturnWhen::first_completed ||
           (owner->when_ == ReturnWhen::first_exception && t.status_ == TaskStateBase::Status::failed)) {
         owner->stop_watching();

@@ -141,7 +141,15 @@ class ChildrenWaiter final : public Waiter {
   // Throws CancelledError (outside cancellation) or the first failure; returns when all succeeded.
   void await_resume() {
     throw_if_cancelled();
-    if (outer_cancelled_) throw CancelledError(task_ ? task_->cancel_message() : std::string());
+    if (outer_cancelled_) {
+      // As asyncio's gather: after an outside cancellation, the first child to end with an error other than
+      // CancelledError (one that turned its cancellation into another error) decides, unless a child ended
+      // cancelled before it; else CancelledError.
+      if (first_failed_ && failed_after_outer_cancel_ &&
+          first_failed_->status_ == TaskStateBase::Status::failed)
+        first_failed_->check_result();
+      throw CancelledError(task_ ? task_->cancel_message() : std::string());
+    }
     if (first_failed_) first_failed_->check_result();
   }
 
@@ -162,13 +170,16 @@ class ChildrenWaiter final : public Waiter {
   };
 
   void note_failure(TaskStateBase& c) {
-    if (fail_fast_ && !first_failed_ && !outer_cancelled_ && failed_or_cancelled(c)) first_failed_ = &c;
+    if (fail_fast_ && !first_failed_ && failed_or_cancelled(c)) {
+      first_failed_ = &c;
+      failed_after_outer_cancel_ = outer_cancelled_;
+    }
   }
   void child_done(TaskStateBase& c) {
     --remaining_;
     bool was_failing = first_failed_ != nullptr;
     note_failure(c);
-    if (!was_failing && first_failed_ && remaining_ > 0) cancel_pending("");
+    if (!was_failing && first_failed_ && remaining_ > 0 && !outer_cancelled_) cancel_pending("");
     if (remaining_ == 0) {
       finish_all();
       wake();
@@ -188,6 +199,7 @@ class ChildrenWaiter final : public Waiter {
   std::size_t remaining_ = 0;
   bool fail_fast_;
   bool outer_cancelled_ = false;
+  bool failed_after_outer_cancel_ = false;  // first_failed_ ended after the outside cancellation
   TaskStateBase* first_failed_ = nullptr;
 };
 
