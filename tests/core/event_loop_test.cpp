@@ -660,3 +660,29 @@ TEST(EventLoop, ADroppedDoneCallbackMayCancelOrRenameItsTask) {
     EXPECT_TRUE(t.cancelled());
   }
 }
+
+TEST(EventLoop, CallSoonThreadsafeBeforeRunKeepsFifoWithCallSoon) {
+  // asyncio: loop.call_soon_threadsafe(A); loop.call_soon(B) before run_forever runs A then B.
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon_threadsafe([&] { log.push_back("A"); });
+  loop.call_soon([&] { log.push_back("B"); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"A", "B"}));
+}
+
+TEST(EventLoop, CallSoonThreadsafeFromAJoinedThreadRunsBeforeALaterCallSoon) {
+  // asyncio: a thread's call_soon_threadsafe(A) that happened before the loop thread's call_soon(B) runs
+  // first (it goes straight into _ready).
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    std::thread t([&] { loop.call_soon_threadsafe([&] { log.push_back("A"); }); });
+    t.join();
+    loop.call_soon([&] { log.push_back("B"); });
+    loop.call_soon([&] { loop.call_soon([&] { loop.stop(); }); });
+  });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"A", "B"}));
+}

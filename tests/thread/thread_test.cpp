@@ -866,3 +866,36 @@ TEST(ToThread, AChildForkedFromTheLoopThreadHasTheProgramsSignalMask) {
   const std::string program = blocked_in_forked_child();
   EXPECT_EQ(corio::run(blocked_in_child_of_the_loop_thread()), program);
 }
+
+namespace {
+int g_quick_returned = 0;  // quick_42() reached its co_return
+corio::Task<int> quick_42(int k) {
+  for (int i = 0; i < k; ++i) co_await corio::sleep(0s);
+  ++g_quick_returned;
+  co_return 42;
+}
+corio::Task<corio::ThreadsafeFuture<int>> post_then_return(int k, int j) {
+  auto f = corio::run_coroutine_threadsafe(quick_42(k), corio::get_running_loop());
+  for (int i = 0; i < j; ++i) co_await corio::sleep(0s);
+  co_return f;
+}
+}  // namespace
+
+// asyncio: a task of run_coroutine_threadsafe that returned a value puts it in the future, also when it
+// returned on the turn run() began its shutdown (its done callback runs in _cancel_all_tasks' turns).
+// Python 3.11 gives 42 for every (k, j) where the coroutine returned.
+TEST(RunCoroutineThreadsafe, AValueReturnedAsRunShutsDownReachesTheFuture) {
+  for (int k = 0; k < 4; ++k) {
+    for (int j = 0; j < 5; ++j) {
+      g_quick_returned = 0;
+      auto f = corio::run(post_then_return(k, j));
+      std::string got;
+      try {
+        got = std::to_string(f.get());
+      } catch (const corio::CancelledError&) {
+        got = "CancelledError";
+      }
+      if (g_quick_returned) EXPECT_EQ(got, "42") << "k=" << k << " j=" << j;
+    }
+  }
+}

@@ -86,6 +86,10 @@ class EventLoop : private detail::LoopCore {
       check_thread();
     auto* n = new detail::FnCallback<F>(std::move(f));
     n->loop_ = this;
+    // Callbacks posted from other threads (or from this one before the loop ran) come first: asyncio's
+    // call_soon_threadsafe appends to the ready queue at once, so FIFO holds across the two.
+    if (remote_pending_.load(std::memory_order_relaxed)) [[unlikely]]
+      drain_remote();
     enqueue(*n);
     return Handle(n);
   }
@@ -106,7 +110,9 @@ class EventLoop : private detail::LoopCore {
   }
   // Thread-safe: f() runs on the loop's thread on a later turn; wakes the loop if it is sleeping. Once the
   // loop is closed, f is dropped (destroyed on the caller's thread) and never runs. (asyncio raises
-  // RuntimeError there; a helper thread finishing after the loop closed has nobody to tell.)
+  // RuntimeError there; a helper thread finishing after the loop closed has nobody to tell.) A call_soon
+  // made after it (on the loop's thread, the post known to have happened first) runs after it; a task's
+  // step or a wake-up scheduled meanwhile may still run first (they are taken in at the next poll).
   template <class F>
   void call_soon_threadsafe(F f) {
     // From the loop's own thread while it runs: straight into the ready queue, so that it keeps its place

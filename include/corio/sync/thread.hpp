@@ -228,7 +228,22 @@ ThreadsafeFuture<T> run_coroutine_threadsafe(Task<T> task, EventLoop& loop) {
         link.promise->set_value(co_await std::move(h));
       }
     } catch (...) {
-      link.promise->set_exception(std::current_exception());
+      if (h.done() && !h.cancelled()) {
+        // The bridge itself was cancelled (run()'s shutdown) after the task had ended, before the bridge
+        // resumed: the task's outcome still goes to the future, as asyncio's done callback copies it.
+        try {
+          if constexpr (std::is_void_v<T>) {
+            detail::state_cast<T>(h.state())->take();
+            link.promise->set_value();
+          } else {
+            link.promise->set_value(detail::state_cast<T>(h.state())->take());
+          }
+        } catch (...) {
+          link.promise->set_exception(std::current_exception());
+        }
+      } else {
+        link.promise->set_exception(std::current_exception());
+      }
     }
     link.settled = true;
   };
