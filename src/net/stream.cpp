@@ -181,7 +181,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     }
   }
   void start_read() {
-    if (read_op().pending) return;
+    if (read_op().pending || close_requested_) return;  // (close() stops reading, as asyncio's)
     be_->submit(read_op());  // (completes on a later turn; if it throws, no reference was taken)
     ++refs_;                 // the op's reference, adopted back in StreamReadOp::complete()
   }
@@ -296,7 +296,11 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   void close() {
     if (close_requested_) return;
     close_requested_ = true;
-    if (buffered() == 0 || write_failed_) close_now();
+    if (buffered() == 0 || write_failed_) {
+      close_now();
+    } else if (read_op().pending && on_own_loop()) {
+      be_->cancel(read_op());  // asyncio's close() stops reading at once; a read gets EOF once closed
+    }
   }
 
   void close_now() noexcept {
@@ -308,6 +312,11 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
     // not be running (between two runs: the backend must forget fd all the same).
     close_fd(fd, link_.get());
     closed_ = true;
+    // Lost before (a write found the reset): closing does not make that a clean end of the stream.
+    if (lost_ && !rerr_) {
+      rerr_ = lost_exc_;
+      lost_before_eof_ = true;
+    }
     eof_ = true;
     close_waiters_.wake_all();
     drain_waiters_.wake_all();
@@ -505,7 +514,7 @@ bool StreamReader::Read::await_ready() {
     if (s.reader_)
       throw RuntimeError(std::string(name()) +
                          "() called while another task is already waiting for incoming data");
-    if (s.read_op().pending) return false;
+    if (s.read_op().pending || s.close_requested_) return false;  // (closing: wait for close_now's EOF)
     if (!s.be_->try_now(s.read_op())) return false;
     s.commit_read(s.read_op().result, s.read_op().data);
   }
@@ -546,8 +555,8 @@ std::string StreamReader::Read::finish() {
   detail::StreamState& s = *s_;
   switch (mode_) {
     case Mode::some:
+      if (s.available() == 0) s.throw_read_error();  // (read(0) too, as asyncio's)
       if (n_ == 0) return {};
-      if (s.available() == 0) s.throw_read_error();
       return s.take(n_);
     case Mode::all:
       // The connection failed before its end: what came is not the whole stream (asyncio's read(-1) raises
@@ -555,6 +564,7 @@ std::string StreamReader::Read::finish() {
       s.throw_read_error();
       return s.take(s.available());
     case Mode::exactly:
+      if (n_ == 0 && s.available() == 0) s.throw_read_error();  // (as asyncio's readexactly(0))
       if (s.available() >= n_) return s.take(n_);
       s.throw_read_error();
       throw IncompleteReadError(s.take(s.available()), n_);

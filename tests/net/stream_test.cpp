@@ -1212,6 +1212,60 @@ TEST_F(StreamTest, ReadAfterAWriteFoundTheResetRaisesIt) {
   }());
 }
 
+// asyncio: a write that finds the reset loses the connection (connection_lost(exc) sets the reader's
+// exception); close() after that does not turn it into a clean EOF: reads still raise, at_eof() stays false.
+TEST_F(StreamTest, CloseAfterAWriteFoundTheResetDoesNotTurnItIntoEof) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();  // RST
+    bool write_saw_it = false;
+    for (int i = 0; i < 100 && !write_saw_it; ++i) {
+      c.writer.write("y");
+      try {
+        co_await c.writer.drain();
+        co_await corio_test::turns(1);
+      } catch (const corio::ConnectionError&) {
+        write_saw_it = true;
+      }
+    }
+    CO_ASSERT(write_saw_it);
+    c.writer.close();
+    EXPECT_TRUE(c.writer.is_closing());
+    EXPECT_FALSE(c.reader.at_eof());
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionError, e, (void)e);
+    CO_EXPECT_THROW_AS(co_await c.writer.wait_closed(), corio::ConnectionError, e, (void)e);
+  }());
+}
+
+// asyncio's read(0) and readexactly(0) raise the connection's exception like every other read.
+TEST_F(StreamTest, ZeroSizedReadsRaiseTheConnectionsError) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    c.peer.reset_connection();  // RST
+    CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionResetError, e, (void)e);
+    CO_EXPECT_THROW_AS(co_await c.reader.read(0), corio::ConnectionResetError, e, (void)e);
+    CO_EXPECT_THROW_AS(co_await c.reader.readexactly(0), corio::ConnectionResetError, e, (void)e);
+    CO_EXPECT_THROW_AS(co_await c.reader.readuntil(";"), corio::ConnectionResetError, e, (void)e);
+  }());
+}
+
+// asyncio's close() stops reading at once (transport.close() removes the reader): data the peer sends after
+// close() is never delivered; a read waits for the flush to end and gets EOF.
+TEST_F(StreamTest, NoDataIsReadAfterClose) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    std::string big(4 << 20, 'z');
+    c.writer.write(big);
+    CO_ASSERT(c.writer.buffered() > 0);
+    c.writer.close();
+    raw_send(c.peer.get(), "x");  // after our close()
+    auto drain =
+        corio::create_task(corio::to_thread([fd = c.peer.get()] { return corio_test::raw_read_all(fd); }));
+    EXPECT_EQ(co_await c.reader.read(10), "");
+    (void)co_await drain;
+  }());
+}
+
 // drain() after close() raises ConnectionResetError, as asyncio's does ("Connection lost").
 TEST_F(StreamTest, DrainAfterCloseRaisesConnectionResetError) {
   run_guarded([]() -> Task<> {

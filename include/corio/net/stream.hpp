@@ -186,7 +186,9 @@ class StreamWriter {
   // Half-close: after the buffered data, the peer reads EOF; reading goes on.
   void write_eof();
   bool can_write_eof() const noexcept { return true; }
-  // Closes the connection once the buffered data is flushed; reads then see EOF.
+  // Closes the connection once the buffered data is flushed, and stops reading at once (as asyncio's):
+  // reads get what was buffered already, then EOF once the connection is closed (or its error, if a read
+  // or a write found it lost).
   void close();
   // True once close() was called, the connection closed, or it was lost (a read or a write failed).
   bool is_closing() const noexcept;
