@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -335,6 +336,11 @@ class UringBackend final : public SignalCore {
 
  private:
   [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool signal_turn) {
+    while (!off_thread_sqes_.empty()) {  // (prepared off the ring's thread while its queue was full)
+      const io_uring_sqe saved = off_thread_sqes_.front();
+      off_thread_sqes_.pop_front();
+      *get_sqe() = saved;
+    }
     std::size_t handled = run_deferred() + finish_done();  // (done_ ops may still read their op.data)
     release_later_buffers();
     if (handled) timeout_ns = 0;
@@ -489,6 +495,9 @@ class UringBackend final : public SignalCore {
     return get_sqe_full();
   }
   [[gnu::noinline]] io_uring_sqe* get_sqe_full() noexcept {
+    // From a thread the ring does not serve (SINGLE_ISSUER) nothing can be submitted (EEXIST), so waiting for
+    // room would spin for ever: keep the request aside; the owner's next poll puts it in the ring.
+    if (single_issuer_ && owner_ != std::this_thread::get_id()) return &off_thread_sqes_.emplace_back();
     io_uring_sqe* sqe = nullptr;
     while (!sqe) {
       // The submission queue is full: submit it.
@@ -1010,6 +1019,8 @@ class UringBackend final : public SignalCore {
   std::vector<Dropped> dropped_;  // ops discarded before their completion came (see wait_for_completion)
   std::vector<Cqe> deferred_;     // completions taken out of the ring early (discard, a full ring)
   std::vector<int> later_release_;
+  std::deque<io_uring_sqe>
+      off_thread_sqes_;  // see get_sqe_full (a deque: the pointers handed out stay valid)
 };
 
 }  // namespace

@@ -503,3 +503,34 @@ TEST(Backend, APidfdReapedInAnotherLoopLeavesNoStaleRegistrationInItsOwn) {
   }
   a.run_until_complete(corio::wait_for(reaped_pidfd::in_a_use_the_number_again(), 5s));  // (a hang guard)
 }
+
+// A loop destroyed on another thread with more waiting ops than the submission queue has entries
+// (CORIO_URING_ENTRIES=4): each discarded op prepares a cancel, which the foreign thread can never submit;
+// once the queue is full, preparing the next must not spin for ever. Run in a child with an alarm, so that a
+// hang is a failure.
+TEST(Backend, LoopDestroyedOnAnotherThreadWithMoreOpsPendingThanTheQueueHolds) {
+  ScopedEnv env("CORIO_URING_ENTRIES", "4");
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(5);
+    auto loop = std::make_unique<corio::EventLoop>();
+    static std::vector<corio::DatagramSocket> socks;
+    loop->run_until_complete([]() -> Task<> {
+      for (int i = 0; i < 8; ++i) {
+        socks.push_back(co_await corio::open_datagram("127.0.0.1", 0));
+        (void)corio::create_task([](int i) -> Task<> { (void)co_await socks[i].recv(100); }(i));
+      }
+      co_await corio_test::turns(3);  // every receive waits
+    }());
+    std::thread([&loop] { loop.reset(); }).join();
+    socks.clear();
+    ::_exit(loop == nullptr ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status)
+                                 << (WTERMSIG(status) == SIGALRM ? " (SIGALRM: the loop's destruction hung)"
+                                                                 : "");
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
