@@ -1188,6 +1188,23 @@ TEST_F(StreamTest, GeneratorLeftWaitingAtAReadWhenItsLoopClosesLetsGo) {
   server.reset();
 }
 
+namespace {
+// Writes a byte and drains until the connection's error comes (the first send after the peer's RST fails, a
+// turn later on io_uring); false if it never does.
+Task<bool> write_until_it_fails(corio::StreamWriter& w) {
+  for (int i = 0; i < 100; ++i) {
+    w.write("y");
+    try {
+      co_await w.drain();
+    } catch (const corio::ConnectionError&) {
+      co_return true;
+    }
+    co_await corio_test::turns(1);
+  }
+  co_return false;
+}
+}  // namespace
+
 // The peer resets the connection and a write finds it out first (taking the socket's error): later reads
 // raise that error, as asyncio's reader does, instead of returning a clean EOF ("") that would pass a cut
 // reply off as complete.
@@ -1195,18 +1212,7 @@ TEST_F(StreamTest, ReadAfterAWriteFoundTheResetRaisesIt) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
     c.peer.reset_connection();  // RST
-    bool write_saw_it = false;
-    for (int i = 0; i < 100 && !write_saw_it;
-         ++i) {  // the first send after the RST fails (a turn later on io_uring)
-      c.writer.write("y");
-      try {
-        co_await c.writer.drain();
-        co_await corio_test::turns(1);
-      } catch (const corio::ConnectionError&) {
-        write_saw_it = true;
-      }
-    }
-    CO_ASSERT(write_saw_it);
+    CO_ASSERT(co_await write_until_it_fails(c.writer));
     CO_EXPECT_THROW_AS(co_await c.reader.read(10), corio::ConnectionError, e, (void)e);
     CO_EXPECT_THROW_AS(co_await c.reader.readexactly(1), corio::ConnectionError, e, (void)e);
   }());
@@ -1218,17 +1224,7 @@ TEST_F(StreamTest, CloseAfterAWriteFoundTheResetDoesNotTurnItIntoEof) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
     c.peer.reset_connection();  // RST
-    bool write_saw_it = false;
-    for (int i = 0; i < 100 && !write_saw_it; ++i) {
-      c.writer.write("y");
-      try {
-        co_await c.writer.drain();
-        co_await corio_test::turns(1);
-      } catch (const corio::ConnectionError&) {
-        write_saw_it = true;
-      }
-    }
-    CO_ASSERT(write_saw_it);
+    CO_ASSERT(co_await write_until_it_fails(c.writer));
     c.writer.close();
     EXPECT_TRUE(c.writer.is_closing());
     EXPECT_FALSE(c.reader.at_eof());
