@@ -375,8 +375,11 @@ Task<Server> start_unix_server(StreamHandler handler, std::string path, ServerOp
   detail::FdGuard fd{detail::open_socket(AF_UNIX, SOCK_STREAM)};
   if (::bind(fd.fd, reinterpret_cast<sockaddr*>(&addr), len) < 0)
     detail::throw_os_error(errno, "bind " + detail::unix_path_text(path));
-  if (::listen(fd.fd, options.backlog) < 0)
-    detail::throw_os_error(errno, "listen " + detail::unix_path_text(path));
+  if (::listen(fd.fd, options.backlog) < 0) {
+    const int err = errno;
+    if (!abstract) ::unlink(path.c_str());  // the file bind() just made
+    detail::throw_os_error(err, "listen " + detail::unix_path_text(path));
+  }
   if (!abstract && ::stat(path.c_str(), &st) == 0) {
     state->unix_dev_ = st.st_dev;
     state->unix_ino_ = st.st_ino;

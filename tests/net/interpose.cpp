@@ -23,6 +23,7 @@ namespace {
 using GetaddrinfoFn = int (*)(const char*, const char*, const addrinfo*, addrinfo**);
 using FreeaddrinfoFn = void (*)(addrinfo*);
 using ConnectFn = int (*)(int, const sockaddr*, socklen_t);
+using ListenFn = int (*)(int, int);
 
 template <class Fn>
 Fn real(const char* name) {
@@ -45,6 +46,7 @@ struct State {
   bool watching_connects = false;
   std::map<std::string, int> failing_hosts;  // numeric host -> errno for its connects
   std::vector<std::string> connects;         // destinations, while watching
+  int failing_listen = 0;                    // errno for every ::listen (FailingListen), or 0
 };
 State& state() {
   static State s;
@@ -108,6 +110,16 @@ FailingName::FailingName(std::string name, int err) : name_(std::move(name)) {
 FailingName::~FailingName() {
   std::lock_guard<std::mutex> lock(state().mu);
   state().failing_names.erase(name_);
+}
+
+FailingListen::FailingListen(int err) {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().failing_listen = err;
+}
+
+FailingListen::~FailingListen() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().failing_listen = 0;
 }
 
 ConnectInterposer::ConnectInterposer() {
@@ -238,4 +250,16 @@ extern "C" int connect(int fd, const sockaddr* addr, socklen_t len) {
     }
   }
   return real_connect(fd, addr, len);
+}
+
+extern "C" int listen(int fd, int backlog) {
+  static auto real_listen = corio_test::real<corio_test::ListenFn>("listen");
+  {
+    std::lock_guard<std::mutex> lock(state().mu);
+    if (int err = state().failing_listen) {
+      errno = err;
+      return -1;
+    }
+  }
+  return real_listen(fd, backlog);
 }

@@ -1,10 +1,10 @@
-// libc calls the net tests interpose: this binary defines ::getaddrinfo, ::freeaddrinfo and ::connect
-// (interpose.cpp); the executable's definitions win over libc's, so the library's calls come here first and
-// go on to libc unless a test asked otherwise. That lets the tests watch the resolver (which lookups reach
-// it, from which thread) and produce what loopback cannot: a name with chosen addresses, an unreachable
-// host. Nothing here sends anything off the machine: names ending in ".invalid" (RFC 6761) are answered
-// without asking a nameserver, fake names should end in ".invalid" too (so that, were the interposition
-// bypassed, the lookup would still stay here), and failing addresses should be loopback ones.
+// libc calls the net tests interpose: this binary defines ::getaddrinfo, ::freeaddrinfo, ::connect and
+// ::listen (interpose.cpp); the executable's definitions win over libc's, so the library's calls come here
+// first and go on to libc unless a test asked otherwise. That lets the tests watch the resolver (which
+// lookups reach it, from which thread) and produce what loopback cannot: a name with chosen addresses, an
+// unreachable host. Nothing here sends anything off the machine: names ending in ".invalid" (RFC 6761) are
+// answered without asking a nameserver, fake names should end in ".invalid" too (so that, were the
+// interposition bypassed, the lookup would still stay here), and failing addresses should be loopback ones.
 #pragma once
 
 #include <chrono>
@@ -78,6 +78,15 @@ class ConnectInterposer {
   void fail(const std::string& host, int err);
   // The destinations connected to, "127.0.0.1:80" / "[::1]:80", in call order.
   std::vector<std::string> attempts() const;
+};
+
+// While alive, ::listen fails with `err` (on the calling thread's sockets and every other's).
+class FailingListen {
+ public:
+  explicit FailingListen(int err);
+  ~FailingListen();
+  FailingListen(const FailingListen&) = delete;
+  FailingListen& operator=(const FailingListen&) = delete;
 };
 
 }  // namespace corio_test

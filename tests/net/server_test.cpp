@@ -890,6 +890,24 @@ TEST(Server, UnixServerClosingLeavesAFileItDidNotMake) {
   std::filesystem::remove_all(dir);
 }
 
+// A Unix server whose listen() fails leaves no socket file behind (bind made it): an OSError naming listen,
+// and the path is free.
+TEST(Server, UnixServerWhoseListenFailsRemovesTheFileBindMade) {
+  std::string dir = std::filesystem::temp_directory_path() / "corio-net-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  run_guarded([](std::string path) -> Task<> {
+    auto handler = [](StreamReader, StreamWriter) -> Task<> { co_return; };
+    {
+      corio_test::FailingListen failing(EADDRINUSE);
+      CO_EXPECT_THROW_AS(co_await corio::start_unix_server(handler, path), corio::OSError, e,
+                         EXPECT_NE(std::string(e.what()).find("listen"), std::string::npos) << e.what());
+    }
+    struct stat st {};
+    EXPECT_NE(::stat(path.c_str(), &st), 0) << "the socket file bind made is still there";
+  }(dir + "/s.sock"));
+  std::filesystem::remove_all(dir);
+}
+
 // close() lets go of the listening socket at once, on either backend (as asyncio's Server.close() closes
 // its sockets): in the same turn the port can be bound again and a connection to it is refused. On
 // io_uring the accept in flight held the socket until the loop's next submission.
