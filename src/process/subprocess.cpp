@@ -108,9 +108,13 @@ struct Reap {
 
 Task<> reap_in_background(Reap reap) {
   co_await detail::IoAwaiter(detail::OpCode::poll_in, reap.pidfd);
-  while (::waitpid(reap.pid, nullptr, WNOHANG) < 0 && errno == EINTR) {
-  }
-  reap.done = true;  // (or somebody else reaped it: nothing left to do either way)
+  pid_t r;
+  do {
+    r = ::waitpid(reap.pid, nullptr, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  // Reaped, or somebody else reaped it: nothing left to do. Still running (the wait ended without the child
+  // exiting: an error such as the descriptor's closing): ~Reap reaps it on a thread.
+  reap.done = r == reap.pid || (r < 0 && errno == ECHILD);
 }
 
 }  // namespace
