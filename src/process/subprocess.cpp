@@ -346,9 +346,10 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
       std::size_t end = std::min(path.find(':', start), path.size());
       std::string dir = path.substr(start, end - start);
       std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + program;
+      // A relative entry is relative to the child's working directory (it executes after the chdir).
+      std::string probe = options.cwd && candidate[0] != '/' ? *options.cwd + "/" + candidate : candidate;
       struct stat st {};
-      if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-          ::access(candidate.c_str(), X_OK) == 0)
+      if (::stat(probe.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(probe.c_str(), X_OK) == 0)
         found = candidate;
       start = end + 1;
     }

@@ -2,6 +2,7 @@
 // background reaping, cancellation.
 #include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -938,3 +940,37 @@ TEST(Subprocess, AnInheritableDescriptorIsNotPassedToTheChild) {
 }
 
 TEST(Subprocess, ReturncodeIsSetOnceTheChildExitedWithoutWait) { run_guarded(returncode_without_wait()); }
+
+namespace {
+// Python: env={"PATH": "."}, cwd=d runs d/myprog (the PATH entries are tried in the child, after its chdir).
+Task<> relative_env_path_with_cwd() {
+  char tmpl[] = "/tmp/corio-proc-XXXXXX";
+  const char* dir = ::mkdtemp(tmpl);
+  PCO_ASSERT(dir != nullptr);
+  std::string prog = std::string(dir) + "/myprog";
+  {
+    FILE* f = std::fopen(prog.c_str(), "w");
+    PCO_ASSERT(f != nullptr);
+    std::fputs("#!/bin/sh\necho ran\n", f);
+    std::fclose(f);
+    ::chmod(prog.c_str(), 0755);
+  }
+  auto o = opts(Stdio::devnull, Stdio::pipe, Stdio::inherit);
+  o.cwd = std::string(dir);
+  o.env = std::map<std::string, std::string>{{"PATH", "."}};
+  auto argv = std::vector<std::string>{"myprog"};
+  std::string out = "(threw)";
+  try {
+    Process p = co_await corio::create_subprocess_exec(argv, o);
+    out = (co_await p.communicate()).out;
+  } catch (const corio::OSError& e) {
+    ADD_FAILURE() << e.what();
+  }
+  EXPECT_EQ(out, "ran\n");
+  ::unlink(prog.c_str());
+  ::rmdir(dir);
+}
+}  // namespace
+
+// A relative PATH entry of env is relative to cwd, where the child looks it up (as Python's).
+TEST(Subprocess, ARelativePathEntryOfEnvIsLookedUpInCwd) { run_guarded(relative_env_path_with_cwd()); }
