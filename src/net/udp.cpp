@@ -98,8 +98,24 @@ std::int64_t take_datagram(int fd, std::string& buf, sockaddr_storage* from, soc
   }
 }
 
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d, what getpeername gives on a dual-stack socket connected to
+// an IPv4 peer) as that IPv4 address; any other address unchanged.
+sockaddr_storage unmapped(const sockaddr_storage& a) {
+  if (a.ss_family != AF_INET6) return a;
+  const auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+  if (!IN6_IS_ADDR_V4MAPPED(&x.sin6_addr)) return a;
+  sockaddr_storage r{};
+  auto& y = reinterpret_cast<sockaddr_in&>(r);
+  y.sin_family = AF_INET;
+  y.sin_port = x.sin6_port;
+  std::memcpy(&y.sin_addr, &x.sin6_addr.s6_addr[12], sizeof y.sin_addr);
+  return r;
+}
+
 // The same IPv4 or IPv6 address and port (what a connected socket's peer is compared by).
-bool same_endpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
+bool same_endpoint(const sockaddr_storage& a0, const sockaddr_storage& b0) {
+  const sockaddr_storage a = unmapped(a0);
+  const sockaddr_storage b = unmapped(b0);
   if (a.ss_family != b.ss_family) return false;
   if (a.ss_family == AF_INET) {
     const auto& x = reinterpret_cast<const sockaddr_in&>(a);

@@ -700,3 +700,18 @@ TEST(Udp, SendToANameFromAnIpv6SocketReachesTheIpv6Peer) {
     EXPECT_EQ(co_await b.recv(), "again");
   }());
 }
+
+// A dual-stack socket connected to an IPv4 peer (getpeername gives ::ffff:127.0.0.1) may name that peer in
+// send_to, as Python's sendto on such a socket.
+TEST(Udp, ADualStackSocketConnectedToIpv4MaySendToItsPeer) {
+  if (!corio_test::ipv6_loopback_available()) GTEST_SKIP() << "no ::1";
+  run_guarded([]() -> Task<> {
+    DatagramSocket a = co_await corio::open_datagram("::", 0);
+    DatagramSocket b = co_await corio::open_datagram("127.0.0.1", 0);
+    co_await a.connect("127.0.0.1", b.local_port());
+    co_await a.send("via-send");
+    EXPECT_EQ(co_await b.recv(), "via-send");
+    co_await a.send_to("via-send-to", "127.0.0.1", b.local_port());
+    EXPECT_EQ(co_await b.recv(), "via-send-to");
+  }());
+}
