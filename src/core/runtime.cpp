@@ -445,6 +445,10 @@ Backend backend_from_env(Backend requested) {
 
 namespace detail {
 void LoopCore::throw_closed() { throw RuntimeError("Event loop is closed"); }
+std::uint64_t LoopCore::new_serial() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 }  // namespace detail
 
 EventLoop::EventLoop(RunOptions options) {

@@ -105,7 +105,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   StreamState(int fd, bool is_socket, std::string peer)
       : fd_(fd),
         be_(&io_backend()),
-        loop_(LoopCore::running_),
+        loop_serial_(LoopCore::running_->serial_),
         socket_(is_socket),
         peer_(std::move(peer)),
         link_(be_->link()) {
@@ -134,9 +134,12 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   // A stream works on the loop that made it, while that loop runs: its backend is gone after the loop
   // closes (a stream returned out of run(), say). Closing stays allowed everywhere.
   // The running loop is the one that made this stream. The address alone does not tell (run() makes each
-  // loop on its stack: the next run()'s loop is often at the same address), so its backend must be alive
-  // too: the link is cleared when the backend goes.
-  bool on_own_loop() const noexcept { return LoopCore::running_ == loop_ && link_->backend == be_; }
+  // loop on its stack: the next run()'s loop is often at the same address); the loop's serial does, and a
+  // loop's backend lives as long as the loop.
+  bool on_own_loop() const noexcept {
+    const LoopCore* l = LoopCore::running_;
+    return l && l->serial_ == loop_serial_;
+  }
   void check_loop() const {
     if (!on_own_loop()) throw RuntimeError("stream used outside the running event loop that created it");
   }
@@ -342,7 +345,7 @@ class alignas(64) StreamState final : private StreamReadOp, private StreamWriteO
   std::uint32_t refs_ = 0;  // StreamRefs (readers, writers, pending operations, awaited reads)
   int fd_;
   IoBackend* be_;
-  LoopCore* loop_;
+  std::uint64_t loop_serial_;             // LoopCore::serial_ of the loop that made it
   StreamReader::Read* reader_ = nullptr;  // the one task waiting for data
   ReadBuffer rbuf_;
   bool socket_;

@@ -355,7 +355,11 @@ class LoopCore {
  public:
   ReadyQueue ready_;
   TimerHeap timers_;
-  TaskStateBase* current_ = nullptr;    // the task whose step is running
+  TaskStateBase* current_ = nullptr;  // the task whose step is running
+  // Tells this loop from every other, also from one made later at the same address (run() makes each loop
+  // on its stack): what must stay on the loop that made it (a stream) compares this, one word on a line the
+  // loop reads every step anyway, rather than following a pointer to the backend.
+  const std::uint64_t serial_ = new_serial();
   IntrusiveList<TaskStateBase> tasks_;  // every pending task
   // Finished tasks still held (by a TaskHandle, a callback): close() makes them let go of the loop, so that
   // one that outlives it never reaches another loop that took its address.
@@ -391,6 +395,7 @@ class LoopCore {
     schedule(t);
   }
   static LoopCore& current_loop();  // throws RuntimeError outside a running loop
+  static std::uint64_t new_serial() noexcept;
   // The task whose step is running; throws RuntimeError outside one (out of line: the rare path).
   static TaskStateBase& current_task_or_throw() {
     LoopCore* loop = running_;
