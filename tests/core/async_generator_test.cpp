@@ -212,6 +212,25 @@ TEST(AsyncGenerator, NextWhileAnotherTaskRunsItThrows) {
       kVirtual);
 }
 
+// One next() awaiter is awaited once, as a Task is: awaiting it again throws InvalidStateError and leaves the
+// generator where it was (it ran the generator again under the same awaiter, taking the task's reference
+// a second time). Once the generator has ended (the first await was ready at once), the same.
+TEST(AsyncGenerator, AwaitingTheSameNextTwiceThrowsInvalidStateError) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = count(3);
+        auto next = gen.next();
+        EXPECT_EQ(co_await next, 0);
+        EXPECT_THROW(co_await next, corio::InvalidStateError);
+        EXPECT_EQ(co_await gen.next(), 1);  // the refused await did not run the generator
+        EXPECT_EQ(co_await gen.next(), 2);
+        auto last = gen.next();
+        EXPECT_EQ(co_await last, std::nullopt);
+        EXPECT_THROW(co_await last, corio::InvalidStateError);
+      }(),
+      kVirtual);
+}
+
 // A generator that outlives its loop, whose consumer task was suspended inside it (at a sleep) when the loop
 // closed: the task is destroyed with the loop, and the generator is left mid-await. Its waiter lets go of
 // the destroyed task (destroying the generator afterwards used to read the freed task: ASan saw it), and

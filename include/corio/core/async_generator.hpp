@@ -13,7 +13,9 @@
 // suspend that task, and cancelling that task cancels them), and the consumer resumes when it yields or
 // ends. A generator is move-only and runs in one consumer at a time: a next() while another is running it
 // throws RuntimeError, as asyncio's anext() does. A generator whose task was destroyed while running it
-// (a loop closed with that task pending) is left mid-await: its next() throws RuntimeError too.
+// (a loop closed with that task pending) is left mid-await: its next() throws RuntimeError too. The awaiter
+// next() returns is awaited once: awaiting it again throws InvalidStateError, as awaiting a Task twice does
+// (each value is a new `co_await gen.next()`).
 //
 // Lives in core (not sync, where DESIGN.md lists it) because flow's as_completed returns one and the
 // layering rule lets flow include only core; <corio/sync/async_generator.hpp> re-exports it.
@@ -93,7 +95,7 @@ class [[nodiscard]] AsyncGenerator {
     // Move-only, and the moved-from one lets go: a copy (co_await std::move(a), the task a combinator makes
     // of it) kept the handle after the frame was destroyed through the other, and read it when destroyed.
     NextAwaiter(NextAwaiter&& o) noexcept
-        : h_(std::exchange(o.h_, nullptr)), task_(std::exchange(o.task_, nullptr)) {
+        : h_(std::exchange(o.h_, nullptr)), task_(std::exchange(o.task_, nullptr)), awaited_(o.awaited_) {
       if (h_ && h_.promise().running_ == &o) h_.promise().running_ = this;
     }
     NextAwaiter& operator=(NextAwaiter&&) = delete;
@@ -102,6 +104,9 @@ class [[nodiscard]] AsyncGenerator {
     // The task running the generator, set while it does, with a reference: this awaiter may be destroyed
     // long after the task (in the frame of an outer generator that outlives it).
     detail::TaskStateBase* task_ = nullptr;
+    // Set by the first co_await: one next() awaiter is awaited once, as a Task is (a second await would
+    // run the generator again under the same awaiter, its task reference taken twice).
+    bool awaited_ = false;
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
     // closing loop): the generator must not reach it any more, and it is left suspended at an await with
     // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task. An
@@ -117,12 +122,14 @@ class [[nodiscard]] AsyncGenerator {
       }
       if (task_) task_->release();
     }
-    bool await_ready() const {
+    bool await_ready() {
+      if (awaited_) throw InvalidStateError("co_await on a next() awaiter that was already awaited");
       if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
       promise_type& p = h_.promise();
       if (p.running_) throw RuntimeError("anext(): asynchronous generator is already running");
       if (p.broken_)
         throw RuntimeError("the async generator's task was destroyed while it ran the generator");
+      awaited_ = true;
       return p.finished_;
     }
     template <class P>
