@@ -158,6 +158,45 @@ TEST(Wait, FirstExceptionRetrievesTheFailureItReturnedFor) {
   EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
 }
 
+// The same for a task that had failed before wait() was called: asyncio runs the completion callback of a
+// done task too (at once, call_soon), and it calls f.exception() while other tasks remain. wait() returns at
+// once; the failure is not "never retrieved".
+TEST(Wait, FirstExceptionRetrievesAFailureThatCameBeforeTheWait) {
+  corio_test::LogCapture logs;
+  corio::run(
+      []() -> corio::Task<> {
+        Handles hs{corio::create_task(fail_after(0ms)), corio::create_task(value_after(2, 10s))};
+        co_await corio::sleep(1s);
+        CO_ASSERT(hs[0].done());
+        auto r = co_await corio::wait(std::move(hs), corio::ReturnWhen::first_exception);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        CO_ASSERT_EQ(r.done.size(), 1u);
+        CO_ASSERT_EQ(r.pending.size(), 1u);
+        r.pending[0].cancel();
+      }(),
+      kVirtual);
+  EXPECT_FALSE(logs.contains("never retrieved")) << logs.text();
+}
+
+// asyncio 3.11 does not look at the last task its callbacks count (counter <= 0 comes first): a failed task
+// waited alone, or with FIRST_COMPLETED / ALL_COMPLETED, is still reported as never retrieved.
+TEST(Wait, ALoneOrNotFirstExceptionFailureIsStillNeverRetrieved) {
+  for (auto when : {corio::ReturnWhen::first_exception, corio::ReturnWhen::all_completed,
+                    corio::ReturnWhen::first_completed}) {
+    corio_test::LogCapture logs;
+    corio::run(
+        [](corio::ReturnWhen when) -> corio::Task<> {
+          Handles hs{corio::create_task(fail_after(0ms))};
+          co_await corio::sleep(1s);
+          CO_ASSERT(hs[0].done());
+          auto r = co_await corio::wait(std::move(hs), when);
+          CO_ASSERT_EQ(r.done.size(), 1u);
+        }(when),
+        kVirtual);
+    EXPECT_TRUE(logs.contains("never retrieved")) << static_cast<int>(when) << "\n" << logs.text();
+  }
+}
+
 TEST(Wait, FirstExceptionWithoutFailureWaitsForAll) {
   corio::run(
       []() -> corio::Task<> {

@@ -37,7 +37,9 @@ namespace detail {
 class WaitWaiter final : public Waiter, public TimerNode {
  public:
   WaitWaiter(std::vector<TaskStateBase*> tasks, ReturnWhen when, std::optional<std::int64_t> timeout_ns)
-      : tasks_(std::move(tasks)), when_(when), timeout_ns_(timeout_ns) {}
+      : tasks_(std::move(tasks)), when_(when), timeout_ns_(timeout_ns) {
+    retrieve_failures_done_before();
+  }
   ~WaitWaiter() { stop_watching(); }
 
   // A timeout of 0 (or less) still waits for one turn, as asyncio's call_later(0) does: what was ready to
@@ -95,6 +97,19 @@ class WaitWaiter final : public Waiter, public TimerNode {
     }
   };
 
+  // asyncio's _wait adds its completion callback to every task, and a done task's runs at once (call_soon),
+  // counting it and, for FIRST_EXCEPTION while tasks remain, calling f.exception(): a task that had failed
+  // before the wait is retrieved as one failing during it is (Watch::on_done), unless it is the last one
+  // counted. Here the done tasks are counted first, in input order (asyncio's is its set's order).
+  void retrieve_failures_done_before() noexcept {
+    if (when_ != ReturnWhen::first_exception) return;
+    std::size_t counter = tasks_.size();
+    for (TaskStateBase* t : tasks_) {
+      if (!t->done()) continue;
+      --counter;
+      if (counter > 0 && t->status_ == TaskStateBase::Status::failed) t->exc_retrieved_ = true;
+    }
+  }
   bool satisfied() const noexcept {
     std::size_t done = 0;
     for (const TaskStateBase* t : tasks_) {
