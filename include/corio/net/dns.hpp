@@ -29,7 +29,9 @@ struct AddrInfo {
 // Resolves host and service (a port number or a service name) for TCP. Numeric hosts are converted at
 // once, without a thread; other lookups run on a small dedicated thread pool, and concurrent lookups of the
 // same host and service share one query. The awaiting task suspends until the answer arrives. Throws
-// GaiError naming host and service when resolution fails.
+// GaiError naming host and service when resolution fails. An empty host means no host (Python's None: the
+// loopback addresses; asyncio's getaddrinfo("") raises instead, but a std::string has no None to tell the two
+// apart, and start_server and the UDP functions take "" for "no host" too).
 Task<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string service);
 
 namespace detail {
