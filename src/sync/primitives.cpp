@@ -63,52 +63,64 @@ void Event::set() noexcept {
 
 // ---------------------------------------------------------------- Condition
 
-Task<> Condition::wait() {
-  if (!lock_->locked()) throw RuntimeError("Condition::wait() without holding the lock");
-  lock_->release();
-  // A notification this wait took, held until wait() returns normally. If it ends otherwise (CancelledError,
-  // or its frame destroyed: a generator thrown away mid-await), the notification goes to the next waiter, as
-  // asyncio's wait() notifies another waiter whenever it does not return normally.
-  struct PassOn {
-    detail::WaitList& waiters;
-    bool holding = false;
-    ~PassOn() {
-      if (holding) waiters.wake_one();
-    }
-  } pass_on{waiters_};
-  std::exception_ptr cancelled;
-  {
-    detail::WaitList::Node node(waiters_, "condition");
-    struct Took {
-      detail::WaitList::Node& node;
-      PassOn& pass_on;
-      ~Took() { pass_on.holding = node.granted; }
-    } took{node, pass_on};
-    try {
-      co_await node;
-    } catch (const CancelledError&) {
-      cancelled = std::current_exception();
-    }
-    // The condition was destroyed under this wait, which was then cancelled (nothing else resumes an
-    // orphaned node): its lock is likely gone too, so nothing is touched.
-    if (node.orphaned()) std::rethrow_exception(cancelled);
+namespace {
+// A condition waiter whose notification stays tracked (see WaitList::wake_one_tracked) until wait() is
+// over, not only until it resumes: the condition destroyed at any point of the wait orphans it, so that
+// neither the re-acquisition nor the passing on of the notification reaches into the freed condition.
+struct ConditionNode : detail::WaitList::Node {
+  using Node::Node;
+  void await_resume() {
+    if (!granted) ListNode::unlink();  // (from the list of those that left; a granted node stays tracked)
+    throw_if_cancelled();
   }
+};
+}  // namespace
+
+Task<> Condition::wait() {
+  // The lock is reached through this copy, never through the condition, which may be destroyed once the
+  // wait is notified (the lock must outlive it, unless the wait ends cancelled: see orphaned() below).
+  Lock* const lock = lock_;
+  if (!lock->locked()) throw RuntimeError("Condition::wait() without holding the lock");
+  lock->release();
+  ConditionNode node(waiters_, "condition");
+  // A notification this wait took (node.granted), held until wait() returns normally. If it ends otherwise
+  // (CancelledError, or its frame destroyed: a generator thrown away mid-await), the notification goes to
+  // the next waiter, as asyncio's wait() notifies another waiter whenever it does not return normally:
+  // unless the condition is gone, and its waiters with it.
+  struct PassOn {
+    ConditionNode& node;
+    ~PassOn() {
+      if (node.granted && !node.orphaned()) node.list_->wake_one_tracked(0);
+    }
+  } pass_on{node};
+  std::exception_ptr cancelled;
+  try {
+    co_await node;
+  } catch (const CancelledError&) {
+    cancelled = std::current_exception();
+  }
+  // The condition was destroyed under this wait, which was then cancelled (nothing else resumes an
+  // orphaned node that was not notified), or destroyed after the notification and the task then cancelled
+  // (its owner's frame went: a task that failed, whose cancelled tasks run() then collects): its lock is
+  // likely gone too, so nothing is touched.
+  if (cancelled && node.orphaned()) std::rethrow_exception(cancelled);
   // Re-acquire the lock even when cancelled, as asyncio does: the caller's `finally: release()` relies on it.
   for (;;) {
     try {
-      co_await lock_->acquire();
+      co_await lock->acquire();
       break;
     } catch (const CancelledError&) {
       cancelled = std::current_exception();
     }
   }
   if (cancelled) std::rethrow_exception(cancelled);  // (a notification taken goes on: pass_on)
-  pass_on.holding = false;                           // returned normally: the notification is used
+  node.granted = false;                              // returned normally: the notification is used
 }
 
 void Condition::notify(std::size_t n) {
   if (!lock_->locked()) throw RuntimeError("Condition::notify() without holding the lock");
-  for (std::size_t i = 0; i < n && waiters_.wake_one(); ++i) {
+  // Tracked: the woken waits learn it if this condition is destroyed before their wait() is over.
+  for (std::size_t i = 0; i < n && waiters_.wake_one_tracked(0); ++i) {
   }
 }
 

@@ -405,4 +405,93 @@ TEST(Condition, DestroyedUnderAWaitingTaskThatIsThenCancelled) {
   EXPECT_EQ(log, (std::vector<std::string>{"cancelled", "cancelled", "cancelled"}));
 }
 
+// ---------------------------------------------------------------- condition destroyed after a notify
+
+// acquire `lock`; wait once on *cv; log "woken:locked=<0|1>" or "cancelled"; release. After the wait it
+// touches only the lock, which outlives the condition in these tests.
+corio::Task<> wait_then_use_lock(corio::Lock& lock, corio::Condition& cv, std::vector<std::string>& log) {
+  co_await lock.acquire();
+  try {
+    co_await cv.wait();
+  } catch (const corio::CancelledError&) {
+    log.push_back("cancelled");
+    throw;
+  }
+  log.push_back(std::string("woken:locked=") + (lock.locked() ? "1" : "0"));
+  lock.release();
+}
+
+// Notified, then the condition is destroyed before the woken task runs (its lock lives on): the task
+// re-acquires the lock and returns, as asyncio's does (there the woken wait keeps the condition alive). It
+// reached the lock through the freed condition (ASan: heap-use-after-free).
+TEST(Condition, DestroyedAfterANotifyBeforeTheWokenTaskRuns) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        auto cv = std::make_unique<corio::Condition>(lock);
+        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
+        co_await turns(2);  // a waits
+        co_await lock.acquire();
+        cv->notify();
+        lock.release();
+        cv.reset();  // before a runs
+        co_await a;
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"woken:locked=1"}));
+}
+
+// Notified, running, waiting to re-acquire the lock; then the condition is destroyed, then the task is
+// cancelled: it gets the lock and CancelledError, and the notification it held has nobody to go to. It was
+// passed on through the freed condition's waiter list (ASan: heap-use-after-free).
+TEST(Condition, DestroyedWhileTheNotifiedTaskReacquiresThenCancelled) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        auto cv = std::make_unique<corio::Condition>(lock);
+        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
+        co_await turns(2);
+        co_await lock.acquire();
+        cv->notify();
+        co_await turns(2);  // a ran and now waits for the lock
+        EXPECT_FALSE(a.done());
+        cv.reset();
+        a.cancel();
+        lock.release();
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_TRUE(lock.locked());  // a's re-acquired lock (released by nobody: its caller threw past it)
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"cancelled"}));
+}
+
+// Notified, then the condition is destroyed, then the task is cancelled, all before it runs: CancelledError,
+// and the lock is left alone (a condition gone under a cancelled wait is taken as its owner's frame gone,
+// the lock with it, as when a failed task's locals go and run() cancels the tasks left). It re-acquired the
+// lock through the freed condition (ASan: heap-use-after-free).
+TEST(Condition, DestroyedAfterANotifyThenCancelledBeforeTheWokenTaskRuns) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        auto cv = std::make_unique<corio::Condition>(lock);
+        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
+        co_await turns(2);
+        co_await lock.acquire();
+        cv->notify();
+        lock.release();
+        cv.reset();
+        a.cancel();
+        co_await turns(3);
+        EXPECT_TRUE(a.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"cancelled"}));
+}
+
 }  // namespace

@@ -19,7 +19,10 @@ class Condition {
   // Must be called with the lock held (RuntimeError otherwise). Releases the lock, suspends until
   // notified, then re-acquires the lock before returning — also when cancelled: CancelledError is thrown
   // only once the lock is held again. A waiter notified but cancelled before it runs passes the
-  // notification on to the next waiter.
+  // notification on to the next waiter. The condition may be destroyed once this wait was notified: the
+  // wait then re-acquires the lock, which must outlive it, and returns (as asyncio's, where the woken wait
+  // keeps the condition alive), or, if its task is cancelled, throws CancelledError without touching the
+  // lock (its owner's frame is taken to be gone: a task that failed, whose tasks run() then cancels).
   Task<> wait();
   // wait() until pred() is true; returns pred()'s last value.
   template <class Pred>

@@ -101,8 +101,10 @@ class WaitList {
     return n;
   }
   // wake_one for a primitive that may still have news for the task after waking it (a barrier broken
-  // between its release and the released task's turn): the node stays reachable until its task runs, and
-  // mark_woken() changes the status of every such node.
+  // between its release and the released task's turn), or whose woken task must learn that the primitive
+  // was destroyed before it ran (orphaned()): the node stays reachable until its task runs (or longer, if
+  // the awaiter's own await_resume leaves it linked: a Condition's, until wait() is over), and mark_woken()
+  // changes the status of every such node.
   bool wake_one_tracked(int status) noexcept { return wake_front(status, true); }
   void mark_woken(int status) noexcept {
     woken_.for_each([status](Node& n) { n.status = status; });
