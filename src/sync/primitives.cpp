@@ -1,7 +1,10 @@
 // Lock, Event, Condition, Semaphore, BoundedSemaphore, Barrier. Each waits through detail::WaitList; the
 // pattern after every park is the same: on CancelledError, a grant that already arrived is passed on.
+#include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "corio/core/errors.hpp"
 #include "corio/core/log.hpp"
@@ -145,33 +148,55 @@ Barrier::Barrier(std::size_t parties) : parties_(parties) {
   if (parties == 0) throw Error("Barrier needs at least one party");
 }
 
+namespace {
+struct BarrierNode : detail::WaitList::Node {
+  BarrierNode(detail::WaitList& list, std::uint64_t cycle, std::uint64_t seq) noexcept
+      : Node(list, "barrier"), cycle(cycle), seq(seq) {}
+  const std::uint64_t cycle;  // the barrier's cycle_ at arrival
+  const std::uint64_t seq;    // the barrier's arrivals_ at arrival: orders arrivals across the two lists
+};
+}  // namespace
+
 Task<std::size_t> Barrier::wait() {
   if (broken_) throw BrokenBarrierError();
   if (count_ + 1 == parties_) {
-    // The last arrival. Indices are handed out now, in order of arrival among the waiters still there: a
-    // waiter that left (cancelled) must not leave a gap or a duplicate, so every cycle returns 0..n-1.
+    // The last arrival. Indices are handed out now, in order of arrival among the arrivals still counted:
+    // the waiters still parked, and those cancelled whose tasks have not run yet (as asyncio, where such a
+    // waiter keeps the index it took at arrival, since it leaves only when its step runs). A waiter that
+    // left before (its arrival undone) leaves no gap: every cycle returns 0..parties-1, each once (asyncio
+    // repeats an index then: its later arrivals take the count, which went down).
     std::size_t index = count_;
+    std::vector<std::uint64_t> counted_gone;  // (almost always empty: no allocation)
+    waiters_.for_each_left([&](detail::WaitList::Node& n) {
+      auto& b = static_cast<BarrierNode&>(n);
+      if (b.cycle == cycle_) counted_gone.push_back(b.seq);
+    });
+    std::sort(counted_gone.begin(), counted_gone.end());
     count_ = 0;
     ++cycle_;
     // Tracked: a reset or an abort before a released task runs still breaks its wait (as asyncio, where
     // the released waiters check the barrier's state when they resume: BROKEN or RESETTING raise).
-    int i = 0;
-    while (waiters_.wake_one_tracked(i)) ++i;
+    std::size_t i = 0;
+    std::size_t before = 0;  // counted_gone's arrivals before the front waiter
+    while (auto* n = static_cast<BarrierNode*>(waiters_.front())) {
+      while (before < counted_gone.size() && counted_gone[before] < n->seq) ++before;
+      waiters_.wake_one_tracked(static_cast<int>(i + before));
+      ++i;
+    }
     co_return index;
   }
   ++count_;
-  detail::WaitList::Node node(waiters_, "barrier");
+  BarrierNode node(waiters_, cycle_, arrivals_++);
   // Left before the barrier filled (CancelledError, or the frame destroyed: a generator thrown away
   // mid-await, a loop closed): the arrival is undone, unless a reset, an abort or a last arrival has
   // started a new cycle since (between the cancel and this step): that new count does not hold it.
   struct Leave {
     Barrier& b;
-    detail::WaitList::Node& node;
-    const std::uint64_t cycle;
+    BarrierNode& node;
     ~Leave() {
-      if (!node.granted && !node.orphaned() && cycle == b.cycle_) --b.count_;  // (orphaned: b is gone)
+      if (!node.granted && !node.orphaned() && node.cycle == b.cycle_) --b.count_;  // (orphaned: b is gone)
     }
-  } leave{*this, node, cycle_};
+  } leave{*this, node};
   co_await node;
   if (node.status == kBroken) throw BrokenBarrierError();
   co_return static_cast<std::size_t>(node.status);

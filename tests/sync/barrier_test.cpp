@@ -275,6 +275,48 @@ TEST(Barrier, CancelledAfterReleaseBeforeRunning) {
   EXPECT_EQ(log, (std::vector<std::string>{"x:cancelled", "y:0"}));
 }
 
+// A waiter cancelled, and the barrier filled before its task ran: it still counted toward the fill, so it
+// keeps its arrival index and the others keep theirs, as asyncio 3.11's Barrier does (there each index is
+// the count at arrival; the cancelled waiter leaves only when its step runs). The waiters still there were
+// numbered from 0 with the filling arrival at the end: an index was skipped ({0, 2} out of 3), and the
+// others' indices depended on a cancellation they did not see.
+corio::Task<> cancel_then_fill(std::size_t parties, std::size_t cancelled, std::vector<std::string>& log) {
+  corio::Barrier b(parties);
+  std::vector<corio::TaskHandle<long>> ts;
+  for (std::size_t i = 0; i + 1 < parties; ++i)
+    ts.push_back(corio::create_task(arrive(b, log, std::string(1, static_cast<char>('a' + i)))));
+  co_await turns(1);
+  ts[cancelled].cancel();  // its task has not run yet when main fills the barrier
+  EXPECT_EQ(co_await b.wait(), parties - 1);
+  for (std::size_t i = 0; i < ts.size(); ++i) {
+    if (i == cancelled) {
+      EXPECT_THROW((void)co_await ts[i], corio::CancelledError);
+    } else {
+      EXPECT_EQ(co_await ts[i], static_cast<long>(i));
+    }
+  }
+  EXPECT_EQ(b.n_waiting(), 0u);
+  // The next cycle is unaffected.
+  std::vector<corio::TaskHandle<long>> next;
+  for (std::size_t i = 0; i + 1 < parties; ++i) next.push_back(corio::create_task(arrive(b, log, "n")));
+  co_await turns(1);
+  EXPECT_EQ(co_await b.wait(), parties - 1);
+  for (std::size_t i = 0; i < next.size(); ++i) EXPECT_EQ(co_await next[i], static_cast<long>(i));
+}
+
+TEST(Barrier, AWaiterCancelledJustBeforeTheFillKeepsItsIndexAsAsyncio) {
+  // asyncio: Barrier(3), a and b wait, a cancelled, main fills: a cancelled, b:1, main:2.
+  std::vector<std::string> log;
+  corio::run(cancel_then_fill(3, 0, log), kVirtual);
+  std::sort(log.begin(), log.end());
+  EXPECT_EQ(log, (std::vector<std::string>{"a:cancelled", "b:1", "n:0", "n:1"}));
+  // asyncio: Barrier(4), a, b and c wait, b cancelled, main fills: a:0, b cancelled, c:2, main:3.
+  log.clear();
+  corio::run(cancel_then_fill(4, 1, log), kVirtual);
+  std::sort(log.begin(), log.end());  // (the order the tasks ran in is not the point)
+  EXPECT_EQ(log, (std::vector<std::string>{"a:0", "b:cancelled", "c:2", "n:0", "n:1", "n:2"}));
+}
+
 TEST(Barrier, TenThousandParties) {
   static constexpr std::size_t kN = 10'000;
   corio::run(

@@ -109,6 +109,11 @@ class WaitList {
   void mark_woken(int status) noexcept {
     woken_.for_each([status](Node& n) { n.status = status; });
   }
+  // Visits the nodes cancelled while parked whose tasks have not run yet (a barrier still counts them).
+  template <class F>
+  void for_each_left(F&& f) {
+    left_.for_each(f);
+  }
 
  private:
   bool wake_front(int status, bool track) noexcept {
