@@ -1270,6 +1270,75 @@ TEST(Queue, WaitersDestroyedBeforeTheyRanGiveTheirItemOrSlotBack) {
   EXPECT_EQ(put.size(), 1u);
 }
 
+// ---------------------------------------------------------------- queue destroyed before a woken task runs
+
+// A get handed an item, or a put given a slot, then the queue destroyed before the woken task runs: as in
+// asyncio (whose woken get/put keep the queue alive), the get returns the item and the put returns; a task
+// cancelled in between gets CancelledError; a get woken by shutdown gets QueueShutDown. None of them may
+// touch the freed queue (its await_resume read the queue: ASan heap-use-after-free).
+TEST(Queue, DestroyedAfterWakingAGetOrAPutBeforeTheirTasksRun) {
+  for (bool cancel : {false, true}) {
+    std::vector<std::string> log;
+    corio::run(
+        [](bool cancel, std::vector<std::string>& log) -> corio::Task<> {
+          auto gq = std::make_unique<corio::Queue<int>>();
+          auto pq = std::make_unique<corio::Queue<int>>(1);
+          pq->put_nowait(1);
+          auto g = corio::create_task(getter(*gq, log, "g"));
+          auto p = corio::create_task(putter(*pq, log, "p", 2));
+          co_await turns(1);               // both wait
+          gq->put_nowait(7);               // handed to g
+          EXPECT_EQ(pq->get_nowait(), 1);  // the slot goes to p
+          gq.reset();
+          pq.reset();
+          if (cancel) {
+            g.cancel();
+            p.cancel();
+          }
+          co_await turns(2);
+          EXPECT_EQ(g.cancelled(), cancel);
+          EXPECT_EQ(p.cancelled(), cancel);
+        }(cancel, log),
+        kVirtual);
+    if (cancel) {
+      EXPECT_EQ(log, (std::vector<std::string>{"g:cancelled", "p:cancelled"}));
+    } else {
+      EXPECT_EQ(log, (std::vector<std::string>{"g:7", "p<2"}));
+    }
+  }
+  // Woken by shutdown, then destroyed: QueueShutDown.
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        auto q = std::make_unique<corio::Queue<int>>(1);
+        auto g = corio::create_task(getter(*q, log, "g"));
+        co_await turns(1);
+        q->shutdown();
+        q.reset();
+        co_await g;
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"g:shutdown"}));
+}
+
+// The same, but the woken tasks are destroyed with their loop before they run, after the queue: their
+// awaiters' destructors must not give the item or the slot back to the freed queue.
+TEST(Queue, DestroyedAfterWakingAGetOrAPutThenTheirTasksDestroyed) {
+  run_then_drop_loop([]() -> corio::Task<> {
+    auto gq = std::make_unique<corio::Queue<int>>();
+    auto pq = std::make_unique<corio::Queue<int>>(1);
+    pq->put_nowait(1);
+    (void)corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { (void)co_await q.get(); }(*gq));
+    (void)corio::create_task([](corio::Queue<int>& q) -> corio::Task<> { co_await q.put(2); }(*pq));
+    co_await turns(1);
+    gq->put_nowait(7);
+    EXPECT_EQ(pq->get_nowait(), 1);
+    gq.reset();
+    pq.reset();
+    corio::get_running_loop().stop();  // the loop closes before the woken tasks run
+  });
+}
+
 // join() woken by the unfinished count reaching zero returns, even if another item was put before it ran
 // (asyncio's join() waits on an event that was set then).
 TEST(Queue, JoinWokenAtZeroReturnsThoughAnItemArrivedBeforeItRan) {

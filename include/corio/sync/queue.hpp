@@ -9,7 +9,10 @@
 // for speed (no re-check, no lost race, no retry). So items put in one turn while gets wait go to those gets
 // in put order, in a PriorityQueue or LifoQueue too. A waiter woken but cancelled before it runs passes the
 // item or slot on. task_done()/join() count unfinished items; shutdown() wakes every waiter with
-// QueueShutDown. Move-only T works. Not thread-safe: use from the loop's thread.
+// QueueShutDown. The queue may be destroyed after waking a get or a put and before its task runs: the get
+// returns its item and the put returns (as asyncio's, which keep the queue alive), unless cancelled
+// (CancelledError) or woken by shutdown (QueueShutDown). Move-only T works. Not thread-safe: use from the
+// loop's thread.
 #pragma once
 
 #include <algorithm>
@@ -169,9 +172,10 @@ class BasicQueue {
       std::size_t dropped = store_.size();
       store_.clear();
       drop_unfinished(dropped);
+      getters_.mark_woken(kDropped);
     }
-    getters_.wake_all(kShutDown);
-    putters_.wake_all(kShutDown);
+    getters_.wake_all_tracked(kShutDown);
+    putters_.wake_all_tracked(kShutDown);
   }
   bool is_shut_down() const noexcept { return shutdown_; }
 
@@ -187,6 +191,7 @@ class BasicQueue {
     }
     // Out of line, so that the destructor inlines into the awaiting coroutine as one test.
     [[gnu::noinline]] void give_back() noexcept {
+      if (orphaned()) return;  // the queue is gone: the item goes with it
       if (q_->immediate_) {
         q_->drop_unfinished(1);
         return;
@@ -198,10 +203,13 @@ class BasicQueue {
       }
     }
     bool await_ready() const noexcept { return !q_->empty() || q_->shutdown_; }
+    // Reads only this awaiter on its common path, so that the queue may be destroyed after handing it the
+    // item and before its task runs (the item is returned, as asyncio's get() returns it then).
     T await_resume() {
       // The common case, kept small enough to inline: handed an item, and neither cancelled since nor
-      // shut down with immediate=true. (item_ is only set on a parked getter, so task_ is set.)
-      if (item_ && !q_->immediate_ && !task_->cancel_pending()) [[likely]] {
+      // shut down with immediate=true (status kDropped). (item_ is only set on a parked getter, so task_
+      // is set.)
+      if (item_ && status == 0 && !task_->cancel_pending()) [[likely]] {
         T out = std::move(*item_);
         item_.reset();  // taken: the destructor has nothing to give back
         return out;
@@ -213,6 +221,18 @@ class BasicQueue {
     friend class BasicQueue;
     // Out of line, so that await_resume() stays small enough to inline into the awaiting coroutine.
     [[gnu::noinline]] T resume_slow() {
+      if (orphaned()) {
+        // The queue was destroyed after waking this get (or, cancelled, while it waited): nothing of it is
+        // touched. A handed item is returned unless cancelled (then it goes with the queue).
+        if (item_ && status == 0 && !task_->cancel_pending()) {
+          T item = std::move(*item_);
+          item_.reset();
+          return item;
+        }
+        item_.reset();
+        throw_if_cancelled();
+        throw QueueShutDown();  // woken by shutdown (or by an immediate one after the hand-over)
+      }
       if (item_ && q_->immediate_) {
         // shutdown(immediate=true) came after the item was handed over: it is dropped with the rest.
         item_.reset();
@@ -242,6 +262,7 @@ class BasicQueue {
         give_back();
     }
     [[gnu::noinline]] void give_back() noexcept {  // (out of line: see GetAwaiter's)
+      if (orphaned()) return;                      // the queue is gone, and the slot with it
       --q_->reserved_;
       q_->pass_slot();
     }
@@ -257,6 +278,15 @@ class BasicQueue {
 
    private:
     [[gnu::noinline]] void resume_slow() {  // (out of line: see GetAwaiter's)
+      if (orphaned()) {
+        // The queue was destroyed after waking this put (or, cancelled, while it waited): nothing of it is
+        // touched. Given a slot, the put returns (as asyncio's does; the item goes with the queue).
+        const bool had_slot = granted && status != kShutDown;
+        granted = false;
+        throw_if_cancelled();
+        if (had_slot) return;
+        throw QueueShutDown();
+      }
       if (granted && status != kShutDown) {
         granted = false;
         --q_->reserved_;  // the slot reserved for us
@@ -279,7 +309,10 @@ class BasicQueue {
   };
 
  private:
-  static constexpr int kShutDown = 1;  // WaitList::Node::status of waiters woken by shutdown()
+  // WaitList::Node::status: of waiters woken by shutdown(); of getters handed an item before
+  // shutdown(immediate=true) and not run yet (the item is dropped).
+  static constexpr int kShutDown = 1;
+  static constexpr int kDropped = 2;
   // put_nowait() once the checks passed. Takes the item by reference so that it is moved once on its way
   // to a waiting get or into the store.
   void add(T&& item) {
@@ -287,7 +320,7 @@ class BasicQueue {
     if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
       // A getter waits, so the store is empty: hand the item straight over.
       getter->item_.emplace(std::move(item));
-      getters_.wake_one();
+      getters_.wake_one_tracked(0);
       pass_slot();  // the item never took a slot
       return;
     }
@@ -301,13 +334,13 @@ class BasicQueue {
   void pass_slot() {
     if (!putters_.empty() && !shutdown_ && !full()) {
       ++reserved_;
-      putters_.wake_one();
+      putters_.wake_one_tracked(0);
     }
   }
   void unget(T&& item) {
     if (auto* getter = static_cast<GetAwaiter*>(getters_.front())) {
       getter->item_.emplace(std::move(item));
-      getters_.wake_one();
+      getters_.wake_one_tracked(0);
       return;
     }
     store_.unget(std::move(item));
@@ -319,6 +352,9 @@ class BasicQueue {
   std::size_t unfinished_ = 0;
   bool shutdown_ = false;
   bool immediate_ = false;  // shut down with immediate=true
+  // Getters and putters are woken tracked (WaitList::wake_one_tracked), so that the queue's destruction
+  // before a woken task runs orphans its awaiter, and shutdown(immediate=true) reaches getters handed an
+  // item (kDropped) through their awaiter, which is all the common path of get() reads.
   WaitList getters_;
   WaitList putters_;
   WaitList joiners_;

@@ -106,6 +106,11 @@ class WaitList {
   // the awaiter's own await_resume leaves it linked: a Condition's, until wait() is over), and mark_woken()
   // changes the status of every such node.
   bool wake_one_tracked(int status) noexcept { return wake_front(status, true); }
+  std::size_t wake_all_tracked(int status) noexcept {
+    std::size_t n = 0;
+    while (wake_one_tracked(status)) ++n;
+    return n;
+  }
   void mark_woken(int status) noexcept {
     woken_.for_each([status](Node& n) { n.status = status; });
   }
