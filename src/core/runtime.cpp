@@ -232,7 +232,7 @@ std::string TaskStateBase::created_at() const {
 
 std::string TaskStateBase::name() const {
   const Extras* x = extras_if();
-  return x && !x->name.empty() ? x->name : "Task-" + std::to_string(id_);
+  return x && x->named ? x->name : "Task-" + std::to_string(id_);
 }
 
 bool TaskStateBase::cancel(std::string msg) {

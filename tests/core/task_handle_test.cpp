@@ -122,6 +122,20 @@ TEST(CreateTask, DefaultNamesAreTaskNIncreasing) {
   EXPECT_EQ(custom, "worker");
 }
 
+// asyncio keeps an empty name given to set_name(); only create_task's default (no name) makes "Task-N".
+TEST(CreateTask, SetNameKeepsAnEmptyName) {
+  std::string before, after;
+  corio::run([&]() -> corio::Task<> {
+    auto h = corio::create_task(value_after_sleeps(1, 0));
+    before = h.get_name();
+    h.set_name("");
+    after = h.get_name();
+    co_await h;
+  }());
+  EXPECT_GT(task_number(before), 0);
+  EXPECT_EQ(after, "");
+}
+
 TEST(CreateTask, OutsideALoopThrowsRuntimeError) {
   EXPECT_THROW((void)corio::create_task(value_after_sleeps(1, 0)), corio::RuntimeError);
 }

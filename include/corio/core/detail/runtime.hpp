@@ -257,10 +257,11 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // What most tasks never need, allocated on first use: a name, a cancel message and count, and in debug
   // mode where create_task was called (so a task costs nothing more outside debug mode).
   struct Extras {
-    std::string name;  // empty: "Task-<id>"
+    std::string name;  // what set_name() gave, if named (an empty name too, as asyncio's)
     std::string cancel_msg;
     SourceLoc created{};            // create_task's caller; known() only if recorded in debug mode
     int cancel_requests = 0;        // cancelling()
+    bool named = false;             // set_name() was called; else the name is "Task-<id>"
     HListNode* watchers = nullptr;  // the task's done-watchers, once it has Extras
   };
 
@@ -312,7 +313,11 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   bool cancel_pending() const noexcept { return must_cancel_ || cancel_woken_; }
   std::string name() const;
   std::string cancel_message() const { return has_extras_ ? extras_->cancel_msg : std::string(); }
-  void set_name(std::string name) { extras().name = std::move(name); }
+  void set_name(std::string name) {
+    Extras& x = extras();
+    x.name = std::move(name);
+    x.named = true;
+  }
   void set_created(SourceLoc where) { extras().created = where; }
   // "created at file:line" when the creation site was recorded (debug mode), else empty.
   std::string created_at() const;
