@@ -338,6 +338,43 @@ TEST(WaitFor, TwoTasksCancellingEachOtherInACycleEndCancelled) {
       kVirtual);
 }
 
+// Awaits a, swallowing CancelledError twice (awaiting a again after a turn), then gives up with 7.
+corio::Task<int> await_handle_stubbornly(corio::TaskHandle<int>* a) {
+  for (int i = 0; i < 3; ++i) {
+    bool cancelled = false;
+    try {
+      co_return co_await *a;
+    } catch (const corio::CancelledError&) {
+      cancelled = true;
+    }
+    if (cancelled) co_await corio::sleep(0s);
+  }
+  co_return 7;
+}
+corio::Task<int> wait_for_handle_1s(corio::TaskHandle<int>* b) {
+  co_await corio::sleep(0s);
+  co_return co_await corio::wait_for(*b, 1s);
+}
+
+// The same cycle, broken by wait_for's timeout: it cancels b -> b's await cancels a -> a's wait_for would
+// cancel b again. a's wait ends with CancelledError, as in asyncio 3.11 (a ends cancelled at 1 s, then b,
+// which swallows the cancellations, returns 7). The cycle breaker woke b instead, leaving a waiting for b,
+// which waited for a: neither ever ended.
+TEST(WaitFor, TimeoutInACycleWhoseInnerSwallowsTheCancelEndsTheWait) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::TaskHandle<int> a, b;
+        a = corio::create_task(wait_for_handle_1s(&b));
+        b = corio::create_task(await_handle_stubbornly(&a));
+        co_await corio::sleep(5s);
+        CO_ASSERT(a.done());
+        EXPECT_TRUE(a.cancelled());
+        CO_ASSERT(b.done());
+        EXPECT_EQ(b.result(), 7);
+      }(),
+      kVirtual);
+}
+
 }  // namespace
 
 // The inner work finishes with a value, then the awaiting task is cancelled before it resumes: wait_for

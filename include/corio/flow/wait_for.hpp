@@ -88,6 +88,11 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     // the cancellation, which stays pending on the awaiting task, as a plain co_await leaves it (asyncio
     // >= 3.12: a TaskGroup sibling waiting on a child that failed gets CancelledError, not its error).
     if (child_->done()) return false;
+    // The request came round a cycle through the inner work, whose own cancellation led here (it awaits
+    // this task): cancelling it again would wake it instead, and leave this task waiting for a task that
+    // waits for this one. This wait ends with CancelledError instead, as asyncio's, whose cancelled waiter
+    // is this wait's own.
+    if (child_->cancel_in_progress()) return cancel_and_wake();
     outer_cancelled_ = true;
     if (scheduled()) loop_->timers_.remove(*this);
     child_->cancel(task_->cancel_message());

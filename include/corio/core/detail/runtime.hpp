@@ -322,6 +322,9 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // "created at file:line" when the creation site was recorded (debug mode), else empty.
   std::string created_at() const;
   bool cancel(std::string msg);
+  // cancel() is on the stack for this task, passing a request to its waiter: a cancel of it now came round
+  // a cycle of tasks awaiting each other.
+  bool cancel_in_progress() const noexcept { return cancelling_; }
   int uncancel() noexcept;
   // Throws what result() would for a task that did not finish with a value.
   void check_result();
