@@ -374,6 +374,35 @@ TEST(Gather, OverTaskHandles) {
       kVirtual);
 }
 
+// A task with a cancellation pending gathers children that are all done: CancelledError, as asyncio's gather
+// (it still suspends once, until its done callbacks run; tuple, vector and settled forms alike). It returned
+// their results and left the cancellation to the next await. (A gather of nothing does not suspend in asyncio
+// either: see NoArgumentsGivesEmptyTupleWithoutSuspending.)
+TEST(Gather, OfDoneChildrenRaisesACancellationPendingOnTheAwaiter) {
+  std::vector<std::string> got;
+  corio::run(
+      [](std::vector<std::string>& got) -> corio::Task<> {
+        auto h = corio::create_task(value_after(1, 0ms));
+        std::vector<corio::TaskHandle<int>> hs{h};
+        co_await corio::sleep(10ms);
+        for (int form = 0; form < 3; ++form) {
+          corio::current_task().cancel();
+          try {
+            if (form == 0) (void)co_await corio::gather(h);
+            if (form == 1) (void)co_await corio::gather(hs);
+            if (form == 2) (void)co_await corio::gather_settled(hs);
+            got.push_back("returned");
+          } catch (const corio::CancelledError&) {
+            got.push_back("cancelled");
+          }
+          corio::current_task().uncancel();
+        }
+        co_await corio::sleep(0s);  // nothing left pending
+      }(got),
+      kVirtual);
+  EXPECT_EQ(got, (std::vector<std::string>{"cancelled", "cancelled", "cancelled"}));
+}
+
 corio::Task<int> flag_then_value(bool* started) {
   *started = true;
   co_await corio::sleep(1s);

@@ -39,6 +39,29 @@ std::vector<int> values(const Handles& hs) {
   return out;
 }
 
+// A task with a cancellation pending waits for tasks that are all done: CancelledError, as asyncio's wait
+// (it still suspends once, until its done callbacks run). It returned at once and left the cancellation to
+// the next await.
+TEST(Wait, OfDoneTasksRaisesACancellationPendingOnTheAwaiter) {
+  std::string got;
+  corio::run(
+      [](std::string& got) -> corio::Task<> {
+        Handles hs{corio::create_task(value_after(1, 0ms))};
+        co_await corio::sleep(10ms);
+        corio::current_task().cancel();
+        try {
+          (void)co_await corio::wait(hs);
+          got = "returned";
+        } catch (const corio::CancelledError&) {
+          got = "cancelled";
+        }
+        corio::current_task().uncancel();
+        co_await corio::sleep(0s);  // nothing left pending
+      }(got),
+      kVirtual);
+  EXPECT_EQ(got, "cancelled");
+}
+
 TEST(Wait, AllCompleted) {
   corio::run(
       []() -> corio::Task<> {

@@ -44,7 +44,12 @@ class WaitWaiter final : public Waiter, public TimerNode {
 
   // A timeout of 0 (or less) still waits for one turn, as asyncio's call_later(0) does: what was ready to
   // finish in that turn is done.
-  bool await_ready() const noexcept { return satisfied(); }
+  // Satisfied at once, a cancellation pending on the awaiting task is raised (raise_pending_cancel).
+  bool await_ready() {
+    if (!satisfied()) return false;
+    raise_pending_cancel();
+    return true;
+  }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
     loop_ = &LoopCore::current_loop();

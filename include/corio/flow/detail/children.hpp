@@ -104,6 +104,18 @@ value_or_monostate<T> child_result(const TaskHandle<T>& h, bool owned) {
   }
 }
 
+// asyncio's gather and wait of tasks that are all done already still suspend once (their done callbacks run
+// on the next turn), so a cancellation pending on the awaiting task is raised there; these combinators answer
+// at once instead, and raise it themselves. (Awaiting one done task does not suspend in asyncio either.)
+inline void raise_pending_cancel() {
+  LoopCore* loop = LoopCore::running_;
+  TaskStateBase* t = loop ? loop->current_ : nullptr;
+  if (t && t->must_cancel_) {
+    t->must_cancel_ = false;
+    throw CancelledError(t->cancel_message());
+  }
+}
+
 inline bool failed_or_cancelled(const TaskStateBase& t) noexcept {
   return t.status_ == TaskStateBase::Status::failed || t.status_ == TaskStateBase::Status::cancelled;
 }
@@ -125,7 +137,10 @@ class ChildrenWaiter final : public Waiter {
         note_failure(*c);
     }
     if (remaining_ > 0 && first_failed_) cancel_pending("");
-    if (remaining_ == 0) finish_all();
+    if (remaining_ == 0) {
+      finish_all();
+      if (!children_.empty()) raise_pending_cancel();
+    }
     return remaining_ == 0;
   }
   template <class P>
