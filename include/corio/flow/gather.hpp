@@ -1,7 +1,9 @@
 // gather / gather_settled: run several awaitables concurrently and collect their results in order.
 //
 // Arguments are Task<T> or any other awaitable (scheduled as child tasks when the gather starts) or
-// TaskHandle<T> (already running).
+// TaskHandle<T> (already running). A handle keeps its value (copied out, as `co_await handle`), unless T
+// cannot be copied: then the gather moves it out, and the same handle given twice gives its second place a
+// moved-from value (asyncio hands the same object to both).
 // Structured, unlike asyncio (CPython #90908): on the first failure gather cancels the other children,
 // waits until every one of them has ended, then rethrows that failure — it never leaves a child running
 // behind it. A child that is cancelled counts as a failure (gather throws CancelledError), as in asyncio.
