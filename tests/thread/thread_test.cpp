@@ -895,7 +895,9 @@ TEST(RunCoroutineThreadsafe, AValueReturnedAsRunShutsDownReachesTheFuture) {
       } catch (const corio::CancelledError&) {
         got = "CancelledError";
       }
-      if (g_quick_returned) EXPECT_EQ(got, "42") << "k=" << k << " j=" << j;
+      if (g_quick_returned) {
+        EXPECT_EQ(got, "42") << "k=" << k << " j=" << j;
+      }
     }
   }
 }
