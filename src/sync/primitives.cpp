@@ -81,10 +81,16 @@ struct ConditionNode : detail::WaitList::Node {
 
 Task<> Condition::wait() {
   // The lock is reached through this copy, never through the condition, which may be destroyed once the
-  // wait is notified (the lock must outlive it, unless the wait ends cancelled: see orphaned() below).
+  // wait is notified, and only while lock_alive says it exists.
   Lock* const lock = lock_;
   if (!lock->locked()) throw RuntimeError("Condition::wait() without holding the lock");
   lock->release();
+  // Linked into the lock's waiter list as a watch (it never waits), so that the lock's destruction orphans
+  // it. The condition and its lock may go with their owner's frame while this wait is pending (a task that
+  // failed, whose tasks run() then cancels): the wait then touches neither. A lock that lives on is
+  // re-acquired as always, the condition gone or not (a caller's guard releases it after the wait).
+  detail::WaitList::Node lock_alive(lock->waiters_, "condition's lock");
+  lock->waiters_.watch(lock_alive);
   ConditionNode node(waiters_, "condition");
   // A notification this wait took (node.granted), held until wait() returns normally. If it ends otherwise
   // (CancelledError, or its frame destroyed: a generator thrown away mid-await), the notification goes to
@@ -102,13 +108,13 @@ Task<> Condition::wait() {
   } catch (const CancelledError&) {
     cancelled = std::current_exception();
   }
-  // The condition was destroyed under this wait, which was then cancelled (nothing else resumes an
-  // orphaned node that was not notified), or destroyed after the notification and the task then cancelled
-  // (its owner's frame went: a task that failed, whose cancelled tasks run() then collects): its lock is
-  // likely gone too, so nothing is touched.
-  if (cancelled && node.orphaned()) std::rethrow_exception(cancelled);
   // Re-acquire the lock even when cancelled, as asyncio does: the caller's `finally: release()` relies on it.
+  // Unless the lock is gone (then so is, most likely, whoever would release it).
   for (;;) {
+    if (lock_alive.orphaned()) {
+      if (cancelled) std::rethrow_exception(cancelled);
+      throw RuntimeError("Condition::wait(): the lock was destroyed before the wait could re-acquire it");
+    }
     try {
       co_await lock->acquire();
       break;

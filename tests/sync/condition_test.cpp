@@ -469,10 +469,9 @@ TEST(Condition, DestroyedWhileTheNotifiedTaskReacquiresThenCancelled) {
   EXPECT_EQ(log, (std::vector<std::string>{"cancelled"}));
 }
 
-// Notified, then the condition is destroyed, then the task is cancelled, all before it runs: CancelledError,
-// and the lock is left alone (a condition gone under a cancelled wait is taken as its owner's frame gone,
-// the lock with it, as when a failed task's locals go and run() cancels the tasks left). It re-acquired the
-// lock through the freed condition (ASan: heap-use-after-free).
+// Notified, then the condition is destroyed, then the task is cancelled, all before it runs: the lock lives
+// on, so the wait re-acquires it and throws CancelledError, as asyncio's (the caller's guard or finally
+// releases it). It re-acquired the lock through the freed condition (ASan: heap-use-after-free).
 TEST(Condition, DestroyedAfterANotifyThenCancelledBeforeTheWokenTaskRuns) {
   std::vector<std::string> log;
   corio::run(
@@ -488,10 +487,75 @@ TEST(Condition, DestroyedAfterANotifyThenCancelledBeforeTheWokenTaskRuns) {
         a.cancel();
         co_await turns(3);
         EXPECT_TRUE(a.cancelled());
-        EXPECT_FALSE(lock.locked());
+        EXPECT_TRUE(lock.locked());  // a's re-acquired lock (released by nobody: its caller threw past it)
       }(log),
       kVirtual);
   EXPECT_EQ(log, (std::vector<std::string>{"cancelled"}));
+}
+
+// The usual `async with lock: await cv.wait()` (a guard), the condition destroyed after a notify, the waiter
+// cancelled before it runs while the main task holds the lock: the wait re-acquires the lock (it waits for
+// main), so the guard releases the waiter's own hold, and main keeps its lock meanwhile, as in asyncio. The
+// wait threw without the lock (the condition gone was taken for the lock gone too), and the guard then
+// released the lock main held.
+corio::Task<> guarded_wait(corio::Lock& lock, corio::Condition& cv, std::vector<std::string>& log) {
+  auto guard = co_await lock.scoped();
+  bool cancelled = false;
+  try {
+    co_await cv.wait();
+  } catch (const corio::CancelledError&) {
+    cancelled = true;
+  }
+  log.push_back(std::string(cancelled ? "cancelled" : "woken") + ":locked=" + (lock.locked() ? "1" : "0"));
+  if (cancelled) throw corio::CancelledError();
+}
+
+TEST(Condition, DestroyedAfterANotifyThenCancelledKeepsMutualExclusion) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        corio::Lock lock;
+        auto cv = std::make_unique<corio::Condition>(lock);
+        auto t = corio::create_task(guarded_wait(lock, *cv, log));
+        co_await turns(1);
+        co_await lock.acquire();  // main holds the lock from here on
+        cv->notify();
+        cv.reset();
+        t.cancel();
+        co_await turns(3);
+        log.push_back(std::string("main holds the lock: ") + (lock.locked() ? "1" : "0"));
+        lock.release();
+        co_await turns(3);
+        EXPECT_TRUE(t.cancelled());
+        EXPECT_FALSE(lock.locked());
+      }(log),
+      kVirtual);
+  EXPECT_EQ(log, (std::vector<std::string>{"main holds the lock: 1", "cancelled:locked=1"}));
+}
+
+// The condition and its lock both destroyed after a notify, before the woken task runs (not cancelled): the
+// wait cannot re-acquire a lock that is gone, and says so (RuntimeError), touching neither (ASan).
+TEST(Condition, LockDestroyedAfterANotifyRaisesRuntimeError) {
+  std::vector<std::string> log;
+  corio::run(
+      [](std::vector<std::string>& log) -> corio::Task<> {
+        auto p = std::make_unique<LockAndCondition>();
+        auto a = corio::create_task(wait_once(p->cv, log));
+        co_await turns(2);
+        co_await p->lock.acquire();
+        p->cv.notify();
+        p->lock.release();
+        p.reset();
+        bool runtime_error = false;
+        try {
+          co_await a;
+        } catch (const corio::RuntimeError&) {
+          runtime_error = true;
+        }
+        EXPECT_TRUE(runtime_error);
+      }(log),
+      kVirtual);
+  EXPECT_TRUE(log.empty());
 }
 
 }  // namespace

@@ -19,10 +19,11 @@ class Condition {
   // Must be called with the lock held (RuntimeError otherwise). Releases the lock, suspends until
   // notified, then re-acquires the lock before returning — also when cancelled: CancelledError is thrown
   // only once the lock is held again. A waiter notified but cancelled before it runs passes the
-  // notification on to the next waiter. The condition may be destroyed once this wait was notified: the
-  // wait then re-acquires the lock, which must outlive it, and returns (as asyncio's, where the woken wait
-  // keeps the condition alive), or, if its task is cancelled, throws CancelledError without touching the
-  // lock (its owner's frame is taken to be gone: a task that failed, whose tasks run() then cancels).
+  // notification on to the next waiter. The condition may be destroyed while this wait is pending: the wait
+  // still re-acquires the lock and returns if it was notified (as asyncio's, where the pending wait keeps the
+  // condition alive), or re-acquires it and throws CancelledError if cancelled. If the lock is destroyed
+  // too (the two went with their owner's frame: a task that failed, whose tasks run() then cancels), the
+  // wait touches neither: CancelledError if cancelled, else RuntimeError.
   Task<> wait();
   // wait() until pred() is true; returns pred()'s last value.
   template <class Pred>

@@ -51,6 +51,7 @@ class Lock {
 
  private:
   friend class detail::LockAcquire;
+  friend class Condition;  // (watches the lock's lifetime through waiters_)
   // Hands the lock to the first waiter, if any, else unlocks it.
   void hand_on() noexcept {
     handing_ = waiters_.wake_one();
