@@ -29,7 +29,8 @@ class Barrier {
   Task<> abort();
 
   std::size_t parties() const noexcept { return parties_; }
-  std::size_t n_waiting() const noexcept { return waiters_.size(); }
+  // The arrivals of the cycle filling now, as asyncio's: a waiter cancelled counts until its task runs.
+  std::size_t n_waiting() const noexcept { return count_; }
   bool broken() const noexcept { return broken_; }
 
  private:
