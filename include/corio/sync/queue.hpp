@@ -8,7 +8,10 @@
 // asyncio, where the item or slot stays up for grabs until the woken task runs: a deliberate difference,
 // for speed (no re-check, no lost race, no retry). So items put in one turn while gets wait go to those gets
 // in put order, in a PriorityQueue or LifoQueue too. A waiter woken but cancelled before it runs passes the
-// item or slot on. task_done()/join() count unfinished items; shutdown() wakes every waiter with
+// item or slot on: the item back to where it would be had it stayed in the queue, or to a get still
+// waiting; the gets woken after it keep theirs (in asyncio the next get would take the older item: gets
+// g1 and g2 wait, 1, 2 and 3 are put, g1 is cancelled: asyncio's g2 gets 1, corio's 2, with 1 back in front
+// of 3). task_done()/join() count unfinished items; shutdown() wakes every waiter with
 // QueueShutDown. The queue may be destroyed after waking a get or a put and before its task runs: the get
 // returns its item and the put returns (as asyncio's, which keep the queue alive), unless cancelled
 // (CancelledError) or woken by shutdown (QueueShutDown). Move-only T works. Not thread-safe: use from the
