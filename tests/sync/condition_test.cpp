@@ -421,6 +421,17 @@ corio::Task<> wait_then_use_lock(corio::Lock& lock, corio::Condition& cv, std::v
   lock.release();
 }
 
+// Starts wait_then_use_lock in a task, lets it wait, then takes the lock and notifies it: returns the task,
+// the lock still held by the caller.
+corio::Task<corio::TaskHandle<>> start_and_notify(corio::Lock& lock, corio::Condition& cv,
+                                                  std::vector<std::string>& log) {
+  auto a = corio::create_task(wait_then_use_lock(lock, cv, log));
+  co_await turns(2);  // a waits
+  co_await lock.acquire();
+  cv.notify();
+  co_return a;
+}
+
 // Notified, then the condition is destroyed before the woken task runs (its lock lives on): the task
 // re-acquires the lock and returns, as asyncio's does (there the woken wait keeps the condition alive). It
 // reached the lock through the freed condition (ASan: heap-use-after-free).
@@ -430,10 +441,7 @@ TEST(Condition, DestroyedAfterANotifyBeforeTheWokenTaskRuns) {
       [](std::vector<std::string>& log) -> corio::Task<> {
         corio::Lock lock;
         auto cv = std::make_unique<corio::Condition>(lock);
-        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
-        co_await turns(2);  // a waits
-        co_await lock.acquire();
-        cv->notify();
+        auto a = co_await start_and_notify(lock, *cv, log);
         lock.release();
         cv.reset();  // before a runs
         co_await a;
@@ -452,10 +460,7 @@ TEST(Condition, DestroyedWhileTheNotifiedTaskReacquiresThenCancelled) {
       [](std::vector<std::string>& log) -> corio::Task<> {
         corio::Lock lock;
         auto cv = std::make_unique<corio::Condition>(lock);
-        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
-        co_await turns(2);
-        co_await lock.acquire();
-        cv->notify();
+        auto a = co_await start_and_notify(lock, *cv, log);
         co_await turns(2);  // a ran and now waits for the lock
         EXPECT_FALSE(a.done());
         cv.reset();
@@ -478,10 +483,7 @@ TEST(Condition, DestroyedAfterANotifyThenCancelledBeforeTheWokenTaskRuns) {
       [](std::vector<std::string>& log) -> corio::Task<> {
         corio::Lock lock;
         auto cv = std::make_unique<corio::Condition>(lock);
-        auto a = corio::create_task(wait_then_use_lock(lock, *cv, log));
-        co_await turns(2);
-        co_await lock.acquire();
-        cv->notify();
+        auto a = co_await start_and_notify(lock, *cv, log);
         lock.release();
         cv.reset();
         a.cancel();
