@@ -114,10 +114,10 @@ class WaitList {
   void mark_woken(int status) noexcept {
     woken_.for_each([status](Node& n) { n.status = status; });
   }
-  // Visits the nodes cancelled while parked whose tasks have not run yet (a barrier still counts them).
   // Links n, a node that never waits, among the tracked ones: the list's destruction orphans it, so its
   // owner learns whether the primitive still exists (n.orphaned()). Unlinked when n is destroyed.
   void watch(Node& n) noexcept { woken_.push_back(n); }
+  // Visits the nodes cancelled while parked whose tasks have not run yet (a barrier still counts them).
   template <class F>
   void for_each_left(F&& f) {
     left_.for_each(f);
