@@ -226,12 +226,8 @@ class BasicQueue {
     [[gnu::noinline]] T resume_slow() {
       if (orphaned()) {
         // The queue was destroyed after waking this get (or, cancelled, while it waited): nothing of it is
-        // touched. A handed item is returned unless cancelled (then it goes with the queue).
-        if (item_ && status == 0 && !task_->cancel_pending()) {
-          T item = std::move(*item_);
-          item_.reset();
-          return item;
-        }
+        // touched. A handed item, not cancelled since, was returned by await_resume(); a cancelled get's
+        // item goes with the queue.
         item_.reset();
         throw_if_cancelled();
         throw QueueShutDown();  // woken by shutdown (or by an immediate one after the hand-over)
