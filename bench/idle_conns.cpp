@@ -2,7 +2,11 @@
 // handler waiting in readline(). The client side is raw blocking sockets (no user-space state beyond
 // an int each, in a child process). Reports (RSS once every handler waits in readline() - RSS before the
 // first connect) / N: the server's per-connection cost, buffers, stream state, handler frame and the server's
-// bookkeeping included. RSS is the current resident set (/proc/self/statm), not the peak.
+// bookkeeping included. RSS is the current resident set (/proc/self/statm), not the peak. Also splits it,
+// with the same before/after: the heap malloc has handed out (glibc mallinfo2: chunks in use, their headers
+// and padding included, plus mmapped blocks), the free space malloc holds in its arena (touched pages that
+// no allocation uses: fragmentation), and shared pages (statm's third field: io_uring's rings would show
+// here if the kernel counted them).
 //
 // The raw clients run in a child process, so each process needs N + 100 descriptors: raises RLIMIT_NOFILE
 // to that (the hard limit too where allowed), and exits with status 77 after a "SKIP" line when it cannot
@@ -10,9 +14,11 @@
 //
 // Usage: corio_bench_idle_conns [N]
 // Output: one line "RESULT workload=idle impl=corio backend=... n=... bytes_per_conn=... rss_before_mb=...
-// rss_after_mb=..." (backend: the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
+// rss_after_mb=... heap_bytes_per_conn=... heap_free_bytes_per_conn=... shared_bytes_per_conn=..." (backend:
+// the one the loop ran on, epoll or io_uring; CORIO_BACKEND chooses it)
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -47,19 +53,34 @@ corio::Task<> idle(corio::StreamReader r, corio::StreamWriter w) {
   w.close();
 }
 
-long rss_bytes() {
-  long pages_total = 0, pages_rss = 0;
+struct Rss {
+  long total, shared;
+};
+Rss rss_bytes() {
+  long pages_total = 0, pages_rss = 0, pages_shared = 0;
   FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f || std::fscanf(f, "%ld %ld", &pages_total, &pages_rss) != 2) {
+  if (!f || std::fscanf(f, "%ld %ld %ld", &pages_total, &pages_rss, &pages_shared) != 3) {
     std::perror("/proc/self/statm");
     std::exit(1);
   }
   std::fclose(f);
-  return pages_rss * sysconf(_SC_PAGESIZE);
+  const long page = sysconf(_SC_PAGESIZE);
+  return {pages_rss * page, pages_shared * page};
+}
+
+// Bytes malloc has handed out and not taken back (uordblks + hblkhd: a chunk counts at the size the arena
+// gave up for it), and bytes free in its arena (fordblks).
+struct Heap {
+  long used, free;
+};
+Heap heap_bytes() {
+  const struct mallinfo2 mi = mallinfo2();
+  return {static_cast<long>(mi.uordblks + mi.hblkhd), static_cast<long>(mi.fordblks)};
 }
 
 struct Outcome {
-  long before, after;
+  Rss before, after;
+  Heap heap_before, heap_after;
   corio::Backend backend;
 };
 
@@ -93,7 +114,8 @@ corio::Task<Outcome> bench(int n) {
   corio::Server server =
       co_await corio::start_server(idle, "127.0.0.1", 0, corio::ServerOptions{.backlog = 1024});
   co_await corio::sleep(0s);
-  const long before = rss_bytes();
+  const Rss before = rss_bytes();
+  const Heap heap_before = heap_bytes();
   int release[2];
   if (pipe2(release, O_CLOEXEC) != 0) {
     std::perror("pipe2");
@@ -119,7 +141,8 @@ corio::Task<Outcome> bench(int n) {
     co_await corio::sleep(1ms);
   }
   for (int i = 0; i < 3; ++i) co_await corio::sleep(0s);  // every read submitted
-  const long after = rss_bytes();
+  const Rss after = rss_bytes();
+  const Heap heap_after = heap_bytes();
   if (write(release[1], "x", 1) != 1) std::perror("idle: release the clients");
   close(release[1]);
   while (waiting > 0 && std::chrono::steady_clock::now() < deadline) co_await corio::sleep(1ms);
@@ -131,7 +154,7 @@ corio::Task<Outcome> bench(int n) {
   }
   server.close();
   co_await server.wait_closed();
-  co_return Outcome{before, after, corio::get_running_loop().backend()};
+  co_return Outcome{before, after, heap_before, heap_after, corio::get_running_loop().backend()};
 }
 
 }  // namespace
@@ -160,10 +183,13 @@ int main(int argc, char** argv) {
     return 77;
   }
   const Outcome r = corio::run(bench(n));
+  const auto per_conn = [n](long after, long before) { return static_cast<double>(after - before) / n; };
   std::printf(
       "RESULT workload=idle impl=corio backend=%s n=%d bytes_per_conn=%.0f rss_before_mb=%.1f "
-      "rss_after_mb=%.1f\n",
+      "rss_after_mb=%.1f heap_bytes_per_conn=%.0f heap_free_bytes_per_conn=%.0f shared_bytes_per_conn=%.0f\n",
       r.backend == corio::Backend::io_uring ? "io_uring" : "epoll", n,
-      static_cast<double>(r.after - r.before) / n, r.before / 1048576.0, r.after / 1048576.0);
+      per_conn(r.after.total, r.before.total), r.before.total / 1048576.0, r.after.total / 1048576.0,
+      per_conn(r.heap_after.used, r.heap_before.used), per_conn(r.heap_after.free, r.heap_before.free),
+      per_conn(r.after.shared, r.before.shared));
   return 0;
 }

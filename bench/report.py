@@ -38,9 +38,15 @@ def parse_raw(path):
         for line in f:
             if not line.startswith("RESULT "):
                 continue
+            sym = None
+            if " sym=" in line:  # a profile's symbol: last, and it may hold spaces
+                line, sym = line.rstrip("\n").split(" sym=", 1)
             kv = dict(tok.split("=", 1) for tok in line.split()[1:])
+            if sym is not None:
+                kv["sym"] = sym
             impl = net_key(kv) if kv["workload"] in NET else kv["impl"]
-            runs.setdefault((kv["workload"], impl), []).append(kv)
+            wl = kv["workload"] + (f"_{kv['kind']}" if "kind" in kv else "")  # w5_profile, w5_symbol
+            runs.setdefault((wl, impl), []).append(kv)
     return runs
 
 
@@ -81,7 +87,10 @@ NET = {
            [("rps", "requests/s", "req/s", True), ("cpu_us_per_req", "server CPU per request", "us", True),
             ("sched_us_per_req", "same, from schedstat (ns resolution)", "us", True)]),
     "idle": ("Idle connections: 10,000 connections to a corio server in one process, handlers in readline()",
-             [("bytes_per_conn", "RSS per connection", "B", False)]),
+             [("bytes_per_conn", "RSS per connection", "B", False),
+              ("heap_bytes_per_conn", "heap in use per connection", "B", False),
+              ("heap_free_bytes_per_conn", "malloc's free arena space per connection", "B", False),
+              ("shared_bytes_per_conn", "shared pages per connection", "B", False)]),
 }
 
 # (workload, impl, metric, kind, value, reference impl, description)
@@ -102,7 +111,8 @@ NET_GOALS = [
 W5_CPU = [("cpu_us_per_req", "whole process (us)"), ("loop_us_per_req", "loop thread (us)"),
           ("other_threads_us_per_req", "other threads of the process, incl. io-wq (us)"),
           ("extra_threads", "threads besides the loop seen during the run (peak)"),
-          ("ksoftirqd_us_per_req", "ksoftirqd/0, the server CPU's softirq thread (us)")]
+          ("ksoftirqd_us_per_req", "ksoftirqd/0, the server CPU's softirq thread (us)"),
+          ("user_us_per_req", "user (us)"), ("sys_us_per_req", "kernel (us)")]
 
 NET_ABOUT = {
     "w4": "Sources: `bench/w4_echo.cpp` (corio, run with `CORIO_BACKEND=epoll` and `CORIO_BACKEND=io_uring`; "
@@ -131,12 +141,19 @@ NET_ABOUT = {
               "splits it into the loop thread (/proc/PID/task/PID/stat) and the rest, and lists the threads seen "
               "(sampled every 0.5 s during the wrk run). Softirq work deferred to the server CPU's ksoftirqd/0 is "
               "in no process's time: its utime+stime over the window is the last column (wrk's side of loopback "
-              "traffic can land there too, so it is an upper bound for the server's share).",
+              "traffic can land there too, so it is an upper bound for the server's share). User and kernel: the "
+              "whole process's utime and stime (fields 14 and 15); Linux keeps their sum exact but splits it by "
+              "clock-tick samples, so read the medians.",
     "idle": "Source: `bench/idle_conns.cpp`, run once per backend: raw client sockets in a child process, the corio "
             "server in this one; (current RSS once every handler waits in readline() - RSS before the first "
             "connect) / N, buffers, stream state, handler frames and server bookkeeping included (on io_uring the "
             "provided-buffer ring is mapped at loop start, before the baseline, and its pages count only once "
-            "data lands in them; kernel-side request memory is not in RSS). Each process needs N+100 descriptors.",
+            "data lands in them; kernel-side request memory is not in RSS). Each process needs N+100 descriptors. "
+            "The other columns split the same before/after: heap in use is glibc's mallinfo2 uordblks + hblkhd "
+            "(chunks handed out, headers and padding included, and mmapped blocks at their full size, touched or "
+            "not: so it can exceed the RSS figure; compare it across backends), malloc's free arena space is "
+            "fordblks (touched pages no allocation holds: fragmentation), shared pages is /proc/self/statm's "
+            "third field (io_uring's rings are mapped from the kernel and are not counted there or in RSS).",
 }
 
 
@@ -264,7 +281,202 @@ def net_sections(runs, w, notes):
                 w("")
             w(NET_ABOUT["w5_cpu"])
             w("")
+            w5_profile_section(runs, w)
+    uring_losses(runs, w)
     return summary
+
+
+PROFILED = [("floor_epoll", "floor, epoll"), ("floor_io_uring", "floor, io_uring"), ("corio_epoll", "corio, epoll"),
+            ("corio_io_uring", "corio, io_uring")]
+
+
+def profile_of(runs, impl):
+    """The W5 profile run of impl: (totals dict, [(us per request, samples, dso, symbol)]) or (None, [])."""
+    prof = runs.get(("w5_profile", impl))
+    if not prof:
+        return None, []
+    p = prof[-1]
+    scale = 1e6 / float(p["hz"]) / float(p["requests"])
+    syms = [(float(r["samples"]) * scale, int(r["samples"]), r["dso"], r["sym"])
+            for r in runs.get(("w5_symbol", impl), [])]
+    return p, syms
+
+
+def w5_profile_section(runs, w):
+    if not any(runs.get(("w5_profile", impl)) for impl, _ in PROFILED):
+        return
+    w("### W5: kernel and user space, sampled (perf record, one more run of each server)")
+    w("")
+    w("| implementation | kernel (us per request) | user space (us per request) | user-space share | samples |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for impl, label in PROFILED:
+        p, _ = profile_of(runs, impl)
+        if p:
+            k, u = float(p["kernel_us_per_req"]), float(p["user_us_per_req"])
+            w(f"| {label} | {k:.2f} | {u:.3f} | {u / (k + u):.1%} | {int(p['samples']):,} |")
+    w("")
+    for impl, label in PROFILED:
+        p, syms = profile_of(runs, impl)
+        if not impl.startswith("corio") or not syms:
+            continue
+        w(f"Top user-space symbols, {label} (us per request):")
+        w("")
+        w("| symbol | object | us per request | samples |")
+        w("| --- | --- | ---: | ---: |")
+        for us, n, dso, sym in syms:
+            w(f"| `{sym}` | {dso} | {us:.3f} | {n} |")
+        w("")
+    w(f"`perf record -F {runs[next(('w5_profile', i) for i, _ in PROFILED if runs.get(('w5_profile', i)))][-1]['hz']} "
+      "-p <server>` (cpu-clock samples of every server thread) for the length of one more wrk run like those "
+      "above, then `perf report --sort dso,sym`. Samples in `[kernel.kallsyms]` are kernel time (system calls, "
+      "io_uring's request processing, and the loopback TCP stack's softirq work done on the server's CPU); the "
+      "rest is user space: the program, libc, liburing, the vDSO. Per request: samples / rate / (wrk's "
+      "requests/s x the window). One run each, so these figures carry a single run's noise: they show where "
+      "the time goes, the medians above show how much.")
+    w("")
+
+
+def med_of(runs, wl, impl, metric):
+    vs = values(runs, wl, impl, metric)
+    return statistics.median(vs) if vs else None
+
+
+def spread(runs, wl, impl, ref, metric):
+    """'; paired per repetition: median X, from A to B' or '' when the runs do not pair up."""
+    pr = paired_ratios(runs, wl, impl, ref, metric)
+    if len(pr) < 2:
+        return ""
+    return f"; paired per repetition: median {statistics.median(pr):.3f}x, from {min(pr):.3f}x to {max(pr):.3f}x"
+
+
+def split_text(runs, wl, impl, ref, user, sys_, unit, digits):
+    """'user space +a, kernel +b' for impl over ref, from the medians of the user/kernel columns."""
+    u, ur = med_of(runs, wl, impl, user), med_of(runs, wl, ref, user)
+    k, kr = med_of(runs, wl, impl, sys_), med_of(runs, wl, ref, sys_)
+    if None in (u, ur, k, kr):
+        return None, None, "user/kernel split not measured"
+    du, dk = u - ur, k - kr
+    return du, dk, f"user space {du:+.{digits}f} {unit}, kernel {dk:+.{digits}f} {unit}"
+
+
+def uring_losses(runs, w):
+    """Where corio on io_uring does worse than corio on epoll, or keeps less of what the io_uring floor gains
+    over the epoll floor, with the numbers of this run and the measured split of the difference."""
+    if not any(runs.get((wl, "corio_io_uring")) for wl in ("w4", "w5", "idle")):
+        return
+    w("## Where io_uring loses, and why")
+    w("")
+    w("Generated from the runs above: every place where corio on io_uring does worse than corio on epoll, or "
+      "keeps less of the io_uring floor's lead over the epoll floor than the epoll backend keeps of its own "
+      "floor, with the measured split of the difference.")
+    w("")
+    items = []
+
+    # W4 and W5: time or CPU per unit of work, lower is better.
+    for wl, metric, what, unit, digits, user, sys_ in (
+            ("w4", "ns_per_rt", "time per round trip", "ns", 0, "user_ns_per_rt", "sys_ns_per_rt"),
+            ("w5", "cpu_us_per_req", "server CPU per request", "us", 2, "user_us_per_req", "sys_us_per_req")):
+        fe, fu = med_of(runs, wl, "floor_epoll", metric), med_of(runs, wl, "floor_io_uring", metric)
+        ce, cu = med_of(runs, wl, "corio_epoll", metric), med_of(runs, wl, "corio_io_uring", metric)
+        if None in (fe, fu, ce, cu):
+            continue
+        name = wl.upper()
+        v = lambda x: f"{x:,.{digits}f} {unit}"  # noqa: E731
+        if cu > ce:
+            items.append(f"**{name} {what}: corio is slower on io_uring than on epoll**: {v(cu)} against {v(ce)} "
+                         f"({cu / ce:.3f}x{spread(runs, wl, 'corio_io_uring', 'corio_epoll', metric)}).")
+        du_, dk_, own = split_text(runs, wl, "corio_io_uring", "floor_io_uring", user, sys_, unit, digits)
+        de_, dke_, own_e = split_text(runs, wl, "corio_epoll", "floor_epoll", user, sys_, unit, digits)
+        lead, kept = fe - fu, ce - cu
+        if lead > 0 and kept < lead:
+            text = (f"**{name} {what}: corio keeps {kept / lead:.0%} of io_uring's lead**: the io_uring floor needs "
+                    f"{v(fu)} against the epoll floor's {v(fe)} ({lead:+,.{digits}f} {unit} saved), corio {v(cu)} "
+                    f"against {v(ce)} ({kept:+,.{digits}f} {unit}). Over its own floor corio on io_uring adds "
+                    f"{v(cu - fu)} ({cu / fu:.3f}x{spread(runs, wl, 'corio_io_uring', 'floor_io_uring', metric)}), "
+                    f"{own}; on epoll it adds {v(ce - fe)} ({ce / fe:.3f}x), {own_e}.")
+            if wl == "w5":
+                pc, pf = profile_of(runs, "corio_io_uring")[0], profile_of(runs, "floor_io_uring")[0]
+                if pc and pf:
+                    text += (f" Sampled by perf (one run each): user space {float(pc['user_us_per_req']):.3f} us "
+                             f"against the floor's {float(pf['user_us_per_req']):.3f} us, kernel "
+                             f"{float(pc['kernel_us_per_req']):.2f} us against {float(pf['kernel_us_per_req']):.2f} "
+                             "us.")
+            if du_ is not None and dk_ is not None:
+                if du_ >= dk_:
+                    text += (" So the extra is mostly corio's own user-space work (the loop turn, resuming the "
+                             "coroutines waiting on each read and write, the stream's buffering, copying out of the "
+                             "provided buffers" + ("; its top functions are in the W5 profile above" if wl == "w5"
+                                                    else "") + "). ")
+                    if de_ is not None and du_ <= de_ * 1.25:
+                        text += (f"That work costs no more on io_uring than on epoll ({du_:+,.{digits}f} against "
+                                 f"{de_:+,.{digits}f} {unit} over each floor), but the io_uring floor's total is "
+                                 "smaller and spends almost nothing in user space, so the same work is a bigger "
+                                 "share of it.")
+                    elif de_ is not None:
+                        text += (f"On io_uring it costs more than on epoll ({du_:+,.{digits}f} against "
+                                 f"{de_:+,.{digits}f} {unit} over each floor).")
+                else:
+                    text += (" So most of the extra is in the kernel: corio asks the kernel for more work per "
+                             "request than the floor does.")
+            items.append(text)
+
+    # W5 throughput (wrk-bound: the server is not saturated, so this follows the load generator as much as
+    # the server).
+    re_, ru = med_of(runs, "w5", "corio_epoll", "rps"), med_of(runs, "w5", "corio_io_uring", "rps")
+    cu5 = med_of(runs, "w5", "corio_io_uring", "cpu_us_per_req")
+    if re_ and ru and ru < re_:
+        busy = f" (busy {ru * cu5 / 1e6:.0%} of the time on io_uring)" if cu5 else ""
+        items.append(f"**W5 requests/s**: {ru:,.0f} on io_uring against {re_:,.0f} on epoll ({ru / re_:.3f}x"
+                     f"{spread(runs, 'w5', 'corio_io_uring', 'corio_epoll', 'rps')}). wrk, alone on the other "
+                     f"CPU, sets the pace and the server has time to spare{busy}, so the server CPU per request "
+                     "above, not requests/s, is the measure of the server.")
+    # W4 throughput
+    te, tu = med_of(runs, "w4", "corio_epoll", "rt_per_s"), med_of(runs, "w4", "corio_io_uring", "rt_per_s")
+    if te and tu and tu < te:
+        items.append(f"**W4 round trips/s**: {tu:,.0f} on io_uring against {te:,.0f} on epoll ({tu / te:.3f}x"
+                     f"{spread(runs, 'w4', 'corio_io_uring', 'corio_epoll', 'rt_per_s')}).")
+
+    # Idle connections: memory.
+    me, mu = med_of(runs, "idle", "corio_epoll", "bytes_per_conn"), med_of(runs, "idle", "corio_io_uring",
+                                                                              "bytes_per_conn")
+    if me is not None and mu is not None and mu > me:
+        text = f"**Idle connections: RSS per connection**: {mu:,.0f} B on io_uring against {me:,.0f} B on epoll " \
+               f"({mu - me:+,.0f} B)."
+        parts = []
+        for metric, label in (("heap_bytes_per_conn", "heap in use"),
+                              ("heap_free_bytes_per_conn", "malloc's free arena space"),
+                              ("shared_bytes_per_conn", "shared pages")):
+            a, b = med_of(runs, "idle", "corio_io_uring", metric), med_of(runs, "idle", "corio_epoll", metric)
+            if a is not None and b is not None:
+                parts.append(f"{label} {a - b:+,.0f} B")
+        if parts:
+            text += (" Per connection, io_uring against epoll: " + ", ".join(parts) + ". The io_uring backend keeps "
+                     "a larger record per descriptor: besides the waiting reads it holds the queue of chunks a "
+                     "multishot receive delivered before anyone read them, the accept queue and the requests "
+                     "still in the ring (epoll's record is two waiter lists and readiness flags), and the record "
+                     "is aligned to a 64-byte cache line, so malloc carves each one out with memalign, whose "
+                     "leftover padding stays in the arena as free space. The kernel side of each armed multishot "
+                     "receive is not in RSS at all, on either backend's figure.")
+        items.append(text)
+
+    # Kernel worker threads (Boost.Asio's maintainer saw higher total CPU from them).
+    x = med_of(runs, "w5", "corio_io_uring", "extra_threads")
+    o = med_of(runs, "w5", "corio_io_uring", "other_threads_us_per_req")
+    if x is not None:
+        if x or (o and o > 0):
+            items.append(f"**Kernel worker threads**: corio's io_uring server ran {x:.0f} thread(s) besides the loop "
+                         f"(median peak), using {o or 0:.3f} us per request.")
+        else:
+            w("Kernel worker threads (io-wq, SQPOLL) are not among the losses: none appeared in any io_uring run "
+              "(W5 table above: 0 threads besides the loop, 0 us of other threads' CPU), since every request "
+              "here completes inline (sockets, multishot receive, no blocking file I/O) and SQPOLL is not used.")
+            w("")
+    if items:
+        for it in items:
+            w(f"- {it}")
+    else:
+        w("io_uring lost nowhere in this run.")
+    w("")
 
 
 def net_all_runs(runs, w):
