@@ -450,13 +450,14 @@ def uring_losses(runs, w):
             if a is not None and b is not None:
                 parts.append(f"{label} {a - b:+,.0f} B")
         if parts:
-            text += (" Per connection, io_uring against epoll: " + ", ".join(parts) + ". The io_uring backend keeps "
-                     "a larger record per descriptor: besides the waiting reads it holds the queue of chunks a "
-                     "multishot receive delivered before anyone read them, the accept queue and the requests "
-                     "still in the ring (epoll's record is two waiter lists and readiness flags), and the record "
-                     "is aligned to a 64-byte cache line, so malloc carves each one out with memalign, whose "
-                     "leftover padding stays in the arena as free space. The kernel side of each armed multishot "
-                     "receive is not in RSS at all, on either backend's figure.")
+            text += (" Per connection, io_uring against epoll: " + ", ".join(parts) + ". The extra heap in use "
+                     "is the backend's record per descriptor, about twice the size of epoll's: besides the waiting "
+                     "reads it holds the queue of chunks a multishot receive delivered before anyone read them, the "
+                     "accept queue and the requests still in the ring (epoll's is two waiter lists and readiness "
+                     "flags), laid out on 64-byte cache lines (in pages of 64 records, so the alignment costs no "
+                     "padding per record). The free arena space is memory freed during the burst of connections "
+                     "and not reused yet, held by no connection. The kernel side of each armed multishot receive "
+                     "is not in RSS at all, on either backend's figure.")
         items.append(text)
 
     # Kernel worker threads (Boost.Asio's maintainer saw higher total CPU from them).
