@@ -313,7 +313,8 @@ def w5_profile_section(runs, w):
         p, _ = profile_of(runs, impl)
         if p:
             k, u = float(p["kernel_us_per_req"]), float(p["user_us_per_req"])
-            w(f"| {label} | {k:.2f} | {u:.3f} | {u / (k + u):.1%} | {int(p['samples']):,} |")
+            share = f"{u / (k + u):.1%}" if k + u > 0 else "n/a"
+            w(f"| {label} | {k:.2f} | {u:.3f} | {share} | {int(p['samples']):,} |")
     w("")
     for impl, label in PROFILED:
         p, syms = profile_of(runs, impl)
