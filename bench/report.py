@@ -303,22 +303,22 @@ def profile_of(runs, impl):
 
 
 def w5_profile_section(runs, w):
-    if not any(runs.get(("w5_profile", impl)) for impl, _ in PROFILED):
+    profiles = [(label, *profile_of(runs, impl)) for impl, label in PROFILED]
+    measured = [p for _, p, _ in profiles if p]
+    if not measured:
         return
     w("### W5: kernel and user space, sampled (perf record, one more run of each server)")
     w("")
     w("| implementation | kernel (us per request) | user space (us per request) | user-space share | samples |")
     w("| --- | ---: | ---: | ---: | ---: |")
-    for impl, label in PROFILED:
-        p, _ = profile_of(runs, impl)
+    for label, p, _ in profiles:
         if p:
             k, u = float(p["kernel_us_per_req"]), float(p["user_us_per_req"])
             share = f"{u / (k + u):.1%}" if k + u > 0 else "n/a"
             w(f"| {label} | {k:.2f} | {u:.3f} | {share} | {int(p['samples']):,} |")
     w("")
-    for impl, label in PROFILED:
-        p, syms = profile_of(runs, impl)
-        if not impl.startswith("corio") or not syms:
+    for label, _, syms in profiles:
+        if not label.startswith("corio") or not syms:
             continue
         w(f"Top user-space symbols, {label} (us per request):")
         w("")
@@ -327,13 +327,12 @@ def w5_profile_section(runs, w):
         for us, n, dso, sym in syms:
             w(f"| `{sym}` | {dso} | {us:.3f} | {n} |")
         w("")
-    w(f"`perf record -F {runs[next(('w5_profile', i) for i, _ in PROFILED if runs.get(('w5_profile', i)))][-1]['hz']} "
-      "-p <server>` (cpu-clock samples of every server thread) for the length of one more wrk run like those "
-      "above, then `perf report --sort dso,sym`. Samples in `[kernel.kallsyms]` are kernel time (system calls, "
-      "io_uring's request processing, and the loopback TCP stack's softirq work done on the server's CPU); the "
-      "rest is user space: the program, libc, liburing, the vDSO. Per request: samples / rate / (wrk's "
-      "requests/s x the window). One run each, so these figures carry a single run's noise: they show where "
-      "the time goes, the medians above show how much.")
+    w(f"`perf record -F {measured[0]['hz']} -p <server>` (cpu-clock samples of every server thread) for the length "
+      "of one more wrk run like those above, then `perf report --sort dso,sym`. Samples in `[kernel.kallsyms]` "
+      "are kernel time (system calls, io_uring's request processing, and the loopback TCP stack's softirq work "
+      "done on the server's CPU); the rest is user space: the program, libc, liburing, the vDSO. Per request: "
+      "samples / rate / (wrk's requests/s x the window). One run each, so these figures carry a single run's "
+      "noise: they show where the time goes, the medians above show how much.")
     w("")
 
 
@@ -387,7 +386,7 @@ def uring_losses(runs, w):
             items.append(f"**{name} {what}: corio is slower on io_uring than on epoll**: {v(cu)} against {v(ce)} "
                          f"({cu / ce:.3f}x{spread(runs, wl, 'corio_io_uring', 'corio_epoll', metric)}).")
         du_, dk_, own = split_text(runs, wl, "corio_io_uring", "floor_io_uring", user, sys_, unit, digits)
-        de_, dke_, own_e = split_text(runs, wl, "corio_epoll", "floor_epoll", user, sys_, unit, digits)
+        de_, _, own_e = split_text(runs, wl, "corio_epoll", "floor_epoll", user, sys_, unit, digits)
         lead, kept = fe - fu, ce - cu
         # (corio at or under its own io_uring floor loses nothing to io_uring, whatever the epoll side did)
         if lead > 0 and kept < lead and cu > fu:
