@@ -53,6 +53,14 @@ class SignalCore : public IoBackend {
     sigaddset(&mask, signo);
     int fd = ::signalfd(sigfd_, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+    if (!sigismember(&sigmask_, signo)) {
+      try {
+        forward_to_main_thread(signo);  // a thread of the program's with it unblocked hands it on
+      } catch (...) {
+        if (fd != sigfd_) ::close(fd);
+        throw;
+      }
+    }
     sigmask_ = mask;
     pthread_sigmask(SIG_BLOCK, &sigmask_, nullptr);
     if (sigfd_ < 0) {
@@ -68,6 +76,7 @@ class SignalCore : public IoBackend {
     signal_handlers_.erase(it);
     sigdelset(&sigmask_, signo);
     if (sigfd_ >= 0) ::signalfd(sigfd_, &sigmask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    stop_forwarding(signo);  // before unblocking: a forwarded signal would come back to this thread
     if (!sigismember(&preblocked_, signo)) {
       sigset_t one;
       sigemptyset(&one);
@@ -95,6 +104,8 @@ class SignalCore : public IoBackend {
   // after their own teardown, while their mechanism still works.
   void close_signals_and_wakefd() noexcept {
     if (sigfd_ >= 0) {
+      for (int signo = 1; signo < NSIG; ++signo)
+        if (sigismember(&sigmask_, signo) == 1) stop_forwarding(signo);
       sigset_t ours = ours_to_unblock();
       drop_pending(ours);
       pthread_sigmask(SIG_UNBLOCK, &ours, nullptr);

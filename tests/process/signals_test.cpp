@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -283,8 +284,11 @@ struct ChildResult {
 
 // Forks a child that runs sigint_child_main under corio::run with stdout on a pipe; each time it printed
 // one of `triggers` (in order), sends it SIGINT; then collects its output and status. The child starts
-// with SIGINT at its default disposition and unblocked, whatever the test process has.
-ChildResult run_sigint_child(ChildMode mode, std::vector<std::string> triggers = {"ready\n"}) {
+// with SIGINT at its default disposition and unblocked, whatever the test process has. With
+// `program_thread`, the child first starts a thread of its own (every signal unblocked), which stays
+// until the child exits.
+ChildResult run_sigint_child(ChildMode mode, std::vector<std::string> triggers = {"ready\n"},
+                             bool program_thread = false) {
   int fds[2];
   EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
   std::fflush(nullptr);
@@ -295,6 +299,10 @@ ChildResult run_sigint_child(ChildMode mode, std::vector<std::string> triggers =
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (program_thread)
+      std::thread([] {
+        for (;;) ::pause();
+      }).detach();
     int code = 0;
     try {
       code = corio::run(sigint_child_main(mode));
@@ -394,6 +402,19 @@ TEST(Signals, SigintCancelsMainCleansUpAndDiesOfSigint) {
   EXPECT_EQ(r.out, "ready\nmain cleanup\nleftover cleanup\n");
 }
 
+// With a thread of the program's own that has SIGINT unblocked (a logger, a library's pool, started
+// before run()), a Ctrl-C sent to the process goes to that thread, the loop's blocking it: it is handed on
+// to the loop, so main is cancelled and cleans up as without the thread. The thread used to take it with
+// the default action: the program died at once, with no cleanup ("ready\n" was all it printed).
+TEST(Signals, SigintWithAProgramThreadStillCancelsMainAndCleansUp) {
+  ChildResult r = run_sigint_child(ChildMode::rethrow, {"ready\n"}, /*program_thread=*/true);
+  EXPECT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << ", output:\n" << r.out;
+  if (WIFSIGNALED(r.status)) {
+    EXPECT_EQ(WTERMSIG(r.status), SIGINT);
+  }
+  EXPECT_EQ(r.out, "ready\nmain cleanup\nleftover cleanup\n");
+}
+
 TEST(Signals, SigintSwallowedByMainReturnsNormally) {
   ChildResult r = run_sigint_child(ChildMode::swallow);
   ASSERT_TRUE(WIFEXITED(r.status)) << "status " << r.status << ", output:\n" << r.out;
@@ -479,6 +500,42 @@ TEST(Signals, HelperThreadsStartedEarlierNeverTakeTheSignal) {
     EXPECT_EQ(count, 20);
     loop.remove_signal_handler(SIGUSR1);
   }());
+}
+
+// A signal given to a thread of the program's own that has it unblocked (here thread-directed, so the
+// kernel has no other choice; a process-directed one goes there too, the loop's thread blocking it) reaches
+// the loop's handler: the disposition the loop installs hands it on. The thread used to take it with the
+// program's disposition: ignored here (the handler never ran); for SIGTERM or SIGUSR1 the default action,
+// the end of the program. Removing the handler gives the disposition back.
+TEST(Signals, ASignalGivenToAProgramThreadReachesTheHandler) {
+  ASSERT_EQ(std::signal(SIGWINCH, SIG_IGN), SIG_DFL);
+  std::promise<void> stop;
+  std::thread program_thread([done = stop.get_future()] { done.wait(); });
+  struct Join {
+    std::promise<void>& stop;
+    std::thread& t;
+    ~Join() {
+      stop.set_value();
+      t.join();
+    }
+  } join{stop, program_thread};
+  run_guarded([](pthread_t target) -> Task<> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    corio::Event got;
+    int count = 0;
+    loop.add_signal_handler(SIGWINCH, [&] {
+      ++count;
+      got.set();
+    });
+    for (int i = 1; i <= 5; ++i) {
+      EXPECT_EQ(::pthread_kill(target, SIGWINCH), 0);
+      co_await corio::wait_for(got.wait(), 5s);
+      got.clear();
+    }
+    EXPECT_EQ(count, 5);
+    EXPECT_TRUE(loop.remove_signal_handler(SIGWINCH));
+  }(program_thread.native_handle()));
+  EXPECT_EQ(std::signal(SIGWINCH, SIG_DFL), SIG_IGN);  // the program's disposition, given back
 }
 
 // A signal that came while its handler was installed, but was not read yet, must not get its default action
