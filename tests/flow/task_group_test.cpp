@@ -447,6 +447,43 @@ TEST(TaskGroup, AnOutsideCancelSurvivesTheExceptionGroup) {
 
 }  // namespace outside_cancel
 
+// The body awaits a gather of one of the group's own children, which fails: the group's cancellation of
+// the body reaches the gather while the child is done already (the group's watcher is told before the
+// gather's). The gather cannot take it, so the body gets CancelledError and the group ends at once, as in
+// asyncio. The gather used to take it anyway, then rethrow the child's error: the body caught that, went
+// on (here for 10 s more) and the group's cancellation was lost.
+TEST(TaskGroup, BodyAwaitingAGatherOfAFailedChildIsCancelled) {
+  bool body_cancelled = false;
+  bool body_went_on = false;
+  double ended_at = -1;
+  corio::run(
+      [](bool& body_cancelled, bool& body_went_on, double& ended_at) -> corio::Task<> {
+        const double start = now();
+        auto body = [&](corio::TaskGroup& tg) -> corio::Task<> {
+          auto h = tg.create_task(fail_after(100ms, "child"));
+          try {
+            co_await corio::gather(h);
+          } catch (const corio::CancelledError&) {
+            body_cancelled = true;
+            throw;
+          } catch (const std::runtime_error&) {
+          }
+          co_await corio::sleep(10s);
+          body_went_on = true;
+        };
+        try {
+          co_await corio::task_group(body);
+        } catch (const corio::ExceptionGroup& eg) {
+          EXPECT_EQ(eg.exceptions().size(), 1u);
+        }
+        ended_at = now() - start;
+      }(body_cancelled, body_went_on, ended_at),
+      kVirtual);
+  EXPECT_TRUE(body_cancelled);
+  EXPECT_FALSE(body_went_on);
+  EXPECT_NEAR(ended_at, 0.1, 0.01);
+}
+
 // The group lets go of each child once it is done (asyncio discards it): a long-lived group, a server's
 // say, does not keep every finished child's result (it kept them all until the group ended).
 TEST(TaskGroup, FinishedChildrenAreNotKept) {

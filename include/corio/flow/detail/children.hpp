@@ -168,10 +168,18 @@ class ChildrenWaiter final : public Waiter {
     if (first_failed_) first_failed_->check_result();
   }
 
+  // As asyncio's gather().cancel(): taken only if a child took it. With every child done already (their
+  // watchers still being told: one of them, a TaskGroup's, is cancelling this task), it stays pending on
+  // the awaiting task, which then gets CancelledError, not the gather's outcome.
   bool cancel() override {
+    const bool was_cancelled = outer_cancelled_;
     outer_cancelled_ = true;
-    cancel_pending(task_->cancel_message());
-    return true;
+    bool taken = false;
+    const std::string msg = task_->cancel_message();
+    for (TaskStateBase* c : children_)
+      if (!c->done() && c->cancel(msg)) taken = true;
+    if (!taken) outer_cancelled_ = was_cancelled;
+    return taken;
   }
   void describe(std::string& out) const override {
     out += (fail_fast_ ? "gather of " : "gather_settled of ") + std::to_string(children_.size()) + " (" +
