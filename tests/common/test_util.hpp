@@ -133,8 +133,9 @@ corio::Task<bool> until_parked_at(std::string what, F give_up) {
 }
 
 // Keeps the loop's thread busy until the loop's clock (real time: not under kVirtual) reads past `t`, so
-// that every timer due by `t` fires on the next turn, before the tasks already ready run. For tests of what
-// happens when a timeout and a wake-up land in the same turn; it orders nothing between threads.
+// that every timer due by `t` expires in the next turn, together with the tasks already ready (which run
+// first; the timers' work after them). For tests of what happens when a timeout and a wake-up land in the
+// same turn; it orders nothing between threads.
 inline void spin_past(double t) {
   while (now() <= t) {
   }

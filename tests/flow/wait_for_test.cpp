@@ -15,6 +15,7 @@
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/task_group.hpp"
+#include "corio/sync/event.hpp"
 
 #include "common/test_util.hpp"
 #include "flow/fails_then_cancels.hpp"
@@ -455,4 +456,42 @@ TEST(WaitFor, AnOuterCancelSwallowedByTheInnerWorkReturnsItsValue) {
 TEST(WaitFor, AFailureSeenByACancelledAwaiterIsRetrieved) {
   corio_test::expect_a_cancelled_awaiter_retrieves_the_failure(
       [](corio::Task<int> inner) -> corio::Task<> { (void)co_await corio::wait_for(std::move(inner), 10s); });
+}
+
+// Inner work woken before the deadline, whose step is still queued when the turn that finds the deadline
+// passed begins, runs first (a turn runs what was ready, then the work of the timers that expired) and its
+// value is returned, for a Task and for a TaskHandle, as asyncio's wait_for of a coroutine returns it. The
+// timer used to cancel the inner work before its step ran: TimeoutError, and the value was lost. (Real
+// clock: under virtual time the clock never moves while something is ready.)
+TEST(WaitFor, InnerWorkWokenBeforeTheDeadlineWasSeenKeepsItsValue) {
+  bool too_slow = false;
+  corio::run([](bool& too_slow) -> corio::Task<> {
+    for (bool handle_form : {false, true}) {
+      SCOPED_TRACE(handle_form ? "TaskHandle" : "Task");
+      corio::Event ev;
+      auto inner = [](corio::Event& ev) -> corio::Task<int> {
+        co_await ev.wait();
+        co_return 42;
+      };
+      const double start = now();
+      auto waker = corio::create_task([](corio::Event& ev, double start, bool& too_slow) -> corio::Task<> {
+        co_await corio::sleep(0s);                  // the inner work waits on `ev` by now
+        if (now() >= start + 0.1) too_slow = true;  // the loop stalled past the deadline already
+        ev.set();                                   // the inner work's step is queued for the next turn...
+        corio_test::spin_past(start + 0.15);        // ...which finds the deadline passed as well
+      }(ev, start, too_slow));
+      int v = -1;
+      try {
+        if (handle_form)
+          v = co_await corio::wait_for(corio::create_task(inner(ev)), 100ms);
+        else
+          v = co_await corio::wait_for(inner(ev), 100ms);
+      } catch (const corio::TimeoutError&) {
+      }
+      co_await waker;
+      if (too_slow) co_return;
+      EXPECT_EQ(v, 42);
+    }
+  }(too_slow));
+  if (too_slow) GTEST_SKIP() << "the loop stalled for 100 ms before the inner work was woken";
 }

@@ -1128,10 +1128,12 @@ TEST(Queue, WaitForAroundGet) {
   EXPECT_EQ(log, (Log{"c:2"}));
 }
 
-// An item is handed to wait_for's inner get and the timeout fires before that task runs: wait_for throws
-// TimeoutError and no item is lost — it goes to the getter behind, or back into the queue (real clock; see
-// the Lock test).
-TEST(Queue, WaitForTimesOutAfterTheItemWasHandedOver) {
+// An item is handed to wait_for's inner get and the deadline passes before that task runs: the get was
+// ready first, so it runs first and wait_for returns the item (it used to time out, the item going to the
+// getter behind or back into the queue; real clock, see the Lock test). Then the same hand-over with the
+// wait cancelled from outside before the get runs: no item is lost, it goes to the getter behind or back
+// into the queue.
+TEST(Queue, WaitForReturnsTheItemHandedOverBeforeTheDeadlineWasSeen) {
   bool too_slow = false;
   Log log;
   corio::run([](bool& too_slow, Log& log) -> corio::Task<> {
@@ -1151,20 +1153,36 @@ TEST(Queue, WaitForTimesOutAfterTheItemWasHandedOver) {
       }
       q.put_nowait(7);  // handed to the inner get...
       EXPECT_EQ(q.size(), 0u);
-      corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
-      EXPECT_EQ(co_await timed, "timeout");
+      corio_test::spin_past(now() + 0.05);  // ...and the deadline passes before it runs
+      EXPECT_EQ(co_await timed, "7");
+      if (getter_behind) {
+        EXPECT_FALSE(c.done());
+        q.put_nowait(8);  // to c
+        co_await turns(2);
+        EXPECT_TRUE(c.done());
+      }
+      EXPECT_TRUE(q.empty());
+
+      auto cancelled = corio::create_task(get_within(q, 3600s));
+      EXPECT_TRUE(co_await corio_test::until_parked_at("queue get", [&] { return cancelled.done(); }));
+      corio::TaskHandle<> d;
+      if (getter_behind) d = corio::create_task(getter(q, log, "d"));
+      co_await turns(1);
+      q.put_nowait(9);  // handed to the inner get, whose wait is then cancelled before it runs
+      cancelled.cancel();
+      EXPECT_THROW(co_await cancelled, corio::CancelledError);
       co_await turns(2);
       if (getter_behind) {
-        EXPECT_TRUE(c.done());  // the item reached c
+        EXPECT_TRUE(d.done());  // the item reached d
         EXPECT_TRUE(q.empty());
       } else {
         EXPECT_EQ(q.size(), 1u);  // back in the queue
-        EXPECT_EQ(q.get_nowait(), 7);
+        EXPECT_EQ(q.get_nowait(), 9);
       }
     }
   }(too_slow, log));
   if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the get waited";
-  EXPECT_EQ(log, (Log{"c:7"}));
+  EXPECT_EQ(log, (Log{"c:8", "d:9"}));
 }
 
 }  // namespace

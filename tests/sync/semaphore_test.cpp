@@ -442,9 +442,11 @@ TEST(Semaphore, WaitForAroundAcquire) {
   EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
 }
 
-// The permit is handed to wait_for's inner acquire and the timeout fires before that task runs: wait_for
-// throws TimeoutError and the permit passes on to the next waiter (real clock; see the Lock test).
-TEST(Semaphore, WaitForTimesOutAfterThePermitWasHandedOver) {
+// The permit is handed to wait_for's inner acquire and the deadline passes before that task runs: the
+// acquire was ready first, so it runs first and wait_for returns with the permit (it used to time out, the
+// permit passing to the waiter behind; real clock, see the Lock test). Then the same hand-over with the
+// wait cancelled from outside before the acquire runs: the permit passes on to the waiter behind.
+TEST(Semaphore, WaitForReturnsThePermitHandedOverBeforeTheDeadlineWasSeen) {
   bool too_slow = false;
   std::vector<std::string> log;
   corio::run([](bool& too_slow, std::vector<std::string>& log) -> corio::Task<> {
@@ -462,14 +464,27 @@ TEST(Semaphore, WaitForTimesOutAfterThePermitWasHandedOver) {
     }
     sem.release();  // handed to the inner acquire...
     EXPECT_EQ(sem.value(), 0u);
-    corio_test::spin_past(now() + 0.05);  // ...whose timeout fires on the next turn, before it runs
-    EXPECT_EQ(co_await timed, "timeout");
+    corio_test::spin_past(now() + 0.05);  // ...and the deadline passes before it runs
+    EXPECT_EQ(co_await timed, "acquired");
+    EXPECT_FALSE(c.done());
+    sem.release();  // to c
     co_await turns(2);
-    EXPECT_TRUE(c.done());  // the permit reached c
+    EXPECT_TRUE(c.done());
+    EXPECT_EQ(sem.value(), 0u);
+
+    auto cancelled = corio::create_task(acquire_within(sem, 3600s));
+    EXPECT_TRUE(co_await corio_test::until_parked_at("semaphore", [&] { return cancelled.done(); }));
+    auto d = corio::create_task(taker(sem, log, "d"));
+    co_await turns(1);  // d waits behind
+    sem.release();      // handed to the inner acquire, whose wait is then cancelled before it runs
+    cancelled.cancel();
+    EXPECT_THROW(co_await cancelled, corio::CancelledError);
+    co_await turns(2);
+    EXPECT_TRUE(d.done());  // the permit reached d
     EXPECT_EQ(sem.value(), 0u);
   }(too_slow, log));
   if (too_slow) GTEST_SKIP() << "the loop stalled for 50 ms before the acquire waited";
-  EXPECT_EQ(log, (std::vector<std::string>{"c+"}));
+  EXPECT_EQ(log, (std::vector<std::string>{"c+", "d+"}));
 }
 
 }  // namespace

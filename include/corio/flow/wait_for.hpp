@@ -11,7 +11,9 @@
 // inner work finished with a value, before the awaiting task resumed, does not lose that value (it may be a
 // lock acquired): wait_for returns it and the task's next await raises CancelledError; after it failed, or
 // was cancelled, wait_for raises CancelledError (as a plain co_await, and asyncio >= 3.12). A timeout <= 0
-// cancels work that is not done yet at once.
+// cancels work that is not done yet at once. The timeout follows the loop's turn order: inner work woken
+// before the turn in which the deadline is seen to have passed runs first, and its value is returned (as
+// asyncio's wait_for of a coroutine, run in the awaiting task, returns it).
 //
 // The awaiting task is resumed by the loop on the turn after the inner work ended.
 #pragma once
@@ -34,6 +36,7 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   WaitForWaiter(TaskStateBase& child, std::int64_t timeout_ns) : child_(&child), timeout_ns_(timeout_ns) {}
   ~WaitForWaiter() {
     if (scheduled()) loop_->timers_.remove(*this);
+    expire_.cancel();
   }
 
   bool await_ready() const noexcept { return child_->done(); }
@@ -44,7 +47,7 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     suspend_on(h);
     if (outer_cancelled_) return;
     if (timeout_ns_ <= 0) {
-      fire();
+      expire();
     } else {
       std::int64_t now = loop_->now_ns();
       constexpr std::int64_t kMax = INT64_MAX / 2;
@@ -79,7 +82,15 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     }
   }
 
+  // The deadline passed. A timer only enqueues work: the turn runs what was ready before it first (asyncio's
+  // order), so inner work woken in time, whose step is queued, finishes and keeps its value (asyncio's
+  // wait_for of a coroutine returns it); the timeout then finds it done. (Cancelling here, before the turn
+  // ran, turned a result that had arrived in time into TimeoutError.)
   void fire() override {
+    expire_ = EventLoop::from_core(*loop_).call_soon([this] { expire(); });
+  }
+  void expire() {
+    if (child_->done() || outer_cancelled_) return;
     timed_out_ = true;
     child_->cancel({});
   }
@@ -95,11 +106,13 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     if (child_->cancel_in_progress()) return cancel_and_wake();
     outer_cancelled_ = true;
     if (scheduled()) loop_->timers_.remove(*this);
+    expire_.cancel();
     child_->cancel(task_->cancel_message());
     return true;
   }
   void on_done(TaskStateBase&) override {
     if (scheduled()) loop_->timers_.remove(*this);
+    expire_.cancel();
     wake();
   }
   void describe(std::string& out) const override {
@@ -119,6 +132,7 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   std::int64_t timeout_ns_;
   bool timed_out_ = false;
   bool outer_cancelled_ = false;
+  Handle expire_;  // expire(), queued by fire() for this turn
 };
 
 // owned: h was created from a Task by wait_for (its value is moved out); a caller's handle keeps its value.
