@@ -78,6 +78,28 @@ TEST(Wait, AllCompleted) {
       kVirtual);
 }
 
+// A task given twice is waited for and listed once, in the place it first had, as asyncio's wait (which
+// takes a set) lists it. It was listed twice: done = {a, a} for one task done.
+TEST(Wait, ATaskGivenTwiceIsListedOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto a = corio::create_task(value_after(1, 1s));
+        auto b = corio::create_task(value_after(2, 2s));
+        Handles aba{a, b, a};
+        auto r = co_await corio::wait(aba, corio::ReturnWhen::first_completed);
+        EXPECT_NEAR(now(), 1.0, 1e-9);
+        CO_ASSERT_EQ(r.done.size(), 1u);
+        EXPECT_TRUE(r.done[0] == a);
+        CO_ASSERT_EQ(r.pending.size(), 1u);
+        EXPECT_TRUE(r.pending[0] == b);
+        Handles babb{b, a, b, b};
+        auto all = co_await corio::wait(babb);
+        EXPECT_EQ(values(all.done), (std::vector<int>{2, 1}));
+        EXPECT_TRUE(all.pending.empty());
+      }(),
+      kVirtual);
+}
+
 TEST(Wait, AllCompletedWithTimeout) {
   corio::run(
       []() -> corio::Task<> {

@@ -12,12 +12,12 @@
 #include <exception>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "corio/core/async_generator.hpp"
 #include "corio/core/detail/runtime.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/detail/children.hpp"
 
 namespace corio {
 namespace detail {
@@ -82,20 +82,7 @@ AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
   for (const auto& h : tasks)
     if (!h) throw InvalidStateError("as_completed(): empty TaskHandle");
   // A task given more than once is yielded once, as asyncio's as_completed works on a set.
-  std::vector<detail::TaskStateBase*> states;
-  states.reserve(tasks.size());
-  {
-    std::unordered_set<detail::TaskStateBase*> seen;
-    seen.reserve(tasks.size());
-    std::size_t kept = 0;
-    for (auto& h : tasks) {
-      if (!seen.insert(h.state()).second) continue;
-      states.push_back(h.state());
-      if (&tasks[kept] != &h) tasks[kept] = std::move(h);
-      ++kept;
-    }
-    tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(kept), tasks.end());
-  }
+  std::vector<detail::TaskStateBase*> states = detail::keep_unique(tasks);
   detail::CompletionQueue queue(states);
   for (std::size_t n = 0; n < tasks.size(); ++n) {
     std::size_t i = 0;

@@ -1,11 +1,11 @@
 // wait: wait for a set of running tasks until a condition holds (asyncio.wait). Cancels nothing.
 //
 // Returns when the condition of `return_when` holds or the timeout passes, whichever is first: done and
-// pending, each in input order. first_exception returns when a task ends with an exception (not a
-// cancellation) or all are done. Cancelling the awaiting task stops the waiting (CancelledError) and
-// leaves the tasks running. An empty input throws std::invalid_argument, as asyncio raises ValueError.
-// The awaiting task is resumed by the loop on the turn after the condition first held; a timeout of 0
-// waits one turn.
+// pending, each in input order (a task given twice is listed once, as asyncio's sets list it).
+// first_exception returns when a task ends with an exception (not a cancellation) or all are done. Cancelling
+// the awaiting task stops the waiting (CancelledError) and leaves the tasks running. An empty input throws
+// std::invalid_argument, as asyncio raises ValueError. The awaiting task is resumed by the loop on the turn
+// after the condition first held; a timeout of 0 waits one turn.
 #pragma once
 
 #include <algorithm>
@@ -149,7 +149,8 @@ Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen return_whe
     if (!h) throw InvalidStateError("wait(): empty TaskHandle");
   std::optional<std::int64_t> timeout_ns;
   if (timeout) timeout_ns = timeout->count();
-  detail::WaitWaiter waiter(detail::states_of_vector(tasks), return_when, timeout_ns);
+  // A task given more than once is waited for, and listed, once: asyncio's wait works on a set.
+  detail::WaitWaiter waiter(detail::keep_unique(tasks), return_when, timeout_ns);
   co_await waiter;
   WaitResult<T> out;
   for (auto& h : tasks) (h.state()->done() ? out.done : out.pending).push_back(std::move(h));

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -230,6 +231,25 @@ template <class... Hs>
 std::vector<TaskStateBase*> states_of(const Hs&... hs) {
   return {hs.state()...};
 }
+// Keeps the first of each task given more than once, in input order, and returns their states: asyncio's
+// wait and as_completed work on a set.
+template <class T>
+std::vector<TaskStateBase*> keep_unique(std::vector<TaskHandle<T>>& tasks) {
+  std::vector<TaskStateBase*> states;
+  states.reserve(tasks.size());
+  std::unordered_set<TaskStateBase*> seen;
+  seen.reserve(tasks.size());
+  std::size_t kept = 0;
+  for (auto& h : tasks) {
+    if (!seen.insert(h.state()).second) continue;
+    states.push_back(h.state());
+    if (&tasks[kept] != &h) tasks[kept] = std::move(h);
+    ++kept;
+  }
+  tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(kept), tasks.end());
+  return states;
+}
+
 template <class T>
 std::vector<TaskStateBase*> states_of_vector(const std::vector<TaskHandle<T>>& hs) {
   std::vector<TaskStateBase*> out;
