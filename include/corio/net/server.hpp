@@ -47,8 +47,9 @@ class Server {
   // The port of the first listening socket (what port 0 became); 0 for a Unix server.
   std::uint16_t port() const;
   // Stops accepting: the listening sockets close. Connections in progress go on, and so does one whose
-  // client connected before close() (already accepted by the kernel or the backend): it is served. One
-  // that arrives after is reset.
+  // client connected before close() (already accepted by the kernel or the backend): it is served, within
+  // ServerOptions::limit (with the limit reached, clients still waiting in the backlog are reset, as the
+  // listener closing resets them in asyncio). One that arrives after close() is reset.
   void close();
   bool is_serving() const noexcept;
   // Returns once the listener is closed and every accepted connection has ended (asyncio >= 3.12): its

@@ -194,7 +194,9 @@ class StreamWriter {
   bool is_closing() const noexcept;
   // Waits until the connection is closed, or lost (a read or a write failed). A lost connection's error
   // (ConnectionResetError, BrokenPipeError, ...) is thrown then, by every call, as asyncio's wait_closed()
-  // raises the exception the transport was lost with; after close() or a clean EOF it returns.
+  // raises the exception the transport was lost with; after close() or a clean EOF it returns. The stream
+  // reads only when a read asks (asyncio's transport reads all along), so a peer's reset on a connection
+  // nobody reads or writes is seen at the next read or write, not here.
   Task<> wait_closed();
   // The peer's address ("127.0.0.1:5000", "[::1]:5000", or the Unix socket path; "" if unknown).
   std::string peername() const;
