@@ -230,6 +230,10 @@ std::string TaskStateBase::created_at() const {
   return std::string("created at ") + c.file() + ':' + std::to_string(c.line());
 }
 
+void TaskStateBase::attached_elsewhere() const {
+  throw RuntimeError("task '" + name() + "' is attached to a different loop than the running one");
+}
+
 std::string TaskStateBase::name() const {
   const Extras* x = extras_if();
   return x && x->named ? x->name : "Task-" + std::to_string(id_);

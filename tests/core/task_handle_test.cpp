@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <future>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -704,4 +706,44 @@ TEST(Cancel, ASecondCancelWithoutAMessageHasNone) {
       }(log),
       kVirtual);
   EXPECT_EQ(log, (Log{"cancelled: 'first'", "cancelled: ''"}));
+}
+
+// A task pending on another loop cannot be awaited here: RuntimeError at once, as asyncio's "attached to a
+// different loop". It used to wait for ever (here the other loop was not even running).
+TEST(TaskHandle, AwaitingATaskOfAnotherLoopThrowsRuntimeError) {
+  corio::EventLoop other;
+  corio::TaskHandle<int> t = other.run_until_complete([]() -> corio::Task<corio::TaskHandle<int>> {
+    co_return corio::create_task(corio_test::value_after(1, 10s));
+  }());
+  ASSERT_FALSE(t.done());
+  corio::run(
+      [](corio::TaskHandle<int> t) -> corio::Task<> {
+        auto awaiter =
+            corio::create_task([](corio::TaskHandle<int> t) -> corio::Task<int> { co_return co_await t; }(t));
+        co_await corio::sleep(1s);
+        CO_ASSERT(awaiter.done());
+        EXPECT_THROW(awaiter.result(), corio::RuntimeError);
+      }(t),
+      kVirtual);
+  EXPECT_FALSE(t.done());  // left alone
+  other.close();
+  EXPECT_TRUE(t.cancelled());
+}
+
+// A done callback may be move-only (holding a std::promise), as call_soon's may. It did not compile: the
+// callable was wrapped in a std::function.
+TEST(TaskHandle, ADoneCallbackMayBeMoveOnly) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto t = corio::create_task(corio_test::value_after(7, 1s));
+        std::promise<int> p;
+        std::future<int> f = p.get_future();
+        t.add_done_callback(
+            [p = std::move(p)](corio::TaskHandle<int> h) mutable { p.set_value(h.result()); });
+        co_await t;
+        co_await corio::sleep(0s);
+        CO_ASSERT(f.wait_for(0s) == std::future_status::ready);
+        EXPECT_EQ(f.get(), 7);
+      }(),
+      kVirtual);
 }

@@ -16,6 +16,10 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/as_completed.hpp"
+#include "corio/flow/shield.hpp"
+#include "corio/flow/wait.hpp"
+#include "corio/flow/wait_for.hpp"
 
 #include "common/test_util.hpp"
 
@@ -471,3 +475,52 @@ TEST(GatherSettled, ReturnsEveryOutcome) {
 }
 
 }  // namespace
+
+// Every combinator refuses a task pending on another loop with RuntimeError, at once (waiting for it from
+// here would wait for ever), as awaiting it does; asyncio: "attached to a different loop". They used to
+// wait for ever.
+TEST(Combinators, RefuseATaskOfAnotherLoop) {
+  corio::EventLoop other;
+  corio::TaskHandle<int> t = other.run_until_complete(
+      []() -> corio::Task<corio::TaskHandle<int>> { co_return corio::create_task(value_after(1, 10s)); }());
+  ASSERT_FALSE(t.done());
+  int refused = 0;
+  corio::run(
+      [](corio::TaskHandle<int> t, int& refused) -> corio::Task<> {
+        auto expect_refused = [&](corio::Task<> attempt) -> corio::Task<> {
+          auto h = corio::create_task(std::move(attempt));
+          co_await corio::sleep(1s);
+          CO_ASSERT(h.done());
+          try {
+            h.result();
+            ADD_FAILURE() << "not refused";
+          } catch (const corio::RuntimeError& e) {
+            EXPECT_NE(std::string(e.what()).find("different loop"), std::string::npos) << e.what();
+            ++refused;
+          }
+        };
+        std::vector<corio::TaskHandle<int>> v{t};
+        co_await expect_refused(
+            [](corio::TaskHandle<int> t) -> corio::Task<> { (void)co_await corio::gather(t); }(t));
+        co_await expect_refused([](std::vector<corio::TaskHandle<int>> v) -> corio::Task<> {
+          (void)co_await corio::gather(std::move(v));
+        }(v));
+        co_await expect_refused([](std::vector<corio::TaskHandle<int>> v) -> corio::Task<> {
+          (void)co_await corio::gather_settled(std::move(v));
+        }(v));
+        co_await expect_refused([](std::vector<corio::TaskHandle<int>> v) -> corio::Task<> {
+          (void)co_await corio::wait(std::move(v));
+        }(v));
+        co_await expect_refused(
+            [](corio::TaskHandle<int> t) -> corio::Task<> { (void)co_await corio::wait_for(t, 1h); }(t));
+        co_await expect_refused(
+            [](corio::TaskHandle<int> t) -> corio::Task<> { (void)co_await corio::shield(t); }(t));
+        co_await expect_refused([](std::vector<corio::TaskHandle<int>> v) -> corio::Task<> {
+          auto gen = corio::as_completed(std::move(v));
+          while (auto next = co_await gen.next()) (void)co_await *next;
+        }(v));
+      }(t, refused),
+      kVirtual);
+  EXPECT_EQ(refused, 7);
+  other.close();
+}

@@ -110,6 +110,7 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
   void await_suspend(std::coroutine_handle<P> h) {
     if (LoopCore::running_ && LoopCore::running_->current_ == s_)
       throw RuntimeError("a task cannot await itself");
+    s_->check_same_loop();
     s_->add_watcher(*this);
     suspend_on(h);
   }
@@ -190,10 +191,9 @@ class TaskHandle {
   template <class F>
   void add_done_callback(F f) {
     detail::TaskStateBase* s = state_or_throw();
-    TaskHandle self(*this);
-    auto cb = std::make_unique<detail::FnCallback<std::function<void()>>>(
-        std::function<void()>([f = std::move(f), self = std::move(self)]() mutable { f(self); }));
-    s->add_callback(std::move(cb));
+    // The callable's own type, not a std::function: a move-only one (holding a std::promise) is fine.
+    auto fn = [f = std::move(f), self = TaskHandle(*this)]() mutable { f(self); };
+    s->add_callback(std::make_unique<detail::FnCallback<decltype(fn)>>(std::move(fn)));
   }
   int cancelling() const { return state_or_throw()->cancelling(); }
   int uncancel() { return state_or_throw()->uncancel(); }

@@ -79,8 +79,7 @@ class CompletionQueue {
 
 template <class T>
 AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
-  for (const auto& h : tasks)
-    if (!h) throw InvalidStateError("as_completed(): empty TaskHandle");
+  for (const auto& h : tasks) detail::check_handle(h, "as_completed()");
   // A task given more than once is yielded once, as asyncio's as_completed works on a set.
   std::vector<detail::TaskStateBase*> states = detail::keep_unique(tasks);
   detail::CompletionQueue queue(states);

@@ -130,8 +130,7 @@ Task<std::vector<detail::value_or_monostate<T>>> gather(std::vector<Task<T>> tas
 }
 template <class T>
 Task<std::vector<detail::value_or_monostate<T>>> gather(std::vector<TaskHandle<T>> handles) {
-  for (const auto& h : handles)
-    if (!h) throw InvalidStateError("gather(): empty TaskHandle");
+  for (const auto& h : handles) detail::check_handle(h, "gather()");
   co_return co_await detail::gather_handles(std::move(handles), /*owned=*/false);
 }
 
@@ -142,8 +141,7 @@ Task<std::vector<Outcome<T>>> gather_settled(std::vector<Task<T>> tasks) {
 }
 template <class T>
 Task<std::vector<Outcome<T>>> gather_settled(std::vector<TaskHandle<T>> handles) {
-  for (const auto& h : handles)
-    if (!h) throw InvalidStateError("gather(): empty TaskHandle");
+  for (const auto& h : handles) detail::check_handle(h, "gather()");
   co_return co_await detail::gather_settled_handles(std::move(handles), /*owned=*/false);
 }
 

@@ -30,6 +30,7 @@ class ShieldAwaiter final : public Waiter, public DoneWatcher {
   bool await_ready() const { return h_.state()->done(); }
   template <class P>
   void await_suspend(std::coroutine_handle<P> h) {
+    h_.state()->check_same_loop();
     h_.state()->add_watcher(*this);
     suspend_on(h);
   }

@@ -145,8 +145,7 @@ template <class T>
 Task<WaitResult<T>> wait(std::vector<TaskHandle<T>> tasks, ReturnWhen return_when = ReturnWhen::all_completed,
                          std::optional<std::chrono::nanoseconds> timeout = {}) {
   if (tasks.empty()) throw std::invalid_argument("wait(): the set of tasks is empty");
-  for (const auto& h : tasks)
-    if (!h) throw InvalidStateError("wait(): empty TaskHandle");
+  for (const auto& h : tasks) detail::check_handle(h, "wait()");
   std::optional<std::int64_t> timeout_ns;
   if (timeout) timeout_ns = timeout->count();
   // A task given more than once is waited for, and listed, once: asyncio's wait works on a set.

@@ -322,6 +322,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // "created at file:line" when the creation site was recorded (debug mode), else empty.
   std::string created_at() const;
   bool cancel(std::string msg);
+  // Throws RuntimeError if the task is pending on another loop than the one running here: waiting for it
+  // from here would wait for ever (that loop may not run again, or runs on another thread). As asyncio's
+  // "got Future attached to a different loop".
+  inline void check_same_loop() const;
   // cancel() is on the stack for this task, passing a request to its waiter: a cancel of it now came round
   // a cycle of tasks awaiting each other.
   bool cancel_in_progress() const noexcept { return cancelling_; }
@@ -351,6 +355,7 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // Lets go of every watcher without telling it (done callbacks are deleted without running).
   void drop_watchers() noexcept;
   void free_extras() noexcept;
+  [[noreturn]] void attached_elsewhere() const;
   // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
   [[gnu::noinline]] void run_first_or_debug();
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
@@ -428,6 +433,11 @@ struct TaskStateBase::UserCallback final : DoneWatcher {
 };
 
 // ---- inline definitions ----
+
+inline void TaskStateBase::check_same_loop() const {
+  if (!done() && loop_ != LoopCore::running_) [[unlikely]]
+    attached_elsewhere();
+}
 
 template <class P>
 void Waiter::suspend_on(std::coroutine_handle<P> h) {

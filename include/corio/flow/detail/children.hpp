@@ -75,16 +75,22 @@ requires(Awaitable<A> && !is_task_v<std::decay_t<A>> &&
          !is_handle_v<std::decay_t<A>>) auto to_handle(A&& a, SetupGuard& guard) {
   return guard.adopt(create_task(await_as_task(std::move(a)), {}, SourceLoc{}));
 }
+// A handle a caller gave to the combinator `who` ("gather()"): InvalidStateError if empty, RuntimeError if
+// its task is pending on another loop.
 template <class T>
-TaskHandle<T> to_handle(const TaskHandle<T>& h, SetupGuard&) {
-  if (!h) throw InvalidStateError("empty TaskHandle given to a combinator");
+const TaskHandle<T>& check_handle(const TaskHandle<T>& h, const char* who) {
+  if (!h) throw InvalidStateError(std::string(who) + ": empty TaskHandle");
+  h.state()->check_same_loop();
   return h;
 }
 
 template <class T>
 TaskHandle<T> to_handle(const TaskHandle<T>& h) {
-  if (!h) throw InvalidStateError("empty TaskHandle given to a combinator");
-  return h;
+  return check_handle(h, "combinator");
+}
+template <class T>
+TaskHandle<T> to_handle(const TaskHandle<T>& h, SetupGuard&) {
+  return to_handle(h);
 }
 
 // The result of a finished child, void mapped to monostate. `owned`: the combinator created the child from
