@@ -456,6 +456,7 @@ TEST(Lock, WaitForReturnsTheLockHandedOverBeforeTheDeadlineWasSeen) {
   corio::run([](bool& too_slow, std::vector<std::string>& log) -> corio::Task<> {
     corio::Lock lock;
     co_await lock.acquire();
+    const double deadline = now() + 0.05;  // (wait_for's comes a little later)
     auto timed = corio::create_task(acquire_within(lock, 50ms));
     if (!co_await corio_test::until_parked_at("lock", [&] { return timed.done(); })) {
       too_slow = true;  // the loop stalled past the timeout before the acquire even waited
@@ -463,13 +464,15 @@ TEST(Lock, WaitForReturnsTheLockHandedOverBeforeTheDeadlineWasSeen) {
     }
     auto c = corio::create_task(waiter(lock, log, "c"));
     co_await turns(1);  // c waits behind
-    if (timed.done()) {
+    // The clock read now is later than any the loop checked its timers with: the deadline has not been
+    // seen yet, so the inner acquire is neither timed out nor being cancelled.
+    if (now() >= deadline) {
       too_slow = true;
       co_return;
     }
-    lock.release();                       // handed to the inner acquire...
-    EXPECT_FALSE(lock.locked());          // (on its way: asyncio's reads unlocked too)
-    corio_test::spin_past(now() + 0.05);  // ...and the deadline passes before it runs
+    lock.release();                          // handed to the inner acquire...
+    EXPECT_FALSE(lock.locked());             // (on its way: asyncio's reads unlocked too)
+    corio_test::spin_past(deadline + 0.02);  // ...and the deadline passes before it runs
     EXPECT_EQ(co_await timed, "acquired");
     EXPECT_TRUE(lock.locked());  // held for the caller of wait_for
     EXPECT_FALSE(c.done());

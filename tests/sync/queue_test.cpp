@@ -1139,6 +1139,7 @@ TEST(Queue, WaitForReturnsTheItemHandedOverBeforeTheDeadlineWasSeen) {
   corio::run([](bool& too_slow, Log& log) -> corio::Task<> {
     corio::Queue<int> q;
     for (bool getter_behind : {true, false}) {
+      const double deadline = now() + 0.05;  // (wait_for's comes a little later)
       auto timed = corio::create_task(get_within(q, 50ms));
       if (!co_await corio_test::until_parked_at("queue get", [&] { return timed.done(); })) {
         too_slow = true;
@@ -1147,13 +1148,13 @@ TEST(Queue, WaitForReturnsTheItemHandedOverBeforeTheDeadlineWasSeen) {
       corio::TaskHandle<> c;
       if (getter_behind) c = corio::create_task(getter(q, log, "c"));
       co_await turns(1);
-      if (timed.done()) {
+      if (now() >= deadline) {  // (not seen by the loop yet: see the Lock test)
         too_slow = true;
         co_return;
       }
       q.put_nowait(7);  // handed to the inner get...
       EXPECT_EQ(q.size(), 0u);
-      corio_test::spin_past(now() + 0.05);  // ...and the deadline passes before it runs
+      corio_test::spin_past(deadline + 0.02);  // ...and the deadline passes before it runs
       EXPECT_EQ(co_await timed, "7");
       if (getter_behind) {
         EXPECT_FALSE(c.done());
