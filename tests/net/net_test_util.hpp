@@ -79,10 +79,14 @@ inline corio::Task<> turns(int n) {
   for (int i = 0; i < n; ++i) co_await corio::sleep(0s);
 }
 
-// Waits until pred() holds, one loop turn at a time, at most max_turns (a bound, never a timing).
+// Waits until pred() holds, one loop turn at a time: at most max_turns when given (a bound, never a
+// timing: for "this has not happened within so many turns"), else for as long as kHangGuard (what is
+// waited for is another thread, process or peer, which a loaded machine may keep from running for a
+// while: a count of turns, ~1 s under ASan then, was a timeout in disguise).
 template <class Pred>
-corio::Task<bool> until(Pred pred, int max_turns = 200000) {
-  for (int i = 0; i < max_turns; ++i) {
+corio::Task<bool> until(Pred pred, int max_turns = -1) {
+  const auto give_up = std::chrono::steady_clock::now() + kHangGuard;
+  for (int i = 0; max_turns < 0 ? std::chrono::steady_clock::now() < give_up : i < max_turns; ++i) {
     if (pred()) co_return true;
     co_await corio::sleep(0s);
   }

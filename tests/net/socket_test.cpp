@@ -122,11 +122,13 @@ TEST(Socket, OpenConnectionTimeout) {
 
 TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
   corio_test::RawListener full(0);
-  run_guarded([](std::uint16_t port) -> Task<> {
+  bool hung = false;
+  run_guarded([](std::uint16_t port, bool& hung) -> Task<> {
     auto first = co_await corio::open_connection("127.0.0.1", port);  // fills the queue
     auto pending = corio::create_task(corio::open_connection("127.0.0.1", port));
     co_await corio_test::turns(5);
     if (pending.done()) co_return;  // the kernel accepted it after all: nothing to cancel
+    hung = true;
     EXPECT_NE(pending.awaiting().find("connect"), std::string::npos) << pending.awaiting();
     // The pending connect holds one socket; once cancelled, it must be closed.
     const int fds_while_pending = corio_test::open_fd_count();
@@ -139,7 +141,8 @@ TEST(Socket, CancellingAPendingConnectLeavesNothingBehind) {
     }
     EXPECT_TRUE(cancelled);
     EXPECT_EQ(corio_test::open_fd_count(), fds_while_pending - 1) << "the cancelled connect's socket leaked";
-  }(full.port()));
+  }(full.port(), hung));
+  if (!hung) GTEST_SKIP() << "the kernel accepted every connection to a full backlog; no pending connect";
 }
 
 TEST(Socket, TlsIsRefusedUntilTheTlsLayerExists) {
