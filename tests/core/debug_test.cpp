@@ -9,6 +9,7 @@
 #include <corio/core/task.hpp>
 #include <corio/core/task_handle.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <limits>
@@ -70,6 +71,15 @@ std::string line_with(const LogCapture& logs, std::string_view needle) {
 double reported_seconds(const std::string& line) {
   auto at = line.find(" took ");
   return at == std::string::npos ? -1.0 : std::strtod(line.c_str() + at + 6, nullptr);
+}
+
+// The longest time reported by the slow-step lines containing `needle`; -1 if there is none. (For a low
+// threshold on a loaded machine, where another step may cross it too.)
+double longest_reported(const LogCapture& logs, std::string_view needle) {
+  double longest = -1.0;
+  for (const auto& l : logs.lines())
+    if (l.find(needle) != std::string::npos) longest = std::max(longest, reported_seconds(l));
+  return longest;
 }
 
 // The block dump_tasks() prints for task `name`.
@@ -314,8 +324,10 @@ TEST(Debug, SlowStepsAreMeasuredOnTheRealClockUnderVirtualTime) {
         co_await corio::create_task(slow_second_step(80ms), "slow");
       }(),
       {.debug = true, .virtual_time = true});
-  EXPECT_GE(reported_seconds(line_with(logs, "Executing task 'slow'")), 0.08) << logs.text();
-  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.08) << logs.text();
+  // (The longest of the matching lines: with a 40 ms threshold, a loaded machine may make another step or
+  // callback cross it too; the test used to want exactly one line.)
+  EXPECT_GE(longest_reported(logs, "Executing task 'slow'"), 0.08) << logs.text();
+  EXPECT_GE(longest_reported(logs, "Executing callback"), 0.08) << logs.text();
 }
 
 TEST(Debug, SlowCallbackIsLogged) {
