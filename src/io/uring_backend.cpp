@@ -760,8 +760,7 @@ class UringBackend final : public SignalCore {
     if ((c.user_data & 1) == 0) {
       if (!dropped_.empty() && drop_if_dropped(c)) return 0;
       auto* op = reinterpret_cast<IoOp*>(static_cast<std::uintptr_t>(c.user_data));
-      on_one_shot(*op, c.res);
-      return 1;
+      return on_one_shot(*op, c.res);
     }
     switch (key_kind(c.user_data)) {
       case Kind::recv:
@@ -793,13 +792,22 @@ class UringBackend final : public SignalCore {
     return true;
   }
 
-  void on_one_shot(IoOp& op, int res) {
+  // Returns how many operations finished: 0 when the op was submitted again.
+  std::size_t on_one_shot(IoOp& op, int res) {
     op.unlink();  // from its descriptor's in_ring
     --inflight_;
-    --pending_;
     auto* x = static_cast<Extra*>(op.backend_data);
     op.backend_data = nullptr;
     std::unique_ptr<Extra> keep(x);  // freed after complete() has read op.data
+    if (res == -EINTR && op.code != OpCode::connect) [[unlikely]] {
+      // A blocking attempt in the kernel's worker was interrupted by a signal to this process (a stop and
+      // continue: job control, a cgroup freezer) before it moved a byte: nothing happened, so it goes again,
+      // as the epoll backend's non-blocking calls never see EINTR. (A connect goes on by itself: not
+      // retried.)
+      prep_one_shot(op);
+      return 0;
+    }
+    --pending_;
     op.result = res;
     switch (op.code) {
       case OpCode::poll_in:
@@ -824,6 +832,7 @@ class UringBackend final : public SignalCore {
         break;
     }
     finish(op);
+    return 1;
   }
 
   // The error a receive delivered to fd's queue and nobody has read yet, else dflt.

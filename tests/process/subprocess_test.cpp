@@ -363,6 +363,38 @@ Task<> communicate_big_stdout_and_stderr_at_once() {
   EXPECT_EQ(p.returncode(), std::optional<int>(0));
 }
 
+// A write to a child's stdin, blocked on a full pipe, while the whole process is stopped and continued
+// again and again (job control, a cgroup freezer; here a forked helper sending SIGSTOP and SIGCONT): the
+// communicate completes. On io_uring the kernel's blocked write came back with EINTR, which was thrown as
+// "write to /bin/sh[...] stdin: Interrupted system call"; it is now submitted again (nothing was written).
+Task<> stopped_and_continued_during_a_blocked_write() {
+  const pid_t self = ::getpid();
+  const pid_t stopper = ::fork();
+  if (stopper == 0) {
+    for (int i = 0; i < 40; ++i) {  // ~0.4 s, while the child sleeps and our write is blocked
+      ::usleep(5000);
+      ::kill(self, SIGSTOP);
+      ::usleep(5000);
+      ::kill(self, SIGCONT);  // (always last: the test process is never left stopped)
+    }
+    ::_exit(0);
+  }
+  PCO_ASSERT(stopper > 0);
+  auto argv = sh("sleep 0.3; exec wc -c");
+  Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
+  std::string out;
+  try {
+    out = (co_await p.communicate(pattern(1 << 20))).out;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "communicate threw: " << e.what();
+    p.kill();
+  }
+  (void)co_await p.wait();
+  int status = 0;
+  EXPECT_EQ(::waitpid(stopper, &status, 0), stopper);
+  EXPECT_EQ(out, std::to_string(1 << 20) + "\n");
+}
+
 Task<> communicate_child_ignores_stdin() {
   // The child exits without reading: writing its stdin fails (broken pipe), which communicate() ignores.
   {
@@ -688,6 +720,9 @@ TEST(Subprocess, CommunicateBigStdoutAndStderrAtOnce) {
   run_guarded(communicate_big_stdout_and_stderr_at_once());
 }
 TEST(Subprocess, CommunicateChildIgnoresStdin) { run_guarded(communicate_child_ignores_stdin()); }
+TEST(Subprocess, AWriteBlockedWhileTheProcessIsStoppedAndContinuedGoesOn) {
+  run_guarded(stopped_and_continued_during_a_blocked_write());
+}
 TEST(Subprocess, CommunicateWithoutPipes) { run_guarded(communicate_without_pipes()); }
 TEST(Subprocess, SendSignalTerminateKill) { run_guarded(signals_to_child()); }
 TEST(Subprocess, SignalToExitedChildIsANoOp) { run_guarded(signal_to_exited_unreaped_child()); }
