@@ -895,6 +895,9 @@ TEST(RunCoroutineThreadsafe, AValueReturnedAsRunShutsDownReachesTheFuture) {
       } catch (const corio::CancelledError&) {
         got = "CancelledError";
       }
+      // (Given 3 turns more than its k, the coroutine has surely returned before run() ended: without this
+      // the test checked nothing if it never did.)
+      if (j >= k + 3) EXPECT_TRUE(g_quick_returned) << "k=" << k << " j=" << j;
       if (g_quick_returned) {
         EXPECT_EQ(got, "42") << "k=" << k << " j=" << j;
       }
