@@ -799,11 +799,12 @@ class UringBackend final : public SignalCore {
     auto* x = static_cast<Extra*>(op.backend_data);
     op.backend_data = nullptr;
     std::unique_ptr<Extra> keep(x);  // freed after complete() has read op.data
-    if (res == -EINTR && op.code != OpCode::connect) [[unlikely]] {
+    if (res == -EINTR && op.backend_state == kInRing && op.code != OpCode::connect) [[unlikely]] {
       // A blocking attempt in the kernel's worker was interrupted by a signal to this process (a stop and
       // continue: job control, a cgroup freezer) before it moved a byte: nothing happened, so it goes again,
-      // as the epoll backend's non-blocking calls never see EINTR. (A connect goes on by itself: not
-      // retried.)
+      // as the epoll backend's non-blocking calls never see EINTR. Not an op being cancelled (kCancelling:
+      // the kernel interrupts a worker to cancel its work, which may end in EINTR too; its descriptor may
+      // be about to close), nor a connect, which goes on by itself.
       prep_one_shot(op);
       return 0;
     }
