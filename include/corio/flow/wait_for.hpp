@@ -106,13 +106,11 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
     if (child_->cancel_in_progress()) return cancel_and_wake();
     outer_cancelled_ = true;
     if (scheduled()) loop_->timers_.remove(*this);
-    expire_.cancel();
     child_->cancel(task_->cancel_message());
     return true;
   }
   void on_done(TaskStateBase&) override {
     if (scheduled()) loop_->timers_.remove(*this);
-    expire_.cancel();
     wake();
   }
   void describe(std::string& out) const override {
@@ -132,7 +130,9 @@ class WaitForWaiter final : public Waiter, public TimerNode, public DoneWatcher 
   std::int64_t timeout_ns_;
   bool timed_out_ = false;
   bool outer_cancelled_ = false;
-  Handle expire_;  // expire(), queued by fire() for this turn
+  // expire(), queued by fire() for this turn; it does nothing once the inner work is done or the wait was
+  // cancelled from outside, so only the destructor needs to cancel it.
+  Handle expire_;
 };
 
 // owned: h was created from a Task by wait_for (its value is moved out); a caller's handle keeps its value.
