@@ -1,7 +1,9 @@
 // EventLoop: one per thread, runs one coroutine at a time (asyncio's event loop).
 //
 // One turn of the loop, in the order the code does it (asyncio's _run_once; docs/design.md walks it):
-//   1. poll for I/O, blocking until the next timer is due when nothing is ready (never when something is);
+//   1. poll for I/O, blocking until the next timer is due when nothing is ready (never when something is;
+//      under virtual time the clock jumps to that timer instead, unless a to_thread call or DNS lookup is
+//      in flight);
 //      callbacks sent from other threads are taken in here;
 //   2. move the timers due by now to the ready queue;
 //   3. run exactly the items that were ready at this point, FIFO; what they make ready waits for the

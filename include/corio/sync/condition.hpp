@@ -16,9 +16,10 @@ class Condition {
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
 
-  // Must be called with the lock held (RuntimeError otherwise). Releases the lock, suspends until
-  // notified, then re-acquires the lock before returning — also when cancelled: CancelledError is thrown
-  // only once the lock is held again. A waiter notified but cancelled before it runs passes the
+  // Must be called with the lock held: RuntimeError if it is not locked (as asyncio, which task holds it is
+  // not checked; a wait() from a task not holding it releases the holder's lock). Releases the lock, suspends
+  // until notified, then re-acquires the lock before returning — also when cancelled: CancelledError is
+  // thrown only once the lock is held again. A waiter notified but cancelled before it runs passes the
   // notification on to the next waiter. The condition may be destroyed while this wait is pending: the wait
   // still re-acquires the lock and returns if it was notified (as asyncio's, where the pending wait keeps the
   // condition alive), or re-acquires it and throws CancelledError if cancelled. If the lock is destroyed
@@ -31,7 +32,8 @@ class Condition {
     while (!pred()) co_await wait();
     co_return true;
   }
-  // Wakes up to n waiters (FIFO). Must be called with the lock held (RuntimeError otherwise).
+  // Wakes up to n waiters (FIFO). Must be called with the lock held: RuntimeError if it is not locked (as
+  // asyncio, which task holds it is not checked).
   void notify(std::size_t n = 1);
   void notify_all();
   Lock& lock() noexcept { return *lock_; }

@@ -44,7 +44,7 @@ class Lock {
   // is on its way to a waiter released to (as asyncio, where the lock reads unlocked until that waiter runs).
   void release();
   // False while the lock is on its way from release() to the waiter it was handed to, as asyncio's (whose
-  // release() unlocks before that waiter runs), so Condition::notify() from a task not holding it throws.
+  // release() unlocks before that waiter runs), so Condition::notify() then throws.
   bool locked() const noexcept { return locked_ && !handing_; }
   // acquire(), then a guard that releases on destruction.
   Task<LockGuard> scoped();
