@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <system_error>
 
 #include "corio/core/event_loop.hpp"
 #include "corio/net/errors.hpp"
@@ -131,19 +132,28 @@ Task<std::vector<AddrInfo>> resolve(std::string host, std::string service, int s
     lookup = it->second;
   } else {
     lookup = std::make_shared<Lookup>();
-    dns.in_flight->lookups.emplace(key, lookup);
     EventLoop* loop = &get_running_loop();
-    ++loop->core().inhibit_auto_advance_;
-    dns.pool->submit([lookup, flights = dns.in_flight, loop, key, host, service, socktype, flags] {
-      Answer a = lookup_blocking(host, service, socktype, flags);
-      loop->call_soon_threadsafe([lookup, flights, loop, key, a = std::move(a)]() mutable {
-        --loop->core().inhibit_auto_advance_;
-        lookup->answer = std::move(a);
-        lookup->done = true;
-        if (!flights->closed) flights->lookups.erase(key);
-        lookup->waiters.wake_all();
+    try {
+      // Submitted before it is recorded: with no thread to be had (the system refused one) the pool
+      // withdraws the job and throws, and nothing must be left behind (an entry later lookups of the same
+      // question would wait on for ever, a count keeping virtual time from moving).
+      dns.pool->submit([lookup, flights = dns.in_flight, loop, key, host, service, socktype, flags] {
+        Answer a = lookup_blocking(host, service, socktype, flags);
+        loop->call_soon_threadsafe([lookup, flights, loop, key, a = std::move(a)]() mutable {
+          --loop->core().inhibit_auto_advance_;
+          lookup->answer = std::move(a);
+          lookup->done = true;
+          if (!flights->closed) flights->lookups.erase(key);
+          lookup->waiters.wake_all();
+        });
       });
-    });
+    } catch (const std::system_error& e) {
+      detail::throw_os_error(e.code().value(), "getaddrinfo(" + host + ", " + service +
+                                                   "): no resolver thread could be started");
+    }
+    // (Loop-thread only: the answer, posted back to this thread, cannot come before these two.)
+    dns.in_flight->lookups.emplace(key, lookup);
+    ++loop->core().inhibit_auto_advance_;
   }
   while (!lookup->done) {
     WaitList::Node node(lookup->waiters, "getaddrinfo");

@@ -143,6 +143,29 @@ TEST(Dns, ASystemErrorOfTheResolverNamesItsErrno) {
   }());
 }
 
+// A lookup whose thread cannot be started (the system refuses threads: RLIMIT_NPROC, memory) throws an
+// OSError naming the question and leaves nothing behind: the same question asked again once threads can be
+// had is answered (it waited for ever on the failed lookup's entry), and virtual time is free to move.
+TEST(Dns, ALookupWithNoThreadToRunItThrowsAndLeavesNothingBehind) {
+  corio_test::FakeName name("no-thread.corio-test.invalid", {"127.0.0.1"});
+  run_guarded([]() -> Task<> {
+    {
+      corio_test::FailingThreads no_threads;
+      CO_EXPECT_THROW_AS(
+          co_await corio::getaddrinfo("no-thread.corio-test.invalid", "80"), corio::OSError, e, {
+            EXPECT_EQ(e.code(), EAGAIN);
+            EXPECT_NE(std::string(e.what()).find("getaddrinfo(no-thread.corio-test.invalid, 80)"),
+                      std::string::npos)
+                << e.what();
+          });
+    }
+    EXPECT_EQ(corio::get_running_loop().core().inhibit_auto_advance_, 0);
+    std::vector<AddrInfo> addrs = co_await corio::getaddrinfo("no-thread.corio-test.invalid", "80");
+    EXPECT_FALSE(addrs.empty());
+  }());
+  EXPECT_EQ(calls_for("no-thread.corio-test.invalid", "80"), 1);
+}
+
 TEST(Dns, OpenConnectionToAnUnresolvableHostThrowsGaiErrorNamingHostAndPort) {
   bool timed_out = false;
   run_guarded([](bool& timed_out) -> Task<> {

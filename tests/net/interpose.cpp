@@ -6,8 +6,10 @@
 #include <dlfcn.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -121,6 +123,13 @@ FailingListen::~FailingListen() {
   std::lock_guard<std::mutex> lock(state().mu);
   state().failing_listen = 0;
 }
+
+namespace {
+std::atomic<bool> failing_threads{false};
+}  // namespace
+
+FailingThreads::FailingThreads() { failing_threads = true; }
+FailingThreads::~FailingThreads() { failing_threads = false; }
 
 ConnectInterposer::ConnectInterposer() {
   std::lock_guard<std::mutex> lock(state().mu);
@@ -262,4 +271,12 @@ extern "C" int listen(int fd, int backlog) {
     }
   }
   return real_listen(fd, backlog);
+}
+
+extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*),
+                              void* arg) {
+  using PthreadCreateFn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static auto real_pthread_create = corio_test::real<PthreadCreateFn>("pthread_create");
+  if (corio_test::failing_threads) return EAGAIN;
+  return real_pthread_create(thread, attr, start, arg);
 }

@@ -1,10 +1,11 @@
-// libc calls the net tests interpose: this binary defines ::getaddrinfo, ::freeaddrinfo, ::connect and
-// ::listen (interpose.cpp); the executable's definitions win over libc's, so the library's calls come here
-// first and go on to libc unless a test asked otherwise. That lets the tests watch the resolver (which
-// lookups reach it, from which thread) and produce what loopback cannot: a name with chosen addresses, an
-// unreachable host. Nothing here sends anything off the machine: names ending in ".invalid" (RFC 6761) are
-// answered without asking a nameserver, fake names should end in ".invalid" too (so that, were the
-// interposition bypassed, the lookup would still stay here), and failing addresses should be loopback ones.
+// libc calls the net tests interpose: this binary defines ::getaddrinfo, ::freeaddrinfo, ::connect,
+// ::listen and ::pthread_create (interpose.cpp); the executable's definitions win over libc's, so the
+// library's calls come here first and go on to libc unless a test asked otherwise. That lets the tests watch
+// the resolver (which lookups reach it, from which thread) and produce what loopback cannot: a name with
+// chosen addresses, an unreachable host. Nothing here sends anything off the machine: names ending in
+// ".invalid" (RFC 6761) are answered without asking a nameserver, fake names should end in ".invalid" too (so
+// that, were the interposition bypassed, the lookup would still stay here), and failing addresses should be
+// loopback ones.
 #pragma once
 
 #include <chrono>
@@ -87,6 +88,16 @@ class FailingListen {
   ~FailingListen();
   FailingListen(const FailingListen&) = delete;
   FailingListen& operator=(const FailingListen&) = delete;
+};
+
+// While alive, ::pthread_create fails with EAGAIN (as under RLIMIT_NPROC): std::thread throws
+// std::system_error, so no pool can start a thread.
+class FailingThreads {
+ public:
+  FailingThreads();
+  ~FailingThreads();
+  FailingThreads(const FailingThreads&) = delete;
+  FailingThreads& operator=(const FailingThreads&) = delete;
 };
 
 }  // namespace corio_test
