@@ -34,9 +34,19 @@ std::function<void(std::string_view)> set_log_handler(std::function<void(std::st
   return std::exchange(log_sink(), std::move(handler));
 }
 
-void detail::log(std::string_view message) {
+void detail::log(std::string_view message) noexcept {
+  auto sink_failed = [message](const char* what) {
+    std::fprintf(stderr, "corio: the log handler threw (%s) on: %.*s\n", what,
+                 static_cast<int>(message.size()), message.data());
+  };
   if (auto& sink = log_sink()) {
-    sink(message);
+    try {
+      sink(message);
+    } catch (const std::exception& e) {
+      sink_failed(e.what());
+    } catch (...) {
+      sink_failed("unknown exception");
+    }
     return;
   }
   std::fprintf(stderr, "corio: %.*s\n", static_cast<int>(message.size()), message.data());

@@ -15,15 +15,19 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <latch>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "common/test_util.hpp"
+#include "log_capture.hpp"
 
 using namespace std::chrono_literals;
 using corio_test::kVirtual;
@@ -393,6 +397,46 @@ TEST(EventLoop, HugeDelaysMeanNeverAndDoNotDisturbOtherTimers) {
 
 // A closed loop takes no new work: call_soon, call_later and run_until_complete throw RuntimeError, as
 // asyncio's do (they were accepted and the callbacks leaked; run_until_complete left its task behind).
+// A callback that throws is logged and the loop goes on with the next one, as asyncio's "Exception in
+// callback"; so does a callback out of which CancelledError escapes.
+TEST(EventLoop, ACallbackThatThrowsIsLoggedAndTheLoopGoesOn) {
+  corio_test::LogCapture captured;
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([] { throw std::runtime_error("boom"); });
+  loop.call_soon([] { throw corio::CancelledError("stop it"); });
+  loop.call_soon([] { throw 42; });
+  loop.call_soon([&] { log.push_back("next"); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(log, (Log{"next"}));
+  EXPECT_EQ(captured.count("Exception in callback: boom"), 1) << captured.text();
+  EXPECT_EQ(captured.count("CancelledError escaped a callback"), 1) << captured.text();
+  EXPECT_EQ(captured.count("Exception in callback: unknown exception"), 1) << captured.text();
+}
+
+// A log handler that throws stops nothing: the message goes to stderr and the loop runs on (the throw
+// escaped the callback's guard, out of run_forever, and leaked the callback).
+TEST(EventLoop, ALogHandlerThatThrowsDoesNotStopTheLoop) {
+  auto old = corio::set_log_handler([](std::string_view) { throw std::runtime_error("sink failed"); });
+  struct Restore {
+    std::function<void(std::string_view)>& old;
+    ~Restore() { corio::set_log_handler(std::move(old)); }
+  } restore{old};
+  corio::EventLoop loop;
+  Log log;
+  loop.call_soon([] { throw std::runtime_error("boom"); });
+  loop.call_soon([&] { log.push_back("next"); });
+  loop.call_soon([&] { loop.stop(); });
+  testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(loop.run_forever());
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log, (Log{"next"}));
+  EXPECT_NE(err.find("the log handler threw (sink failed) on: Exception in callback: boom"),
+            std::string::npos)
+      << err;
+}
+
 TEST(EventLoop, AClosedLoopRefusesNewWork) {
   corio::EventLoop loop;
   loop.close();

@@ -8,11 +8,13 @@
 namespace corio {
 
 // Replaces the log sink for the whole process; an empty function restores the default (stderr).
-// Returns the previous sink. Not thread-safe against concurrent logging: set it at start-up or in tests.
+// Returns the previous sink. A sink that throws loses nothing and stops nothing: the message goes to stderr
+// instead, with what the sink threw (corio logs where it cannot throw: a failed callback, a server's
+// accept loop). Not thread-safe against concurrent logging: set it at start-up or in tests.
 std::function<void(std::string_view)> set_log_handler(std::function<void(std::string_view)> handler);
 
 namespace detail {
-void log(std::string_view message);
+void log(std::string_view message) noexcept;
 }  // namespace detail
 
 }  // namespace corio
