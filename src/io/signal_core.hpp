@@ -29,7 +29,11 @@ class SignalCore : public IoBackend {
   }
 
   void add_signal_handler(int signo, std::function<void()> on_signal) override {
-    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP)
+    // (sigaddset refuses the signals the C library keeps for itself: glibc's 32 and 33, its thread
+    // cancellation and set*id broadcasts; sigaction would refuse them later, with EINVAL.)
+    sigset_t probe;
+    sigemptyset(&probe);
+    if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP || sigaddset(&probe, signo) != 0)
       throw RuntimeError("add_signal_handler: invalid signal " + std::to_string(signo));
     // The signal is blocked on this thread only: a process-directed one would go to the main thread (or
     // another) with its default action, ending the program. asyncio refuses too.

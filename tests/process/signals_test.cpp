@@ -184,6 +184,15 @@ Task<> invalid_signals() {
   for (int bad : {0, -1, SIGKILL, SIGSTOP, NSIG, 1000}) {
     PCO_EXPECT_THROW_AS(loop.add_signal_handler(bad, [] {}), corio::RuntimeError, e, (void)e);
   }
+  // The C library's own real-time signals (glibc: 32 and 33, below SIGRTMIN): refused the same way, naming
+  // the signal (sigaction refused them later with a bare std::system_error).
+  for (int reserved = __SIGRTMIN; reserved < SIGRTMIN; ++reserved) {
+    PCO_EXPECT_THROW_AS(loop.add_signal_handler(reserved, [] {}), corio::RuntimeError, e, {
+      EXPECT_NE(std::string(e.what()).find("invalid signal " + std::to_string(reserved)), std::string::npos)
+          << e.what();
+    });
+  }
+  EXPECT_GT(SIGRTMIN, __SIGRTMIN);  // (else the loop above checked nothing)
   EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1));
   co_return;
 }
