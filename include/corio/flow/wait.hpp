@@ -42,8 +42,10 @@ class WaitWaiter final : public Waiter, public TimerNode {
   }
   ~WaitWaiter() { stop_watching(); }
 
-  // A timeout of 0 (or less) still waits for one turn, as asyncio's call_later(0) does: what was ready to
-  // finish in that turn is done.
+  // A timeout of 0 (or less) still waits for one turn: what was ready to finish in that turn is done. (Not
+  // quite asyncio's: its call_later(0) wakes the waiter through a future, a turn later, so there a task
+  // that ends on its second step is done too. A timer's waiter resumes here on the turn the timer expires,
+  // as a sleep's does.)
   // Satisfied at once, a cancellation pending on the awaiting task is raised (raise_pending_cancel).
   bool await_ready() {
     if (!satisfied()) return false;
