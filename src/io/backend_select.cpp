@@ -2,6 +2,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -27,8 +28,12 @@ std::unique_ptr<Poller> make_poller(Backend requested, bool debug) {
     if (debug) log("io_uring backend (setup flags: " + flags + ")");
     return be;
   }
-  std::string why = std::string("the kernel refuses io_uring: ") + std::strerror(err) +
-                    " (seccomp, kernel.io_uring_disabled, or an old kernel)";
+  // Only a refusal is put down to the kernel's policy; anything else (out of descriptors or memory) is
+  // named as it is.
+  const bool refused = err == EPERM || err == ENOSYS || err == EINVAL || err == EACCES;
+  std::string why = refused ? std::string("the kernel refuses io_uring: ") + std::strerror(err) +
+                                  " (seccomp, kernel.io_uring_disabled, or an old kernel)"
+                            : std::string("io_uring setup failed: ") + std::strerror(err);
   if (requested == Backend::io_uring) throw RuntimeError("the io_uring backend was requested but " + why);
   if (debug) log(why + "; using the epoll backend");
   return make_epoll_backend();

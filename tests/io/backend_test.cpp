@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -20,8 +21,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -160,6 +163,37 @@ TEST(Backend, RefusedIoUringFallsBackToEpollOrIsAClearError) {
       if (what.find("io_uring") == std::string::npos ||
           what.find("Operation not permitted") == std::string::npos)
         ::_exit(16);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "exit code names the failed check (see the test's source)";
+}
+
+// io_uring failing for another reason than a refusal (here: no descriptor left) is named as it is, not
+// put down to seccomp or the kernel's settings.
+TEST(Backend, IoUringSetupFailingForWantOfDescriptorsSaysSo) {
+  if (!io_uring_usable()) GTEST_SKIP() << "io_uring is not usable here";
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // The soft limit at the lowest free descriptor: the next one the process makes fails with EMFILE.
+    int lowest = ::dup(0);
+    if (lowest < 0) ::_exit(10);
+    ::close(lowest);
+    rlimit lim{};
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = static_cast<rlim_t>(lowest);
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(11);
+    try {
+      corio::run([]() -> Task<> { co_return; }(), RunOptions{.backend = Backend::io_uring});
+      ::_exit(12);
+    } catch (const corio::RuntimeError& e) {
+      std::string what = e.what();
+      if (what.find(std::strerror(EMFILE)) == std::string::npos) ::_exit(13);
+      if (what.find("seccomp") != std::string::npos || what.find("refuses") != std::string::npos) ::_exit(14);
     }
     ::_exit(0);
   }
