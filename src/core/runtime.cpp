@@ -470,6 +470,7 @@ EventLoop::EventLoop(RunOptions options) {
   // thread, say) does not inherit that loop's debug mode, as asyncio's loops each read PYTHONASYNCIODEBUG.
   debug_ = options.debug || detail::env_debug();
   virtual_time_ = options.virtual_time;
+  if (virtual_time_) real_stamp_ns_ = detail::monotonic_ns();
   poller_ = detail::make_poller(backend_from_env(options.backend), debug_);
 }
 
@@ -553,6 +554,8 @@ void EventLoop::run_once() {
     wait_for_work();
   }
 
+  if (virtual_time_) [[unlikely]]
+    follow_real_time();
   if (!timers_.empty()) fire_due_timers(*this);  // the clock is read only when a timer could be due
 
   // Run what is ready now, up to the node queued last; what they make ready waits for the next turn. (A
@@ -585,8 +588,15 @@ void EventLoop::wait_for_work() {
         poll_io(-1);
     }
   } else {
-    poll_io(virtual_time_ && timeout != 0 ? -1 : timeout);
+    // (Under virtual time with a thread call or lookup in flight, the clock follows real time: a real wait.)
+    poll_io(timeout);
   }
+}
+
+void EventLoop::follow_real_time() noexcept {
+  const std::int64_t real = detail::monotonic_ns();
+  if (inhibit_auto_advance_ > 0) virtual_now_ += real - real_stamp_ns_;
+  real_stamp_ns_ = real;
 }
 
 void EventLoop::run_forever() {

@@ -33,6 +33,7 @@
 #include "corio/core/sleep.hpp"
 #include "corio/core/task.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 #include "corio/sync/event.hpp"
 
 #include "common/test_util.hpp"
@@ -414,6 +415,59 @@ corio::Task<int> fail_later(std::string msg) {
 corio::Task<> set_flag_later(std::atomic<bool>& flag) {
   co_await corio::sleep(0s);
   flag = true;
+}
+
+corio::Task<int> value_after(std::chrono::milliseconds delay, int value) {
+  co_await corio::sleep(delay);
+  co_return value;
+}
+
+// Under virtual time the clock does not jump while a thread call is in flight; it follows real time
+// instead of standing still: a call that waits for a timer of the loop (here through
+// run_coroutine_threadsafe) gets it. The clock stood still until the call returned: a deadlock, bounded
+// here by the call's own 10 s wait.
+TEST(ToThread, UnderVirtualTimeACallWaitingForATimerOfTheLoopGetsIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::EventLoop& loop = corio::get_running_loop();
+        const double t0 = loop.time();
+        auto call = [&loop] {
+          std::future<int> f = corio::run_coroutine_threadsafe(value_after(50ms, 7), loop);
+          if (f.wait_for(10s) != std::future_status::ready) return -1;
+          return f.get();
+        };
+        const int got = co_await corio::to_thread(call);  // (named: g++ 12 and lambda temporaries)
+        EXPECT_EQ(got, 7);
+        EXPECT_GE(loop.time() - t0, 0.05);
+        co_await corio::sleep(1h);  // and jumps again once no call is in flight
+        EXPECT_GE(loop.time() - t0, 3600.0);
+      }(),
+      kVirtual);
+}
+
+// The same for a timeout around a thread call under virtual time: it expires while the call is still
+// blocked (it expired only once the call had returned, so a test of a hung call hung).
+TEST(ToThread, UnderVirtualTimeATimeoutExpiresWhileTheCallIsBlocked) {
+  corio::run(
+      []() -> corio::Task<> {
+        std::promise<void> gate;
+        std::shared_future<void> gate_f = gate.get_future().share();
+        std::atomic<bool> released_by_gate{false};
+        auto blocked = [gate_f, &released_by_gate] {
+          released_by_gate = gate_f.wait_for(10s) == std::future_status::ready;
+        };
+        bool timed_out = false;
+        try {
+          co_await corio::wait_for(corio::to_thread(blocked), 50ms);
+        } catch (const corio::TimeoutError&) {
+          timed_out = true;
+        }
+        EXPECT_TRUE(timed_out);
+        EXPECT_FALSE(released_by_gate);  // the timeout came while the call was blocked
+        gate.set_value();
+        co_await turn_until([] { return inhibitors() == 0; });
+      }(),
+      kVirtual);
 }
 
 TEST(RunCoroutineThreadsafe, FromAnotherThread) {

@@ -36,7 +36,8 @@ struct RunOptions {
   Backend backend = Backend::automatic;  // CORIO_BACKEND=epoll|io_uring overrides automatic
   // The clock stands still and jumps to the next timer whenever nothing is ready (a zero-timeout poll brings
   // nothing, whether I/O is pending or not) and no to_thread call or DNS lookup is in flight: timeouts in
-  // tests run instantly and deterministically.
+  // tests run instantly and deterministically. While such a call is in flight the clock follows real time
+  // (its work takes real time; a timeout around it, or a timer it waits for, still comes due).
   bool virtual_time = false;
 };
 
@@ -236,6 +237,7 @@ class EventLoop : private detail::LoopCore {
   void run_once();
   // Steps 1-3 of run_once when nothing is ready: the timeout, virtual time, the poll.
   void wait_for_work();
+  void follow_real_time() noexcept;
   std::size_t poll_io(std::int64_t timeout_ns);
   std::size_t drain_remote();
   void cancel_all_tasks();

@@ -110,7 +110,8 @@ struct ThreadAwaiter final : Waiter {
 // Runs f(args...) on the loop's thread pool (default size min(32, cores + 4); see set_to_thread_workers)
 // and returns its result; exceptions cross back intact. The awaiting task suspends and is resumed by the
 // loop on a turn after the call returned. Cancelling it stops the waiting only: the thread runs the call
-// to its end and the result is dropped safely. Under virtual time the clock does not jump while a call runs.
+// to its end and the result is dropped safely. Under virtual time the clock does not jump while a call runs:
+// it follows real time, so a timeout around the call still expires.
 template <class F, class... Args>
 Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f, Args... args) {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;

@@ -384,6 +384,10 @@ class LoopCore {
   std::int64_t virtual_now_ = 0;
   std::int64_t slow_callback_ns_ = 100'000'000;
   int inhibit_auto_advance_ = 0;  // work outside the loop (threads) that virtual time must not jump past
+  // Virtual time only: the real clock when the virtual one was last brought up to date. While work outside
+  // the loop is in flight the virtual clock does not jump; it follows the real one instead (so a timer
+  // such work waits for, or one that would cancel it, still comes due).
+  std::int64_t real_stamp_ns_ = 0;
 
   // The loop running on this thread, if any. constinit, so that reading it (every await does) needs no TLS
   // wrapper call from other translation units.
