@@ -143,7 +143,9 @@ Task<std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>> to_thread(F f
   co_return co_await awaiter;
 }
 
-// Sets the size of the running loop's thread pool; call before the first to_thread.
+// Sets the size of the running loop's thread pool; call before the first to_thread. The size is kept for
+// the calling thread: loops run on this thread later (and one run after a call made outside any loop) use
+// it too, until it is set again (0: the default size).
 void set_to_thread_workers(std::size_t n);
 
 // The future run_coroutine_threadsafe returns: a std::future<T> that can also cancel the task it waits
