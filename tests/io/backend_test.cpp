@@ -175,6 +175,11 @@ TEST(Backend, RefusedIoUringFallsBackToEpollOrIsAClearError) {
 // io_uring failing for another reason than a refusal (here: no descriptor left) is named as it is, not
 // put down to seccomp or the kernel's settings.
 TEST(Backend, IoUringSetupFailingForWantOfDescriptorsSaysSo) {
+#if defined(CORIO_SANITIZE_UNDEFINED)
+  GTEST_SKIP()
+      << "UBSan's vptr check opens /proc/self/maps on a type-cache miss and reports a false "
+         "'invalid vptr' while the process is out of descriptors; this test runs in the release build";
+#endif
   if (!io_uring_usable()) GTEST_SKIP() << "io_uring is not usable here";
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
