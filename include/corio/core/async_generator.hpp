@@ -48,7 +48,9 @@ class [[nodiscard]] AsyncGenerator {
   struct NextAwaiter;
   struct promise_type : detail::PromiseBase {
     explicit promise_type(detail::SourceLoc loc = detail::SourceLoc::current()) noexcept
-        : detail::PromiseBase(loc) {}
+        : detail::PromiseBase(loc) {
+      set_not_a_task();
+    }
 
     struct Yield {
       bool await_ready() const noexcept { return false; }
