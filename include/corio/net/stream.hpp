@@ -176,7 +176,8 @@ class StreamWriter {
   // Waits while more than the high-water mark is buffered; once the peer is gone, throws the error that lost
   // the connection (e.g. ConnectionResetError, BrokenPipeError), the first a read or a write found, every
   // time (as asyncio). On io_uring the ring sends, so a write's error is known a loop turn later than on
-  // epoll (where write() sends at once): the drain() right after that write may return, the next one raises.
+  // epoll (where write() sends at once): the drain() right after that write may return, and so may more
+  // write()/drain() pairs until the loop turns (an await that suspends); the first drain() after that raises.
   // Returns an awaitable (DESIGN.md: Task<>): nothing happens until it is awaited; then, when there is
   // nothing to wait for and no error (the common case, drain() after every write), it completes in
   // await_ready with no coroutine frame; otherwise it awaits a Task that waits on the stream, so cancellation
