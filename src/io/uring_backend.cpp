@@ -750,6 +750,10 @@ class UringBackend final : public SignalCore {
         Cqe c{cqe->user_data, cqe->res, cqe->flags};
         io_uring_cqe_seen(ring_.get(), cqe);
         n += handle(c);
+        // A handler that found the submission queue full may have taken every completion posted so far
+        // into deferred_ (submit_now, on EBUSY): they are older than any the ring gets from now on, so they
+        // are handled first (else a multishot receive's later chunk could be delivered before an earlier).
+        while (!deferred_.empty()) n += run_deferred();
       }
       if (!io_uring_cq_has_overflow(ring_.get())) return n;
       io_uring_get_events(ring_.get());  // completions the kernel kept aside (IORING_FEAT_NODROP)
