@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -262,26 +263,59 @@ bool TaskStateBase::cancel(std::string msg) {
     exc_retrieved_ = true;  // asyncio's Task.cancel() clears _log_traceback first, even on a done task
     return false;
   }
-  Extras& x = extras();
-  ++x.cancel_requests;
-  // Each request its own message, as asyncio (an empty one clears it), until a waiter has taken one and
-  // woken the task with it: a later request before the task runs leaves that one (asyncio: the future the
-  // task waited on was cancelled with the first message, and that CancelledError is what the task sees).
-  if (!cancel_woken_) x.cancel_msg = std::move(msg);
-  if (Waiter* w = waiter(); w && cancelling_) {
-    // Re-entered: the request went round a cycle of tasks awaiting each other back to this one. Passing
-    // it on again would recurse for ever; this task's wait ends with CancelledError instead.
-    return w->cancel_and_wake();
-  } else if (w) {
-    struct Reentry {
-      TaskStateBase& t;
-      explicit Reentry(TaskStateBase& s) : t(s) { t.cancelling_ = true; }
-      ~Reentry() { t.cancelling_ = false; }
-    } reentry(*this);
-    if (w->cancel()) return true;
+  // The tasks passing the request on to their waiter (cancelling_ set), cleared on the way out.
+  struct Path {
+    TaskStateBase* first[8];
+    std::size_t n = 0;
+    std::vector<TaskStateBase*> more;
+    void add(TaskStateBase* t) {
+      if (n < std::size(first))
+        first[n++] = t;
+      else
+        more.push_back(t);
+      t->cancelling_ = true;
+    }
+    ~Path() {
+      for (std::size_t i = 0; i < n; ++i) first[i]->cancelling_ = false;
+      for (TaskStateBase* t : more) t->cancelling_ = false;
+    }
+  } path;
+  // Down a chain of tasks each awaiting the next one's handle, the request goes on in this loop (a waiter's
+  // cancel_target()) rather than through HandleAwaiter::cancel's call back into cancel(): a chain of
+  // 100,000 such tasks overflowed the stack. Every task reached is pending, so each returns true.
+  for (TaskStateBase* t = this;;) {
+    Extras& x = t->extras();
+    ++x.cancel_requests;
+    // Each request its own message, as asyncio (an empty one clears it), until a waiter has taken one and
+    // woken the task with it: a later request before the task runs leaves that one (asyncio: the future
+    // the task waited on was cancelled with the first message, and that CancelledError is what the task
+    // sees).
+    if (!t->cancel_woken_) x.cancel_msg = std::move(msg);
+    Waiter* w = t->waiter();
+    if (!w) {
+      t->must_cancel_ = true;
+      return true;
+    }
+    if (t->cancelling_) {
+      // Re-entered: the request went round a cycle of tasks awaiting each other back to this one. Passing
+      // it on again would go round for ever; this task's wait ends with CancelledError instead.
+      return w->cancel_and_wake();
+    }
+    path.add(t);
+    TaskStateBase* next = w->cancel_target();
+    if (!next) {
+      if (!w->cancel()) t->must_cancel_ = true;
+      return true;
+    }
+    if (next->done()) {
+      // (What next->cancel() does for a done task, returning false: the request stays on this one.)
+      next->exc_retrieved_ = true;
+      t->must_cancel_ = true;
+      return true;
+    }
+    msg = t->cancel_message();
+    t = next;
   }
-  must_cancel_ = true;
-  return true;
 }
 
 int TaskStateBase::uncancel() noexcept {

@@ -130,6 +130,15 @@ corio::Task<std::int64_t> link(corio::TaskHandle<std::int64_t> prev) {
   co_return v + 1;
 }
 
+// The first link (no previous task) sleeps for ever; every other awaits the previous one.
+corio::Task<std::int64_t> link_or_sleep(corio::TaskHandle<std::int64_t> prev) {
+  if (!prev) {
+    co_await corio::sleep(24h);
+    co_return 0;
+  }
+  co_return 1 + co_await prev;
+}
+
 }  // namespace
 
 TEST(Stack, TestsRunOnASmallStack) {
@@ -203,4 +212,31 @@ TEST(Stack, ChainOfHundredThousandTaskHandles) {
     }());
   });
   EXPECT_EQ(v, kTasks);
+}
+
+// Cancelling the last of 100,000 tasks, each awaiting the one before, passes the request down to the first
+// in constant stack (it recursed once per task and overflowed); the whole chain then ends cancelled.
+TEST(Stack, CancellingTheHeadOfAChainOfHundredThousandTaskHandlesReachesTheBottom) {
+  constexpr int kTasks = 100'000;
+  const bool ok = on_small_stack([] {
+    return corio::run([]() -> corio::Task<bool> {
+      corio::TaskHandle<std::int64_t> bottom;
+      corio::TaskHandle<std::int64_t> head;
+      for (int i = 0; i < kTasks; ++i) {
+        head = corio::create_task(link_or_sleep(head));
+        if (i == 0) bottom = head;
+      }
+      while (head.awaiting().find("task") == std::string::npos) co_await corio::sleep(0s);
+      EXPECT_NE(bottom.awaiting().find("sleep"), std::string::npos);
+      EXPECT_TRUE(head.cancel("stop"));
+      bool head_cancelled = false;
+      try {
+        (void)co_await head;
+      } catch (const corio::CancelledError&) {
+        head_cancelled = true;
+      }
+      co_return head_cancelled&& head.cancelled() && bottom.cancelled() && bottom.cancelling() == 1;
+    }());
+  });
+  EXPECT_TRUE(ok);
 }

@@ -132,6 +132,7 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
     // on the awaiter, as asyncio leaves _must_cancel set when the future it waits on is done.
     return s_->cancel(task_->cancel_message());
   }
+  TaskStateBase* cancel_target() const noexcept override { return s_; }
   // Stops watching the awaited task, which goes on (it is not cancelled: it may have other awaiters).
   void orphan() noexcept override {
     handle_ = nullptr;

@@ -150,6 +150,10 @@ struct Waiter {
   // (it will wake the task, which then sees CancelledError or whatever the waiter decides); false leaves
   // the task marked to throw CancelledError at its next resumption.
   virtual bool cancel() = 0;
+  // The task this waiter waits for, when its cancel() is exactly "cancel that task with the awaiting
+  // task's message" (co_await handle): TaskStateBase::cancel then passes the request on itself, in a loop,
+  // so that a long chain of tasks awaiting one another does not recurse. Null for every other waiter.
+  virtual TaskStateBase* cancel_target() const noexcept { return nullptr; }
   // One line for awaiting()/dump_tasks(): "sleep until 12.503", "task 'Task-4'".
   virtual void describe(std::string& out) const = 0;
 
