@@ -404,8 +404,7 @@ void TaskStateBase::run_first_or_debug() {
 
 void TaskStateBase::end(Status s, std::exception_ptr e) noexcept {
   void* frame = frame_;
-  // Set only if the task ends while suspended (the loop closed under it); never when it returned a value.
-  Waiter* w = s != Status::finished ? waiter() : nullptr;
+  Waiter* w = waiter();  // (set only if the task ends while suspended: the loop closed under it)
   std::construct_at(&exc_, std::move(e));  // frame_ and exc_ share storage: done() now selects exc_
   status_ = s;
   if (!frame) return;
