@@ -114,14 +114,6 @@ void report_never_awaited(const PromiseBase& p) noexcept {
 // ---------------------------------------------------------------- loop core
 
 constinit thread_local LoopCore* LoopCore::running_ = nullptr;
-constinit thread_local bool PromiseBase::deep_destroy_active_ = false;
-namespace {
-// The frames of the chain TaskStateBase::destroy_frame is destroying, sorted (while deep_destroy_active_).
-constinit thread_local const std::vector<void*>* tl_deep_frames = nullptr;
-}  // namespace
-bool PromiseBase::in_deep_destroy(void* frame) noexcept {
-  return tl_deep_frames && std::binary_search(tl_deep_frames->begin(), tl_deep_frames->end(), frame);
-}
 
 namespace {
 std::int64_t monotonic_ns() noexcept {
@@ -404,57 +396,9 @@ void TaskStateBase::run_first_or_debug() {
 
 void TaskStateBase::end(Status s, std::exception_ptr e) noexcept {
   void* frame = frame_;
-  Waiter* w = waiter();  // (set only if the task ends while suspended: the loop closed under it)
   std::construct_at(&exc_, std::move(e));  // frame_ and exc_ share storage: done() now selects exc_
   status_ = s;
-  if (!frame) return;
-  if (w) [[unlikely]]
-    destroy_frame(frame, w);
-  else
-    std::coroutine_handle<>::from_address(frame).destroy();
-}
-
-void TaskStateBase::destroy_frame(void* frame, Waiter* w) noexcept {
-  // Destroying a frame suspended in a co_await of a Task destroys that Task, which destroys the child's
-  // frame: one native call deeper per level of nesting, so a task suspended a million awaits deep overflows
-  // the stack. Past kDeep levels (far beyond ordinary programs, which keep the order of the recursion) the
-  // frames of the chain are destroyed here one at a time, innermost first: the order the recursion takes
-  // when each Task is owned by the frame that awaits it (it is the last thing that frame made before it
-  // suspended, so the first its destruction reaches). Meanwhile a Task naming a frame of the chain lets go
-  // of it without destroying it (in_deep_destroy); that also covers a Task awaited by reference, owned by
-  // a frame further out. The chain is followed through the promises' links from the innermost coroutine
-  // the waiter names, and only if it leads to this task's root through Task coroutines alone (not through
-  // a generator's, which its generator object owns); else the frame is destroyed as usual.
-  constexpr std::size_t kDeep = 1024;
-  PromiseBase* innermost = w->handle_ ? w->promise_ : nullptr;
-  std::size_t depth = 0;
-  PromiseBase* p = innermost;
-  for (; p && !p->root() && p->owned_by_task(); p = p->parent()) ++depth;
-  if (depth <= kDeep || !p || p->root() != this) {
-    std::coroutine_handle<>::from_address(frame).destroy();
-    return;
-  }
-  std::vector<void*> chain;  // innermost first, the root excluded
-  std::vector<void*> sorted;
-  try {
-    chain.reserve(depth);
-    std::coroutine_handle<> h = w->handle_;
-    for (p = innermost; !p->root(); p = p->parent()) {
-      chain.push_back(h.address());
-      h = p->continuation_;
-    }
-    sorted = chain;
-  } catch (...) {  // (out of memory: the usual way)
-    std::coroutine_handle<>::from_address(frame).destroy();
-    return;
-  }
-  std::sort(sorted.begin(), sorted.end());
-  tl_deep_frames = &sorted;
-  PromiseBase::deep_destroy_active_ = true;
-  for (void* f : chain) std::coroutine_handle<>::from_address(f).destroy();
-  std::coroutine_handle<>::from_address(frame).destroy();
-  PromiseBase::deep_destroy_active_ = false;
-  tl_deep_frames = nullptr;
+  if (frame) std::coroutine_handle<>::from_address(frame).destroy();
 }
 
 void TaskStateBase::complete(PromiseBase& root) noexcept {

@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <corio/core/errors.hpp>
-#include <corio/core/event_loop.hpp>
 #include <corio/core/run.hpp>
 #include <corio/core/sleep.hpp>
 #include <corio/core/task.hpp>
@@ -21,7 +20,6 @@
 #include <exception>
 #include <optional>
 #include <stdexcept>
-#include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -99,30 +97,6 @@ corio::Task<std::int64_t> nested_throwing(int depth) {
   co_return 1 + co_await nested_throwing(depth - 1);
 }
 
-// Destruction order of the levels of a chain: each level's guard checks that it goes right after the one
-// below it (innermost first, as destroying the root frame recursively destroys them).
-struct DestroyOrder {
-  int next = 0;  // the depth expected to go next
-  bool in_order = true;
-};
-struct LevelGuard {
-  int depth;
-  DestroyOrder* order;
-  ~LevelGuard() {
-    if (order->next != depth) order->in_order = false;
-    order->next = depth + 1;
-  }
-};
-
-corio::Task<std::int64_t> nested_sleeping_for_ever(int depth, DestroyOrder& order) {
-  LevelGuard guard{depth, &order};
-  if (depth == 0) {
-    co_await corio::sleep(24h);
-    co_return 0;
-  }
-  co_return 1 + co_await nested_sleeping_for_ever(depth - 1, order);
-}
-
 corio::Task<int> one() { co_return 1; }
 
 corio::Task<std::int64_t> link(corio::TaskHandle<std::int64_t> prev) {
@@ -154,37 +128,6 @@ TEST(Stack, MillionNestedAwaits) {
 
 TEST(Stack, MillionNestedAwaitsCompletingFromALoopTurn) {
   EXPECT_EQ(on_small_stack([] { return corio::run(nested_suspending(kMillion)); }), kMillion);
-}
-
-// A loop closed under a task suspended a million awaits deep destroys its frames in constant stack,
-// innermost first, as the recursion of destroying the root frame would (which overflowed the stack).
-TEST(Stack, ALoopClosedUnderATaskAMillionAwaitsDeepDestroysItInConstantStack) {
-  DestroyOrder order;
-  on_small_stack([&order] {
-    corio::EventLoop loop;
-    loop.run_until_complete([](DestroyOrder& o) -> corio::Task<> {
-      corio::TaskHandle<std::int64_t> deep = corio::create_task(nested_sleeping_for_ever(kMillion, o));
-      while (deep.awaiting().find("sleep") == std::string::npos) co_await corio::sleep(0s);
-    }(order));
-    loop.close();
-    return 0;
-  });
-  EXPECT_TRUE(order.in_order);
-  EXPECT_EQ(order.next, kMillion + 1);  // every level went
-}
-
-// The same a few levels deep, below the depth where the frames are destroyed one at a time.
-TEST(Stack, ALoopClosedUnderATaskAFewAwaitsDeepDestroysItInnermostFirst) {
-  DestroyOrder order;
-  {
-    corio::EventLoop loop;
-    loop.run_until_complete([](DestroyOrder& o) -> corio::Task<> {
-      corio::TaskHandle<std::int64_t> deep = corio::create_task(nested_sleeping_for_ever(10, o));
-      while (deep.awaiting().find("sleep") == std::string::npos) co_await corio::sleep(0s);
-    }(order));
-  }
-  EXPECT_TRUE(order.in_order);
-  EXPECT_EQ(order.next, 11);
 }
 
 TEST(Stack, MillionSequentialAwaits) {

@@ -48,9 +48,7 @@ class [[nodiscard]] AsyncGenerator {
   struct NextAwaiter;
   struct promise_type : detail::PromiseBase {
     explicit promise_type(detail::SourceLoc loc = detail::SourceLoc::current()) noexcept
-        : detail::PromiseBase(loc) {
-      set_not_a_task();
-    }
+        : detail::PromiseBase(loc) {}
 
     struct Yield {
       bool await_ready() const noexcept { return false; }

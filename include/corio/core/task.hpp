@@ -167,12 +167,6 @@ class [[nodiscard]] Task {
 
   void reset() noexcept {
     if (h_) {
-      if (detail::PromiseBase::deep_destroy_active_) [[unlikely]] {
-        if (detail::PromiseBase::in_deep_destroy(h_.address())) {
-          h_ = nullptr;  // destroyed by TaskStateBase::destroy_frame, innermost first
-          return;
-        }
-      }
       if (!h_.promise().started_ && detail::debug_enabled()) detail::report_never_awaited(h_.promise());
       h_.destroy();
       h_ = nullptr;

@@ -84,18 +84,14 @@ struct PromiseBase : PooledAlloc {
   std::coroutine_handle<> continuation_;  // who awaits this coroutine; null for a task's root
 
   // continuation_'s promise when it is a corio one (introspection); null for a root.
-  PromiseBase* parent() const noexcept { return kind_ == Kind::root ? nullptr : link_.parent; }
+  PromiseBase* parent() const noexcept { return is_root_ ? nullptr : link_.parent; }
   // The scheduled task this coroutine is the root of, or null.
-  TaskStateBase* root() const noexcept { return kind_ == Kind::root ? link_.root : nullptr; }
+  TaskStateBase* root() const noexcept { return is_root_ ? link_.root : nullptr; }
   void set_parent(PromiseBase* p) noexcept { link_.parent = p; }  // not on a root (a root is started_)
   void set_root(TaskStateBase* t) noexcept {
     link_.root = t;
-    kind_ = Kind::root;
+    is_root_ = true;
   }
-  // A Task's coroutine, owned by the Task object that its awaiter holds (not a root, not a generator's).
-  bool owned_by_task() const noexcept { return kind_ == Kind::task; }
-  // For promises of other coroutines than Task's (an async generator's, owned by its generator object).
-  void set_not_a_task() noexcept { kind_ = Kind::other; }
 
   std::exception_ptr exc_;
   SourceLoc loc_;
@@ -104,20 +100,14 @@ struct PromiseBase : PooledAlloc {
   union Link {
     PromiseBase* parent;
     TaskStateBase* root;
-  } link_{nullptr};  // which one: kind_ == Kind::root
+  } link_{nullptr};  // which one: is_root_
 
  public:
-  // While TaskStateBase::destroy_frame destroys a deep chain of frames itself, innermost first: a Task that
-  // names one of them (in_deep_destroy) lets go of it without destroying it.
-  static constinit thread_local bool deep_destroy_active_;
-  static bool in_deep_destroy(void* frame) noexcept;
-
   bool started_ = false;        // awaited (or scheduled) once; a second await is an error
   bool cancelled_exc_ = false;  // exc_ holds a CancelledError (only tracked for task roots)
   bool has_value_ = false;      // PromiseStorage<T> holds a value
  private:
-  enum class Kind : std::uint8_t { task, root, other };
-  Kind kind_ = Kind::task;
+  bool is_root_ = false;
 };
 
 // Something told, synchronously, when a task is done, in the order the watchers came: the awaits of the
@@ -374,9 +364,6 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   [[gnu::noinline]] void run_first_or_debug();
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
   void end(Status s, std::exception_ptr e) noexcept;
-  // Destroys the root frame (suspended at `w`, when not null), in constant stack however deep the chain of
-  // nested awaits it is suspended in.
-  void destroy_frame(void* frame, Waiter* w) noexcept;
   void finish() noexcept;
 };
 
