@@ -176,11 +176,14 @@ TaskStateBase::~TaskStateBase() {
     free_extras();
     return;
   }
-  struct DestroyExc {
-    std::exception_ptr& e;
-    ~DestroyExc() { e.~exception_ptr(); }
-  } destroy_exc{exc_};
-  if (status_ == Status::failed && !exc_retrieved_) {
+  if (status_ == Status::failed && !exc_retrieved_) [[unlikely]]
+    report_never_retrieved();
+  exc_.~exception_ptr();
+  if (has_extras_ || watchers_) free_extras();  // (watchers_ is the live member unless has_extras_)
+}
+
+void TaskStateBase::report_never_retrieved() const noexcept {
+  try {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(exc_);
@@ -188,13 +191,9 @@ TaskStateBase::~TaskStateBase() {
       what = e.what();
     } catch (...) {
     }
-    try {
-      log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " +
-          what);
-    } catch (...) {
-    }
+    log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " + what);
+  } catch (...) {
   }
-  free_extras();
 }
 
 void TaskStateBase::free_extras() noexcept {
@@ -317,7 +316,7 @@ int TaskStateBase::uncancel() noexcept {
   return n;
 }
 
-void TaskStateBase::check_result() {
+void TaskStateBase::check_result_slow() {
   switch (status_) {
     case Status::pending:
       throw InvalidStateError("result(): task '" + name() + "' is not done");
@@ -347,15 +346,22 @@ void TaskStateBase::add_callback(std::unique_ptr<CallbackNode> cb) {
 void TaskStateBase::run_ready() {
   queued_ = false;
   if (done()) return;
-  if (!started_ || loop_->debug_) [[unlikely]] {
+  LoopCore& loop = *loop_;
+  if (loop.debug_ || (!started_ && must_cancel_)) [[unlikely]] {
     run_first_or_debug();
     return;
   }
-  // The common step: resume where the task was woken. Kept free of the rare paths so that it saves few
-  // registers.
-  LoopCore& loop = *loop_;
+  // The common step: the first (the root frame), or resume where the task was woken. Kept free of the
+  // rare paths so that it saves few registers.
+  void* h;
+  if (started_) [[likely]] {
+    h = resume_;  // (resume_ goes stale: see has_resume_)
+  } else {
+    started_ = true;
+    h = frame_;
+  }
   loop.current_ = this;
-  resume_chain(std::coroutine_handle<>::from_address(resume_));  // (resume_ goes stale: see has_resume_)
+  resume_chain(std::coroutine_handle<>::from_address(h));
   loop.current_ = nullptr;
 }
 
@@ -419,8 +425,8 @@ void TaskStateBase::complete(PromiseBase& root) noexcept {
 void TaskStateBase::finish() noexcept {
   ListNode::unlink();  // from the loop's list of pending tasks to its finished ones
   loop_->done_tasks_.push_back(*this);
-  notify_watchers();  // (the done callbacks among them are scheduled, in the order they came)
-  release();          // the loop's reference
+  if (watcher_head()) notify_watchers();  // (the done callbacks among them are scheduled, in order)
+  release();                              // the loop's reference
 }
 
 void TaskStateBase::abandon() noexcept {

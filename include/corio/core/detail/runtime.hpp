@@ -335,7 +335,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   bool cancel_in_progress() const noexcept { return cancelling_; }
   int uncancel() noexcept;
   // Throws what result() would for a task that did not finish with a value.
-  void check_result();
+  void check_result() {
+    if (status_ != Status::finished) [[unlikely]]
+      check_result_slow();
+  }
   std::string awaiting() const;
   void dump(std::string& out) const;
   void add_callback(std::unique_ptr<CallbackNode> cb);
@@ -360,6 +363,9 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   void drop_watchers() noexcept;
   void free_extras() noexcept;
   [[noreturn]] void attached_elsewhere() const;
+  void check_result_slow();  // check_result() of a task that did not return a value
+  // "Task exception was never retrieved" (the destructor of a failed task nobody asked).
+  [[gnu::noinline]] void report_never_retrieved() const noexcept;
   // run_ready's rare cases, out of line: the first step, and any step in debug mode (timed).
   [[gnu::noinline]] void run_first_or_debug();
   // Ends the task with status `s` and exception `e`, then destroys the root frame.
