@@ -274,8 +274,10 @@ TEST(Debug, DefaultSlowThresholdIsAHundredMilliseconds) {
   EXPECT_EQ(threshold, 0.1);
   corio::EventLoop loop;
   EXPECT_EQ(loop.slow_callback_duration(), 0.1);
-  // Steps and callbacks of microseconds stay under it: nothing is logged.
-  EXPECT_FALSE(logs.contains("Executing")) << logs.text();
+  // Steps and callbacks of microseconds stay under it: whatever is logged was really that slow (a step
+  // the machine's load stretched past 100 ms may be; a threshold misapplied logs microseconds).
+  for (const auto& l : logs.lines())
+    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.1) << l;
 }
 
 // The threshold (200 ms) is far above any trivial step, so a step of the machine's being busy elsewhere
@@ -292,10 +294,11 @@ TEST(Debug, OnlyStepsOverTheThresholdAreLogged) {
         co_await brisk;
       }(),
       {.debug = true});
-  // Only the slow task's second step: not its first, not the brisk task's, not the main task's.
-  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
-  std::string line = line_with(logs, "Executing task 'slow'");
-  EXPECT_GE(reported_seconds(line), 0.25) << logs.text();
+  // The slow task's second step; nothing under the threshold (its first step, the brisk task's, the main
+  // task's are microseconds, unless the machine's load stretched one past 200 ms: then it is that slow).
+  for (const auto& l : logs.lines())
+    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.2) << l;
+  EXPECT_GE(longest_reported(logs, "Executing task 'slow'"), 0.25) << logs.text();
 }
 
 TEST(Debug, OnlyCallbacksOverTheThresholdAreLogged) {
@@ -309,8 +312,9 @@ TEST(Debug, OnlyCallbacksOverTheThresholdAreLogged) {
         co_await corio::sleep(0s);
       }(),
       {.debug = true});
-  EXPECT_EQ(logs.count("Executing"), 1) << logs.text();
-  EXPECT_GE(reported_seconds(line_with(logs, "Executing callback")), 0.25) << logs.text();
+  for (const auto& l : logs.lines())
+    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.2) << l;
+  EXPECT_GE(longest_reported(logs, "Executing callback"), 0.25) << logs.text();
 }
 
 TEST(Debug, SlowStepsAreMeasuredOnTheRealClockUnderVirtualTime) {
@@ -378,6 +382,7 @@ TEST(Debug, CallSoonFromAnotherThreadThrows) {
 TEST(Debug, ACallbackTurningDebugOnIsNotReportedSlow) {
   LogCapture logs;
   corio::EventLoop loop;
+  loop.set_slow_callback_duration(5.0);  // (the bug reported the machine's uptime; a loaded turn is not it)
   loop.call_soon([&] { loop.set_debug(true); });
   loop.call_soon([&] { loop.stop(); });
   loop.run_forever();

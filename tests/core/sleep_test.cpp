@@ -49,6 +49,24 @@ TEST(Sleep, ZeroYieldsExactlyOneTurn) {
   EXPECT_EQ(log, (Log{"A", "B", "A", "B", "A", "B"}));
 }
 
+// Paced against a chain of callbacks that takes exactly one turn per link (each schedules the next with
+// call_soon): a sleep(0s) that took two turns would let two links run between two steps. (Two tasks that
+// both sleep(0s), above, alternate whatever a sleep(0s) takes.)
+TEST(Sleep, ZeroYieldsOneTurnAgainstACallSoonChain) {
+  Log log;
+  corio::run([&]() -> corio::Task<> {
+    corio::EventLoop& loop = corio::get_running_loop();
+    auto a = corio::create_task(alternate(log, "A", 3));
+    std::function<void(int)> link = [&](int i) {
+      log.push_back("c");
+      if (i < 2) loop.call_soon([&link, i] { link(i + 1); });
+    };
+    loop.call_soon([&link] { link(0); });
+    co_await a;
+  }());
+  EXPECT_EQ(log, (Log{"A", "c", "A", "c", "A", "c"}));
+}
+
 TEST(Sleep, ZeroLetsCallbacksScheduledBeforeItRunFirst) {
   Log log;
   corio::run([&]() -> corio::Task<> {

@@ -119,8 +119,10 @@ TEST(CreateTask, DefaultNamesAreTaskNIncreasing) {
     co_await h3;
     EXPECT_EQ(h1.get_name(), "renamed");  // still readable once done
   }());
-  EXPECT_LT(task_number(main_name), task_number(n1));
-  EXPECT_LT(task_number(n1), task_number(n2));
+  // Numbered per loop from 1, one number per task (main is run()'s first task), as asyncio's counter.
+  EXPECT_EQ(main_name, "Task-1");
+  EXPECT_EQ(n1, "Task-2");
+  EXPECT_EQ(n2, "Task-3");
   EXPECT_EQ(custom, "worker");
 }
 
@@ -446,6 +448,42 @@ TEST(Cancel, CancelledIsTrueOnlyOnceCancelledErrorEscaped) {
   EXPECT_FALSE(cancelled_after);
   EXPECT_EQ(result, 17);
   EXPECT_EQ(cancelling, 1);  // swallowing does not reset the count
+}
+
+// A task that caught CancelledError and is still cleaning up (awaiting) is neither done nor cancelled; it
+// is cancelled once CancelledError escapes it.
+TEST(Cancel, ATaskCleaningUpAfterCancelledErrorIsNotCancelledUntilItEscapes) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto c = corio::create_task([]() -> corio::Task<> {
+          bool got = false;
+          try {
+            co_await corio::sleep(1h);
+          } catch (const corio::CancelledError&) {
+            got = true;
+          }
+          if (got) {
+            co_await corio::sleep(0s);  // cleaning up
+            co_await corio::sleep(0s);
+            throw corio::CancelledError("late");
+          }
+        }());
+        co_await corio::sleep(0s);
+        EXPECT_TRUE(c.cancel());
+        co_await corio::sleep(0s);  // c caught it and is in its first cleanup await
+        EXPECT_FALSE(c.done());
+        EXPECT_FALSE(c.cancelled());
+        bool escaped = false;
+        try {
+          co_await c;
+        } catch (const corio::CancelledError& e) {
+          escaped = true;
+          EXPECT_EQ(e.message(), "late");
+        }
+        EXPECT_TRUE(escaped);
+        EXPECT_TRUE(c.cancelled());
+      }(),
+      kVirtual);
 }
 
 TEST(Cancel, CancellingCountsAndUncancelDecrements) {

@@ -90,7 +90,12 @@ TEST(AsCompleted, FailedTasksAreYieldedToo) {
         auto first = co_await gen.next();
         CO_ASSERT(first.has_value());
         EXPECT_TRUE(*first == bad);
-        EXPECT_THROW(co_await *first, std::runtime_error);
+        try {
+          (void)co_await *first;
+          ADD_FAILURE() << "no exception";
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "bad");
+        }
         auto second = co_await gen.next();
         CO_ASSERT(second.has_value());
         EXPECT_EQ(second->result(), 2);

@@ -473,6 +473,7 @@ TEST(TaskGroup, BodyAwaitingAGatherOfAFailedChildIsCancelled) {
         };
         try {
           co_await corio::task_group(body);
+          ADD_FAILURE() << "no ExceptionGroup";
         } catch (const corio::ExceptionGroup& eg) {
           EXPECT_EQ(eg.exceptions().size(), 1u);
         }

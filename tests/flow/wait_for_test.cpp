@@ -200,6 +200,7 @@ TEST(WaitFor, ZeroTimeoutTimesOutWorkThatWouldSuspend) {
         // Never started: cancelled before its first step.
         EXPECT_THROW(co_await corio::wait_for(value_after(1, 1s), 0s), corio::TimeoutError);
         EXPECT_THROW(co_await corio::wait_for(with_cleanup(1s, &cleaned), -1s), corio::TimeoutError);
+        EXPECT_FALSE(cleaned);  // (its body never ran, so neither did its cleanup)
         EXPECT_EQ(now(), 0.0);
         // An already-done handle still gives its value.
         auto h = corio::create_task(value_after(3, 0ms));
