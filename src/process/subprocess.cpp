@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "../core/blocked_signals.hpp"
 #include "corio/core/log.hpp"
 #include "corio/core/task_handle.hpp"
 #include "corio/flow/gather.hpp"
@@ -313,15 +314,18 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
     posix_spawnattr_t* a;
     ~AttrGuard() { posix_spawnattr_destroy(a); }
   } attr_guard{&attr};
-  // The loop may block signals for signalfd: the child starts with an empty mask. Handlers are reset by
-  // exec anyway; signals the program ignores stay ignored (nohup's SIGHUP, a background job's SIGINT),
-  // except SIGPIPE and SIGXFSZ, which are set back to default as Python's subprocess does.
-  sigset_t none, restore;
-  sigemptyset(&none);
+  // The child gets the mask the program asked for (as Python's children inherit it), less what corio blocked
+  // on this thread (the loop's signalfd signals, a helper thread's): a signal the program blocked itself
+  // stays blocked. Handlers are reset by exec anyway; signals the program ignores stay ignored (nohup's
+  // SIGHUP, a background job's SIGINT), except SIGPIPE and SIGXFSZ, which are set back to default as
+  // Python's subprocess does.
+  sigset_t current, restore;
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &current);
+  const sigset_t child_mask = detail::program_mask(current);
   sigemptyset(&restore);
   sigaddset(&restore, SIGPIPE);
   sigaddset(&restore, SIGXFSZ);
-  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigmask(&attr, &child_mask);
   posix_spawnattr_setsigdefault(&attr, &restore);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 

@@ -848,6 +848,31 @@ TEST(Subprocess, IgnoredSignalsStayIgnoredInTheChild) {
   ::sigaction(SIGHUP, &old, nullptr);
 }
 
+// The child's signal mask: a signal the program blocked itself stays blocked (as Python's children inherit
+// the mask; the child got an empty one), one the loop blocked for its signalfd does not.
+TEST(Subprocess, TheChildHasTheProgramsSignalMaskNotTheLoops) {
+  sigset_t usr2, old;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr2, &old), 0);
+  run_guarded([]() -> Task<> {
+    corio::get_running_loop().add_signal_handler(SIGUSR1, [] {});  // blocked here, for the signalfd
+    SubprocessOptions o;
+    o.out = Stdio::pipe;
+    // (Not through /bin/sh: dash clears the mask itself.)
+    std::vector<std::string> argv = {"/bin/grep", "SigBlk", "/proc/self/status"};
+    Process p = co_await corio::create_subprocess_exec(argv, o);
+    auto r = co_await p.communicate();
+    corio::get_running_loop().remove_signal_handler(SIGUSR1);
+    const auto at = r.out.find_first_of("0123456789abcdef", r.out.find(':'));
+    PCO_ASSERT(at != std::string::npos);
+    const unsigned long long blocked = std::stoull(r.out.substr(at), nullptr, 16);
+    EXPECT_NE(blocked & (1ull << (SIGUSR2 - 1)), 0u) << r.out;
+    EXPECT_EQ(blocked & (1ull << (SIGUSR1 - 1)), 0u) << r.out;
+  }());
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
 // A working directory that does not exist is named in the error (it used to read as a missing program).
 TEST(Subprocess, MissingWorkingDirectoryIsNamed) {
   run_guarded([]() -> Task<> {
