@@ -829,15 +829,31 @@ class UringBackend final : public SignalCore {
       case OpCode::send:
       case OpCode::sendv:
       case OpCode::write:
-        // EPIPE because the multishot receive, armed with nobody reading, took the socket's error (a
-        // reset) first: the send gets that error, as it would have from the kernel (and does on epoll).
-        if (res == -EPIPE) op.result = queued_error(op.fd, res);
+        if (res == -EPIPE || res == -ECONNRESET) {
+          if (is_unix_socket(op.fd)) {
+            // A Unix stream socket whose peer went with data unread: send() says EPIPE (as on epoll, and
+            // in asyncio), but the ring's send, retried when the socket polled ready with that error,
+            // reports the socket's error (ECONNRESET), as a receive would.
+            op.result = -EPIPE;
+          } else if (res == -EPIPE) {
+            // EPIPE because the multishot receive, armed with nobody reading, took the socket's error (a
+            // TCP reset) first: the send gets that error, as it would have from the kernel (and does on
+            // epoll).
+            op.result = queued_error(op.fd, res);
+          }
+        }
         break;
       default:
         break;
     }
     finish(op);
     return 1;
+  }
+
+  static bool is_unix_socket(int fd) noexcept {
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
   }
 
   // The error a receive delivered to fd's queue and nobody has read yet, else dflt.

@@ -873,6 +873,21 @@ TEST(Subprocess, TheChildHasTheProgramsSignalMaskNotTheLoops) {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
+// Writing to the stdin of a child that exits without reading it all is a BrokenPipeError on every backend,
+// as asyncio's (io_uring turned the pipe's EPIPE into the ConnectionResetError its receive had read).
+TEST(Subprocess, WritingToAChildThatLeftUnreadInputIsABrokenPipe) {
+  run_guarded([]() -> Task<> {
+    SubprocessOptions o;
+    o.in = Stdio::pipe;
+    auto argv = sh("head -c 1000 >/dev/null; sleep 0.1");
+    Process p = co_await corio::create_subprocess_exec(argv, o);
+    const std::string big(1 << 20, 'x');
+    p.in().write(big);
+    PCO_EXPECT_THROW_AS(co_await p.in().drain(), corio::BrokenPipeError, e, (void)e);
+    co_await p.wait();
+  }());
+}
+
 // A working directory that does not exist is named in the error (it used to read as a missing program).
 TEST(Subprocess, MissingWorkingDirectoryIsNamed) {
   run_guarded([]() -> Task<> {
