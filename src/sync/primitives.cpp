@@ -138,8 +138,10 @@ void Condition::notify_all() { notify(waiters_.size()); }
 // ---------------------------------------------------------------- Semaphore
 
 void Semaphore::release() {
-  if (waiters_.wake_one()) return;
+  // The bound first, as asyncio's BoundedSemaphore: with a task waiting the value is 0, so only a bound of
+  // 0 can be reached here, and then there is no permit to hand over.
   if (value_ >= bound_) throw Error("BoundedSemaphore released too many times");
+  if (waiters_.wake_one()) return;
   ++value_;
 }
 

@@ -216,6 +216,26 @@ TEST(BoundedSemaphore, ReleaseAboveInitialValueThrows) {
       kVirtual);
 }
 
+// A BoundedSemaphore(0) never has a permit to give: release() throws even with a task waiting (as asyncio's
+// ValueError; the permit was handed to the waiter, above the bound), and the waiter keeps waiting.
+TEST(BoundedSemaphore, ReleaseOfABoundOfZeroThrowsEvenWithAWaiter) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::BoundedSemaphore sem(0);
+        std::vector<std::string> log;
+        auto c = corio::create_task(taker(sem, log, "c"));
+        co_await turns(1);
+        EXPECT_THROW(sem.release(), corio::Error);
+        co_await turns(2);
+        EXPECT_FALSE(c.done());
+        EXPECT_EQ(sem.value(), 0u);
+        c.cancel();
+        co_await turns(2);
+        EXPECT_TRUE(c.done());
+      }(),
+      kVirtual);
+}
+
 TEST(BoundedSemaphore, CancelledAfterHandOverDoesNotThrowOrOverflow) {
   corio::run(
       []() -> corio::Task<> {

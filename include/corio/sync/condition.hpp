@@ -26,7 +26,7 @@ class Condition {
   // too (the two went with their owner's frame: a task that failed, whose tasks run() then cancels), the
   // wait touches neither: CancelledError if cancelled, else RuntimeError.
   Task<> wait();
-  // wait() until pred() is true; returns pred()'s last value.
+  // wait() until pred() is true; returns true (pred()'s last value, as asyncio's).
   template <class Pred>
   Task<bool> wait_for(Pred pred) {
     while (!pred()) co_await wait();

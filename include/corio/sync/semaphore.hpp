@@ -25,10 +25,13 @@ class Semaphore {
   // #90155). Cancelled after the permit was handed over but before running: the permit passes on.
   detail::SemaphoreAcquire acquire() noexcept;
   // Returns a permit: to the first waiter if any, else to the pool. Throws corio::Error (and changes
-  // nothing) when that would take a BoundedSemaphore above its initial value — also when called through a
+  // nothing) when that would take a BoundedSemaphore above its initial value (a BoundedSemaphore(0) also
+  // with a task waiting, as asyncio) — also when called through a
   // Semaphore&: the bound is stored here, not in a virtual override.
   void release();
-  // True when acquire() would suspend.
+  // True when acquire() would suspend. (A waiter handed a permit that has not run yet no longer counts: it
+  // has its permit. asyncio's locked() still counts it, so there a new acquire() then waits a turn, here it
+  // takes a permit released meanwhile at once; either way no task lacking a permit is overtaken.)
   bool locked() const noexcept { return value_ == 0 || !waiters_.empty(); }
   std::size_t value() const noexcept { return value_; }
 
