@@ -185,7 +185,7 @@ TEST(Backend, IoUringSetupFailingForWantOfDescriptorsSaysSo) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     // The soft limit at the lowest free descriptor: the next one the process makes fails with EMFILE.
-    int lowest = ::dup(0);
+    int lowest = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // (not dup(0): stdin may be closed)
     if (lowest < 0) ::_exit(10);
     ::close(lowest);
     rlimit lim{};
