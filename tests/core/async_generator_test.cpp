@@ -377,3 +377,241 @@ TEST(AsyncGenerator, ACancelThatReachedADestroyedGeneratorStillCancelsTheTask) {
       kVirtual);
 }
 }  // namespace cancel_then_destroyed
+
+namespace close_and_throw {
+
+// A generator whose cleanup awaits (C++ cannot co_await in a handler, so the handler notes what came and the
+// cleanup runs after it), recording what it saw.
+corio::AsyncGenerator<int> with_async_cleanup(std::vector<std::string>& log) {
+  bool closing = false;
+  try {
+    for (int i = 0;; ++i) co_yield i;
+  } catch (const corio::GeneratorExit&) {
+    closing = true;
+  }
+  if (closing) {
+    log.push_back("closing");
+    co_await corio::sleep(1s);  // the cleanup awaits, in the closing task
+    log.push_back("cleaned up");
+  }
+}
+
+TEST(AsyncGeneratorClose, AcloseThrowsGeneratorExitInAndRunsTheCleanupToItsEnd) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto& loop = corio::get_running_loop();
+        std::vector<std::string> log;
+        auto gen = with_async_cleanup(log);
+        EXPECT_EQ(co_await gen.next(), 0);
+        EXPECT_EQ(co_await gen.next(), 1);
+        const double t0 = loop.time();
+        co_await gen.aclose();
+        EXPECT_EQ(log, (std::vector<std::string>{"closing", "cleaned up"}));
+        EXPECT_DOUBLE_EQ(loop.time() - t0, 1.0);  // aclose() waited for the cleanup's sleep
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+        co_await gen.aclose();  // closing a closed generator does nothing
+        EXPECT_EQ(log.size(), 2u);
+      }(),
+      kVirtual);
+}
+
+// RAII cleanup runs at aclose(), not later when the generator object goes.
+TEST(AsyncGeneratorClose, AcloseRunsDestructorsOfTheBodysLocalsAtOnce) {
+  corio::run(
+      []() -> corio::Task<> {
+        int destroyed = 0;
+        auto gen = [](int& d) -> corio::AsyncGenerator<int> {
+          struct Guard {
+            int& d;
+            ~Guard() { ++d; }
+          } guard{d};
+          co_yield 1;
+          co_yield 2;
+        }(destroyed);
+        EXPECT_EQ(co_await gen.next(), 1);
+        EXPECT_EQ(destroyed, 0);
+        co_await gen.aclose();
+        EXPECT_EQ(destroyed, 1);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorClose, GeneratorExitIsNotAStdException) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool caught_as_std = false;
+        auto gen = [](bool& caught) -> corio::AsyncGenerator<int> {
+          try {
+            co_yield 1;
+            co_yield 2;
+          } catch (const std::exception&) {
+            caught = true;
+          }
+        }(caught_as_std);
+        EXPECT_EQ(co_await gen.next(), 1);
+        co_await gen.aclose();
+        EXPECT_FALSE(caught_as_std);
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorClose, ABodyThatYieldsAgainMakesAcloseThrowRuntimeError) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = []() -> corio::AsyncGenerator<int> {
+          for (int i = 0;; ++i) {
+            try {
+              co_yield i;
+            } catch (const corio::GeneratorExit&) {
+              // ignored: goes on yielding
+            }
+          }
+        }();
+        EXPECT_EQ(co_await gen.next(), 0);
+        try {
+          co_await gen.aclose();
+          ADD_FAILURE() << "aclose() returned";
+        } catch (const corio::RuntimeError& e) {
+          EXPECT_STREQ(e.what(), "async generator ignored GeneratorExit");
+        }
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorClose, AnotherErrorFromTheCleanupComesOutOfAclose) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = []() -> corio::AsyncGenerator<int> {
+          bool closing = false;
+          try {
+            co_yield 1;
+          } catch (const corio::GeneratorExit&) {
+            closing = true;
+          }
+          if (closing) throw std::logic_error("cleanup failed");
+        }();
+        EXPECT_EQ(co_await gen.next(), 1);
+        try {
+          co_await gen.aclose();
+          ADD_FAILURE() << "aclose() returned";
+        } catch (const std::logic_error& e) {
+          EXPECT_STREQ(e.what(), "cleanup failed");
+        }
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorClose, AcloseOnAGeneratorThatNeverRanClosesItWithoutRunningIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool ran = false;
+        auto gen = [](bool& r) -> corio::AsyncGenerator<int> {
+          r = true;
+          co_yield 1;
+        }(ran);
+        auto closing = gen.aclose();  // lazy: nothing yet
+        co_await closing;
+        EXPECT_FALSE(ran);
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+        EXPECT_FALSE(ran);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorClose, AcloseWhileAnotherTaskRunsItThrows) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = []() -> corio::AsyncGenerator<int> {
+          co_await corio::sleep(50ms);
+          co_yield 7;
+        }();
+        auto first = corio::create_task(
+            [](corio::AsyncGenerator<int>& g) -> corio::Task<int> { co_return *co_await g.next(); }(gen));
+        co_await corio::sleep(10ms);  // first is inside the generator, at its sleep
+        try {
+          co_await gen.aclose();
+          ADD_FAILURE() << "aclose() returned";
+        } catch (const corio::RuntimeError& e) {
+          EXPECT_STREQ(e.what(), "aclose(): asynchronous generator is already running");
+        }
+        EXPECT_EQ(co_await first, 7);
+        co_await gen.aclose();  // now it can
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorThrow, AthrowCaughtByTheBodyReturnsWhatItYieldsNext) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = []() -> corio::AsyncGenerator<std::string> {
+          for (;;) {
+            std::string caught;
+            try {
+              co_yield "value";
+            } catch (const std::runtime_error& e) {
+              caught = e.what();  // (no co_yield in a handler)
+            }
+            if (!caught.empty()) co_yield "caught " + caught;
+          }
+        }();
+        EXPECT_EQ(co_await gen.next(), "value");
+        EXPECT_EQ(co_await gen.athrow(std::runtime_error("boom")), "caught boom");
+        EXPECT_EQ(co_await gen.next(), "value");
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorThrow, AthrowNotCaughtComesOutAndEndsTheGenerator) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = count(5);
+        EXPECT_EQ(co_await gen.next(), 0);
+        try {
+          (void)co_await gen.athrow(std::make_exception_ptr(std::out_of_range("thrown in")));
+          ADD_FAILURE() << "athrow() returned";
+        } catch (const std::out_of_range& e) {
+          EXPECT_STREQ(e.what(), "thrown in");
+        }
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorThrow, AthrowThatEndsTheBodyReturnsNullopt) {
+  corio::run(
+      []() -> corio::Task<> {
+        auto gen = []() -> corio::AsyncGenerator<int> {
+          try {
+            co_yield 1;
+          } catch (const std::runtime_error&) {
+          }
+        }();
+        EXPECT_EQ(co_await gen.next(), 1);
+        EXPECT_EQ(co_await gen.athrow(std::runtime_error("stop")), std::nullopt);
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+      }(),
+      kVirtual);
+}
+
+TEST(AsyncGeneratorThrow, AthrowOnAGeneratorThatNeverRanThrowsAndClosesIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        bool ran = false;
+        auto gen = [](bool& r) -> corio::AsyncGenerator<int> {
+          r = true;
+          co_yield 1;
+        }(ran);
+        EXPECT_THROW((void)co_await gen.athrow(std::runtime_error("early")), std::runtime_error);
+        EXPECT_FALSE(ran);
+        EXPECT_EQ(co_await gen.next(), std::nullopt);
+        // On a generator that has ended: nullopt, nothing thrown (Python 3.11 returns None).
+        EXPECT_EQ(co_await gen.athrow(std::runtime_error("late")), std::nullopt);
+        EXPECT_THROW((void)co_await gen.athrow(std::exception_ptr()), corio::RuntimeError);
+      }(),
+      kVirtual);
+}
+
+}  // namespace close_and_throw

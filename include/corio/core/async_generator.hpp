@@ -17,6 +17,13 @@
 // next() returns is awaited once: awaiting it again throws InvalidStateError, as awaiting a Task twice does
 // (each value is a new `co_await gen.next()`).
 //
+// `co_await gen.aclose()` closes it as asyncio's aclose(): GeneratorExit is thrown in at the co_yield the
+// body is suspended at, the body unwinds (its awaits still work: it runs in the closing task as next()
+// does) and must end; one that yields again instead makes aclose() throw RuntimeError. A generator that
+// never ran or has ended is simply marked closed. `co_await gen.athrow(e)` throws e in there instead and
+// returns what the body yields next (nullopt if it ends). After either, next() returns nullopt once the
+// body has ended.
+//
 // Lives in core (not sync, where DESIGN.md lists it) because flow's as_completed returns one and the
 // layering rule lets flow include only core; <corio/sync/async_generator.hpp> re-exports it.
 #pragma once
@@ -24,11 +31,13 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 
 #include "corio/core/detail/runtime.hpp"
 #include "corio/core/errors.hpp"
+#include "corio/core/task.hpp"
 
 namespace corio {
 namespace detail {
@@ -37,6 +46,20 @@ namespace detail {
 struct GeneratorError {
   std::exception_ptr error;
 };
+
+// What a generator's awaiter does: resume it (next), or resume it with an exception thrown in at its co_yield
+// (athrow, aclose).
+enum class GeneratorOp : unsigned char { next, athrow, aclose };
+
+inline bool is_generator_exit(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const GeneratorExit&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
 }  // namespace detail
 
 template <class T>
@@ -50,19 +73,29 @@ class [[nodiscard]] AsyncGenerator {
     explicit promise_type(detail::SourceLoc loc = detail::SourceLoc::current()) noexcept
         : detail::PromiseBase(loc) {}
 
-    struct Yield {
+    // The final suspend point: hands back to the consumer; never resumed.
+    struct Final {
       bool await_ready() const noexcept { return false; }
       void await_suspend(std::coroutine_handle<promise_type> h) noexcept {
         detail::tl_transfer = h.promise().continuation_;
       }
       void await_resume() const noexcept {}
     };
+    // A co_yield: hands back to the consumer; athrow()/aclose() resume the body here with an exception to
+    // throw.
+    struct Yield : Final {
+      promise_type* p_;
+      void await_resume() const {
+        if (p_->inject_) [[unlikely]]
+          std::rethrow_exception(std::exchange(p_->inject_, nullptr));
+      }
+    };
 
     AsyncGenerator get_return_object() noexcept {
       return AsyncGenerator(std::coroutine_handle<promise_type>::from_promise(*this));
     }
     std::suspend_always initial_suspend() const noexcept { return {}; }
-    Yield final_suspend() noexcept {
+    Final final_suspend() noexcept {
       finished_ = true;
       running_ = nullptr;
       return {};
@@ -71,17 +104,18 @@ class [[nodiscard]] AsyncGenerator {
     Yield yield_value(U&& v) {
       value_.emplace(std::forward<U>(v));
       running_ = nullptr;
-      return {};
+      return {{}, this};
     }
     Yield yield_value(detail::GeneratorError e) noexcept {
       exc_ = std::move(e.error);
       running_ = nullptr;
-      return {};
+      return {{}, this};
     }
     void return_void() noexcept {}
     void unhandled_exception() noexcept { exc_ = std::current_exception(); }
 
     std::optional<T> value_;
+    std::exception_ptr inject_;  // athrow()/aclose(): thrown at the co_yield the body resumes from
     bool finished_ = false;
     bool broken_ = false;  // left suspended at an await by a destroyed task (~NextAwaiter)
     // The AsyncGenerator was destroyed while a task ran it: the frame now belongs to that task's next(),
@@ -91,11 +125,19 @@ class [[nodiscard]] AsyncGenerator {
   };
 
   struct NextAwaiter {
-    explicit NextAwaiter(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+    explicit NextAwaiter(std::coroutine_handle<promise_type> h,
+                         detail::GeneratorOp op = detail::GeneratorOp::next,
+                         std::exception_ptr e = nullptr) noexcept
+        : h_(h), throw_(std::move(e)), op_(op) {}
     // Move-only, and the moved-from one lets go: a copy (co_await std::move(a), the task a combinator makes
     // of it) kept the handle after the frame was destroyed through the other, and read it when destroyed.
     NextAwaiter(NextAwaiter&& o) noexcept
-        : h_(std::exchange(o.h_, nullptr)), task_(std::exchange(o.task_, nullptr)), awaited_(o.awaited_) {
+        : h_(std::exchange(o.h_, nullptr)),
+          task_(std::exchange(o.task_, nullptr)),
+          throw_(std::move(o.throw_)),
+          op_(o.op_),
+          awaited_(o.awaited_),
+          unstarted_(o.unstarted_) {
       if (h_ && h_.promise().running_ == &o) h_.promise().running_ = this;
     }
     NextAwaiter& operator=(NextAwaiter&&) = delete;
@@ -104,9 +146,13 @@ class [[nodiscard]] AsyncGenerator {
     // The task running the generator, set while it does, with a reference: this awaiter may be destroyed
     // long after the task (in the frame of an outer generator that outlives it).
     detail::TaskStateBase* task_ = nullptr;
+    std::exception_ptr throw_;  // athrow()'s exception
+    detail::GeneratorOp op_;
     // Set by the first co_await: one next() awaiter is awaited once, as a Task is (a second await would
     // run the generator again under the same awaiter, its task reference taken twice).
     bool awaited_ = false;
+    // athrow()/aclose() found a generator that never ran: it is closed without running.
+    bool unstarted_ = false;
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
     // closing loop): the generator must not reach it any more, and it is left suspended at an await with
     // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task. An
@@ -123,14 +169,32 @@ class [[nodiscard]] AsyncGenerator {
       if (task_) task_->release();
     }
     bool await_ready() {
-      if (awaited_) throw InvalidStateError("co_await on a next() awaiter that was already awaited");
-      if (!h_) throw InvalidStateError("next() on an AsyncGenerator that was moved from");
+      using detail::GeneratorOp;
+      const char* what = op_ == GeneratorOp::next     ? "next()"
+                         : op_ == GeneratorOp::athrow ? "athrow()"
+                                                      : "aclose()";
+      if (awaited_)
+        throw InvalidStateError(std::string("co_await on a ") + what + " awaiter that was already awaited");
+      if (!h_) throw InvalidStateError(std::string(what) + " on an AsyncGenerator that was moved from");
       promise_type& p = h_.promise();
-      if (p.running_) throw RuntimeError("anext(): asynchronous generator is already running");
+      if (p.running_)
+        throw RuntimeError(std::string(op_ == GeneratorOp::next ? "anext()" : what) +
+                           ": asynchronous generator is already running");
       if (p.broken_)
         throw RuntimeError("the async generator's task was destroyed while it ran the generator");
+      if (op_ == GeneratorOp::athrow && !throw_)
+        throw RuntimeError("athrow(): no exception given (a null exception_ptr)");
       awaited_ = true;
-      return p.finished_;
+      if (p.finished_) return true;
+      if (op_ != GeneratorOp::next) {
+        if (!p.started_) {  // never ran: closed without running, as Python's
+          p.finished_ = true;
+          unstarted_ = true;
+          return true;
+        }
+        p.inject_ = op_ == GeneratorOp::aclose ? std::make_exception_ptr(GeneratorExit()) : throw_;
+      }
+      return false;
     }
     template <class P>
     void await_suspend(std::coroutine_handle<P> caller) noexcept {
@@ -145,17 +209,30 @@ class [[nodiscard]] AsyncGenerator {
       detail::tl_transfer = h_;
     }
     std::optional<T> await_resume() {
+      using detail::GeneratorOp;
       promise_type& p = h_.promise();
       if (p.abandoned_) [[unlikely]] {
+        const bool ended = p.finished_;
         std::exception_ptr e = std::exchange(p.exc_, nullptr);
         std::exchange(h_, nullptr).destroy();
+        if (op_ == GeneratorOp::aclose && ended && (!e || detail::is_generator_exit(e))) return std::nullopt;
         if (e) std::rethrow_exception(e);
         throw RuntimeError("the async generator was destroyed while this task was running it");
       }
-      if (p.exc_) std::rethrow_exception(std::exchange(p.exc_, nullptr));
+      if (unstarted_) [[unlikely]] {
+        if (op_ == GeneratorOp::athrow) std::rethrow_exception(throw_);
+        return std::nullopt;
+      }
+      if (p.exc_) {
+        std::exception_ptr e = std::exchange(p.exc_, nullptr);
+        if (op_ == GeneratorOp::aclose && p.finished_ && detail::is_generator_exit(e)) return std::nullopt;
+        std::rethrow_exception(e);
+      }
       if (p.finished_) return std::nullopt;
       std::optional<T> out = std::move(p.value_);
       p.value_.reset();
+      if (op_ == GeneratorOp::aclose) [[unlikely]]
+        throw RuntimeError("async generator ignored GeneratorExit");
       return out;
     }
   };
@@ -173,6 +250,27 @@ class [[nodiscard]] AsyncGenerator {
 
   // Awaitable: the next value, or nullopt once the generator has returned.
   NextAwaiter next() noexcept { return NextAwaiter(h_); }
+
+  // Awaitable (asyncio's athrow()): throws `e` into the body at the co_yield it is suspended at; returns what
+  // the body yields next, or nullopt if it ends; what the body throws comes out here. A generator that never
+  // ran is closed without running and `e` comes out here; on one that has ended, nullopt.
+  NextAwaiter athrow(std::exception_ptr e) noexcept {
+    return NextAwaiter(h_, detail::GeneratorOp::athrow, std::move(e));
+  }
+  template <class E>
+  requires(!std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr>) NextAwaiter athrow(E&& e) {
+    return athrow(std::make_exception_ptr(std::forward<E>(e)));
+  }
+
+  // asyncio's aclose(): throws GeneratorExit into the body at the co_yield it is suspended at and runs it to
+  // its end (its cleanup may await); GeneratorExit, or the body's end, is not an error here; anything else
+  // the body throws comes out; a body that yields again instead makes this throw RuntimeError ("async
+  // generator ignored GeneratorExit"). A generator that never ran or has ended is only marked closed.
+  // Lazy, as a Task: nothing happens until it is awaited; the generator must live until then.
+  Task<> aclose() {
+    NextAwaiter a(h_, detail::GeneratorOp::aclose);  // h_ when awaited: a moved-from generator is an error
+    (void)co_await a;
+  }
 
  private:
   explicit AsyncGenerator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}

@@ -31,6 +31,15 @@ class CancelledError {
   std::string msg_;
 };
 
+// Thrown into an async generator at the co_yield it is suspended at by AsyncGenerator::aclose(), so that
+// the body unwinds (RAII and its own handlers run) and ends. Like CancelledError, not a std::exception, so
+// that `catch (const std::exception&)` in the body does not swallow it (asyncio's GeneratorExit is a
+// BaseException). A body that catches it must end, not yield again.
+class GeneratorExit {
+ public:
+  const char* what() const noexcept { return "GeneratorExit"; }
+};
+
 // wait_for's deadline passed (the inner work was cancelled and has ended).
 class TimeoutError : public Error {
  public:
