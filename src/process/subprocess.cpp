@@ -276,6 +276,8 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
     if (has_nul(argv[i]))
       throw Error("create_subprocess_exec(): argv[" + std::to_string(i) + "] holds a NUL byte");
   if (options.cwd && has_nul(*options.cwd)) throw Error("create_subprocess_exec(): cwd holds a NUL byte");
+  if (options.in == Stdio::to_stdout || options.out == Stdio::to_stdout)
+    throw Error("create_subprocess_exec(): Stdio::to_stdout is only for err (stderr)");
   if (options.env)
     for (const auto& [k, v] : *options.env) {
       if (k.empty() || k.find('=') != std::string::npos || has_nul(k))
@@ -298,6 +300,8 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
       posix_spawn_file_actions_adddup2(&fa, p.child, target);
     else if (how == Stdio::devnull)
       posix_spawn_file_actions_addopen(&fa, target, "/dev/null", devnull_flags, 0);
+    else if (how == Stdio::to_stdout)  // routed after stdout (the actions run in order): goes where it goes
+      posix_spawn_file_actions_adddup2(&fa, 1, target);
   };
   route(options.in, pin, 0, O_RDONLY);
   route(options.out, pout, 1, O_WRONLY);
@@ -396,6 +400,13 @@ Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOp
   if (perr.parent >= 0)
     st.err.emplace(detail::make_stream_state(std::exchange(perr.parent, -1), false, name + " stderr"));
   co_return p;
+}
+
+Task<Process> create_subprocess_shell(std::string cmd, SubprocessOptions options) {
+  if (cmd.find('\0') != std::string::npos)
+    throw Error("create_subprocess_shell(): the command holds a NUL byte");
+  std::vector<std::string> argv{"/bin/sh", "-c", std::move(cmd)};
+  co_return co_await create_subprocess_exec(std::move(argv), std::move(options));
 }
 
 }  // namespace corio

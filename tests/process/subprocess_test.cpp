@@ -129,6 +129,57 @@ Task<> pipes_for_out_and_err() {
   EXPECT_EQ(p.returncode(), std::optional<int>(0));
 }
 
+// stderr = Stdio::to_stdout (asyncio.subprocess.STDOUT): both streams arrive, in the order written, on out().
+Task<> stderr_to_stdout() {
+  auto argv = sh("printf 'one '; printf 'two ' >&2; printf 'three'");
+  Process p =
+      co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::pipe, Stdio::to_stdout));
+  EXPECT_EQ(co_await p.out().read(), "one two three");
+  EXPECT_THROW(p.err(), corio::InvalidStateError);
+  EXPECT_EQ(co_await p.wait(), 0);
+  // With stdout to /dev/null, stderr goes there too.
+  Process q =
+      co_await corio::create_subprocess_exec(argv, opts(Stdio::devnull, Stdio::devnull, Stdio::to_stdout));
+  auto r = co_await q.communicate();
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(q.returncode(), std::optional<int>(0));
+  // Only stderr can follow stdout.
+  for (int which = 0; which < 2; ++which) {
+    SubprocessOptions o = which == 0 ? opts(Stdio::to_stdout, Stdio::pipe, Stdio::inherit)
+                                     : opts(Stdio::devnull, Stdio::to_stdout, Stdio::inherit);
+    try {
+      (void)co_await corio::create_subprocess_exec(argv, o);
+      ADD_FAILURE() << "no error for to_stdout on " << (which == 0 ? "in" : "out");
+    } catch (const corio::Error& e) {
+      EXPECT_STREQ(e.what(), "create_subprocess_exec(): Stdio::to_stdout is only for err (stderr)");
+    }
+  }
+}
+
+// create_subprocess_shell: /bin/sh -c with the shell's syntax; a command the shell cannot find is exit 127;
+// lazy, as every coroutine.
+Task<> shell_runs_the_command_line() {
+  std::string cmd = "x=world; printf 'hello %s\\n' \"$x\" | tr a-z A-Z; echo err >&2; exit 3";
+  Process p = co_await corio::create_subprocess_shell(cmd, opts(Stdio::devnull, Stdio::pipe, Stdio::pipe));
+  auto r = co_await p.communicate();
+  EXPECT_EQ(r.out, "HELLO WORLD\n");
+  EXPECT_EQ(r.err, "err\n");
+  EXPECT_EQ(p.returncode(), std::optional<int>(3));
+  std::string missing = "no-such-command-for-corio-tests";
+  Process q =
+      co_await corio::create_subprocess_shell(missing, opts(Stdio::devnull, Stdio::devnull, Stdio::devnull));
+  EXPECT_EQ(co_await q.wait(), 127);
+  std::string with_nul("echo a\0b", 9);
+  auto never = corio::create_subprocess_shell(with_nul);  // nothing runs, nothing is thrown, until awaited
+  try {
+    (void)co_await std::move(never);
+    ADD_FAILURE() << "no error for a NUL byte";
+  } catch (const corio::Error& e) {
+    EXPECT_STREQ(e.what(), "create_subprocess_shell(): the command holds a NUL byte");
+  }
+}
+
 Task<> pipe_for_in() {
   auto argv = std::vector<std::string>{"cat"};
   Process p = co_await corio::create_subprocess_exec(argv, opts(Stdio::pipe, Stdio::pipe, Stdio::inherit));
@@ -699,6 +750,8 @@ Task<> many_children_at_once() {
 
 TEST(Subprocess, PipesForOutAndErr) { run_guarded(pipes_for_out_and_err()); }
 TEST(Subprocess, PipeForIn) { run_guarded(pipe_for_in()); }
+TEST(Subprocess, StderrToStdout) { run_guarded(stderr_to_stdout()); }
+TEST(Subprocess, ShellRunsTheCommandLine) { run_guarded(shell_runs_the_command_line()); }
 TEST(Subprocess, WriteEofGivesTheChildEof) { run_guarded(write_eof_gives_the_child_eof()); }
 TEST(Subprocess, WritingToAnExitedChildIsBrokenPipeNotSIGPIPE) { run_guarded(writing_to_an_exited_child()); }
 TEST(Subprocess, DevnullForEachStream) { run_guarded(devnull_everywhere()); }

@@ -1,4 +1,4 @@
-// Subprocesses (asyncio.create_subprocess_exec).
+// Subprocesses (asyncio.create_subprocess_exec, create_subprocess_shell).
 //
 // The child's pipes are StreamWriter/StreamReader (non-blocking on corio's side); its exit is watched
 // through a pidfd, so wait() suspends the task until the kernel reports the exit — no SIGCHLD handler,
@@ -21,7 +21,10 @@ namespace detail {
 struct ProcessState;
 }
 
-enum class Stdio { inherit, pipe, devnull };
+// Where a child's standard stream goes: this process's (inherit), a pipe to this process (pipe), /dev/null,
+// or, for stderr only, wherever stdout goes (to_stdout: asyncio.subprocess.STDOUT; with out = pipe, out()
+// reads both).
+enum class Stdio { inherit, pipe, devnull, to_stdout };
 
 struct SubprocessOptions {
   Stdio in = Stdio::inherit;
@@ -73,7 +76,13 @@ class Process {
 };
 
 // Starts argv[0] (searched in PATH) with argv. Throws OSError naming the program when it cannot be
-// started (e.g. "create_subprocess_exec(nosuchprog): No such file or directory").
+// started (e.g. "create_subprocess_exec(nosuchprog): No such file or directory"), and corio::Error for
+// options it cannot carry out (an argument holding a NUL byte, Stdio::to_stdout for in or out).
 Task<Process> create_subprocess_exec(std::vector<std::string> argv, SubprocessOptions options = {});
+
+// Runs `cmd` with /bin/sh -c, as asyncio's create_subprocess_shell: the shell's syntax (pipes, redirections,
+// variables) applies, and so does its quoting: never put untrusted text in cmd. A command the shell cannot
+// find is the shell's exit code 127, not an exception.
+Task<Process> create_subprocess_shell(std::string cmd, SubprocessOptions options = {});
 
 }  // namespace corio
