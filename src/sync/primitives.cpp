@@ -141,7 +141,7 @@ void Semaphore::release() {
   // The bound first, as asyncio's BoundedSemaphore: with a task waiting the value is 0, so only a bound of
   // 0 can be reached here, and then there is no permit to hand over.
   if (value_ >= bound_) throw Error("BoundedSemaphore released too many times");
-  if (waiters_.wake_one()) return;
+  if (waiters_.wake_one_tracked(0)) return;  // (tracked: see give_back)
   ++value_;
 }
 

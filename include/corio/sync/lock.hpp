@@ -52,9 +52,10 @@ class Lock {
  private:
   friend class detail::LockAcquire;
   friend class Condition;  // (watches the lock's lifetime through waiters_)
-  // Hands the lock to the first waiter, if any, else unlocks it.
+  // Hands the lock to the first waiter, if any, else unlocks it. Tracked: a waiter handed the lock learns,
+  // when it runs, whether the lock was destroyed meanwhile (then it must not touch it).
   void hand_on() noexcept {
-    handing_ = waiters_.wake_one();
+    handing_ = waiters_.wake_one_tracked(0);
     if (!handing_) locked_ = false;
   }
   // Invariant: locked_ stays true while the lock is handed from release() to a woken waiter (so no newcomer
@@ -76,15 +77,17 @@ class [[nodiscard]] LockAcquire : public WaitList::Node {
     lock_->locked_ = true;
     return true;
   }
-  // Handed the lock but destroyed before it ran (its task destroyed with a closing loop): hand it on.
+  // Handed the lock but destroyed before it ran (its task destroyed with a closing loop): hand it on,
+  // unless the lock is gone too.
   ~LockAcquire() {
-    if (granted) {
+    if (granted && !orphaned()) {
       lock_->handing_ = false;
       lock_->hand_on();
     }
   }
   void await_resume() {
-    if (std::exchange(granted, false)) {
+    ListNode::unlink();  // (from the waiters handed the lock, if it was)
+    if (std::exchange(granted, false) && !orphaned()) {
       lock_->handing_ = false;
       if (task_->cancel_pending()) lock_->hand_on();  // handed over, then cancelled: hand it on
     }

@@ -42,8 +42,10 @@ class Semaphore {
  private:
   friend class detail::SemaphoreAcquire;
   // A permit handed back by a waiter that was given it and then cancelled: it was out, so the bound holds.
+  // Waiters are woken tracked: one handed a permit learns, when it runs, whether the semaphore was
+  // destroyed meanwhile (then it must not touch it).
   void give_back() noexcept {
-    if (!waiters_.wake_one()) ++value_;
+    if (!waiters_.wake_one_tracked(0)) ++value_;
   }
 
   std::size_t value_;
@@ -70,13 +72,16 @@ class [[nodiscard]] SemaphoreAcquire : public WaitList::Node {
     --sem_->value_;
     return true;
   }
-  // Handed a permit but destroyed before it ran (its task destroyed with a closing loop): give it back.
+  // Handed a permit but destroyed before it ran (its task destroyed with a closing loop): give it back,
+  // unless the semaphore is gone too.
   ~SemaphoreAcquire() {
-    if (granted) sem_->give_back();
+    if (granted && !orphaned()) sem_->give_back();
   }
   void await_resume() {
+    ListNode::unlink();  // (from the waiters handed a permit, if it was)
     const bool handed = std::exchange(granted, false);
-    if (handed && task_->cancel_pending()) sem_->give_back();  // handed a permit, then cancelled
+    if (handed && !orphaned() && task_->cancel_pending())
+      sem_->give_back();  // handed a permit, then cancelled
     throw_if_cancelled();
   }
 
