@@ -223,7 +223,10 @@ TEST(Receive, DataArrivingWhileNobodyReadsIsKeptInOrder) {
     }));
     std::string got = co_await p.reader.readexactly(1);  // the first read starts the receiving
     co_await corio_test::turns(200);                     // nobody reads while data arrives
-    got += co_await p.reader.read();                     // until EOF
+    // Bounded: what the backend keeps plus the socket's buffers is far below 1 MiB, so the writer is still
+    // blocked (with no bound, the whole MiB would have been taken in and the writer finished).
+    EXPECT_FALSE(writer.done()) << "the backend took in all of 1 MiB that nobody read";
+    got += co_await p.reader.read();  // until EOF
     co_await writer;
     CO_ASSERT_EQ(got.size(), data.size());
     EXPECT_TRUE(got == data) << "the bytes came back out of order or changed";
