@@ -114,6 +114,38 @@ TEST(Backend, EnvironmentOverridesAutomatic) {
   EXPECT_EQ(corio::run([&]() -> Task<Backend> { co_return which(); }()), Backend::epoll);
 }
 
+// An explicit RunOptions.backend wins over CORIO_BACKEND (which only overrides automatic), and a value
+// CORIO_BACKEND cannot mean is refused by name rather than ignored.
+TEST(Backend, ExplicitChoiceBeatsTheEnvironmentAndABadValueIsRefused) {
+  auto which = [] { return corio::get_running_loop().backend(); };
+  if (io_uring_usable()) {
+    ScopedEnv env("CORIO_BACKEND", "io_uring");
+    EXPECT_EQ(
+        corio::run([&]() -> Task<Backend> { co_return which(); }(), RunOptions{.backend = Backend::epoll}),
+        Backend::epoll);
+  }
+  {
+    ScopedEnv env("CORIO_BACKEND", "epoll");
+    if (io_uring_usable()) {
+      EXPECT_EQ(corio::run([&]() -> Task<Backend> { co_return which(); }(),
+                           RunOptions{.backend = Backend::io_uring}),
+                Backend::io_uring);
+    }
+  }
+  ScopedEnv env("CORIO_BACKEND", "kqueue");
+  bool ran = false;
+  try {
+    corio::run([&]() -> Task<> {
+      ran = true;
+      co_return;
+    }());
+    ADD_FAILURE() << "CORIO_BACKEND=kqueue was accepted";
+  } catch (const corio::RuntimeError& e) {
+    EXPECT_STREQ(e.what(), "CORIO_BACKEND=kqueue: expected epoll or io_uring");
+  }
+  EXPECT_FALSE(ran);
+}
+
 TEST(Backend, AutomaticPrefersIoUringWhereTheKernelAllowsIt) {
   ScopedEnv env("CORIO_BACKEND", nullptr);
   if (!io_uring_usable()) GTEST_SKIP() << "the kernel refuses io_uring here (probe failed)";
