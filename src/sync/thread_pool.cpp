@@ -35,10 +35,14 @@ struct ThreadPool::Impl {
         ++exited;
         return;
       }
-      std::function<void()> job = std::move(jobs.front());
-      jobs.pop_front();
-      lock.unlock();
-      job();
+      {
+        std::function<void()> job = std::move(jobs.front());
+        jobs.pop_front();
+        lock.unlock();
+        job();
+      }  // The job (the callable, the arguments it did not take) goes here, without the lock, as CPython's
+         // workers drop theirs: a slow destructor would stall every submit, and one that waits for the
+         // loop (which may be submitting) would deadlock.
       lock.lock();
     }
   }

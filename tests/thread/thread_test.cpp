@@ -90,6 +90,35 @@ TEST(ToThread, ReturnsTheValue) {
       kVirtual);
 }
 
+// The callable of a finished call is destroyed without the pool's lock: here its destructor waits until the
+// loop has run another to_thread call (whose submit takes that lock). It deadlocked (until the destructor's
+// own 10 s limit) when the worker destroyed the job holding the lock.
+TEST(ToThread, ACallablesDestructorDoesNotHoldUpOtherCalls) {
+  std::atomic<int> released{0};
+  corio::run([](std::atomic<int>& released) -> corio::Task<> {
+    struct WaitsInDestructor {
+      std::shared_future<void> gate;
+      std::atomic<int>* released;  // 1: by the gate, -1: by the time limit
+      bool armed = true;
+      WaitsInDestructor(std::shared_future<void> g, std::atomic<int>* r) : gate(std::move(g)), released(r) {}
+      WaitsInDestructor(WaitsInDestructor&& o) noexcept
+          : gate(o.gate), released(o.released), armed(std::exchange(o.armed, false)) {}
+      ~WaitsInDestructor() {
+        if (armed) *released = gate.wait_for(10s) == std::future_status::ready ? 1 : -1;
+      }
+      int operator()() const { return 1; }
+    };
+    std::promise<void> gate;
+    WaitsInDestructor first(gate.get_future().share(), &released);
+    EXPECT_EQ(co_await corio::to_thread(std::move(first)), 1);  // returned; its destructor now waits
+    auto second = [] { return 2; };
+    EXPECT_EQ(co_await corio::to_thread(second), 2);
+    gate.set_value();
+  }(released));
+  // Closing the loop joined its pool: the destructor has returned.
+  EXPECT_EQ(released, 1) << "the destructor gave up waiting: the second call was held up";
+}
+
 TEST(ToThread, MoveOnlyArgument) {
   corio::run(
       []() -> corio::Task<> {
