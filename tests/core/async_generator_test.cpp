@@ -378,6 +378,41 @@ TEST(AsyncGenerator, ACancelThatReachedADestroyedGeneratorStillCancelsTheTask) {
 }
 }  // namespace cancel_then_destroyed
 
+// An awaiter made by next() (or athrow()) and not awaited yet when its generator is destroyed: awaiting it
+// throws RuntimeError; it read the freed frame (a create_task(gen.next()) whose task had not run yet, the
+// asyncio habit of an anext task cancelled as its generator goes).
+TEST(AsyncGenerator, AnAwaiterOfADestroyedGeneratorThrowsInsteadOfTouchingIt) {
+  corio::run(
+      []() -> corio::Task<> {
+        corio::TaskHandle<std::optional<int>> pending;
+        {
+          auto gen = count(3);
+          pending = corio::create_task(gen.next());
+        }  // destroyed before the task ran
+        try {
+          (void)co_await pending;
+          ADD_FAILURE() << "the awaiter of a destroyed generator returned";
+        } catch (const corio::RuntimeError& e) {
+          EXPECT_STREQ(e.what(), "next(): the async generator was destroyed before this was awaited");
+        }
+        corio::TaskHandle<std::optional<int>> cancelled;
+        {
+          auto gen = count(3);
+          cancelled = corio::create_task(gen.next());
+          cancelled.cancel();
+        }
+        EXPECT_THROW(co_await cancelled, corio::CancelledError);
+        auto gen = count(3);
+        auto held = gen.next();
+        auto thrown = gen.athrow(std::runtime_error("never thrown"));
+        gen = count(1);  // the first generator goes
+        EXPECT_THROW(co_await held, corio::RuntimeError);
+        EXPECT_THROW((void)co_await thrown, corio::RuntimeError);
+        EXPECT_EQ(co_await gen.next(), 0);  // the new one is untouched
+      }(),
+      kVirtual);
+}
+
 namespace close_and_throw {
 
 // A generator whose cleanup awaits (C++ cannot co_await in a handler, so the handler notes what came and the

@@ -15,7 +15,9 @@
 // throws RuntimeError, as asyncio's anext() does. A generator whose task was destroyed while running it
 // (a loop closed with that task pending) is left mid-await: its next() throws RuntimeError too. The awaiter
 // next() returns is awaited once: awaiting it again throws InvalidStateError, as awaiting a Task twice does
-// (each value is a new `co_await gen.next()`).
+// (each value is a new `co_await gen.next()`). It does not own the generator (asyncio's anext() keeps it
+// alive): one not awaited yet when the generator is destroyed (a create_task(gen.next()) whose task has not
+// run) throws RuntimeError when awaited.
 //
 // `co_await gen.aclose()` closes it as asyncio's aclose(): GeneratorExit is thrown in at the co_yield the
 // body is suspended at, the body unwinds (its awaits still work: it runs in the closing task as next()
@@ -122,13 +124,18 @@ class [[nodiscard]] AsyncGenerator {
     // which destroys it once the body yields or ends.
     bool abandoned_ = false;
     NextAwaiter* running_ = nullptr;  // the next() a task is running the generator in, if any
+    // Every live awaiter of this generator (next(), athrow(), aclose()), so that the generator's destruction
+    // reaches those not running it: they must not touch the frame afterwards.
+    detail::HListNode* awaiters_ = nullptr;
   };
 
-  struct NextAwaiter {
+  struct NextAwaiter : detail::HListNode {
     explicit NextAwaiter(std::coroutine_handle<promise_type> h,
                          detail::GeneratorOp op = detail::GeneratorOp::next,
                          std::exception_ptr e = nullptr) noexcept
-        : h_(h), throw_(std::move(e)), op_(op) {}
+        : h_(h), throw_(std::move(e)), op_(op) {
+      if (h_) link_front(h_.promise().awaiters_);
+    }
     // Move-only, and the moved-from one lets go: a copy (co_await std::move(a), the task a combinator makes
     // of it) kept the handle after the frame was destroyed through the other, and read it when destroyed.
     NextAwaiter(NextAwaiter&& o) noexcept
@@ -137,7 +144,12 @@ class [[nodiscard]] AsyncGenerator {
           throw_(std::move(o.throw_)),
           op_(o.op_),
           awaited_(o.awaited_),
-          unstarted_(o.unstarted_) {
+          unstarted_(o.unstarted_),
+          gone_(o.gone_) {
+      if (o.linked()) {
+        o.unlink();
+        link_front(h_.promise().awaiters_);
+      }
       if (h_ && h_.promise().running_ == &o) h_.promise().running_ = this;
     }
     NextAwaiter& operator=(NextAwaiter&&) = delete;
@@ -153,11 +165,15 @@ class [[nodiscard]] AsyncGenerator {
     bool awaited_ = false;
     // athrow()/aclose() found a generator that never ran: it is closed without running.
     bool unstarted_ = false;
+    // The generator was destroyed while this awaiter was not running it (made, not awaited yet: a
+    // create_task(gen.next()) whose task had not run): awaiting it throws RuntimeError.
+    bool gone_ = false;
     // Destroyed while the generator still counts it as running it (the consumer's frame destroyed with a
     // closing loop): the generator must not reach it any more, and it is left suspended at an await with
     // no task to resume it, so it never runs again. The waiter it is suspended at lets go of the task. An
     // abandoned generator's frame has no other owner: it goes too.
     ~NextAwaiter() {
+      unlink();  // first: the frame (holding the list's head) may be destroyed below
       if (h_ && h_.promise().running_ == this) {
         promise_type& p = h_.promise();
         p.running_ = nullptr;
@@ -175,6 +191,8 @@ class [[nodiscard]] AsyncGenerator {
                                                       : "aclose()";
       if (awaited_)
         throw InvalidStateError(std::string("co_await on a ") + what + " awaiter that was already awaited");
+      if (gone_)
+        throw RuntimeError(std::string(what) + ": the async generator was destroyed before this was awaited");
       if (!h_) throw InvalidStateError(std::string(what) + " on an AsyncGenerator that was moved from");
       promise_type& p = h_.promise();
       if (p.running_)
@@ -214,6 +232,7 @@ class [[nodiscard]] AsyncGenerator {
       if (p.abandoned_) [[unlikely]] {
         const bool ended = p.finished_;
         std::exception_ptr e = std::exchange(p.exc_, nullptr);
+        unlink();
         std::exchange(h_, nullptr).destroy();
         if (op_ == GeneratorOp::aclose && ended && (!e || detail::is_generator_exit(e))) return std::nullopt;
         if (e) std::rethrow_exception(e);
@@ -284,12 +303,26 @@ class [[nodiscard]] AsyncGenerator {
     promise_type& p = h_.promise();
     NextAwaiter* running = p.running_;
     if (running && running->task_ && !running->task_->done()) {
+      let_go_of_awaiters(p, running);
       p.abandoned_ = true;
       h_ = nullptr;
       return;
     }
+    let_go_of_awaiters(p, nullptr);  // (the running one too: it no longer names a frame)
     std::exchange(h_, nullptr).destroy();
-    if (running) running->h_ = nullptr;  // (it no longer names a frame)
+  }
+  // Every awaiter but `keep` forgets the frame: awaiting one afterwards throws RuntimeError.
+  static void let_go_of_awaiters(promise_type& p, NextAwaiter* keep) noexcept {
+    for (detail::HListNode* n = p.awaiters_; n;) {
+      detail::HListNode* next = n->next_;
+      auto* a = static_cast<NextAwaiter*>(n);
+      if (a != keep) {
+        a->unlink();
+        a->h_ = nullptr;
+        a->gone_ = true;
+      }
+      n = next;
+    }
   }
 
   std::coroutine_handle<promise_type> h_;
