@@ -536,6 +536,27 @@ def bare_line(runs, wl, metrics):
             f"from operator new, a vector of handles as the ready queue; median of {runs_n}): " + "; ".join(parts) + ".")
 
 
+def floor_line(runs):
+    """A sentence on the W1 floor measured in this run (`corio_bench_bare_loop w1floor`): each task's least
+    state fused into its frame, the smallest any design of corio's tasks could be on this compiler; "" if not
+    run."""
+    ns = values(runs, "w1", "floor", "ns_per_task")
+    mb = values(runs, "w1", "floor", "peak_rss_mb")
+    frame = values(runs, "w1", "floor", "frame_bytes")
+    if not ns or not mb:
+        return ""
+    mns, mmb = statistics.median(ns), statistics.median(mb)
+    size = f" (frames of {fmt(statistics.median(frame), '')} B)" if frame else ""
+    return ("W1 floor measured in this run (`bench/bare_loop.cpp`, `w1floor`: the bare loop whose promise holds "
+            "only the fields an asyncio Task cannot do without, packed (ready-queue link, the waiter cancel() "
+            "reaches, the exception, the done-watchers, a 32-bit id, 16-bit flags and reference count, its index "
+            "in a vector of all tasks), fused into the frame, frames from a headerless bump allocator, no code run "
+            "for them; a floor under what a corio task could cost on this compiler; median of "
+            f"{len(ns)}): {fmt(mns, '')} ns/task and {fmt(mmb, '')} MB "
+            f"peak RSS{size}. Against the goals: time {'within' if mns <= 60.0 else 'above'} 60 ns, memory "
+            f"{'within' if mmb <= 100.0 else 'above'} 100 MB.")
+
+
 def w3_section(runs, w):
     """Writes the W3 section; returns goal summary rows (workload, label, value, unit, goal, ok)."""
     if not any(runs.get(("w3", impl)) for impl in IMPLS):
@@ -698,6 +719,9 @@ def main():
         if wl == "w1" and (line := bare_line(runs, "w1", [("ns_per_task", "ns/task"), ("peak_rss_mb", "MB peak RSS")])):
             w(line)
             w("")
+        if wl == "w1" and (line := floor_line(runs)):
+            w(line)
+            w("")
     net_summary = net_sections(runs, w, parse_notes(raw))
     sync_summary = w3_section(runs, w)
     w("## Goals")
@@ -759,9 +783,9 @@ def main():
     w("| workload | impl | metric | runs |")
     w("| --- | --- | --- | --- |")
     for mwl, metric, label, unit, goal in METRICS:
-        for impl in IMPLS + ["bare"]:
+        for impl in IMPLS + ["bare", "floor"]:
             vs = values(runs, mwl, impl, metric)
-            if impl == "bare" and not vs:
+            if impl in ("bare", "floor") and not vs:
                 continue
             w(f"| {mwl.upper()} | {impl} | {metric} | {', '.join(fmt(v, unit) for v in vs) or 'n/a'} |")
     net_all_runs(runs, w)
