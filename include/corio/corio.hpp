@@ -4,6 +4,7 @@
 #include "corio/core/async_generator.hpp"
 #include "corio/core/errors.hpp"
 #include "corio/core/event_loop.hpp"
+#include "corio/core/future.hpp"
 #include "corio/core/log.hpp"
 #include "corio/core/run.hpp"
 #include "corio/core/sleep.hpp"

@@ -191,7 +191,11 @@ void TaskStateBase::report_never_retrieved() const noexcept {
       what = e.what();
     } catch (...) {
     }
-    log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " + what);
+    if (is_future_)
+      log("Future exception was never retrieved: " + what);
+    else
+      log("Task exception was never retrieved: task '" + name() + "'" + in_parens(created_at()) + ": " +
+          what);
   } catch (...) {
   }
 }
@@ -246,11 +250,12 @@ void TaskStateBase::attached_elsewhere() const {
 
 std::string TaskStateBase::name() const {
   const Extras* x = extras_if();
-  return x && x->named ? x->name : "Task-" + std::to_string(id_);
+  if (x && x->named) return x->name;
+  return is_future_ ? std::string("Future") : "Task-" + std::to_string(id_);
 }
 
 bool TaskStateBase::cancel(std::string msg) {
-  if (done()) {
+  if (done() || future_cancel_pending()) {
     exc_retrieved_ = true;  // asyncio's Task.cancel() clears _log_traceback first, even on a done task
     return false;
   }
@@ -282,6 +287,14 @@ bool TaskStateBase::cancel(std::string msg) {
     // the task waited on was cancelled with the first message, and that CancelledError is what the task
     // sees).
     if (!t->cancel_woken_) x.cancel_msg = std::move(msg);
+    if (t->is_future_) [[unlikely]] {
+      // A future (awaited down the chain, or cancelled itself) ends cancelled on the loop's next turn, as a
+      // task not started yet does (no combinator sees a child end inside its own cancel() call); to its
+      // handles it reads cancelled at once (see TaskHandle::done()).
+      t->must_cancel_ = true;
+      t->loop_->schedule(*t);
+      return true;
+    }
     Waiter* w = t->waiter();
     if (!w) {
       t->must_cancel_ = true;
@@ -298,7 +311,7 @@ bool TaskStateBase::cancel(std::string msg) {
       if (!w->cancel()) t->must_cancel_ = true;
       return true;
     }
-    if (next->done()) {
+    if (next->done() || next->future_cancel_pending()) {
       // (What next->cancel() does for a done task, returning false: the request stays on this one.)
       next->exc_retrieved_ = true;
       t->must_cancel_ = true;
@@ -312,13 +325,14 @@ bool TaskStateBase::cancel(std::string msg) {
 int TaskStateBase::uncancel() noexcept {
   int n = 0;
   if (Extras* x = extras_if(); x && x->cancel_requests > 0) n = --x->cancel_requests;
-  if (n == 0) must_cancel_ = false;
+  if (n == 0 && !is_future_) must_cancel_ = false;  // (a future's cancellation is not withdrawn)
   return n;
 }
 
 void TaskStateBase::check_result_slow() {
   switch (status_) {
     case Status::pending:
+      if (is_future_ && must_cancel_) throw CancelledError(cancel_message());  // (ends on the next turn)
       throw InvalidStateError("result(): task '" + name() + "' is not done");
     case Status::cancelled:
       exc_retrieved_ = true;
@@ -347,7 +361,7 @@ void TaskStateBase::run_ready() {
   queued_ = false;
   if (done()) return;
   LoopCore& loop = *loop_;
-  if (loop.debug_ || (!started_ && must_cancel_)) [[unlikely]] {
+  if (loop.debug_ || (!started_ && (must_cancel_ || is_future_))) [[unlikely]] {
     run_first_or_debug();
     return;
   }
@@ -370,6 +384,10 @@ void TaskStateBase::run_first_or_debug() {
   loop.current_ = this;
   std::coroutine_handle<> h;
   if (!started_) {
+    if (is_future_ && !must_cancel_) [[unlikely]] {  // (a future runs only to end cancelled)
+      loop.current_ = nullptr;
+      return;
+    }
     started_ = true;
     if (must_cancel_) {
       // Cancelled before its first step: the body never runs (asyncio throws into the unstarted coroutine).
@@ -446,6 +464,7 @@ void TaskStateBase::abandon() noexcept {
 
 std::string TaskStateBase::awaiting() const {
   if (done()) return "done";
+  if (is_future_) return "a future: not set yet";
   if (Waiter* w = waiter()) {
     std::string out;
     w->describe(out);
@@ -777,6 +796,11 @@ void EventLoop::close() {
     if (detail::TaskStateBase* t = tasks_.back()) {
       abandoned.emplace_back(t);
       t->abandon();
+      continue;
+    }
+    if (detail::TaskStateBase* f = futures_.back()) {  // (cancelled: "event loop closed")
+      abandoned.emplace_back(f);
+      f->abandon();
       continue;
     }
     if (timers_.empty()) break;

@@ -276,8 +276,11 @@ TEST(Debug, DefaultSlowThresholdIsAHundredMilliseconds) {
   EXPECT_EQ(loop.slow_callback_duration(), 0.1);
   // Steps and callbacks of microseconds stay under it: whatever is logged was really that slow (a step
   // the machine's load stretched past 100 ms may be; a threshold misapplied logs microseconds).
-  for (const auto& l : logs.lines())
-    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.1) << l;
+  for (const auto& l : logs.lines()) {
+    if (l.find("Executing") != std::string::npos) {
+      EXPECT_GE(reported_seconds(l), 0.1) << l;
+    }
+  }
 }
 
 // The threshold (200 ms) is far above any trivial step, so a step of the machine's being busy elsewhere
@@ -296,8 +299,11 @@ TEST(Debug, OnlyStepsOverTheThresholdAreLogged) {
       {.debug = true});
   // The slow task's second step; nothing under the threshold (its first step, the brisk task's, the main
   // task's are microseconds, unless the machine's load stretched one past 200 ms: then it is that slow).
-  for (const auto& l : logs.lines())
-    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.2) << l;
+  for (const auto& l : logs.lines()) {
+    if (l.find("Executing") != std::string::npos) {
+      EXPECT_GE(reported_seconds(l), 0.2) << l;
+    }
+  }
   EXPECT_GE(longest_reported(logs, "Executing task 'slow'"), 0.25) << logs.text();
 }
 
@@ -312,8 +318,11 @@ TEST(Debug, OnlyCallbacksOverTheThresholdAreLogged) {
         co_await corio::sleep(0s);
       }(),
       {.debug = true});
-  for (const auto& l : logs.lines())
-    if (l.find("Executing") != std::string::npos) EXPECT_GE(reported_seconds(l), 0.2) << l;
+  for (const auto& l : logs.lines()) {
+    if (l.find("Executing") != std::string::npos) {
+      EXPECT_GE(reported_seconds(l), 0.2) << l;
+    }
+  }
   EXPECT_GE(longest_reported(logs, "Executing callback"), 0.25) << logs.text();
 }
 

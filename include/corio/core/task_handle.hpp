@@ -68,6 +68,11 @@ class TaskState : public TaskState<void> {
   void take_value(PromiseBase& root) override {
     std::construct_at(std::addressof(value_), std::move(static_cast<Promise<T>&>(root).value_));
   }
+  // A future's set_result(): the value, before resolve_future(finished).
+  template <class U>
+  void store_value(U&& v) {
+    std::construct_at(std::addressof(value_), std::forward<U>(v));
+  }
 
  private:
   // A bare union rather than std::optional: status_ == finished says whether it holds a value, and a small
@@ -139,7 +144,12 @@ struct HandleAwaiter final : Waiter, DoneWatcher {
     DoneWatcher::unlink();
     detach();
   }
-  void describe(std::string& out) const override { out += "task '" + s_->name() + "'"; }
+  void describe(std::string& out) const override {
+    if (s_->is_future_)
+      out += "future";
+    else
+      out += "task '" + s_->name() + "'";
+  }
 };
 
 }  // namespace detail
@@ -169,9 +179,16 @@ class TaskHandle {
   // Asks the task to stop: the co_await it is suspended at (or its next one) throws CancelledError(msg).
   // Returns false if the task is already done.
   bool cancel(std::string msg = {}) { return state_or_throw()->cancel(std::move(msg)); }
-  bool done() const { return state_or_throw()->done(); }
-  // True once CancelledError escaped the task's coroutine (not merely when cancel() was called).
-  bool cancelled() const { return state_or_throw()->status_ == detail::TaskStateBase::Status::cancelled; }
+  bool done() const {
+    const detail::TaskStateBase* s = state_or_throw();
+    return s->done() || s->future_cancel_pending();
+  }
+  // True once CancelledError escaped the task's coroutine (not merely when cancel() was called); for a
+  // Future, once cancel() was called.
+  bool cancelled() const {
+    const detail::TaskStateBase* s = state_or_throw();
+    return s->status_ == detail::TaskStateBase::Status::cancelled || s->future_cancel_pending();
+  }
   // The task's value; throws its exception, CancelledError if it was cancelled, InvalidStateError if it is
   // not done yet.
   T result() const {
@@ -183,6 +200,7 @@ class TaskHandle {
   // InvalidStateError if it is not done.
   std::exception_ptr exception() const {
     detail::TaskStateBase* s = state_or_throw();
+    if (s->future_cancel_pending()) s->check_result();  // (CancelledError)
     if (!s->done()) throw InvalidStateError("exception(): the task is not done");
     if (s->status_ == detail::TaskStateBase::Status::cancelled) s->check_result();
     s->exc_retrieved_ = true;

@@ -223,7 +223,10 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   virtual ~TaskStateBase();
 
   LoopCore* loop_;             // null once the task is done and its loop closed
-  std::uint64_t id_ : 48 = 0;  // "Task-<id>"; 2^48 tasks outlast any process
+  std::uint64_t id_ : 47 = 0;  // "Task-<id>"; 2^47 tasks outlast any process
+  // A Future (create_future): no coroutine; set_result()/set_exception() end it at once, cancel() on the
+  // loop's next turn (as a task cancelled before its first step).
+  bool is_future_ : 1 = false;
   Status status_ : 8 = Status::pending;
   bool started_ : 1 = false;        // its first step ran (or it was cancelled before it)
   bool queued_ : 1 = false;         // in the ready queue
@@ -313,6 +316,8 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
     if (--refs_ == 0) delete this;
   }
   bool done() const noexcept { return status_ != Status::pending; }
+  // A future cancelled, ending on the loop's next turn: to its handles it is done and cancelled already.
+  bool future_cancel_pending() const noexcept { return is_future_ && must_cancel_ && !done(); }
   // The task will see CancelledError at its next resumption.
   bool cancel_pending() const noexcept { return must_cancel_ || cancel_woken_; }
   std::string name() const;
@@ -348,6 +353,12 @@ class TaskStateBase : public ReadyNode, public ListNode, public PooledAlloc {
   // The loop is closing while the task is pending: destroy the frame, mark it cancelled, drop the loop's
   // reference.
   void abandon() noexcept;
+  // Ends a pending future (is_future_) with status `s` (its value already stored, for finished) and tells
+  // its watchers.
+  void resolve_future(Status s, std::exception_ptr e) noexcept {
+    end(s, std::move(e));
+    finish();
+  }
 
   void run_ready() override;
   void discard() noexcept override { queued_ = false; }
@@ -383,7 +394,8 @@ class LoopCore {
   // on its stack): what must stay on the loop that made it (a stream) compares this, one word on a line the
   // loop reads every step anyway, rather than following a pointer to the backend.
   const std::uint64_t serial_ = new_serial();
-  IntrusiveList<TaskStateBase> tasks_;  // every pending task
+  IntrusiveList<TaskStateBase> tasks_;    // every pending task
+  IntrusiveList<TaskStateBase> futures_;  // every pending future (create_future): close() cancels them
   // Finished tasks still held (by a TaskHandle, a callback): close() makes them let go of the loop, so that
   // one that outlives it never reaches another loop that took its address.
   IntrusiveList<TaskStateBase> done_tasks_;
@@ -421,6 +433,8 @@ class LoopCore {
     tasks_.push_back(t);
     schedule(t);
   }
+  // A future: listed (so that close() ends it), never scheduled; the loop's reference until it is done.
+  void adopt_future(TaskStateBase& t) noexcept { futures_.push_back(t); }
   static LoopCore& current_loop();  // throws RuntimeError outside a running loop
   static std::uint64_t new_serial() noexcept;
   // The task whose step is running; throws RuntimeError outside one (out of line: the rare path).

@@ -32,9 +32,10 @@ template <class T>
 struct child_value<Task<T>> {
   using type = T;
 };
-template <class T>
-struct child_value<TaskHandle<T>> {
-  using type = T;
+template <class A>
+requires is_handle_v<A>  // TaskHandle<T>, Future<T>
+struct child_value<A> {
+  using type = typename A::value_type;
 };
 template <class A>
 using child_value_t = typename child_value<std::decay_t<A>>::type;
