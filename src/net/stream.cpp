@@ -504,6 +504,11 @@ bool StreamReader::Read::await_ready() {
   // Answer from the buffer, then from what the backend has at once (a system call on epoll, a queued
   // chunk on io_uring), before suspending. While another task waits for data, only a read that would wait
   // is refused, as asyncio's _wait_for_data: one the buffer answers takes its data.
+  // A reader woken for data, then cancelled before it ran, reads nothing: it throws CancelledError when it
+  // runs (asyncio's does the same). So it no longer holds the stream: a task that cancelled it to read
+  // itself gets on with it. (Its task is pending on this loop, which is running here: it is alive.)
+  if (s.reader_ && !s.reader_->suspended() && s.reader_->task_ && s.reader_->task_->cancel_pending())
+    s.reader_ = nullptr;
   for (;;) {
     if (decided() || s.fd_ < 0) {
       // Except from under a reader woken for this data that has not run yet: it would find the buffer short

@@ -461,6 +461,34 @@ TEST_F(StreamTest, AReaderWokenForItsDataKeepsItAgainstAnotherTasksRead) {
   }());
 }
 
+// A reader woken for its data and then cancelled before it ran reads nothing (it throws CancelledError when
+// it runs), so it no longer holds the stream: the task that cancelled it to read itself (the "stop, cancel
+// the reading task, read here" pattern) gets the data, as in asyncio. It got RuntimeError ("another task is
+// woken for the data buffered").
+TEST_F(StreamTest, AWokenReaderCancelledBeforeItRanLeavesTheDataToTheNextRead) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    auto first = co_await parked_readline(c.reader);
+    raw_send(c.peer.get(), "line1\nline2\n");
+    CO_ASSERT(co_await corio_test::until([&] { return first.awaiting() == "ready"; }));  // woken, not run
+    first.cancel();
+    EXPECT_EQ(co_await c.reader.readline(), "line1\n");
+    EXPECT_THROW(co_await first, corio::CancelledError);
+    EXPECT_EQ(co_await c.reader.readline(), "line2\n");
+    // Again with a read the buffer cannot answer: it waits in the cancelled reader's place.
+    auto second = co_await parked_readline(c.reader);
+    raw_send(c.peer.get(), "ab\n");
+    CO_ASSERT(co_await corio_test::until([&] { return second.awaiting() == "ready"; }));
+    second.cancel();
+    auto mine = corio::create_task(c.reader.readexactly(5));
+    co_await corio_test::turns(2);
+    EXPECT_FALSE(mine.done());
+    raw_send(c.peer.get(), "cd");
+    EXPECT_EQ(co_await corio::wait_for(mine, 10s), "ab\ncd");
+    EXPECT_THROW(co_await second, corio::CancelledError);
+  }());
+}
+
 // read() to EOF on a connection reset part-way: the error, as asyncio's read(-1), not the part that came
 // as if it were the whole stream.
 TEST_F(StreamTest, ReadToEofOnAConnectionResetPartWayRaises) {

@@ -29,15 +29,17 @@ using StreamHandler = std::function<Task<>(StreamReader, StreamWriter)>;
 struct ServerOptions {
   int backlog = 100;
   bool reuse_port = false;  // SO_REUSEPORT: several loops (threads) can serve one port
-  // At most this many connections at once; further ones wait in the backlog. 0: no limit.
+  // At most this many connections at once; further ones wait in the backlog. 0: no limit. (Not asyncio's
+  // start_server(limit=), the readers' buffer limit: here that is StreamReader::set_limit in the handler.)
   std::size_t limit = 0;
 };
 
-class Server {
+// Dropping the Server closes it: `co_await start_server(...);` alone serves nothing (clang warns).
+class [[nodiscard("a Server closes when dropped: keep it, or co_await its serve_forever()")]] Server {
  public:
   Server() = default;
   explicit Server(std::shared_ptr<detail::ServerState> s) noexcept;
-  Server(Server&&) noexcept = default;
+  Server(Server &&) noexcept = default;
   // Drops the server held before, as the destructor does.
   Server& operator=(Server&& o) noexcept;
   // Closes the listener if this is the last Server object for it (connections in progress go on). The
