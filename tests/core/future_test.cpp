@@ -30,6 +30,8 @@ using corio_test::turns;
 
 namespace {
 
+corio::Task<int> await_value(corio::Future<int> f) { co_return co_await f; }
+
 corio::Task<std::string> await_and_tag(corio::Future<std::string> f, std::string tag) {
   std::string v = co_await f;
   co_return tag + ":" + v;
@@ -63,8 +65,7 @@ TEST(Future, SetExceptionReachesAwaitersAndResult) {
   corio::run(
       []() -> corio::Task<> {
         auto f = corio::create_future<int>();
-        auto waiter =
-            corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(f));
+        auto waiter = corio::create_task(await_value(f));
         co_await turns(1);
         f.set_exception(std::out_of_range("no such key"));
         try {
@@ -109,10 +110,8 @@ TEST(Future, CancelEndsItForEveryAwaiter) {
   corio::run(
       []() -> corio::Task<> {
         auto f = corio::create_future<int>();
-        auto a =
-            corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(f));
-        auto b =
-            corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(f));
+        auto a = corio::create_task(await_value(f));
+        auto b = corio::create_task(await_value(f));
         int callbacks = 0;
         f.add_done_callback([&callbacks](corio::TaskHandle<int> h) {
           EXPECT_TRUE(h.cancelled());
@@ -152,10 +151,8 @@ TEST(Future, CancellingAnAwaitingTaskCancelsTheFuture) {
   corio::run(
       []() -> corio::Task<> {
         auto f = corio::create_future<int>();
-        auto a =
-            corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(f));
-        auto b =
-            corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(f));
+        auto a = corio::create_task(await_value(f));
+        auto b = corio::create_task(await_value(f));
         co_await turns(1);
         a.cancel("from a");
         EXPECT_THROW((void)co_await a, corio::CancelledError);
@@ -234,13 +231,12 @@ TEST(Future, PendingWhenTheLoopClosesEndsCancelled) {
   std::optional<corio::TaskHandle<int>> waiter;
   {
     corio::EventLoop loop;
-    loop.run_until_complete([](corio::Future<int>& kept,
-                               std::optional<corio::TaskHandle<int>>& waiter) -> corio::Task<> {
-      kept = corio::create_future<int>();
-      waiter =
-          corio::create_task([](corio::Future<int> f) -> corio::Task<int> { co_return co_await f; }(kept));
-      co_await turns(1);
-    }(kept, waiter));
+    loop.run_until_complete(
+        [](corio::Future<int>& kept, std::optional<corio::TaskHandle<int>>& waiter) -> corio::Task<> {
+          kept = corio::create_future<int>();
+          waiter = corio::create_task(await_value(kept));
+          co_await turns(1);
+        }(kept, waiter));
   }  // closed with the future pending and a task awaiting it
   EXPECT_TRUE(kept.done());
   EXPECT_TRUE(kept.cancelled());

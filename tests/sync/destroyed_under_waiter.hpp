@@ -47,4 +47,33 @@ void destroy_under_waiting_task(Start start, int settle) {
                std::runtime_error);
 }
 
+// The primitive destroyed after release() handed it to a waiter whose task has not run yet (then cancelled,
+// or not): the waiter's acquire ends as handed (it returns; or CancelledError) and touches nothing of the
+// freed primitive (ASan reports it otherwise). make() gives the primitive with nothing free to acquire, once
+// `hold_first` (a Lock) has been acquired by the test.
+template <class Prim, class Make>
+void destroy_after_hand_over(Make make, bool hold_first) {
+  for (bool cancel : {false, true}) {
+    corio::run(
+        [](Make& make, bool hold_first, bool cancel) -> corio::Task<> {
+          std::unique_ptr<Prim> prim = make();
+          if (hold_first) co_await prim->acquire();
+          bool got = false;
+          auto waiter = corio::create_task([](Prim& p, bool& got) -> corio::Task<> {
+            co_await p.acquire();
+            got = true;
+          }(*prim, got));
+          co_await turns(1);  // waiter waits
+          prim->release();    // handed over: waiter is scheduled, has not run
+          prim.reset();
+          if (cancel) waiter.cancel();
+          co_await turns(2);
+          EXPECT_TRUE(waiter.done());
+          EXPECT_EQ(waiter.cancelled(), cancel);
+          EXPECT_EQ(got, !cancel);
+        }(make, hold_first, cancel),
+        kVirtual);
+  }
+}
+
 }  // namespace corio_test

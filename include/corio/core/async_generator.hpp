@@ -53,15 +53,6 @@ struct GeneratorError {
 // (athrow, aclose).
 enum class GeneratorOp : unsigned char { next, athrow, aclose };
 
-inline bool is_generator_exit(const std::exception_ptr& e) noexcept {
-  try {
-    std::rethrow_exception(e);
-  } catch (const GeneratorExit&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 }  // namespace detail
 
 template <class T>
@@ -234,7 +225,8 @@ class [[nodiscard]] AsyncGenerator {
         std::exception_ptr e = std::exchange(p.exc_, nullptr);
         unlink();
         std::exchange(h_, nullptr).destroy();
-        if (op_ == GeneratorOp::aclose && ended && (!e || detail::is_generator_exit(e))) return std::nullopt;
+        if (op_ == GeneratorOp::aclose && ended && (!e || detail::exception_is<GeneratorExit>(e)))
+          return std::nullopt;
         if (e) std::rethrow_exception(e);
         throw RuntimeError("the async generator was destroyed while this task was running it");
       }
@@ -244,7 +236,8 @@ class [[nodiscard]] AsyncGenerator {
       }
       if (p.exc_) {
         std::exception_ptr e = std::exchange(p.exc_, nullptr);
-        if (op_ == GeneratorOp::aclose && p.finished_ && detail::is_generator_exit(e)) return std::nullopt;
+        if (op_ == GeneratorOp::aclose && p.finished_ && detail::exception_is<GeneratorExit>(e))
+          return std::nullopt;
         std::rethrow_exception(e);
       }
       if (p.finished_) return std::nullopt;

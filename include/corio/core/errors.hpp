@@ -11,6 +11,20 @@
 
 namespace corio {
 
+namespace detail {
+// Whether e holds an exception of type E (or derived from it).
+template <class E>
+bool exception_is(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+}  // namespace detail
+
 // Base of every corio error but CancelledError.
 class Error : public std::runtime_error {
  public:

@@ -46,15 +46,6 @@ class FutureState final : public TaskState<T> {
 template <class T>
 inline constexpr bool is_handle_v<Future<T>> = true;
 
-inline bool is_cancelled_error(const std::exception_ptr& e) noexcept {
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 }  // namespace detail
 
 template <class T>
@@ -78,7 +69,7 @@ class Future : public TaskHandle<T> {
   // (use cancel()), is refused with RuntimeError, as asyncio refuses them (TypeError).
   void set_exception(std::exception_ptr e) {
     if (!e) throw RuntimeError("set_exception(): a null exception_ptr");
-    if (detail::is_cancelled_error(e))
+    if (detail::exception_is<CancelledError>(e))
       throw RuntimeError("set_exception(): CancelledError cannot be set as an exception: use cancel()");
     pending_or_throw("set_exception()")->resolve_future(detail::TaskStateBase::Status::failed, std::move(e));
   }
