@@ -456,7 +456,9 @@ void TaskStateBase::abandon() noexcept {
   drop_watchers();
   if (status_ == Status::pending) {
     exc_retrieved_ = true;
-    end(Status::cancelled, std::make_exception_ptr(CancelledError("event loop closed")));
+    // (A future cancelled already, due to end on the next turn, keeps its own message.)
+    end(Status::cancelled, std::make_exception_ptr(CancelledError(
+                               future_cancel_pending() ? cancel_message() : "event loop closed")));
   }
   release();  // the loop's reference
   release();

@@ -36,6 +36,23 @@
 // CO_ASSERT_NE(a, b): CO_ASSERT((a) != (b)).
 #define CO_ASSERT_NE(a, b) CO_ASSERT((a) != (b))
 
+// Expects `expr` (a co_await expression) to throw exactly the exception type `Exc` (or a subclass); binds
+// the caught exception to `var` for further checks in `body`. (Also in net/net_test_util.hpp, the same.)
+#define CO_EXPECT_THROW_AS(expr, Exc, var, body)                            \
+  do {                                                                      \
+    bool threw_ = false;                                                    \
+    try {                                                                   \
+      (void)(expr);                                                         \
+    } catch (const Exc& var) {                                              \
+      threw_ = true;                                                        \
+      body;                                                                 \
+    } catch (const std::exception& other_) {                                \
+      ADD_FAILURE() << #expr " threw another exception: " << other_.what(); \
+      threw_ = true;                                                        \
+    }                                                                       \
+    if (!threw_) ADD_FAILURE() << #expr " did not throw " #Exc;             \
+  } while (0)
+
 namespace corio_test {
 
 using namespace std::chrono_literals;

@@ -409,6 +409,15 @@ TEST(AsyncGenerator, AnAwaiterOfADestroyedGeneratorThrowsInsteadOfTouchingIt) {
         EXPECT_THROW(co_await held, corio::RuntimeError);
         EXPECT_THROW((void)co_await thrown, corio::RuntimeError);
         EXPECT_EQ(co_await gen.next(), 0);  // the new one is untouched
+        // aclose() too: its awaiter is made when it is called, so a create_task(gen.aclose()) whose task
+        // runs after the generator went throws rather than reading it.
+        auto doomed = std::make_unique<corio::AsyncGenerator<int>>(count(3));
+        EXPECT_EQ(co_await doomed->next(), 0);
+        auto closing = corio::create_task(doomed->aclose());
+        doomed.reset();
+        CO_EXPECT_THROW_AS(
+            co_await closing, corio::RuntimeError, e,
+            EXPECT_STREQ(e.what(), "aclose(): the async generator was destroyed before this was awaited"));
       }(),
       kVirtual);
 }

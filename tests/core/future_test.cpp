@@ -216,11 +216,15 @@ TEST(Future, GatherOfFutures) {
       kVirtual);
 }
 
+// From another thread: a Future handle (its count is not atomic) is made, copied and dropped on the loop's
+// thread only; the thread posts a callback that reaches the future through the loop thread's own data (here
+// the awaiting frame's Future, alive while it waits; a map from request id to Future in real code).
 TEST(Future, SetFromAnotherThreadThroughCallSoonThreadsafe) {
   corio::run([]() -> corio::Task<> {
     auto& loop = corio::get_running_loop();
-    auto f = corio::create_future<int>();
-    std::thread t([&loop, f]() mutable { loop.call_soon_threadsafe([f]() mutable { f.set_result(42); }); });
+    corio::Future<int> f = corio::create_future<int>();
+    corio::Future<int>* target = &f;
+    std::thread t([&loop, target] { loop.call_soon_threadsafe([target] { target->set_result(42); }); });
     EXPECT_EQ(co_await f, 42);
     t.join();
   }());
@@ -242,6 +246,18 @@ TEST(Future, PendingWhenTheLoopClosesEndsCancelled) {
   EXPECT_TRUE(kept.cancelled());
   EXPECT_THROW(kept.set_result(1), corio::InvalidStateError);
   EXPECT_TRUE(waiter->cancelled());
+  // Cancelled, then the loop closed before the turn it was due to end on: it keeps its own message.
+  corio::Future<int> cancelled;
+  {
+    corio::EventLoop loop;
+    loop.run_until_complete([](corio::Future<int>& f) -> corio::Task<> {
+      f = corio::create_future<int>();
+      f.cancel("before close");
+      co_return;
+    }(cancelled));
+  }
+  CO_EXPECT_THROW_AS((void)cancelled.result(), corio::CancelledError, e,
+                     EXPECT_EQ(e.message(), "before close"));
 }
 
 TEST(Future, OutsideALoopAndEmpty) {

@@ -278,14 +278,14 @@ class [[nodiscard]] AsyncGenerator {
   // its end (its cleanup may await); GeneratorExit, or the body's end, is not an error here; anything else
   // the body throws comes out; a body that yields again instead makes this throw RuntimeError ("async
   // generator ignored GeneratorExit"). A generator that never ran or has ended is only marked closed.
-  // Lazy, as a Task: nothing happens until it is awaited; the generator must live until then.
-  Task<> aclose() {
-    NextAwaiter a(h_, detail::GeneratorOp::aclose);  // h_ when awaited: a moved-from generator is an error
-    (void)co_await a;
-  }
+  // Lazy, as a Task: nothing happens until it is awaited. Its awaiter is made at once, so a generator
+  // destroyed before then makes it throw RuntimeError (as next()).
+  Task<> aclose() { return close_with(NextAwaiter(h_, detail::GeneratorOp::aclose)); }
 
  private:
   explicit AsyncGenerator(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+
+  static Task<> close_with(NextAwaiter a) { (void)co_await a; }
 
   // A task suspended inside the frame (at an await of the body) is running the generator: destroying the
   // frame now would tear down what the body awaits (a task group whose children use the body's locals would

@@ -1,8 +1,11 @@
 // Future<T>: a result that somebody sets later (asyncio.Future, loop.create_future()).
 //
 // create_future<T>() makes a pending future on the running loop. Whoever has the result calls set_result()
-// or set_exception() on the loop's thread (from another thread: through call_soon_threadsafe), once; a
-// second call, or one after cancel(), throws InvalidStateError (as asyncio). A Future is a TaskHandle<T>
+// or set_exception() on the loop's thread, once; a second call, or one after cancel(), throws
+// InvalidStateError (as asyncio). Loop-thread only, handles included: a Future (as a TaskHandle) is made,
+// copied and dropped on the loop's thread, its count is not atomic. From another thread, post a callback
+// (call_soon_threadsafe) that captures no handle and reaches the future through the loop thread's own data,
+// e.g. a map from request id to Future. A Future is a TaskHandle<T>
 // whose task has no coroutine: co_await it (any number of tasks may), add_done_callback, result(),
 // exception(), cancel(), and give it to gather, wait, wait_for, shield or as_completed like any handle.
 //
@@ -11,7 +14,6 @@
 // cancels the future, as asyncio does: every task awaiting it then gets CancelledError. cancel() makes the
 // future read done and cancelled at once; it ends (its awaiters are woken, its callbacks scheduled) on the
 // loop's next turn. A future still pending when its loop closes ends cancelled ("event loop closed").
-// Loop-thread only, as asyncio's.
 #pragma once
 
 #include <coroutine>

@@ -95,7 +95,10 @@ AsyncGenerator<TaskHandle<T>> as_completed(std::vector<TaskHandle<T>> tasks) {
       } catch (const CancelledError&) {
         cancelled = std::current_exception();
       }
-      co_yield detail::GeneratorError{cancelled};
+      // (Named, not a temporary in the co_yield: g++ 12 destroys such a temporary's member once more when the
+      // frame is destroyed suspended here, freeing the CancelledError the consumer holds.)
+      detail::GeneratorError passed{cancelled};
+      co_yield std::move(passed);
     }
     co_yield tasks[i];
   }
