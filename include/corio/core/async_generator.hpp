@@ -43,8 +43,9 @@
 
 namespace corio {
 namespace detail {
-// `co_yield GeneratorError{e}` inside a generator: the consumer's next() throws e, and the generator stays
-// suspended there, so the next next() goes on after it (as_completed passes a cancelled wait out so).
+// `co_yield` a GeneratorError{e} (a named one: see the README on g++ 12) inside a generator: the consumer's
+// next() throws e, and the generator stays suspended there, so the next next() goes on after it
+// (as_completed passes a cancelled wait out so).
 struct GeneratorError {
   std::exception_ptr error;
 };
