@@ -795,6 +795,35 @@ TEST_F(StreamTest, WriteNeverBlocksAndDrainWaitsForASlowReader) {
   }());
 }
 
+// A drain() cancelled while it waits ends with CancelledError and loses nothing: the writer goes on, a later
+// drain() returns once the peer reads, and every byte arrives in order.
+TEST_F(StreamTest, ADrainCancelledWhileItWaitsLosesNothing) {
+  run_guarded([]() -> Task<> {
+    auto c = co_await connect_to_raw_peer();
+    int small = 16 * 1024;
+    ::setsockopt(c.peer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    std::string big = pattern(4 << 20);  // more than loopback's buffers take
+    c.writer.write(big);
+    auto drainer = corio::create_task(c.writer.drain());
+    co_await corio_test::turns(20);
+    CO_ASSERT(!drainer.done());  // the peer reads nothing: it waits
+    drainer.cancel();
+    EXPECT_THROW(co_await drainer, corio::CancelledError);
+    const std::string tail = "tail";
+    c.writer.write(tail);
+    auto peer_fd = c.peer.get();
+    auto received =
+        corio::create_task(corio::to_thread([peer_fd] { return corio_test::raw_read_all(peer_fd); }));
+    co_await c.writer.drain();
+    EXPECT_LE(c.writer.buffered(), StreamWriter::kLowWater);
+    c.writer.close();
+    co_await c.writer.wait_closed();
+    std::string got = co_await received;
+    EXPECT_EQ(got.size(), big.size() + tail.size());
+    EXPECT_TRUE(got == big + tail) << "the bytes came out changed or out of order";
+  }());
+}
+
 TEST_F(StreamTest, DrainAfterEachWriteKeepsMemoryBounded) {
   run_guarded([]() -> Task<> {
     auto c = co_await connect_to_raw_peer();
