@@ -218,23 +218,26 @@ TEST(Dns, DifferentServicesAreDifferentQueriesAndLaterLookupsAskAgain) {
   EXPECT_EQ(calls_for(host, "4281") - before81, 1);
 }
 
+// Two lookups share one query held in the resolver; cancelling one ends it at once, while the other goes
+// on waiting for that same query (no second one is made) and gets its answer.
 TEST(Dns, CancellingOneOfTheSharingLookupsLeavesTheOthers) {
-  run_guarded([]() -> Task<> {
-    auto first = corio::create_task(corio::getaddrinfo("localhost", "8080"));
-    auto second = corio::create_task(corio::getaddrinfo("localhost", "8080"));
-    co_await corio::sleep(0s);  // both started and waiting on the shared query
+  corio_test::FakeName name("shared-held.invalid", {"127.0.0.1"});
+  corio_test::HeldName held("shared-held.invalid");
+  const int before = calls_for("shared-held.invalid", "8080");
+  run_guarded([](corio_test::HeldName& held) -> Task<> {
+    auto first = corio::create_task(corio::getaddrinfo("shared-held.invalid", "8080"));
+    auto second = corio::create_task(corio::getaddrinfo("shared-held.invalid", "8080"));
+    co_await corio::sleep(0s);  // both started, waiting on the one query
+    CO_ASSERT(held.wait_for_a_lookup(10s));
     first.cancel();
-    bool cancelled = false;
-    try {
-      (void)co_await first;
-    } catch (const corio::CancelledError&) {
-      cancelled = true;
-    }
-    EXPECT_TRUE(cancelled);
+    CO_EXPECT_THROW_AS(co_await first, corio::CancelledError, e, (void)e);
+    EXPECT_FALSE(second.done());  // still waiting for the query, which is held
+    held.release();
     std::vector<AddrInfo> r = co_await second;
-    CO_ASSERT(!r.empty());
-    EXPECT_EQ(r.front().port(), 8080);
-  }());
+    CO_ASSERT(r.size() == 1u);
+    EXPECT_EQ(r.front().to_string(), "127.0.0.1:8080");
+  }(held));
+  EXPECT_EQ(calls_for("shared-held.invalid", "8080") - before, 1);
 }
 
 TEST(Dns, OpenConnectionByNameAndServerOnLocalhost) {

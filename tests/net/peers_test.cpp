@@ -264,21 +264,26 @@ TEST_F(PythonPeer, LargePayloadFromPython) {
 TEST_F(PythonPeer, LargePayloadToPythonWithDrain) {
   run_guarded([](std::uint16_t port) -> Task<> {
     auto [r, w] = co_await corio::open_connection("127.0.0.1", port);
-    // 2 MiB of lines; Python echoes each with a prefix while we are still writing.
+    // 2 MiB of numbered lines; Python echoes each with a prefix while we are still writing. Each must come
+    // back whole and in order, and then Python's count of what it received, after our EOF.
     constexpr int kLines = 32 * 1024;
-    std::string line(63, 'z');
-    line += '\n';
-    auto reader = corio::create_task([](StreamReader& r, int n) -> Task<int> {
+    auto numbered = [](int i) {
+      std::string n = std::to_string(i);
+      return std::string(8 - n.size(), '0') + n + std::string(55, 'z') + "\n";  // 64 bytes
+    };
+    auto reader = corio::create_task([](StreamReader& r, int n, decltype(numbered) numbered) -> Task<int> {
       int ok = 0;
-      for (int i = 0; i < n; ++i) ok += (co_await r.readline()).size() == 67;
+      for (int i = 0; i < n; ++i) ok += co_await r.readline() == "py:" + numbered(i);
       co_return ok;
-    }(r, kLines));
+    }(r, kLines, numbered));
     for (int i = 0; i < kLines; ++i) {
-      w.write(line);
+      w.write(numbered(i));
       if (i % 256 == 0) co_await w.drain();
     }
     co_await w.drain();
     EXPECT_EQ(co_await reader, kLines);
+    w.write_eof();
+    EXPECT_EQ(co_await r.readline(), "eof after " + std::to_string(kLines * 64) + " bytes\n");
   }(port_));
 }
 
