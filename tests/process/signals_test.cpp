@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <functional>
 #include <future>
+#include <latch>
 #include <memory>
 #include <string>
 #include <thread>
@@ -488,9 +489,11 @@ TEST(Signals, AddingAHandlerOffTheMainThreadThrows) {
 TEST(Signals, HelperThreadsStartedEarlierNeverTakeTheSignal) {
   run_guarded([]() -> Task<> {
     std::vector<corio::TaskHandle<bool>> calls;
-    for (int i = 0; i < 4; ++i)  // several workers at once (each reports its own mask)
-      calls.push_back(corio::create_task(corio::to_thread([] {
-        std::this_thread::sleep_for(20ms);  // the work: keeps the four calls on four threads
+    // Four calls held until all four run at once, so four worker threads exist (each reports its own mask).
+    auto all_in = std::make_shared<std::latch>(4);
+    for (int i = 0; i < 4; ++i)
+      calls.push_back(corio::create_task(corio::to_thread([all_in] {
+        all_in->arrive_and_wait();
         return blocked_here(SIGUSR1) && blocked_here(SIGTERM) && !blocked_here(SIGSEGV);
       })));
     for (auto& c : calls) EXPECT_TRUE(co_await c) << "a worker thread has SIGUSR1 or SIGTERM unblocked";
