@@ -18,6 +18,7 @@
 #include "corio/io/backend.hpp"
 #include "corio/io/operations.hpp"
 #include "corio/net/detail/find_separator.hpp"
+#include "corio/net/socket.hpp"
 #include "corio/sync/detail/wait_list.hpp"
 
 namespace corio {
@@ -682,6 +683,9 @@ Task<> StreamWriter::wait_closed() { return wait_stream_closed(s_, true); }
 Task<> detail::stream_closed(StreamRef s) { return wait_stream_closed(std::move(s), false); }
 
 std::string StreamWriter::peername() const { return s_ ? s_->peer_ : std::string(); }
+std::string StreamWriter::sockname() const {
+  return s_ && s_->socket_ && s_->fd_ >= 0 ? detail::sock_name(s_->fd_) : std::string();
+}
 std::size_t StreamWriter::buffered() const noexcept { return s_ ? s_->buffered() : 0; }
 
 namespace detail {

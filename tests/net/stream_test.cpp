@@ -1029,7 +1029,8 @@ TEST_F(StreamTest, PeernameOnBothSides) {
     EXPECT_EQ(server_side_peer.rfind("127.0.0.1:", 0), 0u) << server_side_peer;
     // The client's own address: this process has a socket whose local end is it and whose peer is the server.
     EXPECT_GE(corio_test::find_socket_fd(server_side_peer, writer.peername()), 0) << server_side_peer;
-    EXPECT_EQ(co_await reader.read(), "");  // the handler returned: the server closed
+    EXPECT_EQ(writer.sockname(), server_side_peer);  // (asyncio's get_extra_info("sockname"))
+    EXPECT_EQ(co_await reader.read(), "");           // the handler returned: the server closed
   }());
 }
 
@@ -1150,6 +1151,7 @@ TEST_F(StreamTest, UnixSocketStreams) {
     writer.write_eof();
     EXPECT_EQ(co_await reader.read(), "");
     EXPECT_EQ(peer_seen, "");  // the client's socket is unnamed (asyncio's peername: '')
+    EXPECT_EQ(writer.sockname(), "");
     server.close();
     co_await server.wait_closed();
     EXPECT_NE(::stat(path.c_str(), &st), 0);  // the socket file is removed

@@ -201,6 +201,9 @@ class StreamWriter {
   Task<> wait_closed();
   // The peer's address ("127.0.0.1:5000", "[::1]:5000", or the Unix socket path; "" if unknown).
   std::string peername() const;
+  // This end's own address (asyncio's get_extra_info("sockname")): "127.0.0.1:49152", a Unix server's path,
+  // "" for an unnamed Unix socket, a pipe, or once the stream is closed.
+  std::string sockname() const;
   // Bytes written but not yet sent.
   std::size_t buffered() const noexcept;
 
