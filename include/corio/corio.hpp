@@ -18,6 +18,7 @@
 #include "corio/flow/wait_for.hpp"
 #include "corio/net/dns.hpp"
 #include "corio/net/errors.hpp"
+#include "corio/net/fd.hpp"
 #include "corio/net/server.hpp"
 #include "corio/net/stream.hpp"
 #include "corio/net/udp.hpp"

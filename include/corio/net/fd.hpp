@@ -1,0 +1,28 @@
+// Waiting on a descriptor corio does not own (asyncio's loop.add_reader / add_writer, trio's
+// wait_readable / wait_writable): for a library that hands out a file descriptor and expects its owner to
+// call it back when the descriptor is ready (a database client, libcurl's multi interface, inotify, a pipe
+// from another library).
+//
+// Contract of `co_await wait_readable(fd)` / `wait_writable(fd)`: returns once the descriptor is readable
+// (or writable), or in error or hung up (then the next read or write reports it), without reading or writing
+// anything; the awaiting task suspends until the loop's backend reports it, on a later turn. A descriptor
+// that is not open throws OSError (EBADF). Cancellation ends the wait at once with CancelledError. The loop
+// remembers the descriptor while it waits on it: close it with forget_fd(fd) first (or close_fd(fd)), so
+// that a descriptor opened later under the same number is not taken for it. Like asyncio, the descriptor
+// should be non-blocking, and only one task should wait on each direction of it at a time.
+#pragma once
+
+#include "corio/core/task.hpp"
+
+namespace corio {
+
+Task<> wait_readable(int fd);
+Task<> wait_writable(int fd);
+
+// The running loop forgets fd (waits on it end with OSError ECANCELED), before the caller closes it. A no-op
+// outside a running loop.
+void forget_fd(int fd) noexcept;
+// forget_fd(fd), then ::close(fd).
+void close_fd(int fd) noexcept;
+
+}  // namespace corio
