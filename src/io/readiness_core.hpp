@@ -182,6 +182,14 @@ class ReadinessCore : public SignalCore {
     e->hup = false;
   }
 
+  void release_idle(int fd) noexcept override {
+    FdEntry* e = entry_if(fd);
+    if (!e || !e->readers.empty() || !e->writers.empty()) return;
+    unwatch(*e, fd);
+    e->readable = e->writable = true;
+    e->hup = false;
+  }
+
   void discard(IoOp& op) noexcept override {
     if (just_tried_ == &op) just_tried_ = nullptr;  // (also an op that was only tried, never submitted)
     if (!op.pending) return;

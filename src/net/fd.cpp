@@ -14,6 +14,14 @@ namespace corio {
 
 namespace {
 Task<> wait_fd(int fd, detail::OpCode code, const char* what) {
+  // However the wait ends, the backend does not keep watching the descriptor once nobody waits on it: its
+  // owner may close it with a plain ::close (asyncio's remove_reader unregisters it too).
+  struct Release {
+    int fd;
+    ~Release() {
+      if (detail::LoopCore::running_) detail::io_backend().release_idle(fd);
+    }
+  } release{fd};
   detail::IoAwaiter poll(code, fd);
   const std::int64_t r = co_await poll;
   if (r < 0) detail::throw_os_error(static_cast<int>(-r), std::string(what) + "(" + std::to_string(fd) + ")");

@@ -15,6 +15,7 @@
 
 #include "corio/core/errors.hpp"
 #include "corio/core/task_handle.hpp"
+#include "corio/flow/wait_for.hpp"
 #include "corio/net/errors.hpp"
 #include "net_test_util.hpp"
 
@@ -123,6 +124,33 @@ TEST(Fd, ForgetEndsAWaitAndFreesTheNumber) {
     EXPECT_FALSE(ready);
     EXPECT_EQ(::write(second.w, "x", 1), 1);
     co_await next;
+    EXPECT_TRUE(ready);
+  }());
+}
+
+// Once no wait is pending, the loop no longer watches the descriptor: a plain ::close is fine, and a
+// descriptor opened later under the same number is waited on afresh (on epoll the stale registration hung
+// it).
+TEST(Fd, APlainCloseAfterTheWaitLeavesNothingBehind) {
+  run_guarded([]() -> Task<> {
+    int number = -1;
+    {
+      int p[2];
+      CO_ASSERT(::pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+      EXPECT_EQ(::write(p[1], "x", 1), 1);
+      co_await corio::wait_readable(p[0]);
+      ::close(p[0]);
+      ::close(p[1]);
+      number = p[0];
+    }
+    Pipe again;
+    CO_ASSERT(again.r == number);
+    bool ready = false;
+    auto waiter = corio::create_task(mark_when_readable(again.r, ready));
+    co_await corio_test::turns(3);
+    EXPECT_FALSE(ready);
+    EXPECT_EQ(::write(again.w, "y", 1), 1);
+    co_await corio::wait_for(waiter, std::chrono::seconds(5));
     EXPECT_TRUE(ready);
   }());
 }

@@ -100,6 +100,10 @@ class IoBackend : public Poller {
   virtual void cancel(IoOp& op) noexcept = 0;
   // The descriptor is about to be closed: pending ops on it complete with -ECANCELED.
   virtual void forget(int fd) noexcept = 0;
+  // Nothing waits on fd now, and its owner may close it without forget() (a descriptor corio does not own,
+  // waited on through wait_readable): a backend that keeps it watched between ops (epoll) lets go of it, so
+  // that a descriptor opened later under the same number is watched afresh. Ops still pending on it: nothing.
+  virtual void release_idle(int) noexcept {}
   // The op's owner is being destroyed while it is pending: drop it without completing it. Also for an op
   // whose try_now() did not complete and that will not be submitted: the backend forgets it was tried.
   virtual void discard(IoOp& op) noexcept = 0;

@@ -6,10 +6,13 @@
 // Contract of `co_await wait_readable(fd)` / `wait_writable(fd)`: returns once the descriptor is readable
 // (or writable), or in error or hung up (then the next read or write reports it), without reading or writing
 // anything; the awaiting task suspends until the loop's backend reports it, on a later turn. A descriptor
-// that is not open throws OSError (EBADF). Cancellation ends the wait at once with CancelledError. The loop
-// remembers the descriptor while it waits on it: close it with forget_fd(fd) first (or close_fd(fd)), so
-// that a descriptor opened later under the same number is not taken for it. Like asyncio, the descriptor
-// should be non-blocking, and only one task should wait on each direction of it at a time.
+// that is not open throws OSError (EBADF); on epoll, so does a regular file (EPERM, as asyncio's add_reader),
+// which io_uring reports ready at once. Cancellation ends the wait at once with CancelledError. The loop
+// watches the descriptor only while a wait is pending (asyncio's add_reader keeps it until remove_reader):
+// to close it while a task may still wait on it, use close_fd(fd) (or forget_fd(fd) first), which ends that
+// wait with OSError (ECANCELED); closed with a plain ::close under a pending wait, the wait is left hanging.
+// Like asyncio, the descriptor should be non-blocking, and only one task should wait on each direction of it
+// at a time.
 #pragma once
 
 #include "corio/core/task.hpp"
