@@ -217,14 +217,20 @@ class ReadinessCore : public SignalCore {
   [[gnu::noinline]] std::size_t poll_slow(std::int64_t timeout_ns, bool signal_turn) {
     std::size_t handled = finish_done();
     if (handled || !dirty_.empty()) timeout_ns = 0;
-    if (timeout_ns == 0 && registered_ == 0 && !signal_turn) return handled;
+    // (Nothing registered: the dirty descriptors were forgotten since, their lists are empty. They are
+    // still taken off the list: left there, they made every later poll return at once, a busy loop.)
+    if (timeout_ns == 0 && registered_ == 0 && !signal_turn) return handled + run_dirty();
     handled += wait(timeout_ns);
-    if (!dirty_.empty()) {
-      std::vector<int> dirty;
-      dirty.swap(dirty_);
-      for (int fd : dirty) {
-        if (FdEntry* e = entry_if(fd)) handled += run_list(fd, *e, true) + run_list(fd, *e, false);
-      }
+    return handled + run_dirty();
+  }
+  // Retries the ops of the descriptors marked dirty (ops submitted without an event), emptying the list.
+  std::size_t run_dirty() {
+    if (dirty_.empty()) return 0;
+    std::size_t handled = 0;
+    std::vector<int> dirty;
+    dirty.swap(dirty_);
+    for (int fd : dirty) {
+      if (FdEntry* e = entry_if(fd)) handled += run_list(fd, *e, true) + run_list(fd, *e, false);
     }
     return handled;
   }
@@ -371,6 +377,7 @@ class ReadinessCore : public SignalCore {
         // Readiness is confirmed, not assumed: a retry of a newly submitted op comes without an event.
         pollfd p{op.fd, static_cast<short>(op.code == OpCode::poll_in ? POLLIN : POLLOUT), 0};
         if (::poll(&p, 1, 0) < 0) return -errno;
+        if (p.revents & POLLNVAL) return -EBADF;  // (closed under the wait: not "ready")
         return p.revents ? 0 : -EAGAIN;
       }
     }

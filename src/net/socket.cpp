@@ -141,6 +141,8 @@ std::string format_sockaddr(const sockaddr* addr, socklen_t len) {
   if (addr->sa_family == AF_UNIX) {
     auto* un = reinterpret_cast<const sockaddr_un*>(addr);
     std::size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+    // An abstract name starts with a NUL byte and is exactly n bytes long (as Python's b'\x00name').
+    if (n > 0 && un->sun_path[0] == '\0') return std::string(un->sun_path, n);
     return std::string(un->sun_path, strnlen(un->sun_path, n));
   }
   return std::string();

@@ -3,11 +3,13 @@
 #include "corio/net/fd.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -152,6 +154,29 @@ TEST(Fd, APlainCloseAfterTheWaitLeavesNothingBehind) {
     EXPECT_EQ(::write(again.w, "y", 1), 1);
     co_await corio::wait_for(waiter, std::chrono::seconds(5));
     EXPECT_TRUE(ready);
+  }());
+}
+
+double thread_cpu_seconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_THREAD, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// A wait forgotten (close_fd) in the turn it started leaves the loop idle: on epoll its descriptor stayed
+// on the list of those to retry, which made every later poll return at once (a 200 ms sleep cost 200 ms of
+// CPU). An idle loop's sleep costs next to none; a spinning one burns the whole of it.
+TEST(Fd, AWaitForgottenInTheTurnItStartedLeavesTheLoopIdle) {
+  run_guarded([]() -> Task<> {
+    Pipe p;
+    auto waiter = corio::create_task(corio::wait_readable(p.r));
+    co_await corio::sleep(std::chrono::seconds(0));  // the waiter starts its wait, then this runs: same turn
+    corio::close_fd(std::exchange(p.r, -1));
+    CO_EXPECT_THROW_AS(co_await waiter, corio::OSError, e, EXPECT_EQ(e.code(), ECANCELED) << e.what());
+    const double before = thread_cpu_seconds();
+    co_await corio::sleep(std::chrono::milliseconds(200));
+    EXPECT_LT(thread_cpu_seconds() - before, 0.1) << "the loop spun while it slept";
   }());
 }
 

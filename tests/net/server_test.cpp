@@ -971,7 +971,9 @@ TEST(Server, UnixPathsThatNameNoFileAreRefused) {
 // A path starting with a NUL byte names a Linux abstract socket, with its exact length (no file).
 TEST(Server, AnAbstractUnixSocketServes) {
   run_guarded([]() -> Task<> {
-    auto handler = [](StreamReader r, StreamWriter w) -> Task<> {
+    std::string server_end;
+    auto handler = [&server_end](StreamReader r, StreamWriter w) -> Task<> {
+      if (server_end.empty()) server_end = w.sockname();
       w.write(co_await r.readline());
       co_await w.drain();
     };
@@ -981,6 +983,8 @@ TEST(Server, AnAbstractUnixSocketServes) {
     w.write("abstract\n");
     const std::string back = co_await r.readline();
     EXPECT_EQ(back, "abstract\n");
+    EXPECT_EQ(w.peername(), name);
+    EXPECT_EQ(server_end, name);  // the name with its NUL byte, as Python's b'\x00...' (it was "")
     // The exact length: a longer name (the same with a NUL after it) is another socket.
     CO_EXPECT_THROW_AS(co_await corio::open_unix_connection(name + std::string(1, '\0')),
                        corio::ConnectionRefusedError, e, (void)e);

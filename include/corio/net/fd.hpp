@@ -12,7 +12,9 @@
 // to close it while a task may still wait on it, use close_fd(fd) (or forget_fd(fd) first), which ends that
 // wait with OSError (ECANCELED); closed with a plain ::close under a pending wait, the wait is left hanging.
 // Like asyncio, the descriptor should be non-blocking, and only one task should wait on each direction of it
-// at a time.
+// at a time. Not for a descriptor a corio stream, server or socket uses (asyncio refuses that): on io_uring
+// the stream's receive takes the data first and the wait may never end. forget_fd and close_fd act on the
+// running loop: between two runs of a loop, cancel its waits on the descriptor first.
 #pragma once
 
 #include "corio/core/task.hpp"
@@ -22,8 +24,8 @@ namespace corio {
 Task<> wait_readable(int fd);
 Task<> wait_writable(int fd);
 
-// The running loop forgets fd (waits on it end with OSError ECANCELED), before the caller closes it. A no-op
-// outside a running loop.
+// The running loop forgets fd (waits on it end with OSError ECANCELED), before the caller closes it. Outside
+// a running loop it does nothing.
 void forget_fd(int fd) noexcept;
 // forget_fd(fd), then ::close(fd).
 void close_fd(int fd) noexcept;
