@@ -95,7 +95,7 @@ class Future : public TaskHandle<T> {
 };
 
 // A pending future of the running loop (asyncio's loop.create_future()). Throws RuntimeError outside a
-// running loop, or once it is closing.
+// running loop, or once it is closed (one made while it closes is ended with the others).
 template <class T = void>
 Future<T> create_future() {
   static_assert(!std::is_reference_v<T>, "Future<T&> is not supported: use a pointer or a value");
