@@ -35,11 +35,11 @@ struct ServerOptions {
 };
 
 // Dropping the Server closes it: `co_await start_server(...);` alone serves nothing (clang warns).
-class [[nodiscard("a Server closes when dropped: keep it, or co_await its serve_forever()")]] Server {
+class [[nodiscard]] Server {
  public:
   Server() = default;
   explicit Server(std::shared_ptr<detail::ServerState> s) noexcept;
-  Server(Server &&) noexcept = default;
+  Server(Server&&) noexcept = default;
   // Drops the server held before, as the destructor does.
   Server& operator=(Server&& o) noexcept;
   // Closes the listener if this is the last Server object for it (connections in progress go on). The
