@@ -46,6 +46,17 @@ Task<> mark_when_readable(int fd, bool& ready) {
   ready = true;
 }
 
+// A wait for p's read end stays pending while nothing is written, and ends once a byte is.
+Task<> waits_until_written(const Pipe& p) {
+  bool ready = false;
+  auto waiter = corio::create_task(mark_when_readable(p.r, ready));
+  co_await corio_test::turns(3);
+  EXPECT_FALSE(ready) << "nothing was written";
+  EXPECT_EQ(::write(p.w, "x", 1), 1);
+  co_await corio::wait_for(waiter, std::chrono::seconds(5));
+  EXPECT_TRUE(ready);
+}
+
 TEST(Fd, WaitReadableReturnsOnceDataArrivesAndReadsNothing) {
   run_guarded([]() -> Task<> {
     Pipe p;
@@ -98,13 +109,7 @@ TEST(Fd, ACancelledWaitEndsAtOnceAndTheNextOneWorks) {
     co_await corio_test::turns(2);
     waiter.cancel();
     CO_EXPECT_THROW_AS(co_await waiter, corio::CancelledError, e, (void)e);
-    bool ready = false;
-    auto again = corio::create_task(mark_when_readable(p.r, ready));
-    co_await corio_test::turns(2);
-    EXPECT_FALSE(ready);
-    EXPECT_EQ(::write(p.w, "x", 1), 1);
-    co_await again;
-    EXPECT_TRUE(ready);
+    co_await waits_until_written(p);
   }());
 }
 
@@ -120,13 +125,7 @@ TEST(Fd, ForgetEndsAWaitAndFreesTheNumber) {
     CO_EXPECT_THROW_AS(co_await waiter, corio::OSError, e, EXPECT_EQ(e.code(), ECANCELED) << e.what());
     Pipe second;
     EXPECT_EQ(second.r, number);  // (the lowest free number again)
-    bool ready = false;
-    auto next = corio::create_task(mark_when_readable(second.r, ready));
-    co_await corio_test::turns(3);
-    EXPECT_FALSE(ready);
-    EXPECT_EQ(::write(second.w, "x", 1), 1);
-    co_await next;
-    EXPECT_TRUE(ready);
+    co_await waits_until_written(second);
   }());
 }
 
@@ -147,13 +146,7 @@ TEST(Fd, APlainCloseAfterTheWaitLeavesNothingBehind) {
     }
     Pipe again;
     CO_ASSERT(again.r == number);
-    bool ready = false;
-    auto waiter = corio::create_task(mark_when_readable(again.r, ready));
-    co_await corio_test::turns(3);
-    EXPECT_FALSE(ready);
-    EXPECT_EQ(::write(again.w, "y", 1), 1);
-    co_await corio::wait_for(waiter, std::chrono::seconds(5));
-    EXPECT_TRUE(ready);
+    co_await waits_until_written(again);
   }());
 }
 

@@ -14,31 +14,11 @@
 #include "corio/core/task.hpp"
 #include "corio/flow/wait_for.hpp"
 
-// ASSERT_* cannot be used inside a coroutine (it expands to `return`): these fail the test and abort the
-// coroutine by throwing instead.
-#define PCO_ASSERT(cond)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      ADD_FAILURE() << "PCO_ASSERT failed: " #cond;        \
-      throw std::logic_error("PCO_ASSERT failed: " #cond); \
-    }                                                      \
-  } while (0)
+#include "common/co_assert.hpp"
 
-// Expects `expr` (possibly a co_await expression) to throw `Exc` (or a subclass), bound to `var` in `body`.
-#define PCO_EXPECT_THROW_AS(expr, Exc, var, body)                           \
-  do {                                                                      \
-    bool threw_ = false;                                                    \
-    try {                                                                   \
-      (void)(expr);                                                         \
-    } catch (const Exc& var) {                                              \
-      threw_ = true;                                                        \
-      body;                                                                 \
-    } catch (const std::exception& other_) {                                \
-      ADD_FAILURE() << #expr " threw another exception: " << other_.what(); \
-      threw_ = true;                                                        \
-    }                                                                       \
-    if (!threw_) ADD_FAILURE() << #expr " did not throw " #Exc;             \
-  } while (0)
+// The process tests' names for them.
+#define PCO_ASSERT(cond) CO_ASSERT(cond)
+#define PCO_EXPECT_THROW_AS(expr, Exc, var, body) CO_EXPECT_THROW_AS(expr, Exc, var, body)
 
 namespace corio_proc_test {
 
