@@ -424,6 +424,12 @@ TEST(AsyncGenerator, AnAwaiterOfADestroyedGeneratorThrowsInsteadOfTouchingIt) {
 
 namespace close_and_throw {
 
+// Sets `ran` once its body starts, then yields 1.
+corio::AsyncGenerator<int> marks_ran(bool& ran) {
+  ran = true;
+  co_yield 1;
+}
+
 // A generator whose cleanup awaits (C++ cannot co_await in a handler, so the handler notes what came and the
 // cleanup runs after it), recording what it saw.
 corio::AsyncGenerator<int> with_async_cleanup(std::vector<std::string>& log) {
@@ -551,10 +557,7 @@ TEST(AsyncGeneratorClose, AcloseOnAGeneratorThatNeverRanClosesItWithoutRunningIt
   corio::run(
       []() -> corio::Task<> {
         bool ran = false;
-        auto gen = [](bool& r) -> corio::AsyncGenerator<int> {
-          r = true;
-          co_yield 1;
-        }(ran);
+        auto gen = marks_ran(ran);
         auto closing = gen.aclose();  // lazy: nothing yet
         co_await closing;
         EXPECT_FALSE(ran);
@@ -644,10 +647,7 @@ TEST(AsyncGeneratorThrow, AthrowOnAGeneratorThatNeverRanThrowsAndClosesIt) {
   corio::run(
       []() -> corio::Task<> {
         bool ran = false;
-        auto gen = [](bool& r) -> corio::AsyncGenerator<int> {
-          r = true;
-          co_yield 1;
-        }(ran);
+        auto gen = marks_ran(ran);
         EXPECT_THROW((void)co_await gen.athrow(std::runtime_error("early")), std::runtime_error);
         EXPECT_FALSE(ran);
         EXPECT_EQ(co_await gen.next(), std::nullopt);
